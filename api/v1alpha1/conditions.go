@@ -1,0 +1,56 @@
+package v1alpha1
+
+// Condition types. Ready, Reconciling and Stalled follow kstatus so Argo CD and Flux read a LabRun's health.
+const (
+	// ConditionReady is True when the run ended with every step passing and the mesh restored.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the run is in progress (present only while True).
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when the run ended without success (present only while True).
+	ConditionStalled = "Stalled"
+	// ConditionMeshRestored is True when every mesh object the run changed is back, with PeerAuthentication STRICT.
+	ConditionMeshRestored = "MeshRestored"
+)
+
+// Condition reasons.
+const (
+	ReasonSucceeded        = "Succeeded"
+	ReasonStepsFailed      = "StepsFailed"
+	ReasonPreflightFailed  = "PreflightFailed"
+	ReasonRunning          = "Running"
+	ReasonPending          = "Pending"
+	ReasonQueued           = "Queued"
+	ReasonRestored         = "Restored"
+	ReasonRestoring        = "Restoring"
+	ReasonUnchanged        = "Unchanged"
+	ReasonDryRun           = "DryRun"
+	ReasonRestoreFailed    = "RestoreFailed"
+	ReasonWasNotStrict     = "WasNotStrict"
+	ReasonExposureExceeded = "ExposureExceeded"
+)
+
+// Labels, annotations and the finalizer, all under the labs.ambientlab.io/ prefix.
+const (
+	// Finalizer keeps a LabRun until the mesh it changed is restored.
+	Finalizer = "labs.ambientlab.io/restore-mesh"
+	// LabelProbe marks probe pods; the manager caches only pods with it.
+	LabelProbe = "labs.ambientlab.io/probe"
+	// LabelLabRun names the LabRun that owns a probe pod or a temporary object.
+	LabelLabRun = "labs.ambientlab.io/labrun"
+	// LabelLab names the lab of a probe pod.
+	LabelLab = "labs.ambientlab.io/lab"
+	// LabelStep names the step of a probe pod.
+	LabelStep = "labs.ambientlab.io/step"
+	// AnnotationOwner marks a mesh object changed by a run: <namespace>/<name> of the LabRun.
+	AnnotationOwner = "labs.ambientlab.io/owner"
+	// AnnotationRestoreBy marks a mesh object changed by a run with the RFC 3339 time by which it must be restored.
+	AnnotationRestoreBy = "labs.ambientlab.io/restore-by"
+)
+
+// TargetNamespace is the namespace of the target Service: spec.target.namespace or the LabRun's own.
+func (r *LabRun) TargetNamespace() string {
+	if r.Spec.Target.Namespace != "" {
+		return r.Spec.Target.Namespace
+	}
+	return r.Namespace
+}

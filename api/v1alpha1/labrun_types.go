@@ -1,0 +1,432 @@
+package v1alpha1
+
+import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// LabName names one lab of the ambient-mode lab guide.
+// +kubebuilder:validation:Enum=mtls;peer-authentication;authorization-policy;footprint;hbone
+type LabName string
+
+// The five labs, in the order of the lab guide.
+const (
+	LabMTLS                LabName = "mtls"
+	LabPeerAuthentication  LabName = "peer-authentication"
+	LabAuthorizationPolicy LabName = "authorization-policy"
+	LabFootprint           LabName = "footprint"
+	LabHBONE               LabName = "hbone"
+)
+
+// AllLabs lists every lab in the guide's order; it is the default of spec.labs.
+var AllLabs = []LabName{LabMTLS, LabPeerAuthentication, LabAuthorizationPolicy, LabFootprint, LabHBONE}
+
+// LabRunSpec is what to run and against which mesh. The spec cannot change once the run exists: create a new
+// LabRun to run again.
+// +kubebuilder:validation:XValidation:rule="duration(self.probe.settleTimeout) <= duration(self.maxExposure)",message="probe.settleTimeout must not be longer than maxExposure: a weakened mesh must be restored before a probe could give up"
+// +kubebuilder:validation:XValidation:rule="duration(self.probe.requestTimeout) <= duration(self.probe.settleTimeout)",message="probe.requestTimeout must not be longer than probe.settleTimeout"
+// +kubebuilder:validation:XValidation:rule="!(self.labs.exists(l, l == 'peer-authentication' || l == 'authorization-policy')) || has(self.mesh.authorizationPolicy)",message="mesh.authorizationPolicy is required when the peer-authentication or authorization-policy lab runs"
+type LabRunSpec struct {
+	// Labs to run, in this order. Each name at most once. Defaults to all five labs of the guide:
+	// mtls, peer-authentication, authorization-policy, footprint, hbone.
+	// +kubebuilder:default={mtls,peer-authentication,authorization-policy,footprint,hbone}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=5
+	// +listType=set
+	// +optional
+	Labs []LabName `json:"labs,omitempty"`
+
+	// Target is the in-mesh Service the probes call (the guide's backend).
+	Target TargetSpec `json:"target"`
+
+	// Client is the in-mesh identity the allowed probes run as (the guide's frontend).
+	// +kubebuilder:default={}
+	// +optional
+	Client ClientSpec `json:"client,omitempty"`
+
+	// Mesh names the Istio objects the labs read and temporarily change.
+	// +kubebuilder:default={}
+	// +optional
+	Mesh MeshSpec `json:"mesh,omitempty"`
+
+	// Probe tunes the probe pods.
+	// +kubebuilder:default={}
+	// +optional
+	Probe ProbeSpec `json:"probe,omitempty"`
+
+	// MaxExposure caps how long the mesh may stay weakened (PeerAuthentication not STRICT or the
+	// AuthorizationPolicy set aside) in one run. When it runs out the mesh is restored at once and the step fails.
+	// +kubebuilder:default="2m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="maxExposure must be a positive duration"
+	// +optional
+	MaxExposure *metav1.Duration `json:"maxExposure,omitempty"`
+
+	// DryRun lists the planned steps and the changes they would make in status, and changes nothing.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// TargetSpec is the Service under test.
+type TargetSpec struct {
+	// Namespace of the Service. Defaults to the LabRun's namespace. It must be enrolled in ambient mode
+	// (label istio.io/dataplane-mode=ambient).
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// Service is the name of the target Service (a DNS-1035 label), e.g. backend.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	Service string `json:"service"`
+
+	// Port is the Service port the probes call.
+	// +kubebuilder:default=80
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port int32 `json:"port,omitempty"`
+
+	// Path is the HTTP path the probes request.
+	// +kubebuilder:default="/get"
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/[^\s]*$`
+	// +optional
+	Path string `json:"path,omitempty"`
+}
+
+// ClientSpec is the identity of the allowed caller. Its probes run in the target namespace.
+type ClientSpec struct {
+	// ServiceAccount the client probes run as; in the mesh it becomes
+	// spiffe://<trustDomain>/ns/<target namespace>/sa/<serviceAccount>.
+	// +kubebuilder:default=frontend
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+}
+
+// MeshSpec names the Istio objects of the mesh under test.
+type MeshSpec struct {
+	// RootNamespace is Istio's root namespace, where the mesh-wide PeerAuthentication lives.
+	// +kubebuilder:default=istio-system
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	RootNamespace string `json:"rootNamespace,omitempty"`
+
+	// PeerAuthentication is the name of the mesh-wide PeerAuthentication in the root namespace.
+	// +kubebuilder:default=default
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	PeerAuthentication string `json:"peerAuthentication,omitempty"`
+
+	// AuthorizationPolicy is the L4 policy that guards the target (the guide's backend-allow-frontend-only).
+	// Required by the peer-authentication and authorization-policy labs.
+	// +optional
+	AuthorizationPolicy *ObjectRef `json:"authorizationPolicy,omitempty"`
+
+	// Ztunnel says where the ztunnel pods run, for readiness checks and log evidence.
+	// +kubebuilder:default={}
+	// +optional
+	Ztunnel ZtunnelSpec `json:"ztunnel,omitempty"`
+
+	// TrustDomain of the mesh's SPIFFE identities.
+	// +kubebuilder:default=cluster.local
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	TrustDomain string `json:"trustDomain,omitempty"`
+}
+
+// ObjectRef names a namespaced object.
+type ObjectRef struct {
+	// Namespace of the object. Defaults to the target namespace.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// Name of the object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+}
+
+// ZtunnelSpec locates the ztunnel pods.
+type ZtunnelSpec struct {
+	// Namespace the ztunnel DaemonSet runs in.
+	// +kubebuilder:default=istio-system
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// Selector is the label selector of the ztunnel pods.
+	// +kubebuilder:default={app:ztunnel}
+	// +kubebuilder:validation:MinProperties=1
+	// +optional
+	Selector map[string]string `json:"selector,omitempty"`
+}
+
+// ProbeSpec tunes the probe pods.
+type ProbeSpec struct {
+	// Image runs `manager probe`. Defaults to the operator's own image (the manager's --probe-image flag).
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// RequestTimeout bounds one HTTP request of a probe (curl's --max-time).
+	// +kubebuilder:default="5s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="requestTimeout must be a positive duration"
+	// +optional
+	RequestTimeout *metav1.Duration `json:"requestTimeout,omitempty"`
+
+	// SettleTimeout is how long a probe keeps retrying, with fresh connections, until the expected outcome
+	// shows; it bounds how long a policy change may take to reach the data plane.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="settleTimeout must be a positive duration"
+	// +optional
+	SettleTimeout *metav1.Duration `json:"settleTimeout,omitempty"`
+}
+
+// Phase is where a run is.
+// +kubebuilder:validation:Enum=Pending;Queued;Running;Restoring;Succeeded;Failed
+type Phase string
+
+// Phases of a run.
+const (
+	PhasePending   Phase = "Pending"
+	PhaseQueued    Phase = "Queued"
+	PhaseRunning   Phase = "Running"
+	PhaseRestoring Phase = "Restoring"
+	PhaseSucceeded Phase = "Succeeded"
+	PhaseFailed    Phase = "Failed"
+)
+
+// Verdict is a step's outcome.
+// +kubebuilder:validation:Enum=Pending;Running;Pass;Fail;Error;Skipped
+type Verdict string
+
+// Step verdicts.
+const (
+	VerdictPending Verdict = "Pending"
+	VerdictRunning Verdict = "Running"
+	VerdictPass    Verdict = "Pass"
+	VerdictFail    Verdict = "Fail"
+	VerdictError   Verdict = "Error"
+	VerdictSkipped Verdict = "Skipped"
+)
+
+// StepResult is one step of one lab: what was expected and what was observed.
+type StepResult struct {
+	// Lab the step belongs to.
+	Lab LabName `json:"lab"`
+
+	// Name of the step, unique within its lab, e.g. client-allowed.
+	Name string `json:"name"`
+
+	// Description says what the step does, in the words of the lab guide.
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// Expected outcome, e.g. allowed (HTTP 200), denied (connection reset, curl 56), or the evidence sought.
+	Expected string `json:"expected"`
+
+	// Observed outcome, in the same terms as Expected.
+	// +optional
+	Observed string `json:"observed,omitempty"`
+
+	// Verdict: Pass when Observed matches Expected; Fail when it does not; Error when the step could not tell;
+	// Skipped when it did not run.
+	Verdict Verdict `json:"verdict"`
+
+	// Change is the mesh change this step makes (or, in a dry run, would make), if any.
+	// +optional
+	Change string `json:"change,omitempty"`
+
+	// HTTPCode is the HTTP status the probe got; 0 means no HTTP response (curl's 000).
+	// +optional
+	HTTPCode *int32 `json:"httpCode,omitempty"`
+
+	// ExitCode is the curl-style exit code: 0 on an HTTP response, 56 connection reset, 7 refused,
+	// 28 timeout, 6 DNS failure.
+	// +optional
+	ExitCode *int32 `json:"exitCode,omitempty"`
+
+	// Attempts is how many requests the probe made (each on a fresh connection).
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+
+	// Settle is how long it took until the expected outcome showed (how long a policy change took to
+	// reach the data plane).
+	// +optional
+	Settle *metav1.Duration `json:"settle,omitempty"`
+
+	// Evidence holds the log lines or facts the verdict rests on (at most 10).
+	// +kubebuilder:validation:MaxItems=10
+	// +optional
+	Evidence []string `json:"evidence,omitempty"`
+
+	// Message explains the verdict in a sentence.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// StartTime is when the step started.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// CompletionTime is when the step ended.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// Summary counts step verdicts.
+type Summary struct {
+	// Total number of steps planned.
+	Total int32 `json:"total"`
+	// Passed steps.
+	Passed int32 `json:"passed"`
+	// Failed steps.
+	Failed int32 `json:"failed"`
+	// Errored steps.
+	Errored int32 `json:"errored"`
+	// Skipped steps.
+	Skipped int32 `json:"skipped"`
+}
+
+// Exposure is how long the mesh was weakened during the run.
+type Exposure struct {
+	// Duration the mesh was weakened in all (PeerAuthentication not STRICT or the AuthorizationPolicy set aside).
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+	// Since is when the current weakening began; empty while the mesh is as found.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+}
+
+// JournalEntry is the original of a mesh object, recorded before the run changed it.
+type JournalEntry struct {
+	// Kind of the object: PeerAuthentication or AuthorizationPolicy.
+	// +kubebuilder:validation:Enum=PeerAuthentication;AuthorizationPolicy
+	Kind string `json:"kind"`
+	// Namespace of the object.
+	Namespace string `json:"namespace"`
+	// Name of the object.
+	Name string `json:"name"`
+	// Spec is the object's spec as found.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Spec *apiextensionsv1.JSON `json:"spec,omitempty"`
+	// Labels as found.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations as found.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// RecordedAt is when the original was recorded.
+	RecordedAt metav1.Time `json:"recordedAt"`
+	// Restored is true once the original is back in place.
+	// +optional
+	Restored bool `json:"restored,omitempty"`
+}
+
+// LabRunStatus is what the run observed.
+type LabRunStatus struct {
+	// ObservedGeneration is the generation the status describes; -1 before the first pass.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase of the run: Pending, Queued, Running, Restoring, Succeeded or Failed.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// Reason is a CamelCase word for why the run is where it is, e.g. PreflightFailed; the Ready condition
+	// carries it too.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+
+	// Message says in a sentence where the run is or why it ended as it did.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// StartTime is when the run started.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// CompletionTime is when the run ended.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// Steps holds every planned step with its expected and observed result.
+	// +optional
+	Steps []StepResult `json:"steps,omitempty"`
+
+	// Summary counts the verdicts.
+	// +optional
+	Summary Summary `json:"summary,omitempty"`
+
+	// Exposure is how long the mesh was weakened by this run.
+	// +optional
+	Exposure Exposure `json:"exposure,omitempty"`
+
+	// Journal holds the originals of the mesh objects this run changed, written before each change.
+	// +optional
+	Journal []JournalEntry `json:"journal,omitempty"`
+
+	// Conditions: Ready, Reconciling and Stalled (kstatus), and MeshRestored.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// LabRun runs the Istio ambient-mode security labs against the cluster's mesh and records every step's
+// expected and observed result. It always leaves the mesh STRICT with its AuthorizationPolicy in place.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=lr,categories=labs
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Passed",type=integer,JSONPath=`.status.summary.passed`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.summary.failed`
+// +kubebuilder:printcolumn:name="Restored",type=string,JSONPath=`.status.conditions[?(@.type=="MeshRestored")].status`
+// +kubebuilder:printcolumn:name="Exposure",type=string,JSONPath=`.status.exposure.duration`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type LabRun struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec says which labs to run against which mesh. Immutable.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: create a new LabRun to run the labs again"
+	Spec LabRunSpec `json:"spec"`
+
+	// Status records the run.
+	// +kubebuilder:default={observedGeneration:-1}
+	// +optional
+	Status LabRunStatus `json:"status,omitempty"`
+}
+
+// LabRunList is a list of LabRuns.
+// +kubebuilder:object:root=true
+type LabRunList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []LabRun `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&LabRun{}, &LabRunList{})
+}

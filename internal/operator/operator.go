@@ -1,0 +1,94 @@
+// Package operator assembles the manager: scheme, cache, leader election, health, metrics and the LabRun
+// controller. main.go, the sandbox and the tests build it the same way.
+package operator
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers"
+)
+
+// Options configure the manager.
+type Options struct {
+	MetricsAddr      string // "0" disables the metrics endpoint
+	HealthAddr       string // "0" disables the health endpoint
+	LeaderElection   bool
+	LeaderElectionNS string // needed when running outside a cluster
+	ProbeImage       string
+	PodStartGrace    time.Duration
+}
+
+// NewScheme registers the kinds the operator reads and writes.
+func NewScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		clientgoscheme.AddToScheme, labsv1.AddToScheme, securityv1.AddToScheme,
+	} {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// NewManager builds a manager with the LabRun controller registered. Its cache holds only labelled probe pods,
+// not every pod of the cluster.
+func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	scheme, err := NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	probePods := labels.SelectorFromSet(labels.Set{labsv1.LabelProbe: "true"})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: orDefault(o.MetricsAddr, "0")},
+		HealthProbeBindAddress:  orDefault(o.HealthAddr, "0"),
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        "labrun-operator.labs.ambientlab.io",
+		LeaderElectionNamespace: o.LeaderElectionNS,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}: {Label: probePods},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	r := &controllers.LabRunReconciler{
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Recorder:      mgr.GetEventRecorder("labrun-controller"),
+		ProbeImage:    o.ProbeImage,
+		PodStartGrace: o.PodStartGrace,
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the LabRun controller: %w", err)
+	}
+	return mgr, nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

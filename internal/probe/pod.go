@@ -1,0 +1,150 @@
+package probe
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// ContainerName is the name of the single container of a probe pod.
+const ContainerName = "probe"
+
+// PodRequest describes one probe pod.
+type PodRequest struct {
+	Name           string
+	Namespace      string
+	ServiceAccount string // "" runs as the namespace's default ServiceAccount
+	Image          string
+	Labels         map[string]string
+	Annotations    map[string]string
+	Options        Options
+}
+
+// Args is the command line of `manager probe` for o; the sandbox's node agent parses it back with ParseArgs.
+func Args(o Options) []string {
+	count := o.Count
+	if count < 1 {
+		count = DefaultCount
+	}
+	return []string{"probe",
+		"--url=" + o.URL,
+		"--expect=" + string(o.Expect),
+		"--timeout=" + o.Timeout.String(),
+		"--settle=" + o.Settle.String(),
+		"--count=" + strconv.Itoa(count),
+	}
+}
+
+// ParseArgs reads back the Options written by Args (the node agent runs the prober in-process with them).
+func ParseArgs(args []string) (Options, error) {
+	if len(args) > 0 && args[0] == "probe" {
+		args = args[1:]
+	}
+	cfg, err := parseFlags(args, io.Discard)
+	if err != nil {
+		return Options{}, err
+	}
+	return cfg.opts, nil
+}
+
+// Pod builds a hardened, short-lived probe pod: restartPolicy Never, non-root, read-only root filesystem, no
+// privilege escalation, all capabilities dropped, RuntimeDefault seccomp, small limits and no API token (the
+// probe needs none: its mesh identity comes from the ServiceAccount alone).
+func Pod(req PodRequest) *corev1.Pod {
+	deadline := int64((req.Options.Settle + 2*req.Options.Timeout + time.Minute) / time.Second)
+	limits := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("100m"),
+		corev1.ResourceMemory: resource.MustParse("64Mi"),
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: req.Name, Namespace: req.Namespace, Labels: req.Labels, Annotations: req.Annotations,
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			ServiceAccountName:            req.ServiceAccount,
+			AutomountServiceAccountToken:  ptr.To(false),
+			ActiveDeadlineSeconds:         &deadline,
+			TerminationGracePeriodSeconds: ptr.To[int64](1),
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot:   ptr.To(true),
+				RunAsUser:      ptr.To[int64](65532),
+				RunAsGroup:     ptr.To[int64](65532),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Containers: []corev1.Container{{
+				Name:                     ContainerName,
+				Image:                    req.Image,
+				ImagePullPolicy:          corev1.PullIfNotPresent,
+				Command:                  []string{"/manager"},
+				Args:                     Args(req.Options),
+				TerminationMessagePath:   corev1.TerminationMessagePathDefault,
+				TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+				Resources: corev1.ResourceRequirements{
+					Limits: limits,
+					Requests: corev1.ResourceList{
+						corev1.ResourceCPU:    resource.MustParse("10m"),
+						corev1.ResourceMemory: resource.MustParse("16Mi"),
+					},
+				},
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: ptr.To(false),
+					ReadOnlyRootFilesystem:   ptr.To(true),
+					Privileged:               ptr.To(false),
+					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
+			}},
+		},
+	}
+}
+
+// Finished tells whether the probe container has terminated, and returns its result when it has. A terminated
+// container without a readable result yields an error that says what the pod reported instead.
+func Finished(pod *corev1.Pod) (Result, bool, error) {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name != ContainerName || cs.State.Terminated == nil {
+			continue
+		}
+		t := cs.State.Terminated
+		var res Result
+		if err := json.Unmarshal([]byte(strings.TrimSpace(t.Message)), &res); err != nil {
+			return Result{}, true, fmt.Errorf("probe container exited %d (%s) without a result: %q",
+				t.ExitCode, t.Reason, truncate(t.Message, 200))
+		}
+		return res, true, nil
+	}
+	if pod.Status.Phase == corev1.PodFailed {
+		return Result{}, true, fmt.Errorf("probe pod failed before its container ran: %s %s",
+			pod.Status.Reason, pod.Status.Message)
+	}
+	return Result{}, false, nil
+}
+
+// Stuck reports why a probe pod cannot start (image pull failures, bad config), or "" if it is not stuck.
+func Stuck(pod *corev1.Pod) string {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if w := cs.State.Waiting; w != nil {
+			switch w.Reason {
+			case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+				"CreateContainerError":
+				return w.Reason + ": " + w.Message
+			}
+		}
+	}
+	return ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

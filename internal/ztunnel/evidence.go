@@ -1,0 +1,70 @@
+package ztunnel
+
+import (
+	"strings"
+	"time"
+)
+
+// Criteria describes the access-log evidence a check is looking for. The zero
+// value matches every entry; each set field narrows the match.
+type Criteria struct {
+	Since, Until   time.Time // window, both ends inclusive; zero means unbounded; entries without a time never match a bounded window
+	Direction      string    // "inbound" | "outbound" | "" (any)
+	SrcIdentity    string    // exact SPIFFE ID or ""
+	DstIdentity    string    // exact SPIFFE ID or ""
+	DstService     string    // substring match on dst.service, or ""
+	HBONE          bool      // require IsHBONE
+	PolicyRejected *bool     // nil = don't care; true = must be a policy rejection; false = must have no error
+}
+
+// Match returns the entries satisfying every set criterion, in input order.
+// It does not restrict itself to access lines; callers that only want
+// connection records should filter with Entry.IsAccess.
+func Match(entries []Entry, c Criteria) []Entry {
+	var out []Entry
+	for _, e := range entries {
+		if c.matches(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (c Criteria) matches(e Entry) bool {
+	return c.inWindow(e.Time) &&
+		(c.Direction == "" || strings.EqualFold(c.Direction, e.Direction())) &&
+		(c.SrcIdentity == "" || c.SrcIdentity == e.SrcIdentity()) &&
+		(c.DstIdentity == "" || c.DstIdentity == e.DstIdentity()) &&
+		(c.DstService == "" || strings.Contains(e.DstService(), c.DstService)) &&
+		(!c.HBONE || e.IsHBONE()) &&
+		c.policyOK(e)
+}
+
+// inWindow refuses untimed entries for a bounded window, because a line whose
+// time is unknown cannot prove it happened during the test.
+func (c Criteria) inWindow(t time.Time) bool {
+	if c.Since.IsZero() && c.Until.IsZero() {
+		return true
+	}
+	if t.IsZero() {
+		return false
+	}
+	return (c.Since.IsZero() || !t.Before(c.Since)) && (c.Until.IsZero() || !t.After(c.Until))
+}
+
+func (c Criteria) policyOK(e Entry) bool {
+	switch {
+	case c.PolicyRejected == nil:
+		return true
+	case *c.PolicyRejected:
+		return e.IsPolicyRejection()
+	default:
+		return e.Error() == ""
+	}
+}
+
+// SPIFFEID builds the identity ztunnel logs for a Kubernetes service account,
+// so criteria can be written from names instead of hand-built URIs.
+func SPIFFEID(trustDomain, namespace, serviceAccount string) string {
+	return "spiffe://" + trustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
+}
