@@ -45,8 +45,10 @@ type LabRunReconciler struct {
 
 // Reconcile moves one LabRun forward: get → deferred status patch → deletion → finalizer → ordered phases.
 func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	// Read the run live, not from the cache: a pass acts on the cluster (creates pods, changes the mesh) from
+	// what status says, and a stale status would repeat an action already done.
 	run := &labsv1.LabRun{}
-	if err := r.Get(ctx, req.NamespacedName, run); err != nil {
+	if err := r.APIReader.Get(ctx, req.NamespacedName, run); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !run.DeletionTimestamp.IsZero() {
@@ -64,6 +66,9 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	defer func() {
 		if err := r.patchStatus(ctx, orig, run, retErr); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
+		}
+		if retErr != nil {
+			result = ctrl.Result{}
 		}
 	}()
 	if finished(run) {

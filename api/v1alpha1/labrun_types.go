@@ -296,15 +296,20 @@ type StepResult struct {
 // Summary counts step verdicts.
 type Summary struct {
 	// Total number of steps planned.
-	Total int32 `json:"total"`
+	// +optional
+	Total int32 `json:"total,omitempty"`
 	// Passed steps.
-	Passed int32 `json:"passed"`
+	// +optional
+	Passed int32 `json:"passed,omitempty"`
 	// Failed steps.
-	Failed int32 `json:"failed"`
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
 	// Errored steps.
-	Errored int32 `json:"errored"`
+	// +optional
+	Errored int32 `json:"errored,omitempty"`
 	// Skipped steps.
-	Skipped int32 `json:"skipped"`
+	// +optional
+	Skipped int32 `json:"skipped,omitempty"`
 }
 
 // Exposure is how long the mesh was weakened during the run.

@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -30,6 +31,8 @@ type Options struct {
 	LeaderElectionNS string // needed when running outside a cluster
 	ProbeImage       string
 	PodStartGrace    time.Duration
+	// SkipNameValidation lets one process build several managers in turn (tests, the sandbox).
+	SkipNameValidation bool
 }
 
 // NewScheme registers the kinds the operator reads and writes.
@@ -60,6 +63,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        "labrun-operator.labs.ambientlab.io",
 		LeaderElectionNamespace: o.LeaderElectionNS,
+		Controller:              config.Controller{SkipNameValidation: &o.SkipNameValidation},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}: {Label: probePods},
 		}},
