@@ -50,6 +50,14 @@ vet:
 test: controlplane verify-generated vet ## Build what is needed, check generated files, vet, run every test.
 	go test ./... -count=1
 
+.PHONY: demo
+demo: controlplane build ## Run the sample LabRun in the sandbox (local API server + simulated ambient data plane).
+	$(LOCALBIN)/manager sandbox --apply-sample
+
+.PHONY: sandbox
+sandbox: controlplane build ## Start the sandbox and keep it up (Ctrl-C stops it).
+	$(LOCALBIN)/manager sandbox --keep
+
 .PHONY: bench
 bench: controlplane ## Print benchmark figures.
 	go test ./... -run '^$$' -bench . -benchtime 1x

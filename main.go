@@ -1,5 +1,5 @@
 // Command manager is the labrun-operator: it runs the LabRun controller, and with a subcommand, the in-pod
-// prober (`manager probe`).
+// prober (`manager probe`) and the sandbox (`manager sandbox`: a local cluster with a simulated ambient data plane).
 package main
 
 import (
@@ -13,6 +13,7 @@ import (
 
 	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/probe"
+	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 
 func main() {
@@ -20,6 +21,8 @@ func main() {
 		switch os.Args[1] {
 		case "probe":
 			os.Exit(probe.Main(os.Args[2:], os.Stdout))
+		case "sandbox":
+			os.Exit(sandbox.Main(os.Args[2:], os.Stdout, os.Stderr))
 		}
 	}
 	os.Exit(runManager())

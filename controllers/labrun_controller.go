@@ -1,5 +1,5 @@
-// Package controllers holds the LabRun reconciler. It only orchestrates: the labs, the prober, the mesh
-// changes and the log evidence live in internal/.
+// Package controllers holds the LabRun reconciler and the mesh watchdog. They only orchestrate: the labs, the
+// prober, the mesh changes and the log evidence live in internal/.
 package controllers
 
 import (
@@ -8,45 +8,69 @@ import (
 	"fmt"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
+	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
 
-// LabRunReconciler runs LabRuns: preflight, then each planned step, then restore and cleanup.
+// LogSource reads ztunnel access logs (through pods/log on a cluster).
+type LogSource interface {
+	Read(ctx context.Context, namespace string, selector map[string]string, since time.Time) ([]ztunnel.Entry, error)
+}
+
+// LabRunReconciler runs LabRuns: plan, preflight, mesh lock, each step, restore, cleanup.
 type LabRunReconciler struct {
 	client.Client
-	// APIReader reads objects the manager does not cache (Services, Namespaces), straight from the API server.
+	// APIReader reads live from the API server: the LabRun itself (a stale status would repeat an action),
+	// the mesh objects before a change, and objects the manager does not cache.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	Logs      LogSource
 	// ProbeImage runs `manager probe` when a LabRun names no image.
 	ProbeImage string
 	// PodStartGrace is how long a probe pod may take to start before its step errors out.
 	PodStartGrace time.Duration
+	// EvidenceWait bounds how long an evidence step keeps re-reading logs for lines still being written.
+	EvidenceWait time.Duration
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// Fault, when set, is called at each mesh mutation point; an error aborts the pass there without writing
+	// status, as if the manager died at that point (tests use it to prove restore after a crash).
+	Fault func(point string) error
 }
+
+// errAborted marks a pass cut short by Fault: nothing more is written.
+var errAborted = errors.New("pass aborted by fault injection")
 
 // +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labruns,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labruns/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labruns/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete;deletecollection
-// +kubebuilder:rbac:groups="",resources=services;namespaces,verbs=get;list
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=pods/log,verbs=get
+// +kubebuilder:rbac:groups="",resources=services;nodes,verbs=get;list
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications;authorizationpolicies,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=metrics.k8s.io,resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile moves one LabRun forward: get → deferred status patch → deletion → finalizer → ordered phases.
 func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	// Read the run live, not from the cache: a pass acts on the cluster (creates pods, changes the mesh) from
-	// what status says, and a stale status would repeat an action already done.
 	run := &labsv1.LabRun{}
 	if err := r.APIReader.Get(ctx, req.NamespacedName, run); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -64,6 +88,9 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	}
 	orig := run.DeepCopy()
 	defer func() {
+		if errors.Is(retErr, errAborted) {
+			return
+		}
 		if err := r.patchStatus(ctx, orig, run, retErr); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 		}
@@ -75,7 +102,8 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		return ctrl.Result{}, nil
 	}
 	for _, phase := range []func(context.Context, *labsv1.LabRun) error{
-		r.reconcilePlan, r.reconcilePreflight, r.reconcileSteps, r.reconcileFinish,
+		r.reconcilePlan, r.reconcilePreflight, r.reconcileLock, r.reconcileSteps, r.reconcileRestore,
+		r.reconcileFinish,
 	} {
 		if err := phase(ctx, run); err != nil {
 			return r.outcome(ctx, run, err)
@@ -117,10 +145,13 @@ func (r *LabRunReconciler) patchStatus(ctx context.Context, orig, run *labsv1.La
 	return nil
 }
 
-// reconcileDelete cleans up what the run created, then lets the LabRun go.
+// reconcileDelete puts the mesh back and cleans up before the LabRun may go.
 func (r *LabRunReconciler) reconcileDelete(ctx context.Context, run *labsv1.LabRun) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(run, labsv1.Finalizer) {
 		return ctrl.Result{}, nil
+	}
+	if err := r.restoreAll(ctx, run); err != nil {
+		return ctrl.Result{}, err
 	}
 	if err := r.cleanup(ctx, run); err != nil {
 		return ctrl.Result{}, err
@@ -137,16 +168,54 @@ func (r *LabRunReconciler) now() time.Time {
 	return time.Now()
 }
 
-// SetupWithManager watches LabRuns and their probe pods. Probe pods may live in another namespace than their
-// LabRun, so they point back to it with an annotation rather than an owner reference.
+// fault calls the fault-injection hook at a mutation point.
+func (r *LabRunReconciler) fault(point string) error {
+	if r.Fault == nil {
+		return nil
+	}
+	if err := r.Fault(point); err != nil {
+		return fmt.Errorf("%w at %s: %v", errAborted, point, err)
+	}
+	return nil
+}
+
+// SetupWithManager watches LabRuns, their probe pods, the mesh lock and the mesh objects runs change. Probe pods
+// and changed objects may live in other namespaces than their LabRun, so they point back to it with an
+// annotation rather than an owner reference.
 func (r *LabRunReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.PodStartGrace == 0 {
 		r.PodStartGrace = 2 * time.Minute
 	}
+	if r.EvidenceWait == 0 {
+		r.EvidenceWait = 15 * time.Second
+	}
+	owned := builder.WithPredicates(predicate.NewPredicateFuncs(hasOwner))
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&labsv1.LabRun{}).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(ownerOf),
-			builder.WithPredicates(predicate.NewPredicateFuncs(isProbePod))).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(ownerOf), owned).
+		Watches(&securityv1.PeerAuthentication{}, handler.EnqueueRequestsFromMapFunc(ownerOf), owned).
+		Watches(&securityv1.AuthorizationPolicy{}, handler.EnqueueRequestsFromMapFunc(ownerOf), owned).
+		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(r.queuedRuns),
+			builder.WithPredicates(predicate.NewPredicateFuncs(isMeshLock))).
 		Named("labrun").
 		Complete(r)
+}
+
+func hasOwner(obj client.Object) bool { return obj.GetAnnotations()[labsv1.AnnotationOwner] != "" }
+
+func isMeshLock(obj client.Object) bool { return obj.GetName() == mesh.LockName }
+
+// queuedRuns wakes the runs waiting for the mesh lock when it changes hands.
+func (r *LabRunReconciler) queuedRuns(ctx context.Context, _ client.Object) []reconcile.Request {
+	runs := &labsv1.LabRunList{}
+	if err := r.List(ctx, runs); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, run := range runs.Items {
+		if run.Status.Phase == labsv1.PhaseQueued {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&run)})
+		}
+	}
+	return reqs
 }

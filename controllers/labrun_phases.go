@@ -3,15 +3,18 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/labs"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
 // ambientLabel enrols a namespace in ambient mode.
@@ -35,13 +38,13 @@ func (r *LabRunReconciler) reconcilePlan(ctx context.Context, run *labsv1.LabRun
 	for _, s := range plan {
 		run.Status.Steps = append(run.Status.Steps, labsv1.StepResult{
 			Lab: s.Lab, Name: s.Name, Description: s.Description, Expected: s.Expected(),
-			Verdict: labsv1.VerdictPending,
+			Verdict: labsv1.VerdictPending, Change: r.changeOf(run, s),
 		})
 	}
 	run.Status.Phase = labsv1.PhasePending
 	run.Status.Reason = labsv1.ReasonPending
 	run.Status.Message = fmt.Sprintf("Planned %d steps of %d labs", len(plan), len(run.Spec.Labs))
-	ctrl.LoggerFrom(ctx).Info("Planned run", "steps", len(plan))
+	ctrl.LoggerFrom(ctx).Info("Planned run", "steps", len(plan), "dryRun", run.Spec.DryRun)
 	return nil
 }
 
@@ -51,6 +54,42 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 	if run.Status.Phase != labsv1.PhasePending {
 		return nil
 	}
+	plan, _ := labs.Plan(run.Spec.Labs)
+	checks := []func(context.Context, *labsv1.LabRun) error{r.checkTarget, r.checkZtunnel}
+	if needs(plan, labs.KindCheckMode, labs.KindSetPermissive) {
+		checks = append(checks, r.checkPeerAuthentication)
+	}
+	if needs(plan, labs.KindSetAside) {
+		checks = append(checks, r.checkAuthorizationPolicy)
+	}
+	for _, check := range checks {
+		if err := check(ctx, run); err != nil {
+			return err
+		}
+	}
+	r.event(run, corev1.EventTypeNormal, "PreflightPassed", "Preflight", "Target %s/%s is in the ambient mesh",
+		run.TargetNamespace(), run.Spec.Target.Service)
+	run.Status.Phase = labsv1.PhaseRunning
+	if labs.Mutates(plan) && !run.Spec.DryRun {
+		run.Status.Phase = labsv1.PhaseQueued
+	}
+	run.Status.Reason = string(run.Status.Phase)
+	run.Status.Message = "Preflight passed"
+	return nil
+}
+
+func needs(plan []labs.Step, kinds ...labs.Kind) bool {
+	for _, s := range plan {
+		for _, k := range kinds {
+			if s.Kind == k {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (r *LabRunReconciler) checkTarget(ctx context.Context, run *labsv1.LabRun) error {
 	ns := run.TargetNamespace()
 	svc := &corev1.Service{}
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: run.Spec.Target.Service}, svc); err != nil {
@@ -71,11 +110,6 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 		return stalled(labsv1.ReasonPreflightFailed, "namespace %s is not enrolled in ambient mode (label %s=%s missing)",
 			ns, ambientLabel, ambientValue)
 	}
-	run.Status.Phase = labsv1.PhaseRunning
-	run.Status.Reason = labsv1.ReasonRunning
-	run.Status.Message = "Preflight passed; running steps"
-	r.event(run, corev1.EventTypeNormal, "PreflightPassed", "Preflight", "Target %s/%s is in the ambient mesh",
-		ns, svc.Name)
 	return nil
 }
 
@@ -88,40 +122,140 @@ func hasPort(svc *corev1.Service, port int32) bool {
 	return false
 }
 
-// reconcileFinish ends the run once every step has its verdict: cleanup, then the final phase.
-func (r *LabRunReconciler) reconcileFinish(ctx context.Context, run *labsv1.LabRun) error {
-	if run.Status.Phase != labsv1.PhaseRunning {
-		return nil
+// checkZtunnel needs at least one ready ztunnel pod: without one there is no ambient data plane to test.
+func (r *LabRunReconciler) checkZtunnel(ctx context.Context, run *labsv1.LabRun) error {
+	z := run.Spec.Mesh.Ztunnel
+	pods := &corev1.PodList{}
+	if err := r.APIReader.List(ctx, pods, client.InNamespace(z.Namespace), client.MatchingLabels(z.Selector)); err != nil {
+		return fmt.Errorf("listing ztunnel pods: %w", err)
 	}
-	if err := r.cleanup(ctx, run); err != nil {
+	for i := range pods.Items {
+		if podReady(&pods.Items[i]) {
+			return nil
+		}
+	}
+	return stalled(labsv1.ReasonPreflightFailed, "no ready ztunnel pod matches %v in namespace %s (%d found)",
+		z.Selector, z.Namespace, len(pods.Items))
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func (r *LabRunReconciler) checkPeerAuthentication(ctx context.Context, run *labsv1.LabRun) error {
+	return r.checkExists(ctx, peerAuthRef(run))
+}
+
+func (r *LabRunReconciler) checkAuthorizationPolicy(ctx context.Context, run *labsv1.LabRun) error {
+	return r.checkExists(ctx, policyRef(run))
+}
+
+func (r *LabRunReconciler) checkExists(ctx context.Context, ref mesh.Ref) error {
+	if _, err := mesh.Mode(ctx, r.APIReader, ref); err != nil {
+		if apierrors.IsNotFound(err) {
+			return stalled(labsv1.ReasonPreflightFailed, "%s not found", ref)
+		}
 		return err
 	}
-	// The labs run so far change nothing in the mesh, so it is as found.
-	setMeshRestored(run, metav1.ConditionTrue, labsv1.ReasonUnchanged, "The run changed nothing in the mesh", r.now())
+	return nil
+}
+
+func peerAuthRef(run *labsv1.LabRun) mesh.Ref {
+	return mesh.Ref{Kind: mesh.KindPeerAuthentication, Namespace: run.Spec.Mesh.RootNamespace,
+		Name: run.Spec.Mesh.PeerAuthentication}
+}
+
+func policyRef(run *labsv1.LabRun) mesh.Ref {
+	ap := run.Spec.Mesh.AuthorizationPolicy
+	if ap == nil {
+		return mesh.Ref{Kind: mesh.KindAuthorizationPolicy}
+	}
+	ns := ap.Namespace
+	if ns == "" {
+		ns = run.TargetNamespace()
+	}
+	return mesh.Ref{Kind: mesh.KindAuthorizationPolicy, Namespace: ns, Name: ap.Name}
+}
+
+// reconcileLock takes the mesh lock for runs that change the mesh; others wait as Queued, naming the holder.
+func (r *LabRunReconciler) reconcileLock(ctx context.Context, run *labsv1.LabRun) error {
+	if run.Status.Phase != labsv1.PhaseQueued {
+		return nil
+	}
+	holder, err := r.lock(run).Acquire(ctx, holderOf(run), r.now())
+	if err != nil {
+		return err
+	}
+	if holder != "" {
+		ns, name, _ := holder.Parts()
+		run.Status.LockHolder = ns + "/" + name
+		run.Status.Reason = labsv1.ReasonQueued
+		run.Status.Message = fmt.Sprintf("Waiting for the mesh lock held by LabRun %s/%s", ns, name)
+		return waitFor("the mesh lock", 30*time.Second)
+	}
+	run.Status.LockHolder = ""
+	run.Status.Phase = labsv1.PhaseRunning
+	run.Status.Reason = labsv1.ReasonRunning
+	run.Status.Message = "Holding the mesh lock; running steps"
+	return nil
+}
+
+func holderOf(run *labsv1.LabRun) mesh.Holder {
+	return mesh.NewHolder(run.Namespace, run.Name, string(run.UID))
+}
+
+func (r *LabRunReconciler) lock(run *labsv1.LabRun) mesh.Lock {
+	return mesh.Lock{Client: r.Client, Namespace: run.Spec.Mesh.RootNamespace, Duration: 15 * time.Minute,
+		Alive: r.holderAlive}
+}
+
+// holderAlive: a holder needs the lock while its LabRun exists (same UID) and has not finished.
+func (r *LabRunReconciler) holderAlive(ctx context.Context, h mesh.Holder) (bool, error) {
+	ns, name, uid := h.Parts()
+	other := &labsv1.LabRun{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, other); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	return string(other.UID) == uid && !finished(other), nil
+}
+
+// reconcileFinish ends the run once the mesh is restored and everything is cleaned up.
+func (r *LabRunReconciler) reconcileFinish(ctx context.Context, run *labsv1.LabRun) error {
+	if run.Status.Phase != labsv1.PhaseRestoring {
+		return nil
+	}
 	now := metav1.NewTime(r.now())
 	run.Status.CompletionTime = &now
 	s := summarize(run.Status.Steps)
-	if !allPassed(run.Status.Steps) {
-		r.fail(ctx, run, labsv1.ReasonStepsFailed, fmt.Sprintf("%d of %d steps passed (%d failed, %d errored)",
-			s.Passed, s.Total, s.Failed, s.Errored))
+	if run.Status.Reason == labsv1.ReasonExposureExceeded || !allPassed(run.Status.Steps) {
+		msg := fmt.Sprintf("%d of %d steps passed (%d failed, %d errored)", s.Passed, s.Total, s.Failed, s.Errored)
+		reason := labsv1.ReasonStepsFailed
+		if run.Status.Reason == labsv1.ReasonExposureExceeded {
+			reason, msg = labsv1.ReasonExposureExceeded, run.Status.Message+"; "+msg
+		}
+		r.fail(ctx, run, reason, msg)
 		return nil
 	}
 	run.Status.Phase = labsv1.PhaseSucceeded
 	run.Status.Reason = labsv1.ReasonSucceeded
 	run.Status.Message = fmt.Sprintf("All %d steps passed", s.Total)
+	if run.Spec.DryRun {
+		run.Status.Message = fmt.Sprintf("Dry run: %d steps planned, nothing changed", s.Total)
+	}
 	r.event(run, corev1.EventTypeNormal, "RunSucceeded", "Finish", "%s", run.Status.Message)
 	ctrl.LoggerFrom(ctx).Info("Run succeeded", "steps", s.Total)
 	return nil
 }
 
-// fail ends the run as Failed. Steps that never ran are marked Skipped.
+// fail ends the run as Failed. Steps that never ran are marked Skipped. The mesh is restored before a run can
+// fail after preflight (reconcileRestore runs first); preflight failures changed nothing.
 func (r *LabRunReconciler) fail(ctx context.Context, run *labsv1.LabRun, reason, msg string) {
-	for i := range run.Status.Steps {
-		if !terminal(run.Status.Steps[i].Verdict) {
-			run.Status.Steps[i].Verdict = labsv1.VerdictSkipped
-			run.Status.Steps[i].Message = "Not run: " + msg
-		}
-	}
+	skipRemaining(run, "Not run: "+msg)
 	if run.Status.CompletionTime == nil {
 		now := metav1.NewTime(r.now())
 		run.Status.CompletionTime = &now
@@ -129,10 +263,18 @@ func (r *LabRunReconciler) fail(ctx context.Context, run *labsv1.LabRun, reason,
 	run.Status.Phase = labsv1.PhaseFailed
 	run.Status.Reason = reason
 	run.Status.Message = msg
-	if reason == labsv1.ReasonPreflightFailed {
-		setMeshRestored(run, metav1.ConditionTrue, labsv1.ReasonUnchanged, "Preflight failed; nothing in the mesh was changed", r.now())
+	if len(run.Status.Journal) == 0 {
+		setMeshRestored(run, metav1.ConditionTrue, labsv1.ReasonUnchanged, "The run changed nothing in the mesh", r.now())
 	}
 	r.event(run, corev1.EventTypeWarning, "RunFailed", "Finish", "%s", msg)
 	ctrl.LoggerFrom(ctx).Info("Run failed", "reason", reason, "message", msg)
 }
 
+func skipRemaining(run *labsv1.LabRun, msg string) {
+	for i := range run.Status.Steps {
+		if !terminal(run.Status.Steps[i].Verdict) {
+			run.Status.Steps[i].Verdict = labsv1.VerdictSkipped
+			run.Status.Steps[i].Message = msg
+		}
+	}
+}

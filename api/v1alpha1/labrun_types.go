@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"k8s.io/apimachinery/pkg/api/resource"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -32,7 +33,8 @@ type LabRunSpec struct {
 	// +kubebuilder:default={mtls,peer-authentication,authorization-policy,footprint,hbone}
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=5
-	// +listType=set
+	// +kubebuilder:validation:XValidation:rule="self.all(l, self.exists_one(m, m == l))",message="labs must not name a lab twice"
+	// +listType=atomic
 	// +optional
 	Labs []LabName `json:"labs,omitempty"`
 
@@ -54,13 +56,18 @@ type LabRunSpec struct {
 	// +optional
 	Probe ProbeSpec `json:"probe,omitempty"`
 
+	// Footprint tunes the footprint lab's sidecar-mode estimate.
+	// +kubebuilder:default={}
+	// +optional
+	Footprint FootprintSpec `json:"footprint,omitempty"`
+
 	// MaxExposure caps how long the mesh may stay weakened (PeerAuthentication not STRICT or the
 	// AuthorizationPolicy set aside) in one run. When it runs out the mesh is restored at once and the step fails.
 	// +kubebuilder:default="2m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="maxExposure must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('1h')",message="maxExposure must be a positive duration of at most 1h"
 	// +optional
 	MaxExposure *metav1.Duration `json:"maxExposure,omitempty"`
 
@@ -171,6 +178,7 @@ type ZtunnelSpec struct {
 	// Selector is the label selector of the ztunnel pods.
 	// +kubebuilder:default={app:ztunnel}
 	// +kubebuilder:validation:MinProperties=1
+	// +kubebuilder:validation:MaxProperties=16
 	// +optional
 	Selector map[string]string `json:"selector,omitempty"`
 }
@@ -200,6 +208,45 @@ type ProbeSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="settleTimeout must be a positive duration"
 	// +optional
 	SettleTimeout *metav1.Duration `json:"settleTimeout,omitempty"`
+}
+
+// FootprintSpec holds the per-sidecar cost the footprint lab uses to estimate sidecar mode.
+type FootprintSpec struct {
+	// SidecarMemory is the memory one Envoy sidecar would take (the lab guide's 50 MB).
+	// +kubebuilder:default="50M"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="must be a positive quantity"
+	// +optional
+	SidecarMemory *resource.Quantity `json:"sidecarMemory,omitempty"`
+
+	// SidecarCPU is the CPU one Envoy sidecar would take (the lab guide's 100m).
+	// +kubebuilder:default="100m"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="must be a positive quantity"
+	// +optional
+	SidecarCPU *resource.Quantity `json:"sidecarCPU,omitempty"`
+}
+
+// FootprintStatus compares the ambient data plane with the sidecars it replaces.
+type FootprintStatus struct {
+	// Nodes in the cluster (one ztunnel each).
+	Nodes int32 `json:"nodes"`
+	// ZtunnelPods found by the ztunnel selector.
+	ZtunnelPods int32 `json:"ztunnelPods"`
+	// MeshPods is the number of pods in ambient-enrolled namespaces (each would carry a sidecar in sidecar mode).
+	MeshPods int32 `json:"meshPods"`
+	// Source of the ztunnel figures: metrics.k8s.io (live usage) or requests (from the pod specs).
+	Source string `json:"source"`
+	// AmbientCPU is the CPU of all ztunnel pods.
+	AmbientCPU resource.Quantity `json:"ambientCPU"`
+	// AmbientMemory is the memory of all ztunnel pods.
+	AmbientMemory resource.Quantity `json:"ambientMemory"`
+	// SidecarCPU is the estimated CPU of sidecar mode: meshPods × spec.footprint.sidecarCPU.
+	SidecarCPU resource.Quantity `json:"sidecarCPU"`
+	// SidecarMemory is the estimated memory of sidecar mode: meshPods × spec.footprint.sidecarMemory.
+	SidecarMemory resource.Quantity `json:"sidecarMemory"`
+	// SavedCPU is SidecarCPU − AmbientCPU (negative when ambient costs more, e.g. on a small cluster).
+	SavedCPU resource.Quantity `json:"savedCPU"`
+	// SavedMemory is SidecarMemory − AmbientMemory.
+	SavedMemory resource.Quantity `json:"savedMemory"`
 }
 
 // Phase is where a run is.
@@ -296,18 +343,23 @@ type StepResult struct {
 // Summary counts step verdicts.
 type Summary struct {
 	// Total number of steps planned.
+	// +kubebuilder:default=0
 	// +optional
 	Total int32 `json:"total,omitempty"`
 	// Passed steps.
+	// +kubebuilder:default=0
 	// +optional
 	Passed int32 `json:"passed,omitempty"`
 	// Failed steps.
+	// +kubebuilder:default=0
 	// +optional
 	Failed int32 `json:"failed,omitempty"`
 	// Errored steps.
+	// +kubebuilder:default=0
 	// +optional
 	Errored int32 `json:"errored,omitempty"`
 	// Skipped steps.
+	// +kubebuilder:default=0
 	// +optional
 	Skipped int32 `json:"skipped,omitempty"`
 }
@@ -341,6 +393,9 @@ type JournalEntry struct {
 	// Annotations as found.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// Change is the change the run made to the object, once made (e.g. "mode PERMISSIVE", "set aside").
+	// +optional
+	Change string `json:"change,omitempty"`
 	// RecordedAt is when the original was recorded.
 	RecordedAt metav1.Time `json:"recordedAt"`
 	// Restored is true once the original is back in place.
@@ -387,6 +442,14 @@ type LabRunStatus struct {
 	// +optional
 	Exposure Exposure `json:"exposure,omitempty"`
 
+	// Footprint is the footprint lab's comparison of ambient and sidecar mode.
+	// +optional
+	Footprint *FootprintStatus `json:"footprint,omitempty"`
+
+	// LockHolder names the run holding the mesh lock while this one waits (phase Queued).
+	// +optional
+	LockHolder string `json:"lockHolder,omitempty"`
+
 	// Journal holds the originals of the mesh objects this run changed, written before each change.
 	// +optional
 	Journal []JournalEntry `json:"journal,omitempty"`
@@ -415,7 +478,8 @@ type LabRun struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// Spec says which labs to run against which mesh. Immutable.
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: create a new LabRun to run the labs again"
+	// Durations compare as durations: a Go client sends the defaulted "2m" back as "2m0s".
+	// +kubebuilder:validation:XValidation:rule="self.labs == oldSelf.labs && self.target == oldSelf.target && self.client == oldSelf.client && self.mesh == oldSelf.mesh && self.footprint == oldSelf.footprint && duration(self.probe.requestTimeout) == duration(oldSelf.probe.requestTimeout) && duration(self.probe.settleTimeout) == duration(oldSelf.probe.settleTimeout) && duration(self.maxExposure) == duration(oldSelf.maxExposure) && (has(self.probe.image) ? self.probe.image : '') == (has(oldSelf.probe.image) ? oldSelf.probe.image : '') && (has(self.dryRun) && self.dryRun) == (has(oldSelf.dryRun) && oldSelf.dryRun)",message="spec is immutable: create a new LabRun to run the labs again"
 	Spec LabRunSpec `json:"spec"`
 
 	// Status records the run.

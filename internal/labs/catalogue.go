@@ -12,18 +12,71 @@ import (
 // Kind is what a step does.
 type Kind string
 
+// Step kinds.
 const (
 	// KindProbe runs one probe pod and compares its outcome with the expectation.
 	KindProbe Kind = "Probe"
+	// KindCheckMode reads the mesh-wide PeerAuthentication and expects STRICT.
+	KindCheckMode Kind = "CheckMode"
+	// KindSetAside takes the AuthorizationPolicy out of force (journaled first).
+	KindSetAside Kind = "SetAside"
+	// KindSetPermissive sets the PeerAuthentication to PERMISSIVE (journaled first).
+	KindSetPermissive Kind = "SetPermissive"
+	// KindRestore puts the journaled objects of the step's Restores back (PeerAuthentication STRICT).
+	KindRestore Kind = "Restore"
+	// KindCreateFixture creates a temporary object the lab needs (non-mesh namespace, attacker ServiceAccount).
+	KindCreateFixture Kind = "CreateFixture"
+	// KindRemoveFixture removes it.
+	KindRemoveFixture Kind = "RemoveFixture"
+	// KindEvidence looks for matching ztunnel access-log lines in the step's time window.
+	KindEvidence Kind = "Evidence"
+	// KindNoSidecars checks the target namespace's pods carry no sidecar.
+	KindNoSidecars Kind = "NoSidecars"
+	// KindZtunnelUsage measures the ztunnel pods (metrics.k8s.io, else their requests).
+	KindZtunnelUsage Kind = "ZtunnelUsage"
+	// KindSidecarEstimate compares ambient with the sidecars it replaces.
+	KindSidecarEstimate Kind = "SidecarEstimate"
 )
 
 // Caller is who a probe runs as.
 type Caller string
 
+// Callers.
 const (
 	// CallerClient is the in-mesh client (spec.client.serviceAccount in the target namespace).
 	CallerClient Caller = "client"
+	// CallerNonMesh is a pod in a namespace outside the mesh: plaintext, no identity.
+	CallerNonMesh Caller = "non-mesh"
+	// CallerAttacker is an in-mesh pod with the attacker ServiceAccount, which the policy does not allow.
+	CallerAttacker Caller = "attacker"
 )
+
+// Fixture is a temporary object a lab creates and removes.
+type Fixture string
+
+// Fixtures.
+const (
+	FixtureNonMeshNamespace Fixture = "non-mesh-namespace"
+	FixtureAttacker         Fixture = "attacker-serviceaccount"
+)
+
+// Evidence describes the access-log lines an evidence step needs.
+type Evidence struct {
+	// Since names the step whose start opens the time window (the window closes when the evidence step runs).
+	Since string
+	// Direction is "inbound" or "outbound".
+	Direction string
+	// SrcCaller, when set, requires src.identity to be that caller's SPIFFE ID.
+	SrcCaller Caller
+	// DstTarget requires dst.identity to be the target's SPIFFE ID.
+	DstTarget bool
+	// HBONE requires dst.addr on port 15008 with dst.hbone_addr.
+	HBONE bool
+	// PolicyRejected requires a policy rejection error (true) or no error (false).
+	PolicyRejected bool
+	// MinLines is how many matching lines are needed (default 1).
+	MinLines int
+}
 
 // Step is one planned step of a lab.
 type Step struct {
@@ -31,36 +84,81 @@ type Step struct {
 	Name        string
 	Description string
 	Kind        Kind
-	// Caller and Expect describe a probe step.
+	// Probe steps.
 	Caller Caller
 	Expect probe.Expectation
-	// Count is how many requests must all match (several requests for the HBONE lab).
-	Count int
+	Count  int
+	// Restore steps: which journaled kinds to put back.
+	Restores []string
+	// Fixture steps.
+	Fixture Fixture
+	// Evidence steps.
+	Evidence *Evidence
+	// Weakens is true for steps that leave the mesh weaker than found (counted in exposure).
+	Weakens bool
 }
 
 // Expected is the step's expectation in the words recorded in status.
 func (s Step) Expected() string {
-	switch s.Expect {
-	case probe.ExpectAllowed:
-		return "allowed (HTTP 2xx)"
-	case probe.ExpectDenied:
-		return "denied (connection reset, curl 56)"
+	switch s.Kind {
+	case KindProbe:
+		if s.Expect == probe.ExpectAllowed {
+			return fmt.Sprintf("%s allowed (HTTP 2xx)", s.Caller)
+		}
+		return fmt.Sprintf("%s denied (connection reset, curl 56)", s.Caller)
+	case KindCheckMode:
+		return "PeerAuthentication mode STRICT"
+	case KindSetAside:
+		return "AuthorizationPolicy set aside"
+	case KindSetPermissive:
+		return "PeerAuthentication mode PERMISSIVE"
+	case KindRestore:
+		return "original restored (PeerAuthentication STRICT)"
+	case KindCreateFixture:
+		return string(s.Fixture) + " created"
+	case KindRemoveFixture:
+		return string(s.Fixture) + " removed"
+	case KindEvidence:
+		return s.Evidence.describe()
+	case KindNoSidecars:
+		return "one container per pod, no istio-proxy or istio-init"
+	case KindZtunnelUsage:
+		return "a ready ztunnel pod on every node"
+	case KindSidecarEstimate:
+		return "sidecar-mode estimate recorded in status.footprint"
 	}
-	return string(s.Expect)
+	return string(s.Kind)
+}
+
+func (e *Evidence) describe() string {
+	d := fmt.Sprintf("%s connection complete", e.Direction)
+	if e.SrcCaller != "" {
+		d += fmt.Sprintf(" with src.identity of %s", e.SrcCaller)
+	}
+	if e.DstTarget {
+		d += " with dst.identity of the target"
+	}
+	if e.HBONE {
+		d += " over HBONE (dst.addr :15008, dst.hbone_addr)"
+	}
+	if e.PolicyRejected {
+		d += " rejected by policy"
+	}
+	if e.MinLines > 1 {
+		d += fmt.Sprintf(" (at least %d lines)", e.MinLines)
+	}
+	return d
 }
 
 // ID names the step uniquely within a run.
 func (s Step) ID() string { return fmt.Sprintf("%s/%s", s.Lab, s.Name) }
 
-// catalogue holds each lab's steps in the lab guide's order.
-var catalogue = map[labsv1.LabName][]Step{
-	labsv1.LabMTLS: {
-		{Name: "client-allowed", Kind: KindProbe, Caller: CallerClient, Expect: probe.ExpectAllowed,
-			Description: "The in-mesh client calls the target through ztunnel (guide: curl http://backend.demo/get → 200)"},
-	},
+// Mutates tells whether the step changes mesh policy (and so needs the mesh lock).
+func (s Step) Mutates() bool {
+	return s.Kind == KindSetAside || s.Kind == KindSetPermissive || s.Kind == KindRestore
 }
 
-// Plan is the ordered steps of the given labs. Labs without steps yet are reported in the error.
+// Plan is the ordered steps of the given labs.
 func Plan(names []labsv1.LabName) ([]Step, error) {
 	var plan []Step
 	for _, name := range names {
@@ -74,4 +172,14 @@ func Plan(names []labsv1.LabName) ([]Step, error) {
 		}
 	}
 	return plan, nil
+}
+
+// Mutates tells whether any step of the plan changes mesh policy.
+func Mutates(plan []Step) bool {
+	for _, s := range plan {
+		if s.Mutates() {
+			return true
+		}
+	}
+	return false
 }

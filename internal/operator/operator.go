@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"time"
 
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,6 +24,8 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/controllers"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
+	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
 
 // Options configure the manager.
@@ -31,6 +36,10 @@ type Options struct {
 	LeaderElectionNS string // needed when running outside a cluster
 	ProbeImage       string
 	PodStartGrace    time.Duration
+	// WatchdogGrace is how long past an object's restore-by deadline its run gets before the watchdog restores it.
+	WatchdogGrace time.Duration
+	// Fault injects a crash at mesh mutation points (tests only).
+	Fault func(point string) error
 	// SkipNameValidation lets one process build several managers in turn (tests, the sandbox).
 	SkipNameValidation bool
 }
@@ -56,6 +65,14 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	probePods := labels.SelectorFromSet(labels.Set{labsv1.LabelProbe: "true"})
+	changed, err := labels.Parse(mesh.LabelChangedBy)
+	if err != nil {
+		return nil, err
+	}
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: orDefault(o.MetricsAddr, "0")},
@@ -65,7 +82,10 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace: o.LeaderElectionNS,
 		Controller:              config.Controller{SkipNameValidation: &o.SkipNameValidation},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}: {Label: probePods},
+			&corev1.Pod{}:                     {Label: probePods},
+			&securityv1.PeerAuthentication{}:  {Label: changed},
+			&securityv1.AuthorizationPolicy{}: {Label: changed},
+			&coordinationv1.Lease{}:           {Field: fields.OneTermEqualSelector("metadata.name", mesh.LockName)},
 		}},
 	})
 	if err != nil {
@@ -81,11 +101,20 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Client:        mgr.GetClient(),
 		APIReader:     mgr.GetAPIReader(),
 		Recorder:      mgr.GetEventRecorder("labrun-controller"),
+		Logs:          ztunnel.LogReader{Client: clientset},
+		Fault:         o.Fault,
 		ProbeImage:    o.ProbeImage,
 		PodStartGrace: o.PodStartGrace,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LabRun controller: %w", err)
+	}
+	for _, kind := range []string{mesh.KindPeerAuthentication, mesh.KindAuthorizationPolicy} {
+		w := &controllers.Watchdog{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Kind: kind,
+			Grace: o.WatchdogGrace}
+		if err := w.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("setting up the %s watchdog: %w", kind, err)
+		}
 	}
 	return mgr, nil
 }

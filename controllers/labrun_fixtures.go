@@ -1,0 +1,99 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/labs"
+)
+
+// attackerServiceAccount is the lab guide's attacker identity.
+const attackerServiceAccount = "attacker"
+
+// nonMeshNamespace is the run's namespace outside the mesh (the guide's non-mesh), unique per run.
+func nonMeshNamespace(run *labsv1.LabRun) string {
+	return "labrun-non-mesh-" + hash(string(run.UID))
+}
+
+func (r *LabRunReconciler) fixtureName(run *labsv1.LabRun, f labs.Fixture) string {
+	if f == labs.FixtureNonMeshNamespace {
+		return "Namespace " + nonMeshNamespace(run) + " (not enrolled in ambient)"
+	}
+	return "ServiceAccount " + run.TargetNamespace() + "/" + attackerServiceAccount
+}
+
+// fixture builds the object; both carry the run's label so cleanup (and the watchdog) find them.
+func fixture(run *labsv1.LabRun, f labs.Fixture) client.Object {
+	meta := metav1.ObjectMeta{Labels: map[string]string{labsv1.LabelLabRun: string(run.UID)},
+		Annotations: ownerAnnotation(run)}
+	if f == labs.FixtureNonMeshNamespace {
+		meta.Name = nonMeshNamespace(run)
+		return &corev1.Namespace{ObjectMeta: meta}
+	}
+	meta.Namespace, meta.Name = run.TargetNamespace(), attackerServiceAccount
+	return &corev1.ServiceAccount{ObjectMeta: meta}
+}
+
+func (r *LabRunReconciler) createFixture(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
+	obj := fixture(run, step.Fixture)
+	err := r.Create(ctx, obj)
+	if apierrors.IsAlreadyExists(err) {
+		// An attacker ServiceAccount that is not ours is used but left alone at cleanup.
+		err = nil
+	}
+	if err != nil {
+		r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf("creating %s: %v", r.fixtureName(run, step.Fixture), err))
+		return nil
+	}
+	r.finishStep(run, st, labsv1.VerdictPass, r.fixtureName(run, step.Fixture)+" created", "Created")
+	return nil
+}
+
+func (r *LabRunReconciler) removeFixture(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
+	if err := r.deleteOwned(ctx, run, fixture(run, step.Fixture)); err != nil {
+		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
+		return nil
+	}
+	r.finishStep(run, st, labsv1.VerdictPass, r.fixtureName(run, step.Fixture)+" removed", "Removed")
+	return nil
+}
+
+// deleteOwned deletes obj if it carries the run's label; NotFound counts as done.
+func (r *LabRunReconciler) deleteOwned(ctx context.Context, run *labsv1.LabRun, obj client.Object) error {
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if obj.GetLabels()[labsv1.LabelLabRun] != string(run.UID) {
+		return nil
+	}
+	if err := r.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting %T %s: %w", obj, klog.KObj(obj), err)
+	}
+	return nil
+}
+
+// cleanup removes what the run created: probe pods, fixtures, and its hold on the mesh lock. Idempotent.
+func (r *LabRunReconciler) cleanup(ctx context.Context, run *labsv1.LabRun) error {
+	pods := &corev1.PodList{}
+	if err := r.List(ctx, pods, client.MatchingLabels{labsv1.LabelLabRun: string(run.UID)}); err != nil {
+		return fmt.Errorf("listing probe pods: %w", err)
+	}
+	for i := range pods.Items {
+		if err := r.Delete(ctx, &pods.Items[i]); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting probe pod %s: %w", klog.KObj(&pods.Items[i]), err)
+		}
+	}
+	for _, f := range []labs.Fixture{labs.FixtureAttacker, labs.FixtureNonMeshNamespace} {
+		if err := r.deleteOwned(ctx, run, fixture(run, f)); err != nil {
+			return err
+		}
+	}
+	return r.lock(run).Release(ctx, holderOf(run))
+}

@@ -1,0 +1,195 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/labs"
+)
+
+// footprint runs the three steps of the footprint lab; they read only.
+func (r *LabRunReconciler) footprint(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
+	var v labsv1.Verdict
+	var observed, msg string
+	var err error
+	switch step.Kind {
+	case labs.KindNoSidecars:
+		v, observed, msg, err = r.noSidecars(ctx, run)
+	case labs.KindZtunnelUsage:
+		v, observed, msg, err = r.ztunnelUsage(ctx, run)
+	default:
+		v, observed, msg, err = r.sidecarEstimate(ctx, run)
+	}
+	if err != nil {
+		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
+		return nil
+	}
+	r.finishStep(run, st, v, observed, msg)
+	return nil
+}
+
+// sidecarNames are what sidecar mode injects: the proxy and its init containers.
+var sidecarNames = map[string]bool{"istio-proxy": true, "istio-init": true, "istio-validation": true}
+
+func (r *LabRunReconciler) noSidecars(ctx context.Context, run *labsv1.LabRun) (labsv1.Verdict, string, string, error) {
+	pods, err := r.appPods(ctx, client.InNamespace(run.TargetNamespace()))
+	if err != nil {
+		return "", "", "", err
+	}
+	var offenders []string
+	for _, p := range pods {
+		for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+			if sidecarNames[c.Name] {
+				offenders = append(offenders, p.Name+"/"+c.Name)
+			}
+		}
+	}
+	observed := fmt.Sprintf("%d pods, %d containers, %d sidecars", len(pods), containers(pods), len(offenders))
+	if len(pods) == 0 {
+		return labsv1.VerdictFail, observed, "No pods in the target namespace", nil
+	}
+	if len(offenders) > 0 {
+		return labsv1.VerdictFail, observed, "Sidecars found: " + strings.Join(offenders, ", "), nil
+	}
+	return labsv1.VerdictPass, observed, "No pod carries istio-proxy or istio-init: ztunnel serves them", nil
+}
+
+func containers(pods []corev1.Pod) int {
+	n := 0
+	for _, p := range pods {
+		n += len(p.Spec.Containers)
+	}
+	return n
+}
+
+// appPods lists pods, leaving out the run's own probe pods.
+func (r *LabRunReconciler) appPods(ctx context.Context, opts ...client.ListOption) ([]corev1.Pod, error) {
+	list := &corev1.PodList{}
+	if err := r.APIReader.List(ctx, list, opts...); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	var pods []corev1.Pod
+	for _, p := range list.Items {
+		if p.Labels[labsv1.LabelProbe] == "" {
+			pods = append(pods, p)
+		}
+	}
+	return pods, nil
+}
+
+// ztunnelUsage measures ztunnel: live usage from metrics.k8s.io when it is served, else the pods' requests.
+func (r *LabRunReconciler) ztunnelUsage(ctx context.Context, run *labsv1.LabRun) (labsv1.Verdict, string, string, error) {
+	z := run.Spec.Mesh.Ztunnel
+	pods, err := r.appPods(ctx, client.InNamespace(z.Namespace), client.MatchingLabels(z.Selector))
+	if err != nil {
+		return "", "", "", err
+	}
+	nodes := &corev1.NodeList{}
+	if err := r.APIReader.List(ctx, nodes); err != nil {
+		return "", "", "", fmt.Errorf("listing nodes: %w", err)
+	}
+	fp := footprintOf(run)
+	fp.Nodes, fp.ZtunnelPods = int32(len(nodes.Items)), int32(len(pods))
+	fp.Source, fp.AmbientCPU, fp.AmbientMemory = "metrics.k8s.io", resource.Quantity{}, resource.Quantity{}
+	if !r.usage(ctx, z.Namespace, z.Selector, fp) {
+		fp.Source = "requests"
+		for _, p := range pods {
+			for _, c := range p.Spec.Containers {
+				fp.AmbientCPU.Add(c.Resources.Requests[corev1.ResourceCPU])
+				fp.AmbientMemory.Add(c.Resources.Requests[corev1.ResourceMemory])
+			}
+		}
+	}
+	ready := 0
+	for i := range pods {
+		if podReady(&pods[i]) {
+			ready++
+		}
+	}
+	observed := fmt.Sprintf("%d ready ztunnel pods on %d nodes: %s CPU, %s memory (%s)", ready, fp.Nodes,
+		fp.AmbientCPU.String(), fp.AmbientMemory.String(), fp.Source)
+	if ready < len(nodes.Items) {
+		return labsv1.VerdictFail, observed, "Some nodes have no ready ztunnel: their pods are outside the mesh", nil
+	}
+	return labsv1.VerdictPass, observed, "One ztunnel per node serves every pod on it", nil
+}
+
+// usage reads ztunnel's live usage from metrics.k8s.io; false when the API is not served.
+func (r *LabRunReconciler) usage(ctx context.Context, ns string, selector map[string]string, fp *labsv1.FootprintStatus) bool {
+	list := &unstructured.UnstructuredList{}
+	list.SetAPIVersion("metrics.k8s.io/v1beta1")
+	list.SetKind("PodMetricsList")
+	if err := r.APIReader.List(ctx, list, client.InNamespace(ns), client.MatchingLabels(selector)); err != nil || len(list.Items) == 0 {
+		return false
+	}
+	for _, item := range list.Items {
+		cs, _, _ := unstructured.NestedSlice(item.Object, "containers")
+		for _, c := range cs {
+			m, _ := c.(map[string]any)
+			usage, _ := m["usage"].(map[string]any)
+			addQuantity(&fp.AmbientCPU, usage["cpu"])
+			addQuantity(&fp.AmbientMemory, usage["memory"])
+		}
+	}
+	return true
+}
+
+func addQuantity(sum *resource.Quantity, v any) {
+	if s, ok := v.(string); ok {
+		if q, err := resource.ParseQuantity(s); err == nil {
+			sum.Add(q)
+		}
+	}
+}
+
+// sidecarEstimate compares ambient with sidecar mode for the pods in ambient-enrolled namespaces now.
+func (r *LabRunReconciler) sidecarEstimate(ctx context.Context, run *labsv1.LabRun) (labsv1.Verdict, string, string, error) {
+	fp := footprintOf(run)
+	if fp.Source == "" {
+		return labsv1.VerdictError, "", "ztunnel-usage did not run", nil
+	}
+	nss := &corev1.NamespaceList{}
+	if err := r.APIReader.List(ctx, nss, client.MatchingLabels{ambientLabel: ambientValue}); err != nil {
+		return "", "", "", fmt.Errorf("listing enrolled namespaces: %w", err)
+	}
+	fp.MeshPods = 0
+	for _, ns := range nss.Items {
+		pods, err := r.appPods(ctx, client.InNamespace(ns.Name))
+		if err != nil {
+			return "", "", "", err
+		}
+		for _, p := range pods {
+			if p.Labels[ambientLabel] != "none" {
+				fp.MeshPods++
+			}
+		}
+	}
+	fp.SidecarCPU = times(*run.Spec.Footprint.SidecarCPU, fp.MeshPods)
+	fp.SidecarMemory = times(*run.Spec.Footprint.SidecarMemory, fp.MeshPods)
+	fp.SavedCPU, fp.SavedMemory = fp.SidecarCPU.DeepCopy(), fp.SidecarMemory.DeepCopy()
+	fp.SavedCPU.Sub(fp.AmbientCPU)
+	fp.SavedMemory.Sub(fp.AmbientMemory)
+	observed := fmt.Sprintf("sidecar mode for %d pods ≈ %s CPU, %s memory; ambient %s CPU, %s memory; saving %s CPU, %s memory",
+		fp.MeshPods, fp.SidecarCPU.String(), fp.SidecarMemory.String(), fp.AmbientCPU.String(),
+		fp.AmbientMemory.String(), fp.SavedCPU.String(), fp.SavedMemory.String())
+	return labsv1.VerdictPass, observed, "Estimate recorded in status.footprint", nil
+}
+
+func times(q resource.Quantity, n int32) resource.Quantity {
+	out := resource.NewMilliQuantity(q.MilliValue()*int64(n), q.Format)
+	return *out
+}
+
+func footprintOf(run *labsv1.LabRun) *labsv1.FootprintStatus {
+	if run.Status.Footprint == nil {
+		run.Status.Footprint = &labsv1.FootprintStatus{}
+	}
+	return run.Status.Footprint
+}

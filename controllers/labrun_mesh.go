@@ -1,0 +1,301 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/labs"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
+)
+
+const (
+	modePermissive = "PERMISSIVE"
+	changeSetAside = "set aside"
+)
+
+// changeOf says, at planning time, what a step will change (shown in status, also for dry runs).
+func (r *LabRunReconciler) changeOf(run *labsv1.LabRun, s labs.Step) string {
+	switch s.Kind {
+	case labs.KindSetAside:
+		return fmt.Sprintf("set %s aside (its selector then matches no workload)", policyRef(run))
+	case labs.KindSetPermissive:
+		return fmt.Sprintf("set %s mode %s", peerAuthRef(run), modePermissive)
+	case labs.KindRestore:
+		return "restore the journaled originals (PeerAuthentication mode STRICT)"
+	case labs.KindCreateFixture, labs.KindRemoveFixture:
+		verb := "create"
+		if s.Kind == labs.KindRemoveFixture {
+			verb = "remove"
+		}
+		return fmt.Sprintf("%s %s", verb, r.fixtureName(run, s.Fixture))
+	}
+	return ""
+}
+
+// checkMode reads the mesh-wide PeerAuthentication: the lab guide starts from STRICT.
+func (r *LabRunReconciler) checkMode(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult) error {
+	mode, err := mesh.Mode(ctx, r.APIReader, peerAuthRef(run))
+	if err != nil {
+		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
+		return nil
+	}
+	observed := "PeerAuthentication mode " + orUnset(mode)
+	if mode == mesh.Strict {
+		r.finishStep(run, st, labsv1.VerdictPass, observed, "The mesh-wide PeerAuthentication is STRICT")
+		return nil
+	}
+	r.finishStep(run, st, labsv1.VerdictFail, observed,
+		fmt.Sprintf("The mesh-wide PeerAuthentication is %s, not STRICT: plaintext may reach mesh workloads", orUnset(mode)))
+	return nil
+}
+
+func orUnset(mode string) string {
+	if mode == "" {
+		return "UNSET"
+	}
+	return mode
+}
+
+// weaken makes one journaled change. The original must be in status before the change: the first pass only
+// journals (and returns, so the status patch lands), a later pass changes the object.
+func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
+	ref, change := policyRef(run), changeSetAside
+	if step.Kind == labs.KindSetPermissive {
+		ref, change = peerAuthRef(run), "mode "+modePermissive
+	}
+	entry := mesh.Find(run.Status.Journal, ref)
+	if entry == nil || entry.Restored {
+		return r.journal(ctx, run, st, ref)
+	}
+	if err := r.fault("before-change:" + step.ID()); err != nil {
+		return err
+	}
+	var err error
+	if step.Kind == labs.KindSetPermissive {
+		err = mesh.SetMode(ctx, r.Client, *entry, r.owner(run), modePermissive)
+	} else {
+		err = mesh.SetAside(ctx, r.Client, *entry, r.owner(run))
+	}
+	if err != nil {
+		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
+		return nil
+	}
+	if err := r.fault("after-change:" + step.ID()); err != nil {
+		return err
+	}
+	entry.Change = change
+	r.event(run, corev1.EventTypeWarning, "MeshWeakened", "Change", "%s: %s", ref, change)
+	r.finishStep(run, st, labsv1.VerdictPass, ref.String()+" "+change, st.Change)
+	return nil
+}
+
+// journal records the original of ref in status and opens the exposure window; the change waits for the
+// status write (the LabRun's own update event brings the next pass).
+func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, ref mesh.Ref) error {
+	entry, err := mesh.Snapshot(ctx, r.APIReader, ref, string(run.UID), metav1.NewTime(r.now()))
+	var other *mesh.ErrChangedByOther
+	if errors.As(err, &other) {
+		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if old := mesh.Find(run.Status.Journal, ref); old != nil {
+		*old = entry
+	} else {
+		run.Status.Journal = append(run.Status.Journal, entry)
+	}
+	if run.Status.Exposure.Since == nil {
+		now := metav1.NewTime(r.now())
+		run.Status.Exposure.Since = &now
+	}
+	ctrl.LoggerFrom(ctx).Info("Journaled original", "object", ref.String())
+	return waitFor("the journal to be written", 10*time.Second)
+}
+
+func (r *LabRunReconciler) owner(run *labsv1.LabRun) mesh.Owner {
+	restoreBy := r.now().Add(r.exposureBudget(run))
+	if since := run.Status.Exposure.Since; since != nil {
+		restoreBy = since.Add(r.exposureBudget(run))
+	}
+	return mesh.Owner{Namespace: run.Namespace, Name: run.Name, UID: string(run.UID),
+		RestoreBy: restoreBy.UTC().Format(time.RFC3339)}
+}
+
+// restoreStep puts back the journaled objects of the step's kinds and checks them by reading back.
+func (r *LabRunReconciler) restoreStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
+	var restored []string
+	for i := range run.Status.Journal {
+		e := &run.Status.Journal[i]
+		if e.Restored || !slices.Contains(step.Restores, e.Kind) {
+			continue
+		}
+		if err := r.restoreEntry(ctx, run, e); err != nil {
+			r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
+			return nil
+		}
+		restored = append(restored, mesh.RefOf(*e).String())
+	}
+	r.closeExposure(run)
+	r.finishStep(run, st, labsv1.VerdictPass, fmt.Sprintf("restored %v", restored), "Originals restored and read back")
+	return nil
+}
+
+// restoreEntry restores one object, reads it back and records it.
+func (r *LabRunReconciler) restoreEntry(ctx context.Context, run *labsv1.LabRun, e *labsv1.JournalEntry) error {
+	if err := mesh.Restore(ctx, r.Client, *e); err != nil {
+		return err
+	}
+	if err := r.fault("after-restore:" + mesh.RefOf(*e).String()); err != nil {
+		return err
+	}
+	if err := mesh.Verify(ctx, r.APIReader, *e); err != nil {
+		return err
+	}
+	e.Restored, e.Change = true, ""
+	r.event(run, corev1.EventTypeNormal, "MeshRestored", "Restore", "%s restored", mesh.RefOf(*e))
+	return nil
+}
+
+// restoreAll restores everything the run journaled and still holds changed.
+func (r *LabRunReconciler) restoreAll(ctx context.Context, run *labsv1.LabRun) error {
+	for i := range run.Status.Journal {
+		e := &run.Status.Journal[i]
+		if e.Restored {
+			continue
+		}
+		if err := r.restoreEntry(ctx, run, e); err != nil {
+			setMeshRestored(run, metav1.ConditionFalse, labsv1.ReasonRestoreFailed, err.Error(), r.now())
+			return fmt.Errorf("restoring %s: %w", mesh.RefOf(*e), err)
+		}
+	}
+	r.closeExposure(run)
+	return nil
+}
+
+// reconcileRestore runs after the steps, on every path: restore, read back, clean up, release the lock.
+func (r *LabRunReconciler) reconcileRestore(ctx context.Context, run *labsv1.LabRun) error {
+	if run.Status.Phase != labsv1.PhaseRestoring {
+		return nil
+	}
+	if err := r.restoreAll(ctx, run); err != nil {
+		return err
+	}
+	if run.Spec.DryRun {
+		return nil
+	}
+	if err := r.cleanup(ctx, run); err != nil {
+		return err
+	}
+	r.setRestoredCondition(run)
+	return nil
+}
+
+// setRestoredCondition says the mesh is back, warning when the PeerAuthentication was not STRICT to begin with
+// (the run leaves it STRICT all the same).
+func (r *LabRunReconciler) setRestoredCondition(run *labsv1.LabRun) {
+	if len(run.Status.Journal) == 0 {
+		setMeshRestored(run, metav1.ConditionTrue, labsv1.ReasonUnchanged, "The run changed nothing in the mesh", r.now())
+		return
+	}
+	for _, e := range run.Status.Journal {
+		if e.Kind == mesh.KindPeerAuthentication && mesh.OriginalMode(e) != mesh.Strict {
+			setMeshRestored(run, metav1.ConditionTrue, labsv1.ReasonWasNotStrict, fmt.Sprintf(
+				"Restored; %s was %s before the run and is now STRICT", mesh.RefOf(e), orUnset(mesh.OriginalMode(e))), r.now())
+			return
+		}
+	}
+	setMeshRestored(run, metav1.ConditionTrue, labsv1.ReasonRestored,
+		"Every changed object is back as found, PeerAuthentication STRICT", r.now())
+}
+
+// exposureBudget is spec.maxExposure.
+func (r *LabRunReconciler) exposureBudget(run *labsv1.LabRun) time.Duration {
+	if run.Spec.MaxExposure == nil {
+		return 2 * time.Minute
+	}
+	return run.Spec.MaxExposure.Duration
+}
+
+// exposureLeft is what remains of maxExposure while the mesh is weakened.
+func (r *LabRunReconciler) exposureLeft(run *labsv1.LabRun) (time.Duration, bool) {
+	since := run.Status.Exposure.Since
+	if since == nil {
+		return 0, false
+	}
+	used := r.now().Sub(since.Time)
+	if d := run.Status.Exposure.Duration; d != nil {
+		used += d.Duration
+	}
+	return r.exposureBudget(run) - used, true
+}
+
+// exposureExceeded fails the current step when the mesh has been weak for maxExposure; the run then restores.
+func (r *LabRunReconciler) exposureExceeded(run *labsv1.LabRun, st *labsv1.StepResult) bool {
+	left, open := r.exposureLeft(run)
+	if !open || left > 0 {
+		return false
+	}
+	msg := fmt.Sprintf("maxExposure (%s) ran out: the mesh is restored at once", r.exposureBudget(run))
+	if st.StartTime == nil {
+		now := metav1.NewTime(r.now())
+		st.StartTime = &now
+	}
+	r.finishStep(run, st, labsv1.VerdictFail, "", msg)
+	skipRemaining(run, "Not run: "+msg)
+	run.Status.Reason, run.Status.Message = labsv1.ReasonExposureExceeded, msg
+	return true
+}
+
+// closeExposure adds the weakened time to the total once nothing is changed any more.
+func (r *LabRunReconciler) closeExposure(run *labsv1.LabRun) {
+	since := run.Status.Exposure.Since
+	if since == nil {
+		return
+	}
+	for _, e := range run.Status.Journal {
+		if !e.Restored {
+			return
+		}
+	}
+	total := r.now().Sub(since.Time).Round(time.Millisecond)
+	if d := run.Status.Exposure.Duration; d != nil {
+		total += d.Duration
+	}
+	run.Status.Exposure = labsv1.Exposure{Duration: &metav1.Duration{Duration: total}}
+}
+
+// interfered checks that the run's changes still stand; if someone else (e.g. Argo CD self-heal) changed a
+// weakened object, the current step errors with an "interfered" message and the run goes to restore.
+func (r *LabRunReconciler) interfered(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult) bool {
+	for _, e := range run.Status.Journal {
+		if e.Restored || e.Change == "" {
+			continue
+		}
+		want := ""
+		if e.Kind == mesh.KindPeerAuthentication {
+			want = modePermissive
+		}
+		msg, err := mesh.Interference(ctx, r.APIReader, mesh.RefOf(e), string(run.UID), want)
+		if err != nil || msg == "" {
+			continue
+		}
+		if st.StartTime == nil {
+			now := metav1.NewTime(r.now())
+			st.StartTime = &now
+		}
+		r.finishStep(run, st, labsv1.VerdictError, "", "interfered: "+msg)
+		skipRemaining(run, "Not run: the mesh was changed by someone else during the run")
+		return true
+	}
+	return false
+}

@@ -1,0 +1,85 @@
+package labs
+
+import (
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
+	"github.com/ambientlab/labrun-operator/internal/probe"
+)
+
+// HBONERequests is how many requests the HBONE lab sends (the guide loops five times).
+const HBONERequests = 5
+
+// catalogue is the lab guide (seed/ambient-mode-lab-guide.ko.md), lab by lab, step by step.
+var catalogue = map[labsv1.LabName][]Step{
+	// Lab 1: mTLS between ztunnels, seen in their access logs.
+	labsv1.LabMTLS: {
+		{Name: "client-allowed", Kind: KindProbe, Caller: CallerClient, Expect: probe.ExpectAllowed,
+			Description: "The in-mesh client calls the target (curl http://backend.demo/get → 200)"},
+		{Name: "outbound-identity", Kind: KindEvidence, Evidence: &Evidence{Since: "client-allowed",
+			Direction: "outbound", SrcCaller: CallerClient},
+			Description: "The source ztunnel logs the outbound connection with the client's SPIFFE identity"},
+		{Name: "inbound-identity", Kind: KindEvidence, Evidence: &Evidence{Since: "client-allowed",
+			Direction: "inbound", SrcCaller: CallerClient, DstTarget: true},
+			Description: "The destination ztunnel logs the inbound connection with the target's SPIFFE identity"},
+	},
+	// Lab 2: PeerAuthentication STRICT refuses plaintext from outside the mesh; PERMISSIVE lets it in.
+	labsv1.LabPeerAuthentication: {
+		{Name: "baseline-strict", Kind: KindCheckMode,
+			Description: "The mesh-wide PeerAuthentication is STRICT"},
+		{Name: "client-allowed", Kind: KindProbe, Caller: CallerClient, Expect: probe.ExpectAllowed,
+			Description: "The in-mesh client is allowed (ztunnel applies mTLS)"},
+		{Name: "set-aside-policy", Kind: KindSetAside, Weakens: true,
+			Description: "Set the AuthorizationPolicy aside to isolate PeerAuthentication's effect"},
+		{Name: "create-non-mesh-namespace", Kind: KindCreateFixture, Fixture: FixtureNonMeshNamespace,
+			Description: "Create a namespace outside the mesh (no ambient label)"},
+		{Name: "non-mesh-denied", Kind: KindProbe, Caller: CallerNonMesh, Expect: probe.ExpectDenied,
+			Description: "Plaintext from outside the mesh is reset under STRICT (curl 56)"},
+		{Name: "set-permissive", Kind: KindSetPermissive, Weakens: true,
+			Description: "Set the PeerAuthentication to PERMISSIVE"},
+		{Name: "non-mesh-allowed", Kind: KindProbe, Caller: CallerNonMesh, Expect: probe.ExpectAllowed,
+			Description: "Plaintext from outside the mesh is allowed under PERMISSIVE (200)"},
+		{Name: "restore-strict", Kind: KindRestore, Restores: []string{mesh.KindPeerAuthentication, mesh.KindAuthorizationPolicy},
+			Description: "Restore STRICT and the AuthorizationPolicy"},
+		{Name: "non-mesh-denied-again", Kind: KindProbe, Caller: CallerNonMesh, Expect: probe.ExpectDenied,
+			Description: "Plaintext from outside the mesh is reset again"},
+		{Name: "remove-non-mesh-namespace", Kind: KindRemoveFixture, Fixture: FixtureNonMeshNamespace,
+			Description: "Remove the non-mesh namespace"},
+	},
+	// Lab 3: an L4 AuthorizationPolicy by SPIFFE identity keeps an attacker out.
+	labsv1.LabAuthorizationPolicy: {
+		{Name: "set-aside-policy", Kind: KindSetAside, Weakens: true,
+			Description: "Set the AuthorizationPolicy aside to compare before and after"},
+		{Name: "create-attacker", Kind: KindCreateFixture, Fixture: FixtureAttacker,
+			Description: "Create the attacker ServiceAccount in the target namespace"},
+		{Name: "attacker-allowed-without-policy", Kind: KindProbe, Caller: CallerAttacker, Expect: probe.ExpectAllowed,
+			Description: "Without the policy the attacker reaches the target (200)"},
+		{Name: "reapply-policy", Kind: KindRestore, Restores: []string{mesh.KindAuthorizationPolicy},
+			Description: "Re-apply the AuthorizationPolicy"},
+		{Name: "client-allowed", Kind: KindProbe, Caller: CallerClient, Expect: probe.ExpectAllowed,
+			Description: "The client's identity is in the policy's principals (200)"},
+		{Name: "attacker-denied", Kind: KindProbe, Caller: CallerAttacker, Expect: probe.ExpectDenied,
+			Description: "The attacker's identity is not: ztunnel rejects it (000, curl 56)"},
+		{Name: "rejection-logged", Kind: KindEvidence, Evidence: &Evidence{Since: "attacker-denied",
+			Direction: "inbound", SrcCaller: CallerAttacker, PolicyRejected: true},
+			Description: "The destination ztunnel logs the policy rejection for the attacker's identity"},
+		{Name: "remove-attacker", Kind: KindRemoveFixture, Fixture: FixtureAttacker,
+			Description: "Remove the attacker ServiceAccount"},
+	},
+	// Lab 4: what ambient costs compared with sidecars.
+	labsv1.LabFootprint: {
+		{Name: "no-sidecars", Kind: KindNoSidecars,
+			Description: "Target-namespace pods run one container, without istio-proxy or istio-init"},
+		{Name: "ztunnel-usage", Kind: KindZtunnelUsage,
+			Description: "Measure ztunnel per node (kubectl top, else its requests)"},
+		{Name: "sidecar-estimate", Kind: KindSidecarEstimate,
+			Description: "Estimate sidecar mode for the live mesh pods and compare"},
+	},
+	// Lab 5: HBONE tunnels on port 15008 in ztunnel's logs.
+	labsv1.LabHBONE: {
+		{Name: "client-requests", Kind: KindProbe, Caller: CallerClient, Expect: probe.ExpectAllowed, Count: HBONERequests,
+			Description: "The client sends several requests"},
+		{Name: "hbone-tunnel", Kind: KindEvidence, Evidence: &Evidence{Since: "client-requests",
+			Direction: "inbound", SrcCaller: CallerClient, DstTarget: true, HBONE: true, MinLines: HBONERequests},
+			Description: "Each went through an HBONE tunnel: dst.addr on 15008, dst.hbone_addr, SPIFFE IDs on both ends"},
+	},
+}

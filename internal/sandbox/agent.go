@@ -1,0 +1,274 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/probe"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/dataplane"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/kubelet"
+)
+
+// nodeAgent stands in for kubelet on the simulated nodes: it binds unscheduled pods, marks pods Running and
+// Ready with pod IPs, runs probe pods' prober in-process through the simulated ztunnel, writes their terminated
+// status as kubelet does, and confirms pod deletions.
+type nodeAgent struct {
+	client.Client
+	dp         *dataplane.Dataplane
+	nodes      []string
+	startDelay time.Duration
+
+	mu      sync.Mutex
+	ips     map[string]string             // pod UID → IP
+	nextIP  map[string]int                // node → last host number handed out
+	running map[string]context.CancelFunc // probe pod UID → cancel of its prober
+	logs    *kubelet.LogStore
+	wg      sync.WaitGroup
+	ctx     context.Context
+}
+
+// Reconcile moves one pod along its lifecycle.
+func (a *nodeAgent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	pod := &corev1.Pod{}
+	if err := a.Get(ctx, req.NamespacedName, pod); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	switch {
+	case !pod.DeletionTimestamp.IsZero():
+		return ctrl.Result{}, a.confirmDeletion(ctx, pod)
+	case pod.Spec.NodeName == "":
+		return ctrl.Result{}, a.bind(ctx, pod)
+	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
+		return ctrl.Result{}, nil
+	case pod.Status.Phase == corev1.PodRunning && !isProbe(pod):
+		return ctrl.Result{}, nil
+	}
+	if wait := a.startDelay - time.Since(pod.CreationTimestamp.Time); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil // simulated pod start latency, a setting of the sandbox
+	}
+	if pod.Status.Phase != corev1.PodRunning {
+		if err := a.markRunning(ctx, pod); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if isProbe(pod) {
+		a.startProbe(pod)
+	}
+	return ctrl.Result{}, nil
+}
+
+func isProbe(pod *corev1.Pod) bool { return pod.Labels[labsv1.LabelProbe] == "true" }
+
+// bind schedules the pod as the scheduler would, through the binding subresource.
+func (a *nodeAgent) bind(ctx context.Context, pod *corev1.Pod) error {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(pod.Namespace + "/" + pod.Name))
+	node := a.nodes[int(h.Sum32())%len(a.nodes)]
+	binding := &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: node},
+	}
+	if err := a.SubResource("binding").Create(ctx, pod, binding); err != nil && !apierrors.IsConflict(err) {
+		return fmt.Errorf("binding pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return nil
+}
+
+// confirmDeletion is kubelet's part of a graceful delete: stop the containers, then remove the pod for good.
+func (a *nodeAgent) confirmDeletion(ctx context.Context, pod *corev1.Pod) error {
+	a.mu.Lock()
+	if cancel := a.running[string(pod.UID)]; cancel != nil {
+		cancel()
+	}
+	a.mu.Unlock()
+	err := a.Delete(ctx, pod, client.GracePeriodSeconds(0), client.Preconditions{UID: &pod.UID})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
+func (a *nodeAgent) podIP(pod *corev1.Pod) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ip, ok := a.ips[string(pod.UID)]; ok {
+		return ip
+	}
+	idx := 0
+	for i, n := range a.nodes {
+		if n == pod.Spec.NodeName {
+			idx = i
+		}
+	}
+	a.nextIP[pod.Spec.NodeName]++
+	ip := fmt.Sprintf("10.244.%d.%d", idx+1, a.nextIP[pod.Spec.NodeName]+1)
+	a.ips[string(pod.UID)] = ip
+	return ip
+}
+
+// markRunning writes the status kubelet writes once the containers started.
+func (a *nodeAgent) markRunning(ctx context.Context, pod *corev1.Pod) error {
+	ip := a.podIP(pod)
+	for _, c := range pod.Spec.Containers {
+		a.logs.AddContainer(pod.Namespace, pod.Name, c.Name) // a container that has not logged yet has an empty log
+	}
+	return a.updateStatus(ctx, pod, func(p *corev1.Pod) {
+		now := metav1.Now()
+		p.Status.Phase = corev1.PodRunning
+		p.Status.HostIP, p.Status.PodIP = "127.0.0.1", ip
+		p.Status.HostIPs = []corev1.HostIP{{IP: "127.0.0.1"}}
+		p.Status.PodIPs = []corev1.PodIP{{IP: ip}}
+		p.Status.StartTime = &now
+		p.Status.Conditions = podConditions(corev1.ConditionTrue, now)
+		p.Status.ContainerStatuses = nil
+		for _, c := range p.Spec.Containers {
+			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
+				Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: true, Started: ptrBool(true),
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+			})
+		}
+	})
+}
+
+func podConditions(s corev1.ConditionStatus, now metav1.Time) []corev1.PodCondition {
+	var cs []corev1.PodCondition
+	for _, t := range []corev1.PodConditionType{corev1.PodScheduled, corev1.PodInitialized,
+		corev1.ContainersReady, corev1.PodReady} {
+		st := s
+		if t == corev1.PodScheduled || t == corev1.PodInitialized {
+			st = corev1.ConditionTrue
+		}
+		cs = append(cs, corev1.PodCondition{Type: t, Status: st, LastTransitionTime: now})
+	}
+	return cs
+}
+
+func ptrBool(b bool) *bool { return &b }
+
+func (a *nodeAgent) updateStatus(ctx context.Context, pod *corev1.Pod, mutate func(*corev1.Pod)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := &corev1.Pod{}
+		if err := a.Get(ctx, client.ObjectKeyFromObject(pod), cur); err != nil {
+			return err
+		}
+		if cur.UID != pod.UID {
+			return apierrors.NewNotFound(corev1.Resource("pods"), pod.Name)
+		}
+		mutate(cur)
+		return a.Status().Update(ctx, cur)
+	})
+}
+
+// startProbe runs the pod's prober once, in-process: the same code as `manager probe`, with the pod's
+// identity, its connections routed through the simulated ztunnel.
+func (a *nodeAgent) startProbe(pod *corev1.Pod) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.running[string(pod.UID)]; ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(a.ctx)
+	a.running[string(pod.UID)] = cancel
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.runProbe(ctx, pod.DeepCopy())
+	}()
+}
+
+func (a *nodeAgent) runProbe(ctx context.Context, pod *corev1.Pod) {
+	log := ctrl.LoggerFrom(ctx).WithValues("pod", pod.Namespace+"/"+pod.Name)
+	opts, err := probe.ParseArgs(pod.Spec.Containers[0].Args)
+	var res probe.Result
+	if err == nil {
+		src, serr := a.workloadOf(ctx, pod)
+		if serr != nil {
+			log.Error(serr, "Reading probe pod's identity")
+			return
+		}
+		opts.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return a.dp.Dial(ctx, src, network, addr)
+		}
+		res = probe.Run(ctx, opts)
+	}
+	if ctx.Err() != nil {
+		return // the pod is being deleted or the sandbox stops
+	}
+	if err := a.terminate(context.WithoutCancel(ctx), pod, res, err); err != nil && !apierrors.IsNotFound(err) {
+		log.Error(err, "Writing probe pod status")
+	}
+}
+
+// terminate writes the terminated container status with the result as termination message, as kubelet does
+// from /dev/termination-log.
+func (a *nodeAgent) terminate(ctx context.Context, pod *corev1.Pod, res probe.Result, argErr error) error {
+	msg, _ := json.Marshal(res)
+	exit, reason := int32(probe.ExitMatched), "Completed"
+	if argErr != nil {
+		msg, exit, reason = []byte("probe: "+argErr.Error()), probe.ExitUsage, "Error"
+	} else if !res.Matched {
+		exit, reason = probe.ExitNotMatched, "Error"
+	}
+	// What the prober printed on stdout is the container's log, as `kubectl logs` would show it.
+	a.logs.Append(pod.Namespace, pod.Name, probe.ContainerName, string(msg))
+	return a.updateStatus(ctx, pod, func(p *corev1.Pod) {
+		now := metav1.Now()
+		p.Status.Phase = corev1.PodSucceeded
+		if exit != 0 {
+			p.Status.Phase = corev1.PodFailed
+		}
+		p.Status.Conditions = podConditions(corev1.ConditionFalse, now)
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{
+			Name: probe.ContainerName, Image: p.Spec.Containers[0].Image, ImageID: p.Spec.Containers[0].Image,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: exit, Reason: reason, Message: string(msg),
+				StartedAt: metav1.NewTime(res.StartTime), FinishedAt: now,
+			}},
+		}}
+	})
+}
+
+// workloadOf is the pod as the data plane sees it: namespace, ServiceAccount, node, IP, and whether ambient
+// captures it (its namespace enrolled, unless the pod opts out).
+func (a *nodeAgent) workloadOf(ctx context.Context, pod *corev1.Pod) (dataplane.Workload, error) {
+	ns := &corev1.Namespace{}
+	if err := a.Get(ctx, client.ObjectKey{Name: pod.Namespace}, ns); err != nil {
+		return dataplane.Workload{}, err
+	}
+	return workload(pod, ns, a.podIP(pod)), nil
+}
+
+func workload(pod *corev1.Pod, ns *corev1.Namespace, ip string) dataplane.Workload {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	return dataplane.Workload{
+		Namespace: pod.Namespace, Name: pod.Name, ServiceAccount: sa, Node: pod.Spec.NodeName, IP: ip,
+		Labels: pod.Labels, Mesh: inMesh(pod, ns),
+	}
+}
+
+// inMesh follows ambient enrolment: the namespace label istio.io/dataplane-mode=ambient, which a pod can
+// override with its own label (none opts out).
+func inMesh(pod *corev1.Pod, ns *corev1.Namespace) bool {
+	if v, ok := pod.Labels[ambientLabel]; ok {
+		return v == ambientValue
+	}
+	return ns.Labels[ambientLabel] == ambientValue
+}
+
+func (a *nodeAgent) wait() { a.wg.Wait() }

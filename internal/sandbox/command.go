@@ -1,0 +1,232 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/operator"
+)
+
+type commandConfig struct {
+	kubeconfigOut    string
+	controller       bool
+	applySample      bool
+	keep             bool
+	propagationDelay time.Duration
+	podStartLatency  time.Duration
+	runTimeout       time.Duration
+	verbose          bool
+}
+
+// Main is `manager sandbox`. It returns 0 unless a run it applied did not succeed with the mesh restored.
+func Main(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseCommand(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sandbox: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, stdout); err != nil {
+		fmt.Fprintf(stderr, "sandbox: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func parseCommand(args []string, stderr io.Writer) (commandConfig, error) {
+	var c commandConfig
+	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.kubeconfigOut, "kubeconfig-out", "", "Where to write the sandbox's kubeconfig (default bin/sandbox/kubeconfig in the repository)")
+	fs.BoolVar(&c.controller, "controller", true, "Run the LabRun controller in-process (false: start `manager --kubeconfig …` yourself)")
+	fs.BoolVar(&c.applySample, "apply-sample", false, "Apply config/samples/labs_v1alpha1_labrun.yaml, wait for it and print its steps")
+	fs.BoolVar(&c.keep, "keep", false, "Stay up until interrupted (Ctrl-C)")
+	fs.DurationVar(&c.propagationDelay, "propagation-delay", 500*time.Millisecond, "How long a policy change takes to reach the simulated ztunnel")
+	fs.DurationVar(&c.podStartLatency, "pod-start-latency", 0, "How long a pod takes to start")
+	fs.DurationVar(&c.runTimeout, "run-timeout", 5*time.Minute, "How long to wait for the applied LabRun")
+	fs.BoolVar(&c.verbose, "v", false, "Log the controller and the sandbox")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.applySample && !c.controller {
+		fmt.Fprintln(stderr, "sandbox: --apply-sample with --controller=false waits for a manager you start yourself")
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, cfg commandConfig, stdout io.Writer) error {
+	if cfg.verbose {
+		ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
+	} else {
+		ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	}
+	fmt.Fprintln(stdout, "Starting the sandbox: a real kube-apiserver and etcd with a SIMULATED ambient data plane (node agent + ztunnel)...")
+	sb, err := Start(ctx, Options{PropagationDelay: orNone(cfg.propagationDelay), PodStartLatency: cfg.podStartLatency,
+		Progress: stdout})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(stdout, "Stopping the sandbox...")
+		if err := sb.Stop(); err != nil {
+			fmt.Fprintf(stdout, "stopping: %v\n", err)
+		}
+	}()
+	path, err := sb.writeKubeconfig(cfg.kubeconfigOut)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Sandbox up: %d nodes, namespace %s with frontend and backend, ztunnel on every node.\n",
+		len(sb.Nodes), DemoNamespace)
+	fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", path)
+	if cfg.controller {
+		stopController, err := sb.StartController(operator.Options{})
+		if err != nil {
+			return err
+		}
+		defer stopController()
+	}
+	if cfg.applySample {
+		if err := sb.applySample(ctx, cfg.runTimeout, stdout); err != nil {
+			return err
+		}
+	}
+	if cfg.keep {
+		fmt.Fprintln(stdout, "Sandbox running; press Ctrl-C to stop.")
+		<-ctx.Done()
+	}
+	return nil
+}
+
+func orNone(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+// StartController runs the operator's manager in-process against the sandbox until the returned stop is called.
+func (s *Sandbox) StartController(o operator.Options) (func(), error) {
+	if o.ProbeImage == "" {
+		o.ProbeImage = "labrun-operator:sandbox"
+	}
+	o.SkipNameValidation = true
+	o.LeaderElection, o.LeaderElectionNS = true, OperatorNamespace
+	mgr, err := operator.NewManager(s.Env.Config, o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() { cancel(); <-done }, nil
+}
+
+// writeKubeconfig writes an admin kubeconfig for the sandbox's API server.
+func (s *Sandbox) writeKubeconfig(path string) (string, error) {
+	if path == "" {
+		path = filepath.Join(s.Env.Root, "bin", "sandbox", "kubeconfig")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	return abs, clientcmd.WriteToFile(kubeconfig(s.Env.Config), abs)
+}
+
+func kubeconfig(c *rest.Config) clientcmdapi.Config {
+	const name = "labrun-sandbox"
+	return clientcmdapi.Config{
+		Clusters: map[string]*clientcmdapi.Cluster{name: {Server: c.Host, CertificateAuthorityData: c.CAData}},
+		AuthInfos: map[string]*clientcmdapi.AuthInfo{name: {ClientCertificateData: c.CertData,
+			ClientKeyData: c.KeyData, Token: c.BearerToken}},
+		Contexts:       map[string]*clientcmdapi.Context{name: {Cluster: name, AuthInfo: name, Namespace: DemoNamespace}},
+		CurrentContext: name,
+	}
+}
+
+// applySample applies the sample LabRun, waits for it to end and prints its steps.
+func (s *Sandbox) applySample(ctx context.Context, timeout time.Duration, out io.Writer) error {
+	raw, err := os.ReadFile(filepath.Join(s.Env.Root, "config", "samples", "labs_v1alpha1_labrun.yaml"))
+	if err != nil {
+		return err
+	}
+	run := &labsv1.LabRun{}
+	if err := yaml.UnmarshalStrict(raw, run); err != nil {
+		return fmt.Errorf("reading the sample: %w", err)
+	}
+	if err := s.Client.Create(ctx, run); err != nil {
+		return fmt.Errorf("applying the sample: %w", err)
+	}
+	fmt.Fprintf(out, "Applied LabRun %s/%s; waiting for it to finish...\n", run.Namespace, run.Name)
+	start := time.Now()
+	done, err := WaitForRun(ctx, s.Client, client.ObjectKeyFromObject(run), timeout)
+	if err != nil {
+		return err
+	}
+	PrintRun(out, done)
+	fmt.Fprintf(out, "Wall time: %s\n", time.Since(start).Round(time.Millisecond))
+	if done.Status.Phase != labsv1.PhaseSucceeded ||
+		!meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored) {
+		return fmt.Errorf("LabRun %s ended %s: %s", run.Name, done.Status.Phase, done.Status.Message)
+	}
+	return nil
+}
+
+// PrintRun writes a readable table of every step, the exposure and whether the mesh is restored.
+func PrintRun(out io.Writer, run *labsv1.LabRun) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LAB\tSTEP\tEXPECTED\tOBSERVED\tVERDICT\tSETTLE")
+	for _, st := range run.Status.Steps {
+		settle := "-"
+		if st.Settle != nil {
+			settle = st.Settle.Duration.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Lab, st.Name, st.Expected, st.Observed, st.Verdict, settle)
+	}
+	_ = tw.Flush()
+	for _, st := range run.Status.Steps {
+		if st.Verdict != labsv1.VerdictPass {
+			fmt.Fprintf(out, "%s/%s %s: %s\n", st.Lab, st.Name, st.Verdict, st.Message)
+		}
+	}
+	exposure := "0s"
+	if d := run.Status.Exposure.Duration; d != nil {
+		exposure = d.Duration.String()
+	}
+	restored := "Unknown"
+	if c := meta.FindStatusCondition(run.Status.Conditions, labsv1.ConditionMeshRestored); c != nil {
+		restored = fmt.Sprintf("%s (%s)", c.Status, c.Message)
+	}
+	fmt.Fprintf(out, "Phase: %s — %s\nExposure: %s\nMesh restored: %s\n", run.Status.Phase, run.Status.Message,
+		exposure, restored)
+}

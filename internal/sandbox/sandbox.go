@@ -1,0 +1,205 @@
+// Package sandbox is a simulated ambient node: a real kube-apiserver and etcd, the lab guide's world, a node
+// agent standing in for kubelet, and a simulated ztunnel that enforces the live PeerAuthentication and
+// AuthorizationPolicy objects with Istio's rules and writes ztunnel-format access logs, served through the
+// kubelet API so `kubectl logs` works. It is a simulator: the same controller runs against a real cluster.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/ambientlab/labrun-operator/internal/controlplane"
+	"github.com/ambientlab/labrun-operator/internal/operator"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/dataplane"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/kubelet"
+)
+
+// Options tune the sandbox.
+type Options struct {
+	// PropagationDelay is how long a policy change takes to reach the simulated ztunnel (default 500ms;
+	// negative means none).
+	PropagationDelay time.Duration
+	// PodStartLatency is how long a pod takes from creation to Running.
+	PodStartLatency time.Duration
+	// Nodes is the number of simulated nodes (default 3, as in the guide's comparison).
+	Nodes int
+	// Progress receives progress messages (the first control-plane build takes minutes).
+	Progress io.Writer
+}
+
+// Sandbox is a running simulated cluster.
+type Sandbox struct {
+	Env       *controlplane.Env
+	Client    client.WithWatch
+	Dataplane *dataplane.Dataplane
+	Logs      *kubelet.LogStore
+	Nodes     []string
+
+	kubelet *kubelet.Server
+	agent   *nodeAgent
+	cancel  context.CancelFunc
+	done    chan error
+	stopMu  sync.Once
+}
+
+// Start brings the sandbox up: control plane, nodes, world, node agent and simulated ztunnel.
+func Start(ctx context.Context, o Options) (s *Sandbox, err error) {
+	o = withDefaults(o)
+	env, err := controlplane.Start(controlplane.Options{Progress: o.Progress})
+	if err != nil {
+		return nil, err
+	}
+	s = &Sandbox{Env: env, Logs: kubelet.NewLogStore(), done: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			_ = s.Stop()
+		}
+	}()
+	scheme, err := operator.NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	if s.Client, err = client.NewWithWatch(env.Config, client.Options{Scheme: scheme}); err != nil {
+		return nil, err
+	}
+	if err := s.startKubelet(ctx, o.Nodes); err != nil {
+		return nil, err
+	}
+	s.Dataplane, err = dataplane.New(dataplane.Options{
+		PropagationDelay: o.PropagationDelay,
+		Log: func(node, line string) {
+			s.Logs.Append(RootNamespace, ztunnelPodName(node), ztunnelContainer, line)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := seedWorld(ctx, s.Client, s.Nodes); err != nil {
+		return nil, err
+	}
+	return s, s.startAgent(o)
+}
+
+func withDefaults(o Options) Options {
+	if o.PropagationDelay == 0 {
+		o.PropagationDelay = 500 * time.Millisecond
+	}
+	if o.PropagationDelay < 0 {
+		o.PropagationDelay = 0
+	}
+	if o.Nodes <= 0 {
+		o.Nodes = 3
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	return o
+}
+
+// startKubelet serves the kubelet API on loopback and registers the nodes with it, so the API server fetches
+// container logs from it.
+func (s *Sandbox) startKubelet(ctx context.Context, nodes int) error {
+	s.kubelet = kubelet.NewServer(s.Logs)
+	if err := s.kubelet.Start(); err != nil {
+		return fmt.Errorf("starting the kubelet API: %w", err)
+	}
+	for i := 1; i <= nodes; i++ {
+		name := fmt.Sprintf("node-%d", i)
+		if err := registerNode(ctx, s.Client, name, s.kubelet.Port()); err != nil {
+			return err
+		}
+		s.Nodes = append(s.Nodes, name)
+	}
+	return nil
+}
+
+func registerNode(ctx context.Context, c client.Client, name string, port int) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+		"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+	}}}
+	if err := c.Create(ctx, node); err != nil {
+		return fmt.Errorf("registering node %s: %w", name, err)
+	}
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("8Gi"),
+		corev1.ResourcePods: resource.MustParse("110"),
+	}
+	now := metav1.Now()
+	node.Status = corev1.NodeStatus{
+		Capacity: capacity, Allocatable: capacity,
+		// Only an InternalIP: the API server prefers a Hostname address, which would not resolve here.
+		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(port)}},
+		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
+			Reason: "KubeletReady", Message: "simulated node agent is posting ready status",
+			LastHeartbeatTime: now, LastTransitionTime: now}},
+		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.37.2-sandbox", OperatingSystem: "linux", Architecture: "amd64"},
+	}
+	if err := c.Status().Update(ctx, node); err != nil {
+		return fmt.Errorf("posting status of node %s: %w", name, err)
+	}
+	return nil
+}
+
+// startAgent runs the node agent and the ztunnel feed in their own manager.
+func (s *Sandbox) startAgent(o Options) error {
+	scheme, _ := operator.NewScheme()
+	skip := true
+	mgr, err := ctrl.NewManager(s.Env.Config, ctrl.Options{
+		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Controller: config.Controller{SkipNameValidation: &skip, MaxConcurrentReconciles: 4},
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.agent = &nodeAgent{Client: mgr.GetClient(), dp: s.Dataplane, nodes: s.Nodes, startDelay: o.PodStartLatency,
+		ips: map[string]string{}, nextIP: map[string]int{}, running: map[string]context.CancelFunc{}, ctx: ctx,
+		logs: s.Logs}
+	if err := ctrl.NewControllerManagedBy(mgr).Named("sandbox-node-agent").For(&corev1.Pod{}).Complete(s.agent); err != nil {
+		return err
+	}
+	if err := (&feeder{Client: mgr.GetClient(), dp: s.Dataplane}).setup(mgr); err != nil {
+		return err
+	}
+	go func() { s.done <- mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return errors.New("the node agent's cache did not sync")
+	}
+	return nil
+}
+
+// Stop shuts everything down: agent, kubelet API, data plane, control plane (its etcd data is removed).
+func (s *Sandbox) Stop() error {
+	var errs []error
+	s.stopMu.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+			if err := <-s.done; err != nil {
+				errs = append(errs, err)
+			}
+			s.agent.wait()
+		}
+		if s.kubelet != nil {
+			errs = append(errs, s.kubelet.Close())
+		}
+		if s.Dataplane != nil {
+			errs = append(errs, s.Dataplane.Close())
+		}
+		errs = append(errs, s.Env.Stop())
+	})
+	return errors.Join(errs...)
+}

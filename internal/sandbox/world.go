@@ -1,0 +1,164 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+
+	secv1beta1 "istio.io/api/security/v1beta1"
+	typev1beta1 "istio.io/api/type/v1beta1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// The lab guide's world.
+const (
+	RootNamespace     = "istio-system"
+	DemoNamespace     = "demo"
+	OperatorNamespace = "labrun-system"
+	PolicyName        = "backend-allow-frontend-only"
+	KongPrincipal     = "cluster.local/ns/kong/sa/kong-gateway"
+	ztunnelContainer  = "istio-proxy"
+	ambientLabel      = "istio.io/dataplane-mode"
+	ambientValue      = "ambient"
+)
+
+// ztunnelPodName names the ztunnel pod of a node, as the DaemonSet would (stable, so logs can be found).
+func ztunnelPodName(node string) string { return "ztunnel-" + node }
+
+// seedWorld creates the guide's world: namespaces, the frontend and backend workloads, Service backend:80,
+// one ztunnel per node, PeerAuthentication istio-system/default STRICT and the backend's L4 policy.
+func seedWorld(ctx context.Context, c client.Client, nodes []string) error {
+	objs := []client.Object{
+		namespace(RootNamespace, nil), namespace(OperatorNamespace, nil),
+		namespace(DemoNamespace, map[string]string{ambientLabel: ambientValue}),
+		serviceAccount(DemoNamespace, "frontend"), serviceAccount(DemoNamespace, "backend"),
+		deployment(DemoNamespace, "frontend"), deployment(DemoNamespace, "backend"),
+		appPod(DemoNamespace, "frontend", nodes[0]), appPod(DemoNamespace, "backend", nodes[1%len(nodes)]),
+		backendService(), ztunnelDaemonSet(), strictPeerAuthentication(), backendPolicy(),
+	}
+	for _, n := range nodes {
+		objs = append(objs, ztunnelPod(n))
+	}
+	for _, o := range objs {
+		if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating %T %s: %w", o, client.ObjectKeyFromObject(o), err)
+		}
+	}
+	return nil
+}
+
+func namespace(name string, labels map[string]string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+}
+
+func serviceAccount(ns, name string) *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+}
+
+// appSpec is one container, no sidecar and no init container: that is what ambient mode looks like.
+func appSpec(name string) corev1.PodSpec {
+	return corev1.PodSpec{
+		ServiceAccountName: name,
+		Containers: []corev1.Container{{
+			Name: name, Image: "kong/httpbin:0.1.0", Ports: []corev1.ContainerPort{{ContainerPort: 80}},
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+				corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi"),
+			}},
+		}},
+	}
+}
+
+func deployment(ns, name string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: appSpec(name)},
+		},
+	}
+}
+
+// appPod is the pod the Deployment's ReplicaSet would create (no controller-manager runs in the sandbox).
+func appPod(ns, name, node string) *corev1.Pod {
+	spec := appSpec(name)
+	spec.NodeName = node
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-7d4f8b9c6d-x2k9p",
+			Labels: map[string]string{"app": name}},
+		Spec: spec,
+	}
+}
+
+func backendService() *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: DemoNamespace, Name: "backend", Labels: map[string]string{"app": "backend"}},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "backend"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}},
+		},
+	}
+}
+
+// ztunnelSpec carries the Istio chart's default requests, which the footprint lab reads.
+func ztunnelSpec() corev1.PodSpec {
+	return corev1.PodSpec{
+		Containers: []corev1.Container{{
+			Name: ztunnelContainer, Image: "istio/ztunnel:1.28.0",
+			Ports: []corev1.ContainerPort{{Name: "ztunnel-stats", ContainerPort: 15020}},
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+				corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("512Mi"),
+			}},
+		}},
+	}
+}
+
+func ztunnelDaemonSet() *appsv1.DaemonSet {
+	labels := map[string]string{"app": "ztunnel"}
+	return &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: RootNamespace, Name: "ztunnel", Labels: labels},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: ztunnelSpec()},
+		},
+	}
+}
+
+func ztunnelPod(node string) *corev1.Pod {
+	spec := ztunnelSpec()
+	spec.NodeName = node
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: RootNamespace, Name: ztunnelPodName(node),
+			Labels: map[string]string{"app": "ztunnel"}},
+		Spec: spec,
+	}
+}
+
+func strictPeerAuthentication() *securityv1.PeerAuthentication {
+	return &securityv1.PeerAuthentication{
+		ObjectMeta: metav1.ObjectMeta{Namespace: RootNamespace, Name: "default"},
+		Spec: secv1beta1.PeerAuthentication{
+			Mtls: &secv1beta1.PeerAuthentication_MutualTLS{Mode: secv1beta1.PeerAuthentication_MutualTLS_STRICT},
+		},
+	}
+}
+
+// backendPolicy is the guide's policies/authz-policy.yaml: only frontend and the Kong gateway reach backend.
+func backendPolicy() *securityv1.AuthorizationPolicy {
+	return &securityv1.AuthorizationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: DemoNamespace, Name: PolicyName},
+		Spec: secv1beta1.AuthorizationPolicy{
+			Selector: &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "backend"}},
+			Action:   secv1beta1.AuthorizationPolicy_ALLOW,
+			Rules: []*secv1beta1.Rule{{From: []*secv1beta1.Rule_From{{Source: &secv1beta1.Source{
+				Principals: []string{"cluster.local/ns/" + DemoNamespace + "/sa/frontend", KongPrincipal},
+			}}}}},
+		},
+	}
+}
