@@ -60,7 +60,10 @@ func (r *LabRunReconciler) evidence(ctx context.Context, run *labsv1.LabRun, st 
 func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, ev *labs.Evidence, since time.Time) (ztunnel.Criteria, error) {
 	rejected := ev.PolicyRejected
 	c := ztunnel.Criteria{Since: since.Add(-clockSlack), Until: r.now().Add(clockSlack), Direction: ev.Direction,
-		HBONE: ev.HBONE, PolicyRejected: &rejected}
+		HBONE: ev.HBONE, PolicyRejected: &rejected, NoSrcIdentity: ev.Plaintext}
+	if ev.DeniedByStrict {
+		c.ErrorContains = "explicitly denied by: " + run.Spec.Mesh.RootNamespace + "/istio_converted_static_strict"
+	}
 	td := run.Spec.Mesh.TrustDomain
 	if ev.SrcCaller != "" {
 		ns, sa := r.caller(run, ev.SrcCaller)

@@ -121,7 +121,7 @@ func (r *LabRunReconciler) caller(run *labsv1.LabRun, c labs.Caller) (namespace,
 
 // probePodName is stable for a run and step, so a restarted manager finds the pod it created.
 func probePodName(run *labsv1.LabRun, step labs.Step) string {
-	return shortName(run.Name, 40) + "-probe-" + hash(string(run.UID) + "/" + step.ID())
+	return shortName(run.Name, 40) + "-probe-" + hash(string(run.UID)+"/"+step.ID())
 }
 
 func shortName(name string, n int) string {

@@ -25,14 +25,23 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 	}
 	if run.Spec.DryRun {
 		r.dryRun(run)
+		run.Status.Phase, run.Status.Reason = labsv1.PhaseRestoring, labsv1.ReasonRestoring
 		return nil
 	}
+	progressed := false
 	for i, step := range plan {
 		st := &run.Status.Steps[i]
 		if terminal(st.Verdict) {
 			continue
 		}
-		if r.exposureExceeded(run, st) || r.interfered(ctx, run, st) {
+		if step.Mutates() && progressed {
+			// A mesh change starts a pass of its own, once what came before is written: after a crash only
+			// the change itself is left to redo, and it is idempotent.
+			return waitFor("status to be written before changing the mesh", 10*time.Second)
+		}
+		progressed = true
+		// A restore step may find its object already back (a crash right after restoring): not interference.
+		if r.exposureExceeded(run, st) || (step.Kind != labs.KindRestore && r.interfered(ctx, run, st)) {
 			break
 		}
 		if err := r.runStep(ctx, run, st, step); err != nil {
@@ -44,7 +53,9 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 		}
 	}
 	run.Status.Phase = labsv1.PhaseRestoring
-	run.Status.Reason = labsv1.ReasonRestoring
+	if run.Status.Reason != labsv1.ReasonExposureExceeded {
+		run.Status.Reason = labsv1.ReasonRestoring
+	}
 	return nil
 }
 

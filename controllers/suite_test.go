@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,22 +12,29 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
-	"github.com/ambientlab/labrun-operator/internal/controlplane"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/operator"
+	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 
 var (
-	env *controlplane.Env
-	k8s client.Client
+	sb  *sandbox.Sandbox
+	k8s client.WithWatch
+	// original mesh objects, as the sandbox's world created them
+	origPeerAuth, origPolicy *unstructured.Unstructured
 )
 
-// TestMain starts one local control plane (real kube-apiserver and etcd, LabRun and Istio CRDs) for the package.
+const testDelay = 200 * time.Millisecond
+
+// TestMain starts one sandbox for the package: a real kube-apiserver and etcd with the LabRun and Istio CRDs,
+// the lab guide's world, the simulated node agent and ztunnel.
 func TestMain(m *testing.M) {
 	if os.Getenv("LABRUN_TEST_LOG") != "" {
 		ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
@@ -34,20 +42,16 @@ func TestMain(m *testing.M) {
 		ctrl.SetLogger(zap.New(zap.WriteTo(discard{})))
 	}
 	var err error
-	env, err = controlplane.Start(controlplane.Options{Progress: os.Stderr})
+	sb, err = sandbox.Start(context.Background(), sandbox.Options{PropagationDelay: testDelay, Progress: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	scheme, _ := operator.NewScheme()
-	k8s, err = client.New(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	k8s = sb.Client
+	origPeerAuth, origPolicy = readMesh(peerAuthRef), readMesh(policyRef)
 	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
+	if err := sb.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the sandbox:", err)
 	}
 	os.Exit(code)
 }
@@ -56,77 +60,153 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-// startManager runs the operator's manager, as main.go builds it, until the test ends.
-func startManager(t *testing.T) {
+var (
+	peerAuthRef = mesh.Ref{Kind: mesh.KindPeerAuthentication, Namespace: sandbox.RootNamespace, Name: "default"}
+	policyRef   = mesh.Ref{Kind: mesh.KindAuthorizationPolicy, Namespace: sandbox.DemoNamespace, Name: sandbox.PolicyName}
+)
+
+func readMesh(ref mesh.Ref) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(mesh.GVK(ref.Kind))
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u); err != nil {
+		panic(err)
+	}
+	return u
+}
+
+// managerOptions are what tests run the manager with; PodStartGrace is short so stuck pods fail fast.
+func managerOptions() operator.Options {
+	return operator.Options{ProbeImage: "labrun-operator:test", PodStartGrace: 20 * time.Second,
+		SkipNameValidation: true, WatchdogGrace: time.Second}
+}
+
+// startManager runs the operator's manager, as main.go builds it, until the test ends or stop is called.
+func startManager(t *testing.T, o operator.Options) (stop func()) {
 	t.Helper()
-	mgr, err := operator.NewManager(env.Config, operator.Options{ProbeImage: "labrun-operator:test",
-		PodStartGrace: 30 * time.Second, SkipNameValidation: true})
+	mgr, err := operator.NewManager(sb.Env.Config, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
+	var stopped atomic.Bool
+	stop = func() {
+		if stopped.CompareAndSwap(false, true) {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("manager: %v", err)
+			}
 		}
-	})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
-var nsCounter atomic.Int32
+var runCounter atomic.Int32
 
-// newNamespace creates a fresh namespace, enrolled in ambient mode when ambient is true.
-func newNamespace(t *testing.T, ambient bool) string {
+// newRun builds a LabRun in the demo namespace with what a user must write; the API server fills defaults.
+func newRun(labs ...labsv1.LabName) *labsv1.LabRun {
+	return &labsv1.LabRun{
+		ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.DemoNamespace, Name: fmt.Sprintf("run-%d", runCounter.Add(1))},
+		Spec: labsv1.LabRunSpec{
+			Labs:   labs,
+			Target: labsv1.TargetSpec{Service: "backend"},
+			Mesh:   labsv1.MeshSpec{AuthorizationPolicy: &labsv1.ObjectRef{Name: sandbox.PolicyName}},
+			Probe:  labsv1.ProbeSpec{SettleTimeout: &metav1.Duration{Duration: 10 * time.Second}},
+		},
+	}
+}
+
+// create creates the run and deletes it (waiting until it is gone) when the test ends.
+func create(t *testing.T, run *labsv1.LabRun) {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name: fmt.Sprintf("demo-%d-%d", time.Now().UnixNano()%100000, nsCounter.Add(1)),
-	}}
-	if ambient {
-		ns.Labels = map[string]string{"istio.io/dataplane-mode": "ambient"}
-	}
-	if err := k8s.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
+	NewWithT(t).Expect(k8s.Create(context.Background(), run)).To(Succeed())
+	t.Cleanup(func() { deleteAndWait(t, run) })
 }
 
-// seedWorld creates the guide's backend Service and frontend ServiceAccount in ns.
-func seedWorld(t *testing.T, ns string) {
+func deleteAndWait(t *testing.T, run *labsv1.LabRun) {
 	t.Helper()
 	ctx := context.Background()
-	objs := []client.Object{
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "frontend"}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "backend"},
-			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "backend"},
-				Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}},
+	if err := k8s.Delete(ctx, run); client.IgnoreNotFound(err) != nil {
+		t.Errorf("deleting %s: %v", run.Name, err)
 	}
-	for _, o := range objs {
-		if err := k8s.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	NewWithT(t).Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(run), &labsv1.LabRun{}))
+	}).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(BeTrue())
 }
 
-// newLabRun builds a LabRun with only what a user must write; the API server fills in the defaults.
-func newLabRun(ns string, labs ...labsv1.LabName) *labsv1.LabRun {
-	return &labsv1.LabRun{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "run"},
-		Spec:       labsv1.LabRunSpec{Labs: labs, Target: labsv1.TargetSpec{Service: "backend"}},
+// finished waits for the run to reach a terminal phase and returns it.
+func finished(t *testing.T, run *labsv1.LabRun) *labsv1.LabRun {
+	t.Helper()
+	done, err := sandbox.WaitForRun(context.Background(), k8s, client.ObjectKeyFromObject(run), 90*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return done
 }
 
-// finishedRun waits for the run to reach a terminal phase and returns it.
-func finishedRun(t *testing.T, key client.ObjectKey) *labsv1.LabRun {
+// expectMeshAsFound asserts what every restore path must leave: PeerAuthentication STRICT with its original
+// spec, the AuthorizationPolicy exactly as found, no run's marks, and no probe pods, ServiceAccounts or
+// namespaces left behind.
+func expectMeshAsFound(t *testing.T) {
 	t.Helper()
 	g := NewWithT(t)
-	run := &labsv1.LabRun{}
 	g.Eventually(func(g Gomega) {
-		g.Expect(k8s.Get(context.Background(), key, run)).To(Succeed())
-		g.Expect(run.Status.Phase).To(BeElementOf(labsv1.PhaseSucceeded, labsv1.PhaseFailed))
-	}).WithTimeout(60 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
-	return run
+		pa, ap := readMesh(peerAuthRef), readMesh(policyRef)
+		g.Expect(pa.Object["spec"]).To(Equal(origPeerAuth.Object["spec"]), "PeerAuthentication spec")
+		mode, _, _ := unstructured.NestedString(pa.Object, "spec", "mtls", "mode")
+		g.Expect(mode).To(Equal("STRICT"))
+		g.Expect(reflect.DeepEqual(ap.Object["spec"], origPolicy.Object["spec"])).To(BeTrue(), "AuthorizationPolicy spec %v", ap.Object["spec"])
+		g.Expect(pa.GetLabels()).To(Equal(origPeerAuth.GetLabels()))
+		g.Expect(ap.GetAnnotations()).To(Equal(origPolicy.GetAnnotations()))
+		g.Expect(pa.GetAnnotations()).To(Equal(origPeerAuth.GetAnnotations()))
+		g.Expect(leftovers()).To(BeEmpty())
+	}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
 
-func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
+// leftovers lists the probe pods, ServiceAccounts and namespaces runs created that still exist.
+func leftovers() []string {
+	var out []string
+	ctx := context.Background()
+	sel := client.HasLabels{labsv1.LabelLabRun}
+	pods, sas, nss := &corev1.PodList{}, &corev1.ServiceAccountList{}, &corev1.NamespaceList{}
+	for _, l := range []client.ObjectList{pods, sas, nss} {
+		if err := k8s.List(ctx, l, sel); err != nil {
+			return []string{err.Error()}
+		}
+	}
+	for _, p := range pods.Items {
+		out = append(out, "pod "+p.Namespace+"/"+p.Name)
+	}
+	for _, s := range sas.Items {
+		out = append(out, "serviceaccount "+s.Namespace+"/"+s.Name)
+	}
+	for _, n := range nss.Items {
+		if n.DeletionTimestamp.IsZero() {
+			out = append(out, "namespace "+n.Name)
+		}
+	}
+	return out
+}
+
+// stepOf returns the named step of a run.
+func stepOf(t *testing.T, run *labsv1.LabRun, lab labsv1.LabName, name string) labsv1.StepResult {
+	t.Helper()
+	for _, st := range run.Status.Steps {
+		if st.Lab == lab && st.Name == name {
+			return st
+		}
+	}
+	t.Fatalf("run %s has no step %s/%s", run.Name, lab, name)
+	return labsv1.StepResult{}
+}
+
+// waitForMode waits until the PeerAuthentication has the given mode (a run's change became visible).
+func waitForMode(t *testing.T, mode string) {
+	t.Helper()
+	NewWithT(t).Eventually(func() string {
+		m, _, _ := unstructured.NestedString(readMesh(peerAuthRef).Object, "spec", "mtls", "mode")
+		return m
+	}).WithTimeout(30 * time.Second).WithPolling(10 * time.Millisecond).Should(Equal(mode))
+}

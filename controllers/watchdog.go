@@ -6,6 +6,8 @@ import (
 	"time"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -53,8 +55,33 @@ func (w *Watchdog) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 	log := ctrl.LoggerFrom(ctx)
 	log.Info("Restoring mesh object left changed", "kind", w.Kind, "object", req.NamespacedName.String(),
 		"ownerGone", ownerGone, "overdue", overdue)
-	_, err = mesh.RestoreOrphan(ctx, w.Client, u)
-	return ctrl.Result{}, err
+	if _, err := mesh.RestoreOrphan(ctx, w.Client, u); err != nil {
+		return ctrl.Result{}, err
+	}
+	if ownerGone {
+		return ctrl.Result{}, w.sweep(ctx, uid)
+	}
+	return ctrl.Result{}, nil
+}
+
+// sweep deletes what a vanished run left behind: probe pods, its non-mesh namespace, its attacker
+// ServiceAccount.
+func (w *Watchdog) sweep(ctx context.Context, uid string) error {
+	for _, list := range []client.ObjectList{&corev1.PodList{}, &corev1.ServiceAccountList{}, &corev1.NamespaceList{}} {
+		if err := w.APIReader.List(ctx, list, client.MatchingLabels{labsv1.LabelLabRun: uid}); err != nil {
+			return err
+		}
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			return err
+		}
+		for _, item := range items {
+			if err := w.Delete(ctx, item.(client.Object)); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (w *Watchdog) ownerGone(ctx context.Context, owner, uid string) (bool, error) {
@@ -84,7 +111,7 @@ func (w *Watchdog) SetupWithManager(mgr ctrl.Manager) error {
 		obj = &securityv1.AuthorizationPolicy{}
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		Named("watchdog-" + strings.ToLower(w.Kind)).
+		Named("watchdog-"+strings.ToLower(w.Kind)).
 		For(obj).
 		Watches(&labsv1.LabRun{}, w.onRunDeleted()).
 		Complete(w)

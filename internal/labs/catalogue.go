@@ -74,6 +74,11 @@ type Evidence struct {
 	HBONE bool
 	// PolicyRejected requires a policy rejection error (true) or no error (false).
 	PolicyRejected bool
+	// Plaintext requires a source without identity (outside the mesh).
+	Plaintext bool
+	// DeniedByStrict requires the denial to name <root namespace>/istio_converted_static_strict, the DENY
+	// policy istiod derives from STRICT PeerAuthentication (ISTIO-FACTS.md).
+	DeniedByStrict bool
 	// MinLines is how many matching lines are needed (default 1).
 	MinLines int
 }
@@ -141,8 +146,14 @@ func (e *Evidence) describe() string {
 	if e.HBONE {
 		d += " over HBONE (dst.addr :15008, dst.hbone_addr)"
 	}
+	if e.Plaintext {
+		d += " from a plaintext source (no src.identity)"
+	}
 	if e.PolicyRejected {
 		d += " rejected by policy"
+	}
+	if e.DeniedByStrict {
+		d += " by istio_converted_static_strict"
 	}
 	if e.MinLines > 1 {
 		d += fmt.Sprintf(" (at least %d lines)", e.MinLines)

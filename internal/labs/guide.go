@@ -34,6 +34,11 @@ var catalogue = map[labsv1.LabName][]Step{
 			Description: "Create a namespace outside the mesh (no ambient label)"},
 		{Name: "non-mesh-denied", Kind: KindProbe, Caller: CallerNonMesh, Expect: probe.ExpectDenied,
 			Description: "Plaintext from outside the mesh is reset under STRICT (curl 56)"},
+		// The reset alone could come from the policy set aside a moment ago still being in force; the
+		// destination ztunnel's log names what denied it.
+		{Name: "strict-rejection-logged", Kind: KindEvidence, Evidence: &Evidence{Since: "non-mesh-denied",
+			Direction: "inbound", Plaintext: true, PolicyRejected: true, DeniedByStrict: true},
+			Description: "The destination ztunnel logs the plaintext connection denied by STRICT (istio_converted_static_strict)"},
 		{Name: "set-permissive", Kind: KindSetPermissive, Weakens: true,
 			Description: "Set the PeerAuthentication to PERMISSIVE"},
 		{Name: "non-mesh-allowed", Kind: KindProbe, Caller: CallerNonMesh, Expect: probe.ExpectAllowed,

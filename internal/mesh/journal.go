@@ -15,7 +15,10 @@ import (
 
 // ErrChangedByOther is returned when the object already carries another run's change: journaling it would
 // record a weakened state as the original.
-type ErrChangedByOther struct{ Ref Ref; Owner string }
+type ErrChangedByOther struct {
+	Ref   Ref
+	Owner string
+}
 
 func (e *ErrChangedByOther) Error() string {
 	return fmt.Sprintf("%s is currently changed by LabRun %s; its original is not available", e.Ref, e.Owner)

@@ -56,7 +56,7 @@ func newObject(ref Ref) *unstructured.Unstructured {
 // Owner is the run changing an object.
 type Owner struct {
 	Namespace, Name, UID string
-	RestoreBy          string // RFC 3339
+	RestoreBy            string // RFC 3339
 }
 
 func (o Owner) key() string { return o.Namespace + "/" + o.Name }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,9 @@ func (a *nodeAgent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	if wait := a.startDelay - time.Since(pod.CreationTimestamp.Time); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil // simulated pod start latency, a setting of the sandbox
 	}
+	if img := unpullable(pod); img != "" {
+		return ctrl.Result{}, a.markPullFailure(ctx, pod, img)
+	}
 	if pod.Status.Phase != corev1.PodRunning {
 		if err := a.markRunning(ctx, pod); err != nil {
 			return ctrl.Result{}, err
@@ -68,6 +72,35 @@ func (a *nodeAgent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 		a.startProbe(pod)
 	}
 	return ctrl.Result{}, nil
+}
+
+// unpullable returns an image whose registry is under the reserved .invalid TLD: no kubelet could pull it.
+func unpullable(pod *corev1.Pod) string {
+	for _, c := range pod.Spec.Containers {
+		host, _, found := strings.Cut(c.Image, "/")
+		if found && strings.HasSuffix(strings.Split(host, ":")[0], ".invalid") {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+// markPullFailure writes what kubelet reports when an image cannot be pulled.
+func (a *nodeAgent) markPullFailure(ctx context.Context, pod *corev1.Pod, image string) error {
+	if len(pod.Status.ContainerStatuses) > 0 && pod.Status.ContainerStatuses[0].State.Waiting != nil {
+		return nil
+	}
+	return a.updateStatus(ctx, pod, func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodPending
+		p.Status.ContainerStatuses = nil
+		for _, c := range p.Spec.Containers {
+			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
+				Name: c.Name, Image: c.Image, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+					Reason: "ErrImagePull", Message: fmt.Sprintf("failed to pull image %q: no such host", image),
+				}},
+			})
+		}
+	})
 }
 
 func isProbe(pod *corev1.Pod) bool { return pod.Labels[labsv1.LabelProbe] == "true" }

@@ -15,6 +15,8 @@ type Criteria struct {
 	DstService     string    // substring match on dst.service, or ""
 	HBONE          bool      // require IsHBONE
 	PolicyRejected *bool     // nil = don't care; true = must be a policy rejection; false = must have no error
+	ErrorContains  string    // substring the error must contain, or ""
+	NoSrcIdentity  bool      // require no src.identity (a plaintext, non-mesh source)
 }
 
 // Match returns the entries satisfying every set criterion, in input order.
@@ -37,6 +39,8 @@ func (c Criteria) matches(e Entry) bool {
 		(c.DstIdentity == "" || c.DstIdentity == e.DstIdentity()) &&
 		(c.DstService == "" || strings.Contains(e.DstService(), c.DstService)) &&
 		(!c.HBONE || e.IsHBONE()) &&
+		(c.ErrorContains == "" || strings.Contains(e.Error(), c.ErrorContains)) &&
+		(!c.NoSrcIdentity || e.SrcIdentity() == "") &&
 		c.policyOK(e)
 }
 

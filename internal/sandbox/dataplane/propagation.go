@@ -68,3 +68,11 @@ func (d *Dataplane) applyLocked(seq uint64, cfg policy.Config) {
 	}
 	d.appliedSeq, d.effective = seq, cfg
 }
+
+// SetPropagationDelay changes how long later policy changes take to take effect (the sandbox's setting; tests
+// use it to make a change slow on purpose).
+func (d *Dataplane) SetPropagationDelay(delay time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.opts.PropagationDelay = delay
+}

@@ -1,0 +1,140 @@
+package controllers_test
+
+import (
+	"testing"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/labs"
+)
+
+// TestEachLabPasses runs every lab of the guide on its own through the sandbox: every planned step passes and
+// the mesh is left as found. Expectations come from the catalogue (the lab guide), not the simulator.
+func TestEachLabPasses(t *testing.T) {
+	startManager(t, managerOptions())
+	for _, lab := range labsv1.AllLabs {
+		t.Run(string(lab), func(t *testing.T) {
+			g := NewWithT(t)
+			run := newRun(lab)
+			create(t, run)
+			done := finished(t, run)
+			plan, err := labs.Plan([]labsv1.LabName{lab})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(done.Status.Steps).To(HaveLen(len(plan)))
+			for i, st := range done.Status.Steps {
+				g.Expect(st.Name).To(Equal(plan[i].Name))
+				g.Expect(st.Expected).To(Equal(plan[i].Expected()))
+				g.Expect(st.Verdict).To(Equal(labsv1.VerdictPass), "%s/%s: %s", st.Lab, st.Name, st.Message)
+				g.Expect(st.StartTime).NotTo(BeNil())
+				g.Expect(st.CompletionTime).NotTo(BeNil())
+			}
+			g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), done.Status.Message)
+			g.Expect(done.Status.Summary.Passed).To(Equal(int32(len(plan))))
+			g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
+			g.Expect(kstatusOf(t, done)).To(Equal(status.CurrentStatus))
+			expectMeshAsFound(t)
+		})
+	}
+}
+
+func TestMTLSLabRecordsEvidence(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	run := newRun(labsv1.LabMTLS)
+	create(t, run)
+	done := finished(t, run)
+	out := stepOf(t, done, labsv1.LabMTLS, "outbound-identity")
+	g.Expect(out.Evidence).NotTo(BeEmpty())
+	g.Expect(out.Evidence[0]).To(ContainSubstring(`src.identity="spiffe://cluster.local/ns/demo/sa/frontend"`))
+	g.Expect(out.Evidence[0]).To(ContainSubstring(`direction="outbound"`))
+	in := stepOf(t, done, labsv1.LabMTLS, "inbound-identity")
+	g.Expect(in.Evidence[0]).To(ContainSubstring(`dst.identity="spiffe://cluster.local/ns/demo/sa/backend"`))
+	probe := stepOf(t, done, labsv1.LabMTLS, "client-allowed")
+	g.Expect(probe.HTTPCode).To(HaveValue(BeEquivalentTo(200)))
+	g.Expect(probe.ExitCode).To(HaveValue(BeEquivalentTo(0)))
+}
+
+func TestPeerAuthenticationLabSeesStrictAndPermissive(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	run := newRun(labsv1.LabPeerAuthentication)
+	create(t, run)
+	done := finished(t, run)
+	denied := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-denied")
+	g.Expect(denied.ExitCode).To(HaveValue(BeEquivalentTo(56)), denied.Message)
+	g.Expect(denied.HTTPCode).To(HaveValue(BeEquivalentTo(0)))
+	allowed := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-allowed")
+	g.Expect(allowed.HTTPCode).To(HaveValue(BeEquivalentTo(200)), allowed.Message)
+	g.Expect(allowed.Settle).NotTo(BeNil())
+	g.Expect(done.Status.Exposure.Duration).NotTo(BeNil())
+	g.Expect(done.Status.Exposure.Duration.Duration).To(BeNumerically(">", 0))
+	g.Expect(done.Status.Exposure.Since).To(BeNil())
+	g.Expect(done.Status.Journal).To(HaveLen(2))
+	g.Expect(done.Status.Journal).To(HaveEach(HaveField("Restored", true)))
+	restored := meta.FindStatusCondition(done.Status.Conditions, labsv1.ConditionMeshRestored)
+	g.Expect(restored.Reason).To(Equal(labsv1.ReasonRestored))
+}
+
+func TestAuthorizationPolicyLabDeniesAttacker(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	run := newRun(labsv1.LabAuthorizationPolicy)
+	create(t, run)
+	done := finished(t, run)
+	g.Expect(stepOf(t, done, labsv1.LabAuthorizationPolicy, "attacker-allowed-without-policy").HTTPCode).To(HaveValue(BeEquivalentTo(200)))
+	denied := stepOf(t, done, labsv1.LabAuthorizationPolicy, "attacker-denied")
+	g.Expect(denied.ExitCode).To(HaveValue(BeEquivalentTo(56)))
+	logged := stepOf(t, done, labsv1.LabAuthorizationPolicy, "rejection-logged")
+	g.Expect(logged.Evidence).NotTo(BeEmpty())
+	g.Expect(logged.Evidence[0]).To(ContainSubstring(`src.identity="spiffe://cluster.local/ns/demo/sa/attacker"`))
+	g.Expect(logged.Evidence[0]).To(ContainSubstring("policy rejection"))
+}
+
+func TestFootprintLabRecordsComparison(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	run := newRun(labsv1.LabFootprint)
+	create(t, run)
+	done := finished(t, run)
+	fp := done.Status.Footprint
+	g.Expect(fp).NotTo(BeNil())
+	g.Expect(fp.Nodes).To(BeEquivalentTo(len(sb.Nodes)))
+	g.Expect(fp.ZtunnelPods).To(BeEquivalentTo(len(sb.Nodes)))
+	g.Expect(fp.Source).To(Equal("requests")) // the sandbox serves no metrics.k8s.io
+	g.Expect(fp.MeshPods).To(BeEquivalentTo(2)) // frontend and backend
+	// The guide's per-sidecar defaults: 100m CPU and 50M memory each.
+	g.Expect(fp.SidecarCPU.MilliValue()).To(BeEquivalentTo(200))
+	g.Expect(fp.SidecarMemory.Value()).To(BeEquivalentTo(100_000_000))
+	g.Expect(fp.SavedCPU.MilliValue()).To(Equal(fp.SidecarCPU.MilliValue() - fp.AmbientCPU.MilliValue()))
+}
+
+func TestHBONELabCountsTunnels(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	run := newRun(labsv1.LabHBONE)
+	create(t, run)
+	done := finished(t, run)
+	g.Expect(stepOf(t, done, labsv1.LabHBONE, "client-requests").Attempts).To(BeNumerically(">=", labs.HBONERequests))
+	tunnel := stepOf(t, done, labsv1.LabHBONE, "hbone-tunnel")
+	g.Expect(tunnel.Evidence).NotTo(BeEmpty())
+	g.Expect(tunnel.Evidence[0]).To(MatchRegexp(`dst.addr=[0-9.]+:15008 dst.hbone_addr=[0-9.]+:80`))
+}
+
+// kstatusOf computes the object's status the way Argo CD and Flux do.
+func kstatusOf(t *testing.T, run *labsv1.LabRun) status.Status {
+	t.Helper()
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := status.Compute(&unstructured.Unstructured{Object: obj})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Status
+}

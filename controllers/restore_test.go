@@ -1,0 +1,283 @@
+package controllers_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
+)
+
+// setMode changes the PeerAuthentication as a third party would (kubectl, Argo CD self-heal).
+func setMode(t *testing.T, mode string) {
+	t.Helper()
+	pa := readMesh(peerAuthRef)
+	patch := client.MergeFrom(pa.DeepCopy())
+	if err := unstructured.SetNestedField(pa.Object, mode, "spec", "mtls", "mode"); err != nil {
+		t.Fatal(err)
+	}
+	NewWithT(t).Expect(k8s.Patch(context.Background(), pa, patch)).To(Succeed())
+}
+
+func TestFailingStepStillRestoresAndWarnsWhenNotStrictBefore(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	setMode(t, "PERMISSIVE") // the mesh is weak before the run: the guide's baseline fails
+	t.Cleanup(func() { setMode(t, "STRICT") })
+	run := newRun(labsv1.LabPeerAuthentication)
+	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: 2 * time.Second}
+	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: time.Second}
+	create(t, run)
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "baseline-strict").Verdict).To(Equal(labsv1.VerdictFail))
+	// Plaintext was refused only by the policy (still in force a moment after being set aside), not by STRICT.
+	strict := stepOf(t, done, labsv1.LabPeerAuthentication, "strict-rejection-logged")
+	g.Expect(strict.Verdict).To(Equal(labsv1.VerdictFail), strict.Message)
+	c := meta.FindStatusCondition(done.Status.Conditions, labsv1.ConditionMeshRestored)
+	g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+	g.Expect(c.Reason).To(Equal(labsv1.ReasonWasNotStrict))
+	g.Expect(kstatusOf(t, done)).To(Equal(status.FailedStatus))
+	expectMeshAsFound(t) // STRICT now, as it always is after a run
+}
+
+func TestErroringStepsStillRestore(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	run := newRun(labsv1.LabPeerAuthentication)
+	run.Spec.Probe.Image = "registry.invalid/labrun-operator:none" // no kubelet can pull it
+	create(t, run)
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	st := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-allowed")
+	g.Expect(st.Verdict).To(Equal(labsv1.VerdictError))
+	g.Expect(st.Message).To(ContainSubstring("ErrImagePull"))
+	g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "set-permissive").Verdict).To(Equal(labsv1.VerdictPass))
+	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
+	expectMeshAsFound(t)
+}
+
+func TestExposureCapRestoresAtOnce(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	// Policy changes now take longer to reach ztunnel than the run may keep the mesh weak.
+	sb.Dataplane.SetPropagationDelay(5 * time.Second)
+	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
+	run := newRun(labsv1.LabPeerAuthentication)
+	run.Spec.MaxExposure = &metav1.Duration{Duration: 2 * time.Second}
+	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: 2 * time.Second}
+	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: time.Second}
+	create(t, run)
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	g.Expect(done.Status.Reason).To(Equal(labsv1.ReasonExposureExceeded))
+	var capped bool
+	for _, st := range done.Status.Steps {
+		capped = capped || strings.Contains(st.Message, "maxExposure (2s) ran out")
+	}
+	g.Expect(capped).To(BeTrue())
+	g.Expect(done.Status.Exposure.Duration.Duration).To(BeNumerically("<", 4*time.Second))
+	expectMeshAsFound(t)
+}
+
+func TestDeletingARunMidwayRestores(t *testing.T) {
+	startManager(t, managerOptions())
+	run := newRun(labsv1.LabPeerAuthentication)
+	create(t, run)
+	waitForMode(t, "PERMISSIVE")
+	deleteAndWait(t, run)
+	expectMeshAsFound(t)
+}
+
+// TestManagerKilledAtEachMutationPoint stops the manager right at each point where the mesh changes, before
+// the pass can record anything, and starts a new one: the run must still end with the mesh as found.
+func TestManagerKilledAtEachMutationPoint(t *testing.T) {
+	points := []string{
+		"before-change:peer-authentication/set-aside-policy",
+		"after-change:peer-authentication/set-aside-policy",
+		"after-change:peer-authentication/set-permissive",
+		"after-restore:PeerAuthentication istio-system/default",
+		"after-change:authorization-policy/set-aside-policy",
+		"after-restore:AuthorizationPolicy demo/backend-allow-frontend-only",
+	}
+	for _, point := range points {
+		t.Run(point, func(t *testing.T) {
+			g := NewWithT(t)
+			var once sync.Once
+			crashed := make(chan struct{})
+			o := managerOptions()
+			o.Fault = func(p string) error {
+				if p != point {
+					return nil
+				}
+				err := errors.New("killed")
+				once.Do(func() { close(crashed) })
+				return err
+			}
+			stop := startManager(t, o)
+			run := newRun(labsv1.LabPeerAuthentication, labsv1.LabAuthorizationPolicy)
+			create(t, run)
+			g.Eventually(crashed).WithTimeout(60 * time.Second).Should(BeClosed())
+			stop()
+			startManager(t, managerOptions())
+			done := finished(t, run)
+			g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
+			g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
+			deleteAndWait(t, run) // while the second manager runs
+			expectMeshAsFound(t)
+		})
+	}
+}
+
+// TestForceDeletedRunIsRestoredByWatchdog removes a run's finalizer by hand while the mesh is weakened and the
+// manager is down: the watchdog restores from the annotations on the objects themselves.
+func TestForceDeletedRunIsRestoredByWatchdog(t *testing.T) {
+	g := NewWithT(t)
+	stop := startManager(t, managerOptions())
+	run := newRun(labsv1.LabPeerAuthentication)
+	create(t, run)
+	waitForMode(t, "PERMISSIVE")
+	stop()
+	ctx := context.Background()
+	cur := &labsv1.LabRun{}
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(run), cur)).To(Succeed())
+	g.Expect(k8s.Delete(ctx, cur)).To(Succeed())
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Finalizers = nil
+	g.Expect(k8s.Patch(ctx, cur, patch)).To(Succeed())
+	startManager(t, managerOptions())
+	expectMeshAsFound(t)
+}
+
+func TestThirdPartyChangeMidStepIsReported(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	sb.Dataplane.SetPropagationDelay(3 * time.Second) // keep the run inside non-mesh-allowed for a while
+	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
+	run := newRun(labsv1.LabPeerAuthentication)
+	create(t, run)
+	waitForMode(t, "PERMISSIVE")
+	setMode(t, "STRICT") // Argo CD self-heal puts it back mid-step
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	var interfered bool
+	for _, st := range done.Status.Steps {
+		interfered = interfered || strings.Contains(st.Message, "interfered")
+	}
+	g.Expect(interfered).To(BeTrue(), "a step should say the mesh was changed by someone else")
+	expectMeshAsFound(t)
+}
+
+func TestSecondRunQueuesBehindMeshLock(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	first, second := newRun(labsv1.LabPeerAuthentication), newRun(labsv1.LabAuthorizationPolicy)
+	create(t, first)
+	waitForMode(t, "PERMISSIVE")
+	create(t, second)
+	g.Eventually(func(g Gomega) {
+		cur := &labsv1.LabRun{}
+		g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(second), cur)).To(Succeed())
+		g.Expect(cur.Status.Phase).To(Equal(labsv1.PhaseQueued))
+		g.Expect(cur.Status.LockHolder).To(Equal(first.Namespace + "/" + first.Name))
+		ready := meta.FindStatusCondition(cur.Status.Conditions, labsv1.ConditionReady)
+		g.Expect(ready.Message).To(ContainSubstring(first.Name))
+	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	g.Expect(finished(t, first).Status.Phase).To(Equal(labsv1.PhaseSucceeded))
+	done := finished(t, second)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), done.Status.Message)
+	// The second run journaled the real original, never the first run's weakened state.
+	for _, e := range done.Status.Journal {
+		g.Expect(e.Annotations).NotTo(HaveKey(mesh.AnnotationOriginal))
+		g.Expect(e.Labels).NotTo(HaveKey(mesh.LabelChangedBy))
+	}
+	expectMeshAsFound(t)
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	before := []string{readMesh(peerAuthRef).GetResourceVersion(), readMesh(policyRef).GetResourceVersion()}
+	run := newRun(labsv1.AllLabs...)
+	run.Spec.DryRun = true
+	create(t, run)
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded))
+	g.Expect(done.Status.Steps).To(HaveEach(HaveField("Verdict", labsv1.VerdictSkipped)))
+	g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "set-permissive").Change).To(ContainSubstring("PERMISSIVE"))
+	g.Expect(done.Status.Journal).To(BeEmpty())
+	after := []string{readMesh(peerAuthRef).GetResourceVersion(), readMesh(policyRef).GetResourceVersion()}
+	g.Expect(after).To(Equal(before))
+	expectMeshAsFound(t)
+}
+
+func TestPreflightFailuresChangeNothing(t *testing.T) {
+	startManager(t, managerOptions())
+	cases := []struct {
+		name    string
+		mutate  func(*labsv1.LabRun)
+		message string
+	}{
+		{"missing Service", func(r *labsv1.LabRun) { r.Spec.Target.Service = "nope" }, "target Service demo/nope not found"},
+		{"namespace not enrolled", func(r *labsv1.LabRun) { r.Spec.Target.Namespace = plainNamespace(t) }, "not enrolled in ambient"},
+		{"missing policy", func(r *labsv1.LabRun) { r.Spec.Mesh.AuthorizationPolicy.Name = "nope" }, "AuthorizationPolicy demo/nope not found"},
+		{"missing PeerAuthentication", func(r *labsv1.LabRun) { r.Spec.Mesh.PeerAuthentication = "nope" }, "PeerAuthentication istio-system/nope not found"},
+		{"ztunnel not ready", func(r *labsv1.LabRun) { r.Spec.Mesh.Ztunnel.Selector = map[string]string{"app": "nope"} }, "no ready ztunnel"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			before := []string{readMesh(peerAuthRef).GetResourceVersion(), readMesh(policyRef).GetResourceVersion()}
+			run := newRun(labsv1.LabPeerAuthentication)
+			tc.mutate(run)
+			create(t, run)
+			done := finished(t, run)
+			g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+			g.Expect(done.Status.Reason).To(Equal(labsv1.ReasonPreflightFailed))
+			g.Expect(done.Status.Message).To(ContainSubstring(tc.message))
+			g.Expect(done.Status.Steps).To(HaveEach(HaveField("Verdict", labsv1.VerdictSkipped)))
+			after := []string{readMesh(peerAuthRef).GetResourceVersion(), readMesh(policyRef).GetResourceVersion()}
+			g.Expect(after).To(Equal(before))
+			expectMeshAsFound(t)
+		})
+	}
+}
+
+// plainNamespace creates a namespace outside the mesh with a backend Service in it.
+func plainNamespace(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "plain"}}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "plain", Name: "backend"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}
+	for _, o := range []client.Object{ns, svc} {
+		if err := k8s.Create(ctx, o); client.IgnoreAlreadyExists(err) != nil {
+			t.Fatal(err)
+		}
+	}
+	return ns.Name
+}
+
+// notPassed lists the steps that did not pass, for failure messages.
+func notPassed(run *labsv1.LabRun) string {
+	var out []string
+	for _, st := range run.Status.Steps {
+		if st.Verdict != labsv1.VerdictPass {
+			out = append(out, fmt.Sprintf("%s/%s %s: %s", st.Lab, st.Name, st.Verdict, st.Message))
+		}
+	}
+	return run.Status.Message + "\n" + strings.Join(out, "\n")
+}
