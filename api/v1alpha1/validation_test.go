@@ -303,14 +303,14 @@ func TestDefaults(t *testing.T) {
 			"labs":        list("mtls"),
 			"target":      map[string]any{"service": "backend"},
 			"probe":       map[string]any{"requestTimeout": "250000us", "settleTimeout": "1m0.5s"},
-			"maxExposure": "1.5h",
+			"maxExposure": "0.5h",
 		})
 		g.Expect(k8s.Create(ctx, u)).To(Succeed())
 		got := &labsv1.LabRun{}
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(u), got)).To(Succeed())
 		g.Expect(got.Spec.Probe.RequestTimeout.Duration).To(Equal(250 * time.Millisecond))
 		g.Expect(got.Spec.Probe.SettleTimeout.Duration).To(Equal(60500 * time.Millisecond))
-		g.Expect(got.Spec.MaxExposure.Duration).To(Equal(90 * time.Minute))
+		g.Expect(got.Spec.MaxExposure.Duration).To(Equal(30 * time.Minute))
 	})
 }
 
@@ -329,7 +329,7 @@ func TestInvalidSpecs(t *testing.T) {
 		{"unknown lab name", func(s map[string]any) { set(s, "labs", list("mtls", "tls")) },
 			"spec.labs[1]", []string{`Unsupported value: "tls"`, `"mtls"`, `"hbone"`}},
 		{"duplicate lab", func(s map[string]any) { set(s, "labs", list("mtls", "footprint", "mtls")) },
-			"spec.labs[2]", []string{`Duplicate value: "mtls"`}},
+			"spec.labs", []string{"labs must not name a lab twice"}},
 		{"empty labs list", func(s map[string]any) { set(s, "labs", list()) },
 			"spec.labs", []string{"should have at least 1 items"}},
 		{"more than 5 labs", func(s map[string]any) {
@@ -375,6 +375,12 @@ func TestInvalidSpecs(t *testing.T) {
 			"spec.probe.settleTimeout", []string{`"-1s"`, "should match"}},
 		{"probe.settleTimeout soon", func(s map[string]any) { set(s, "probe.settleTimeout", "soon") },
 			"spec.probe.settleTimeout", []string{`"soon"`, "should match"}},
+		{"maxExposure over an hour", func(s map[string]any) { set(s, "maxExposure", "2h") },
+			"spec.maxExposure", []string{"at most 1h"}},
+		{"negative sidecar CPU", func(s map[string]any) { set(s, "footprint", map[string]any{"sidecarCPU": "-1"}) },
+			"spec.footprint.sidecarCPU", []string{"must be a positive quantity"}},
+		{"zero sidecar memory", func(s map[string]any) { set(s, "footprint", map[string]any{"sidecarMemory": "0"}) },
+			"spec.footprint.sidecarMemory", []string{"must be a positive quantity"}},
 		{"maxExposure 0s", func(s map[string]any) { set(s, "maxExposure", "0s") },
 			"spec.maxExposure", []string{"maxExposure must be a positive duration"}},
 		{"maxExposure 0.0m", func(s map[string]any) { set(s, "maxExposure", "0.0m") },
