@@ -115,7 +115,7 @@ func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, st *
 		run.Status.Journal = append(run.Status.Journal, entry)
 	}
 	if run.Status.Exposure.Since == nil {
-		now := metav1.NewTime(r.now())
+		now := metav1.NewMicroTime(r.now())
 		run.Status.Exposure.Since = &now
 	}
 	ctrl.LoggerFrom(ctx).Info("Journaled original", "object", ref.String())
@@ -247,7 +247,7 @@ func (r *LabRunReconciler) exposureExceeded(run *labsv1.LabRun, st *labsv1.StepR
 	}
 	msg := fmt.Sprintf("maxExposure (%s) ran out: the mesh is restored at once", r.exposureBudget(run))
 	if st.StartTime == nil {
-		now := metav1.NewTime(r.now())
+		now := metav1.NewMicroTime(r.now())
 		st.StartTime = &now
 	}
 	r.finishStep(run, st, labsv1.VerdictFail, "", msg)
@@ -290,7 +290,7 @@ func (r *LabRunReconciler) interfered(ctx context.Context, run *labsv1.LabRun, s
 			continue
 		}
 		if st.StartTime == nil {
-			now := metav1.NewTime(r.now())
+			now := metav1.NewMicroTime(r.now())
 			st.StartTime = &now
 		}
 		r.finishStep(run, st, labsv1.VerdictError, "", "interfered: "+msg)

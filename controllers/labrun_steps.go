@@ -65,7 +65,7 @@ func stopsRun(s labs.Step) bool {
 
 func (r *LabRunReconciler) runStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
 	if st.StartTime == nil {
-		now := metav1.NewTime(r.now())
+		now := metav1.NewMicroTime(r.now())
 		st.StartTime = &now
 		st.Verdict = labsv1.VerdictRunning
 	}
@@ -93,7 +93,7 @@ func (r *LabRunReconciler) runStep(ctx context.Context, run *labsv1.LabRun, st *
 
 // finishStep records a verdict, with one Event for it.
 func (r *LabRunReconciler) finishStep(run *labsv1.LabRun, st *labsv1.StepResult, v labsv1.Verdict, observed, msg string) {
-	now := metav1.NewTime(r.now())
+	now := metav1.NewMicroTime(r.now())
 	st.CompletionTime = &now
 	st.Verdict = v
 	if observed != "" {

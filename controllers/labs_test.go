@@ -5,9 +5,9 @@ import (
 
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/labs"
@@ -105,7 +105,7 @@ func TestFootprintLabRecordsComparison(t *testing.T) {
 	g.Expect(fp).NotTo(BeNil())
 	g.Expect(fp.Nodes).To(BeEquivalentTo(len(sb.Nodes)))
 	g.Expect(fp.ZtunnelPods).To(BeEquivalentTo(len(sb.Nodes)))
-	g.Expect(fp.Source).To(Equal("requests")) // the sandbox serves no metrics.k8s.io
+	g.Expect(fp.Source).To(Equal("requests"))   // the sandbox serves no metrics.k8s.io
 	g.Expect(fp.MeshPods).To(BeEquivalentTo(2)) // frontend and backend
 	// The guide's per-sidecar defaults: 100m CPU and 50M memory each.
 	g.Expect(fp.SidecarCPU.MilliValue()).To(BeEquivalentTo(200))

@@ -12,8 +12,8 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -81,12 +81,17 @@ func managerOptions() operator.Options {
 }
 
 // startManager runs the operator's manager, as main.go builds it, until the test ends or stop is called.
-func startManager(t *testing.T, o operator.Options) (stop func()) {
+func startManager(t testing.TB, o operator.Options) (stop func()) {
 	t.Helper()
 	mgr, err := operator.NewManager(sb.Env.Config, o)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runManager(t, mgr)
+}
+
+// runManager starts mgr until the test ends or stop is called.
+func runManager(t testing.TB, mgr ctrl.Manager) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
@@ -119,13 +124,13 @@ func newRun(labs ...labsv1.LabName) *labsv1.LabRun {
 }
 
 // create creates the run and deletes it (waiting until it is gone) when the test ends.
-func create(t *testing.T, run *labsv1.LabRun) {
+func create(t testing.TB, run *labsv1.LabRun) {
 	t.Helper()
 	NewWithT(t).Expect(k8s.Create(context.Background(), run)).To(Succeed())
 	t.Cleanup(func() { deleteAndWait(t, run) })
 }
 
-func deleteAndWait(t *testing.T, run *labsv1.LabRun) {
+func deleteAndWait(t testing.TB, run *labsv1.LabRun) {
 	t.Helper()
 	ctx := context.Background()
 	if err := k8s.Delete(ctx, run); client.IgnoreNotFound(err) != nil {
@@ -137,7 +142,7 @@ func deleteAndWait(t *testing.T, run *labsv1.LabRun) {
 }
 
 // finished waits for the run to reach a terminal phase and returns it.
-func finished(t *testing.T, run *labsv1.LabRun) *labsv1.LabRun {
+func finished(t testing.TB, run *labsv1.LabRun) *labsv1.LabRun {
 	t.Helper()
 	done, err := sandbox.WaitForRun(context.Background(), k8s, client.ObjectKeyFromObject(run), 90*time.Second)
 	if err != nil {
@@ -149,7 +154,7 @@ func finished(t *testing.T, run *labsv1.LabRun) *labsv1.LabRun {
 // expectMeshAsFound asserts what every restore path must leave: PeerAuthentication STRICT with its original
 // spec, the AuthorizationPolicy exactly as found, no run's marks, and no probe pods, ServiceAccounts or
 // namespaces left behind.
-func expectMeshAsFound(t *testing.T) {
+func expectMeshAsFound(t testing.TB) {
 	t.Helper()
 	g := NewWithT(t)
 	g.Eventually(func(g Gomega) {

@@ -331,13 +331,14 @@ type StepResult struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 
-	// StartTime is when the step started.
+	// StartTime is when the step started (microsecond precision: evidence windows and reaction latency are
+	// measured from it).
 	// +optional
-	StartTime *metav1.Time `json:"startTime,omitempty"`
+	StartTime *metav1.MicroTime `json:"startTime,omitempty"`
 
 	// CompletionTime is when the step ended.
 	// +optional
-	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	CompletionTime *metav1.MicroTime `json:"completionTime,omitempty"`
 }
 
 // Summary counts step verdicts.
@@ -371,7 +372,7 @@ type Exposure struct {
 	Duration *metav1.Duration `json:"duration,omitempty"`
 	// Since is when the current weakening began; empty while the mesh is as found.
 	// +optional
-	Since *metav1.Time `json:"since,omitempty"`
+	Since *metav1.MicroTime `json:"since,omitempty"`
 }
 
 // JournalEntry is the original of a mesh object, recorded before the run changed it.

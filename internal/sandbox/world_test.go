@@ -1,0 +1,96 @@
+package sandbox_test
+
+import (
+	"testing"
+
+	. "github.com/onsi/gomega"
+	secv1beta1 "istio.io/api/security/v1beta1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ambientlab/labrun-operator/internal/sandbox"
+)
+
+// TestWorld checks the lab guide's world as kubectl would show it.
+func TestWorld(t *testing.T) {
+	ctx := t.Context()
+
+	t.Run("nodes are Ready with a loopback InternalIP", func(t *testing.T) {
+		g := NewWithT(t)
+		g.Expect(sb.Nodes).To(Equal([]string{"node-1", "node-2", "node-3"}))
+		nodes := &corev1.NodeList{}
+		g.Expect(sb.Client.List(ctx, nodes)).To(Succeed())
+		var names []string
+		for _, n := range nodes.Items {
+			names = append(names, n.Name)
+			g.Expect(n.Status.Addresses).To(ContainElement(corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}), n.Name)
+			g.Expect(n.Status.Conditions).To(ContainElement(And(
+				HaveField("Type", corev1.NodeReady), HaveField("Status", corev1.ConditionTrue))), n.Name)
+		}
+		g.Expect(names).To(ConsistOf("node-1", "node-2", "node-3"))
+	})
+
+	t.Run("frontend and backend run in demo, one container each, no init containers", func(t *testing.T) {
+		g := NewWithT(t)
+		for _, app := range []string{"frontend", "backend"} {
+			g.Eventually(func(g Gomega) {
+				pods := &corev1.PodList{}
+				g.Expect(sb.Client.List(ctx, pods, client.InNamespace(sandbox.DemoNamespace),
+					client.MatchingLabels{"app": app})).To(Succeed())
+				g.Expect(pods.Items).To(HaveLen(1), app)
+				p := pods.Items[0]
+				g.Expect(p.Spec.Containers).To(HaveLen(1), "ambient mode means no sidecar in %s", p.Name)
+				g.Expect(p.Spec.InitContainers).To(BeEmpty(), "ambient mode means no istio-init in %s", p.Name)
+				g.Expect(p.Spec.NodeName).NotTo(BeEmpty())
+				g.Expect(p.Status.Phase).To(Equal(corev1.PodRunning), p.Name)
+				g.Expect(p.Status.PodIP).NotTo(BeEmpty(), p.Name)
+				g.Expect(p.Status.Conditions).To(ContainElement(And(
+					HaveField("Type", corev1.PodReady), HaveField("Status", corev1.ConditionTrue))), p.Name)
+				g.Expect(p.Status.ContainerStatuses).To(HaveExactElements(HaveField("Ready", true)), p.Name)
+			}, waitFor, pollFor).Should(Succeed())
+		}
+	})
+
+	t.Run("one running ztunnel per node", func(t *testing.T) {
+		g := NewWithT(t)
+		g.Eventually(func(g Gomega) {
+			pods := &corev1.PodList{}
+			g.Expect(sb.Client.List(ctx, pods, client.InNamespace(sandbox.RootNamespace),
+				client.MatchingLabels{"app": "ztunnel"})).To(Succeed())
+			var nodes []string
+			for _, p := range pods.Items {
+				g.Expect(p.Status.Phase).To(Equal(corev1.PodRunning), p.Name)
+				nodes = append(nodes, p.Spec.NodeName)
+			}
+			g.Expect(nodes).To(ConsistOf("node-1", "node-2", "node-3"))
+		}, waitFor, pollFor).Should(Succeed())
+	})
+
+	t.Run("mesh-wide PeerAuthentication is STRICT", func(t *testing.T) {
+		g := NewWithT(t)
+		pa := peerAuthentication(g, ctx)
+		g.Expect(pa.Spec.GetSelector()).To(BeNil(), "mesh-wide means no selector")
+		g.Expect(pa.Spec.GetMtls().GetMode()).To(Equal(secv1beta1.PeerAuthentication_MutualTLS_STRICT))
+	})
+
+	t.Run("backend's AuthorizationPolicy allows frontend", func(t *testing.T) {
+		g := NewWithT(t)
+		ap := backendPolicy(g, ctx)
+		g.Expect(ap.Spec.GetAction()).To(Equal(secv1beta1.AuthorizationPolicy_ALLOW))
+		g.Expect(ap.Spec.GetSelector().GetMatchLabels()).To(Equal(map[string]string{"app": "backend"}))
+		var principals []string
+		for _, r := range ap.Spec.GetRules() {
+			for _, f := range r.GetFrom() {
+				principals = append(principals, f.GetSource().GetPrincipals()...)
+			}
+		}
+		g.Expect(principals).To(ContainElement("cluster.local/ns/demo/sa/frontend"))
+	})
+
+	t.Run("demo is enrolled in ambient", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := &corev1.Namespace{}
+		g.Expect(sb.Client.Get(ctx, client.ObjectKey{Name: sandbox.DemoNamespace}, ns)).To(Succeed())
+		g.Expect(ns.Labels).To(HaveKeyWithValue("istio.io/dataplane-mode", "ambient"))
+	})
+}
