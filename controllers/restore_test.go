@@ -19,6 +19,8 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
+	"github.com/ambientlab/labrun-operator/internal/operator"
+	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 
 // setMode changes the PeerAuthentication as a third party would (kubectl, Argo CD self-heal).
@@ -280,4 +282,36 @@ func notPassed(run *labsv1.LabRun) string {
 		}
 	}
 	return run.Status.Message + "\n" + strings.Join(out, "\n")
+}
+
+// TestStandbyReplicaTakesOver runs two replicas with leader election, as config/manager deploys them. The
+// leader dies right after weakening the mesh, without releasing its Lease; the standby takes over once the
+// Lease expires and finishes the run with the mesh restored.
+func TestStandbyReplicaTakesOver(t *testing.T) {
+	g := NewWithT(t)
+	ha := func(fault func(string) error) operator.Options {
+		o := managerOptions()
+		o.LeaderElection, o.LeaderElectionNS = true, sandbox.OperatorNamespace
+		o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = 2*time.Second, 1500*time.Millisecond, 200*time.Millisecond
+		o.KeepLeaseOnStop, o.Fault = true, fault
+		return o
+	}
+	crashed := make(chan struct{})
+	var once sync.Once
+	leader := startManager(t, ha(func(p string) error {
+		if p != "after-change:peer-authentication/set-permissive" {
+			return nil
+		}
+		once.Do(func() { close(crashed) })
+		return errors.New("killed")
+	}))
+	run := newRun(labsv1.LabPeerAuthentication)
+	create(t, run)
+	g.Eventually(crashed).WithTimeout(60 * time.Second).Should(BeClosed())
+	startManager(t, ha(nil)) // the standby waits for the Lease
+	leader()
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
+	deleteAndWait(t, run)
+	expectMeshAsFound(t)
 }

@@ -188,9 +188,7 @@ func leftovers() []string {
 		out = append(out, "serviceaccount "+s.Namespace+"/"+s.Name)
 	}
 	for _, n := range nss.Items {
-		if n.DeletionTimestamp.IsZero() {
-			out = append(out, "namespace "+n.Name)
-		}
+		out = append(out, "namespace "+n.Name)
 	}
 	return out
 }

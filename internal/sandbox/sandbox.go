@@ -172,6 +172,10 @@ func (s *Sandbox) startAgent(o Options) error {
 	if err := ctrl.NewControllerManagedBy(mgr).Named("sandbox-node-agent").For(&corev1.Pod{}).Complete(s.agent); err != nil {
 		return err
 	}
+	if err := ctrl.NewControllerManagedBy(mgr).Named("sandbox-namespaces").For(&corev1.Namespace{}).
+		Complete(&namespaceFinalizer{Client: mgr.GetClient()}); err != nil {
+		return err
+	}
 	if err := (&feeder{Client: mgr.GetClient(), dp: s.Dataplane}).setup(mgr); err != nil {
 		return err
 	}
