@@ -8,24 +8,108 @@ import (
 )
 
 func TestPlanKeepsOrderAndNamesSteps(t *testing.T) {
-	plan, err := Plan([]labsv1.LabName{labsv1.LabMTLS})
+	plan, err := Plan(labsv1.AllLabs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(plan) == 0 || plan[0].ID() != "mtls/client-allowed" || plan[0].Expect != probe.ExpectAllowed {
-		t.Fatalf("mtls plan should start with the client being allowed, got %+v", plan)
+	if plan[0].ID() != "mtls/client-allowed" || plan[0].Expect != probe.ExpectAllowed {
+		t.Fatalf("the guide starts with the client being allowed, got %s", plan[0].ID())
 	}
 	seen := map[string]bool{}
+	lab := labsv1.LabName("")
 	for _, s := range plan {
 		if seen[s.ID()] {
 			t.Errorf("step %s planned twice", s.ID())
 		}
 		seen[s.ID()] = true
+		if s.Lab != lab && seen[string(s.Lab)] {
+			t.Errorf("lab %s is split in the plan", s.Lab)
+		}
+		seen[string(s.Lab)], lab = true, s.Lab
 	}
 }
 
 func TestPlanRefusesUnknownLab(t *testing.T) {
 	if _, err := Plan([]labsv1.LabName{"nope"}); err == nil {
 		t.Fatal("an unknown lab must be refused")
+	}
+}
+
+// TestEveryLabLeavesTheMeshAsFound checks the plan's own restore guarantee: within each lab, every weakened kind
+// is restored by a later step, and every fixture created is removed.
+func TestEveryLabLeavesTheMeshAsFound(t *testing.T) {
+	for _, lab := range labsv1.AllLabs {
+		plan, err := Plan([]labsv1.LabName{lab})
+		if err != nil {
+			t.Fatal(err)
+		}
+		weakened, fixtures := map[string]bool{}, map[Fixture]bool{}
+		for _, s := range plan {
+			switch s.Kind {
+			case KindSetAside:
+				weakened["AuthorizationPolicy"] = true
+			case KindSetPermissive:
+				weakened["PeerAuthentication"] = true
+			case KindRestore:
+				for _, k := range s.Restores {
+					delete(weakened, k)
+				}
+			case KindCreateFixture:
+				fixtures[s.Fixture] = true
+			case KindRemoveFixture:
+				delete(fixtures, s.Fixture)
+			}
+		}
+		if len(weakened) > 0 || len(fixtures) > 0 {
+			t.Errorf("lab %s ends with %v still weakened and %v not removed", lab, weakened, fixtures)
+		}
+	}
+}
+
+// TestEvidenceLooksAtAnEarlierProbe: an evidence window opens at a probe step of the same lab that runs before.
+func TestEvidenceLooksAtAnEarlierProbe(t *testing.T) {
+	plan, err := Plan(labsv1.AllLabs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range plan {
+		if s.Kind != KindEvidence {
+			continue
+		}
+		found := false
+		for _, prev := range plan[:i] {
+			found = found || (prev.Lab == s.Lab && prev.Name == s.Evidence.Since && prev.Kind == KindProbe)
+		}
+		if !found {
+			t.Errorf("%s looks at %q, which is not an earlier probe of its lab", s.ID(), s.Evidence.Since)
+		}
+	}
+}
+
+// TestGuideExpectations pins the outcomes the lab guide states, step by step.
+func TestGuideExpectations(t *testing.T) {
+	want := map[string]probe.Expectation{
+		"mtls/client-allowed":                                  probe.ExpectAllowed,
+		"peer-authentication/client-allowed":                   probe.ExpectAllowed,
+		"peer-authentication/non-mesh-denied":                  probe.ExpectDenied,
+		"peer-authentication/non-mesh-allowed":                 probe.ExpectAllowed,
+		"peer-authentication/non-mesh-denied-again":            probe.ExpectDenied,
+		"authorization-policy/attacker-allowed-without-policy": probe.ExpectAllowed,
+		"authorization-policy/client-allowed":                  probe.ExpectAllowed,
+		"authorization-policy/attacker-denied":                 probe.ExpectDenied,
+		"hbone/client-requests":                                probe.ExpectAllowed,
+	}
+	plan, _ := Plan(labsv1.AllLabs)
+	for _, s := range plan {
+		if s.Kind != KindProbe {
+			continue
+		}
+		if w, ok := want[s.ID()]; !ok || w != s.Expect {
+			t.Errorf("%s expects %q, the guide says %q", s.ID(), s.Expect, w)
+		}
+		delete(want, s.ID())
+	}
+	if len(want) > 0 {
+		t.Errorf("steps of the guide missing from the plan: %v", want)
 	}
 }
