@@ -27,7 +27,7 @@ func (r *LabRunReconciler) evidence(ctx context.Context, run *labsv1.LabRun, st 
 		r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf("step %s/%s has not run", step.Lab, ev.Since))
 		return nil
 	}
-	crit, err := r.criteria(ctx, run, ev, since)
+	crit, err := r.criteria(ctx, run, step.Lab, ev, since)
 	if err != nil {
 		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
 		return nil
@@ -57,7 +57,7 @@ func (r *LabRunReconciler) evidence(ctx context.Context, run *labsv1.LabRun, st 
 }
 
 // criteria turns the catalogue's evidence into log criteria with the run's SPIFFE identities.
-func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, ev *labs.Evidence, since time.Time) (ztunnel.Criteria, error) {
+func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, lab labsv1.LabName, ev *labs.Evidence, since time.Time) (ztunnel.Criteria, error) {
 	rejected := ev.PolicyRejected
 	c := ztunnel.Criteria{Since: since.Add(-clockSlack), Until: r.now().Add(clockSlack), Direction: ev.Direction,
 		HBONE: ev.HBONE, PolicyRejected: &rejected, NoSrcIdentity: ev.Plaintext}
@@ -68,6 +68,9 @@ func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, ev 
 	if ev.SrcCaller != "" {
 		ns, sa := r.caller(run, ev.SrcCaller)
 		c.SrcIdentity = ztunnel.SPIFFEID(td, ns, sa)
+		// ztunnel names a mesh source's pod: only the probe of the step the evidence is about counts, however
+		// close in time another step's connections were.
+		c.SrcWorkload = probePodName(run, labs.Step{Lab: lab, Name: ev.Since})
 	}
 	if ev.DstTarget {
 		sa, err := r.targetServiceAccount(ctx, run)

@@ -211,7 +211,7 @@ func PrintRun(out io.Writer, run *labsv1.LabRun) {
 		if st.Settle != nil {
 			settle = st.Settle.Duration.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Lab, st.Name, st.Expected, st.Observed, st.Verdict, settle)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Lab, st.Name, clip(st.Expected), clip(st.Observed), st.Verdict, settle)
 	}
 	_ = tw.Flush()
 	for _, st := range run.Status.Steps {
@@ -229,4 +229,13 @@ func PrintRun(out io.Writer, run *labsv1.LabRun) {
 	}
 	fmt.Fprintf(out, "Phase: %s — %s\nExposure: %s\nMesh restored: %s\n", run.Status.Phase, run.Status.Message,
 		exposure, restored)
+}
+
+// clip keeps the table readable on a terminal; the full text is in the LabRun's status.
+func clip(s string) string {
+	const n = 60
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }

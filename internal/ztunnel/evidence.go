@@ -17,6 +17,7 @@ type Criteria struct {
 	PolicyRejected *bool     // nil = don't care; true = must be a policy rejection; false = must have no error
 	ErrorContains  string    // substring the error must contain, or ""
 	NoSrcIdentity  bool      // require no src.identity (a plaintext, non-mesh source)
+	SrcWorkload    string    // exact src.workload (the source pod's name) or ""
 }
 
 // Match returns the entries satisfying every set criterion, in input order.
@@ -41,6 +42,7 @@ func (c Criteria) matches(e Entry) bool {
 		(!c.HBONE || e.IsHBONE()) &&
 		(c.ErrorContains == "" || strings.Contains(e.Error(), c.ErrorContains)) &&
 		(!c.NoSrcIdentity || e.SrcIdentity() == "") &&
+		(c.SrcWorkload == "" || c.SrcWorkload == e.Fields["src.workload"]) &&
 		c.policyOK(e)
 }
 
