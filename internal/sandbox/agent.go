@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -227,7 +228,14 @@ func (a *nodeAgent) runProbe(ctx context.Context, pod *corev1.Pod) {
 	opts, err := probe.ParseArgs(pod.Spec.Containers[0].Args)
 	var res probe.Result
 	if err == nil {
-		src, serr := a.workloadOf(ctx, pod)
+		var src dataplane.Workload
+		// A passing API error must not strand the pod: retry with a bound, as kubelet retries a pod sync.
+		serr := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true,
+			func(ctx context.Context) (bool, error) {
+				w, err := a.workloadOf(ctx, pod)
+				src = w
+				return err == nil, nil
+			})
 		if serr != nil {
 			log.Error(serr, "Reading probe pod's identity")
 			return

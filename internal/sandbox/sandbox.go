@@ -165,7 +165,11 @@ func (s *Sandbox) startAgent(o Options) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	defer func() {
+		if s.cancel == nil {
+			cancel() // the manager never started: Stop must not wait for it to end
+		}
+	}()
 	s.agent = &nodeAgent{Client: mgr.GetClient(), dp: s.Dataplane, nodes: s.Nodes, startDelay: o.PodStartLatency,
 		ips: map[string]string{}, nextIP: map[string]int{}, running: map[string]context.CancelFunc{}, ctx: ctx,
 		logs: s.Logs}
@@ -179,6 +183,7 @@ func (s *Sandbox) startAgent(o Options) error {
 	if err := (&feeder{Client: mgr.GetClient(), dp: s.Dataplane}).setup(mgr); err != nil {
 		return err
 	}
+	s.cancel = cancel
 	go func() { s.done <- mgr.Start(ctx) }()
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		return errors.New("the node agent's cache did not sync")
