@@ -197,6 +197,7 @@ func TestSecondRunQueuesBehindMeshLock(t *testing.T) {
 		g.Expect(cur.Status.LockHolder).To(Equal(first.Namespace + "/" + first.Name))
 		ready := meta.FindStatusCondition(cur.Status.Conditions, labsv1.ConditionReady)
 		g.Expect(ready.Message).To(ContainSubstring(first.Name))
+		g.Expect(kstatusOf(t, cur)).To(Equal(status.InProgressStatus))
 	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
 	g.Expect(finished(t, first).Status.Phase).To(Equal(labsv1.PhaseSucceeded))
 	done := finished(t, second)
@@ -313,5 +314,47 @@ func TestStandbyReplicaTakesOver(t *testing.T) {
 	done := finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
 	deleteAndWait(t, run)
+	expectMeshAsFound(t)
+}
+
+// TestPolicyDeletedMidRunIsRecreated: someone deletes the set-aside AuthorizationPolicy during the run; the run
+// reports the interference and restore creates the policy again from the journal, exactly as it was.
+func TestPolicyDeletedMidRunIsRecreated(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	sb.Dataplane.SetPropagationDelay(2 * time.Second) // keep the run inside its weakened steps for a while
+	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
+	run := newRun(labsv1.LabAuthorizationPolicy)
+	create(t, run)
+	g.Eventually(func() map[string]string {
+		return readMesh(policyRef).GetLabels()
+	}).WithTimeout(30 * time.Second).WithPolling(10 * time.Millisecond).Should(HaveKey(mesh.LabelChangedBy))
+	g.Expect(k8s.Delete(context.Background(), readMesh(policyRef))).To(Succeed())
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	g.Expect(notPassed(done)).To(ContainSubstring("interfered"))
+	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
+	expectMeshAsFound(t)
+}
+
+// TestStepTimeoutStillRestores: probe pods stop starting after the mesh was weakened; the probe step times out
+// (Error) and the run restores.
+func TestStepTimeoutStillRestores(t *testing.T) {
+	o := managerOptions()
+	o.PodStartGrace = time.Second
+	startManager(t, o)
+	g := NewWithT(t)
+	t.Cleanup(func() { sb.SetPodStartLatency(0) })
+	run := newRun(labsv1.LabPeerAuthentication)
+	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: time.Second}
+	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: 500 * time.Millisecond}
+	create(t, run)
+	waitForMode(t, "PERMISSIVE")
+	sb.SetPodStartLatency(time.Hour)
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	g.Expect(notPassed(done)).To(ContainSubstring("step timed out"))
+	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
+	sb.SetPodStartLatency(0)
 	expectMeshAsFound(t)
 }

@@ -43,19 +43,19 @@ func Restore(ctx context.Context, c client.Client, orig labsv1.JournalEntry) err
 	}
 	u := newObject(ref)
 	err = c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u)
-	if apierrors.IsNotFound(err) {
-		u = newObject(ref)
-		u.Object["spec"] = spec
-		u.SetLabels(maps.Clone(orig.Labels))
-		u.SetAnnotations(maps.Clone(orig.Annotations))
-		return client.IgnoreAlreadyExists(c.Create(ctx, u))
-	}
-	if err != nil {
+	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading %s: %w", ref, err)
+	}
+	missing := apierrors.IsNotFound(err)
+	if missing {
+		u = newObject(ref)
 	}
 	u.Object["spec"] = spec
 	u.SetLabels(maps.Clone(orig.Labels))
 	u.SetAnnotations(maps.Clone(orig.Annotations))
+	if missing {
+		return client.IgnoreAlreadyExists(c.Create(ctx, u))
+	}
 	if err := c.Update(ctx, u); err != nil {
 		return fmt.Errorf("restoring %s: %w", ref, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,7 +32,7 @@ type nodeAgent struct {
 	client.Client
 	dp         *dataplane.Dataplane
 	nodes      []string
-	startDelay time.Duration
+	startDelay atomic.Int64 // time.Duration: how long a pod takes to start
 
 	mu      sync.Mutex
 	ips     map[string]string             // pod UID → IP
@@ -58,7 +59,7 @@ func (a *nodeAgent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	case pod.Status.Phase == corev1.PodRunning && !isProbe(pod):
 		return ctrl.Result{}, nil
 	}
-	if wait := a.startDelay - time.Since(pod.CreationTimestamp.Time); wait > 0 {
+	if wait := time.Duration(a.startDelay.Load()) - time.Since(pod.CreationTimestamp.Time); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil // simulated pod start latency, a setting of the sandbox
 	}
 	if img := unpullable(pod); img != "" {

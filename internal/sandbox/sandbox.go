@@ -170,9 +170,10 @@ func (s *Sandbox) startAgent(o Options) error {
 			cancel() // the manager never started: Stop must not wait for it to end
 		}
 	}()
-	s.agent = &nodeAgent{Client: mgr.GetClient(), dp: s.Dataplane, nodes: s.Nodes, startDelay: o.PodStartLatency,
+	s.agent = &nodeAgent{Client: mgr.GetClient(), dp: s.Dataplane, nodes: s.Nodes,
 		ips: map[string]string{}, nextIP: map[string]int{}, running: map[string]context.CancelFunc{}, ctx: ctx,
 		logs: s.Logs}
+	s.agent.startDelay.Store(int64(o.PodStartLatency))
 	if err := ctrl.NewControllerManagedBy(mgr).Named("sandbox-node-agent").For(&corev1.Pod{}).Complete(s.agent); err != nil {
 		return err
 	}
@@ -212,3 +213,7 @@ func (s *Sandbox) Stop() error {
 	})
 	return errors.Join(errs...)
 }
+
+// SetPodStartLatency changes how long pods created from now on take to start (tests use it to make a probe pod
+// miss its deadline).
+func (s *Sandbox) SetPodStartLatency(d time.Duration) { s.agent.startDelay.Store(int64(d)) }
