@@ -59,8 +59,8 @@ sandbox: controlplane build ## Start the sandbox and keep it up (Ctrl-C stops it
 	$(LOCALBIN)/manager sandbox --keep
 
 .PHONY: bench
-bench: controlplane ## Print benchmark figures.
-	go test ./... -run '^$$' -bench . -benchtime 1x
+bench: controlplane ## Print the figures of a full five-lab run on the sandbox with zero simulated latency.
+	go test ./controllers/ -run '^$$' -bench BenchmarkFullRun -benchtime 5x
 
 ##@ Deploy
 

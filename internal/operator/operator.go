@@ -118,9 +118,13 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LabRun controller: %w", err)
 	}
+	grace := o.WatchdogGrace
+	if grace == 0 {
+		grace = 30 * time.Second // the run restores at its own deadline first; the watchdog is the backstop
+	}
 	for _, kind := range []string{mesh.KindPeerAuthentication, mesh.KindAuthorizationPolicy} {
 		w := &controllers.Watchdog{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Kind: kind,
-			Grace: o.WatchdogGrace}
+			Grace: grace}
 		if err := w.SetupWithManager(mgr); err != nil {
 			return nil, fmt.Errorf("setting up the %s watchdog: %w", kind, err)
 		}
