@@ -92,7 +92,7 @@ func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *l
 		return err
 	}
 	entry.Change = change
-	r.event(run, corev1.EventTypeWarning, "MeshWeakened", "Change", "%s: %s", ref, change)
+	r.event(run, corev1.EventTypeWarning, "MeshWeakened", string(st.Lab)+"/"+st.Name, "%s: %s", ref, change)
 	r.finishStep(run, st, labsv1.VerdictPass, ref.String()+" "+change, st.Change)
 	return nil
 }
@@ -162,7 +162,8 @@ func (r *LabRunReconciler) restoreEntry(ctx context.Context, run *labsv1.LabRun,
 		return err
 	}
 	e.Restored, e.Change = true, ""
-	r.event(run, corev1.EventTypeNormal, "MeshRestored", "Restore", "%s restored", mesh.RefOf(*e))
+	r.event(run, corev1.EventTypeNormal, "MeshRestored", "Restore "+mesh.RefOf(*e).String()+" "+e.RecordedAt.UTC().Format(time.RFC3339),
+		"%s restored", mesh.RefOf(*e))
 	return nil
 }
 

@@ -107,7 +107,9 @@ func (r *LabRunReconciler) finishStep(run *labsv1.LabRun, st *labsv1.StepResult,
 	case labsv1.VerdictError:
 		typ, reason = corev1.EventTypeWarning, "StepErrored"
 	}
-	r.event(run, typ, reason, "Step", "%s/%s: %s", st.Lab, st.Name, msg)
+	// The action names the step: events.k8s.io folds events with the same regarding, reason and action into
+	// one series, and each verdict should stay its own Event.
+	r.event(run, typ, reason, string(st.Lab)+"/"+st.Name, "%s/%s: %s", st.Lab, st.Name, msg)
 }
 
 // dryRun lists the steps with the changes they would make, and runs none.

@@ -1,9 +1,13 @@
 package controllers_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
+	eventsv1 "k8s.io/api/events/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -57,6 +61,19 @@ func TestMTLSLabRecordsEvidence(t *testing.T) {
 	probe := stepOf(t, done, labsv1.LabMTLS, "client-allowed")
 	g.Expect(probe.HTTPCode).To(HaveValue(BeEquivalentTo(200)))
 	g.Expect(probe.ExitCode).To(HaveValue(BeEquivalentTo(0)))
+	// One Event per verdict, each its own (not folded into a series).
+	g.Eventually(func(g Gomega) {
+		events := &eventsv1.EventList{}
+		g.Expect(k8s.List(context.Background(), events, client.InNamespace(run.Namespace))).To(Succeed())
+		var notes []string
+		for _, e := range events.Items {
+			if e.Regarding.UID == done.UID && e.Reason == "StepPassed" {
+				notes = append(notes, e.Note)
+			}
+		}
+		g.Expect(notes).To(HaveLen(len(done.Status.Steps)))
+		g.Expect(notes).To(ContainElement(ContainSubstring("mtls/outbound-identity")))
+	}).WithTimeout(10 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
 
 func TestPeerAuthenticationLabSeesStrictAndPermissive(t *testing.T) {
