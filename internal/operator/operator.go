@@ -62,15 +62,9 @@ func NewScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
-// NewManager builds a manager with the LabRun controller registered. Its cache holds only labelled probe pods,
-// not every pod of the cluster.
+// NewManager builds a manager with the LabRun controller and the watchdogs registered.
 func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
-	scheme, err := NewScheme()
-	if err != nil {
-		return nil, err
-	}
-	probePods := labels.SelectorFromSet(labels.Set{labsv1.LabelProbe: "true"})
-	changed, err := labels.Parse(mesh.LabelChangedBy)
+	mopts, err := managerOptions(o)
 	if err != nil {
 		return nil, err
 	}
@@ -78,25 +72,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: orDefault(o.MetricsAddr, "0")},
-		HealthProbeBindAddress:        orDefault(o.HealthAddr, "0"),
-		LeaderElection:                o.LeaderElection,
-		LeaderElectionID:              "labrun-operator.labs.ambientlab.io",
-		LeaderElectionNamespace:       o.LeaderElectionNS,
-		LeaderElectionReleaseOnCancel: !o.KeepLeaseOnStop,
-		LeaseDuration:                 durationOrNil(o.LeaseDuration),
-		RenewDeadline:                 durationOrNil(o.RenewDeadline),
-		RetryPeriod:                   durationOrNil(o.RetryPeriod),
-		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}:                     {Label: probePods},
-			&securityv1.PeerAuthentication{}:  {Label: changed},
-			&securityv1.AuthorizationPolicy{}: {Label: changed},
-			&coordinationv1.Lease{}:           {Field: fields.OneTermEqualSelector("metadata.name", mesh.LockName)},
-		}},
-	})
+	mgr, err := ctrl.NewManager(cfg, mopts)
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
@@ -118,18 +94,53 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LabRun controller: %w", err)
 	}
-	grace := o.WatchdogGrace
+	return mgr, setupWatchdogs(mgr, o.WatchdogGrace)
+}
+
+// managerOptions: leader election, metrics, health, and a cache that holds only what the controller needs —
+// labelled probe pods, the mesh objects a run changed, the mesh lock — never every pod of the cluster.
+func managerOptions(o Options) (ctrl.Options, error) {
+	scheme, err := NewScheme()
+	if err != nil {
+		return ctrl.Options{}, err
+	}
+	changed, err := labels.Parse(mesh.LabelChangedBy)
+	if err != nil {
+		return ctrl.Options{}, err
+	}
+	return ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: orDefault(o.MetricsAddr, "0")},
+		HealthProbeBindAddress:        orDefault(o.HealthAddr, "0"),
+		LeaderElection:                o.LeaderElection,
+		LeaderElectionID:              "labrun-operator.labs.ambientlab.io",
+		LeaderElectionNamespace:       o.LeaderElectionNS,
+		LeaderElectionReleaseOnCancel: !o.KeepLeaseOnStop,
+		LeaseDuration:                 durationOrNil(o.LeaseDuration),
+		RenewDeadline:                 durationOrNil(o.RenewDeadline),
+		RetryPeriod:                   durationOrNil(o.RetryPeriod),
+		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}:                     {Label: labels.SelectorFromSet(labels.Set{labsv1.LabelProbe: "true"})},
+			&securityv1.PeerAuthentication{}:  {Label: changed},
+			&securityv1.AuthorizationPolicy{}: {Label: changed},
+			&coordinationv1.Lease{}:           {Field: fields.OneTermEqualSelector("metadata.name", mesh.LockName)},
+		}},
+	}, nil
+}
+
+// setupWatchdogs registers one watchdog per kind of mesh object a run changes.
+func setupWatchdogs(mgr ctrl.Manager, grace time.Duration) error {
 	if grace == 0 {
 		grace = 30 * time.Second // the run restores at its own deadline first; the watchdog is the backstop
 	}
 	for _, kind := range []string{mesh.KindPeerAuthentication, mesh.KindAuthorizationPolicy} {
-		w := &controllers.Watchdog{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Kind: kind,
-			Grace: grace}
+		w := &controllers.Watchdog{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Kind: kind, Grace: grace}
 		if err := w.SetupWithManager(mgr); err != nil {
-			return nil, fmt.Errorf("setting up the %s watchdog: %w", kind, err)
+			return fmt.Errorf("setting up the %s watchdog: %w", kind, err)
 		}
 	}
-	return mgr, nil
+	return nil
 }
 
 func orDefault(v, def string) string {
