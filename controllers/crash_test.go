@@ -1,0 +1,74 @@
+package controllers_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+)
+
+// TestManagerProcessKilledWithSIGKILL runs the real manager binary as its own process, kills it with SIGKILL
+// as soon as the mesh is weakened (no deferred code runs, no status is flushed), and starts a fresh process:
+// the run must end with the mesh as found.
+func TestManagerProcessKilledWithSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the manager binary")
+	}
+	g := NewWithT(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "manager")
+	build := exec.Command("go", "build", "-o", bin, "..")
+	build.Stderr = os.Stderr
+	g.Expect(build.Run()).To(Succeed())
+	kubeconfig := writeKubeconfig(t, dir)
+
+	first := startProcess(t, bin, kubeconfig)
+	run := newRun(labsv1.LabPeerAuthentication)
+	create(t, run)
+	waitForMode(t, "PERMISSIVE")
+	g.Expect(first.Process.Signal(syscall.SIGKILL)).To(Succeed())
+	_ = first.Wait()
+
+	startProcess(t, bin, kubeconfig)
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
+	deleteAndWait(t, run)
+	expectMeshAsFound(t)
+}
+
+func startProcess(t *testing.T, bin, kubeconfig string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--leader-elect=false", "--metrics-bind-address=0",
+		"--health-probe-bind-address=0", "--probe-image=labrun-operator:test")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	return cmd
+}
+
+func writeKubeconfig(t *testing.T, dir string) string {
+	t.Helper()
+	c := sb.Env.Config
+	cfg := clientcmdapi.Config{
+		Clusters:       map[string]*clientcmdapi.Cluster{"sb": {Server: c.Host, CertificateAuthorityData: c.CAData}},
+		AuthInfos:      map[string]*clientcmdapi.AuthInfo{"sb": {ClientCertificateData: c.CertData, ClientKeyData: c.KeyData}},
+		Contexts:       map[string]*clientcmdapi.Context{"sb": {Cluster: "sb", AuthInfo: "sb"}},
+		CurrentContext: "sb",
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	if err := clientcmd.WriteToFile(cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
