@@ -34,7 +34,7 @@ func (h Holder) Parts() (namespace, name, uid string) {
 type Lock struct {
 	Client    client.Client
 	Namespace string
-	// Duration is a backstop: a lease not renewed for this long is free even if its holder looks alive.
+	// Duration is written into the Lease for observers (kubectl); liveness comes from Alive.
 	Duration time.Duration
 	// Alive tells whether a holder still needs the lock (its LabRun exists, same UID, not finished).
 	Alive func(ctx context.Context, h Holder) (bool, error)
@@ -59,13 +59,15 @@ func (l Lock) Acquire(ctx context.Context, h Holder, now time.Time) (Holder, err
 	if current == h {
 		return "", nil
 	}
-	if current != "" && !l.expired(lease, now) {
+	// The holder's LabRun decides, not the Lease's age: a long run keeps the lock for as long as it runs, and
+	// a run that is gone, replaced or finished frees it.
+	if current != "" {
 		alive, err := l.Alive(ctx, current)
 		if err != nil || alive {
 			return current, err
 		}
 	}
-	l.fill(lease, h, now) // the holder is gone or expired: take over (the update fails on a race)
+	l.fill(lease, h, now) // the holder is gone: take over (the update fails on a race)
 	if err := l.Client.Update(ctx, lease); err != nil {
 		return current, fmt.Errorf("taking over the mesh lock from %s: %w", current, err)
 	}
@@ -95,13 +97,6 @@ func (l Lock) fill(lease *coordinationv1.Lease, h Holder, now time.Time) {
 	secs := int32(l.Duration / time.Second)
 	t := metav1.NewMicroTime(now)
 	lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: &id, LeaseDurationSeconds: &secs, AcquireTime: &t, RenewTime: &t}
-}
-
-func (l Lock) expired(lease *coordinationv1.Lease, now time.Time) bool {
-	if lease.Spec.RenewTime == nil || lease.Spec.LeaseDurationSeconds == nil {
-		return true
-	}
-	return now.After(lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second))
 }
 
 func ptrString(s *string) string {
