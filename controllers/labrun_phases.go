@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -248,6 +249,7 @@ func (r *LabRunReconciler) reconcileFinish(ctx context.Context, run *labsv1.LabR
 		run.Status.Message = fmt.Sprintf("Dry run: %d steps planned, nothing changed", s.Total)
 	}
 	r.event(run, corev1.EventTypeNormal, "RunSucceeded", "Finish", "%s", run.Status.Message)
+	observeRun(run, meta.IsStatusConditionTrue(run.Status.Conditions, labsv1.ConditionMeshRestored))
 	ctrl.LoggerFrom(ctx).Info("Run succeeded", "steps", s.Total)
 	return nil
 }
@@ -267,6 +269,7 @@ func (r *LabRunReconciler) fail(ctx context.Context, run *labsv1.LabRun, reason,
 		setMeshRestored(run, metav1.ConditionTrue, labsv1.ReasonUnchanged, "The run changed nothing in the mesh", r.now())
 	}
 	r.event(run, corev1.EventTypeWarning, "RunFailed", "Finish", "%s", msg)
+	observeRun(run, meta.IsStatusConditionTrue(run.Status.Conditions, labsv1.ConditionMeshRestored))
 	ctrl.LoggerFrom(ctx).Info("Run failed", "reason", reason, "message", msg)
 }
 

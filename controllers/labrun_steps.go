@@ -100,6 +100,7 @@ func (r *LabRunReconciler) finishStep(run *labsv1.LabRun, st *labsv1.StepResult,
 		st.Observed = observed
 	}
 	st.Message = msg
+	observeStep(st)
 	typ, reason := corev1.EventTypeNormal, "StepPassed"
 	switch v {
 	case labsv1.VerdictFail:

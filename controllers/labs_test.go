@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/labs"
@@ -154,4 +155,42 @@ func kstatusOf(t *testing.T, run *labsv1.LabRun) status.Status {
 		t.Fatal(err)
 	}
 	return res.Status
+}
+
+// TestMetricsCountVerdicts reads the manager's metrics registry after a run.
+func TestMetricsCountVerdicts(t *testing.T) {
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	before := counterValue(t, "labrun_step_verdicts_total", map[string]string{"lab": "mtls", "step": "client-allowed", "verdict": "Pass"})
+	run := newRun(labsv1.LabMTLS)
+	create(t, run)
+	g.Expect(finished(t, run).Status.Phase).To(Equal(labsv1.PhaseSucceeded))
+	after := counterValue(t, "labrun_step_verdicts_total", map[string]string{"lab": "mtls", "step": "client-allowed", "verdict": "Pass"})
+	g.Expect(after - before).To(BeNumerically(">=", 1))
+	g.Expect(counterValue(t, "labrun_runs_finished_total", map[string]string{"phase": "Succeeded", "mesh_restored": "true"})).To(BeNumerically(">=", 1))
+}
+
+func counterValue(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			match := true
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					match = false
+				}
+			}
+			if match {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
