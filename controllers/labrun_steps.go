@@ -21,7 +21,10 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 	}
 	plan, err := labs.Plan(run.Spec.Labs)
 	if err != nil || len(plan) != len(run.Status.Steps) {
-		return fmt.Errorf("the plan no longer matches status: %v", err)
+		// An operator upgraded mid-run with another catalogue: stop, but restore like any other failure.
+		skipRemaining(run, "Not run: the operator's lab catalogue changed during the run")
+		run.Status.Phase, run.Status.Reason = labsv1.PhaseRestoring, labsv1.ReasonRestoring
+		return nil
 	}
 	if run.Spec.DryRun {
 		r.dryRun(run)
