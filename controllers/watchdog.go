@@ -10,8 +10,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
@@ -118,18 +121,16 @@ func (w *Watchdog) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // onRunDeleted maps a deleted LabRun to the objects of the watchdog's kind it still marks.
-func (w *Watchdog) onRunDeleted() handlerFuncs {
-	return handlerFuncs{deleted: func(ctx context.Context, obj client.Object) []reconcile.Request {
+func (w *Watchdog) onRunDeleted() handler.Funcs {
+	return handler.Funcs{DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 		list := &unstructured.UnstructuredList{}
 		gvk := mesh.GVK(w.Kind)
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := w.List(ctx, list, client.MatchingLabels{mesh.LabelChangedBy: string(obj.GetUID())}); err != nil {
-			return nil
+		if err := w.List(ctx, list, client.MatchingLabels{mesh.LabelChangedBy: string(e.Object.GetUID())}); err != nil {
+			return
 		}
-		var reqs []reconcile.Request
 		for _, item := range list.Items {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&item)})
+			q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&item)})
 		}
-		return reqs
 	}}
 }
