@@ -48,11 +48,8 @@ func TestEachLabPasses(t *testing.T) {
 }
 
 func TestMTLSLabRecordsEvidence(t *testing.T) {
-	startManager(t, managerOptions())
 	g := NewWithT(t)
-	run := newRun(labsv1.LabMTLS)
-	create(t, run)
-	done := finished(t, run)
+	done := runLab(t, labsv1.LabMTLS)
 	out := stepOf(t, done, labsv1.LabMTLS, "outbound-identity")
 	g.Expect(out.Evidence).NotTo(BeEmpty())
 	g.Expect(out.Evidence[0]).To(ContainSubstring(`src.identity="spiffe://cluster.local/ns/demo/sa/frontend"`))
@@ -65,7 +62,7 @@ func TestMTLSLabRecordsEvidence(t *testing.T) {
 	// One Event per verdict, each its own (not folded into a series).
 	g.Eventually(func(g Gomega) {
 		events := &eventsv1.EventList{}
-		g.Expect(k8s.List(context.Background(), events, client.InNamespace(run.Namespace))).To(Succeed())
+		g.Expect(k8s.List(context.Background(), events, client.InNamespace(done.Namespace))).To(Succeed())
 		var notes []string
 		for _, e := range events.Items {
 			if e.Regarding.UID == done.UID && e.Reason == "StepPassed" {
@@ -78,11 +75,8 @@ func TestMTLSLabRecordsEvidence(t *testing.T) {
 }
 
 func TestPeerAuthenticationLabSeesStrictAndPermissive(t *testing.T) {
-	startManager(t, managerOptions())
 	g := NewWithT(t)
-	run := newRun(labsv1.LabPeerAuthentication)
-	create(t, run)
-	done := finished(t, run)
+	done := runLab(t, labsv1.LabPeerAuthentication)
 	denied := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-denied")
 	g.Expect(denied.ExitCode).To(HaveValue(BeEquivalentTo(56)), denied.Message)
 	g.Expect(denied.HTTPCode).To(HaveValue(BeEquivalentTo(0)))
@@ -99,11 +93,8 @@ func TestPeerAuthenticationLabSeesStrictAndPermissive(t *testing.T) {
 }
 
 func TestAuthorizationPolicyLabDeniesAttacker(t *testing.T) {
-	startManager(t, managerOptions())
 	g := NewWithT(t)
-	run := newRun(labsv1.LabAuthorizationPolicy)
-	create(t, run)
-	done := finished(t, run)
+	done := runLab(t, labsv1.LabAuthorizationPolicy)
 	g.Expect(stepOf(t, done, labsv1.LabAuthorizationPolicy, "attacker-allowed-without-policy").HTTPCode).To(HaveValue(BeEquivalentTo(200)))
 	denied := stepOf(t, done, labsv1.LabAuthorizationPolicy, "attacker-denied")
 	g.Expect(denied.ExitCode).To(HaveValue(BeEquivalentTo(56)))
@@ -114,11 +105,8 @@ func TestAuthorizationPolicyLabDeniesAttacker(t *testing.T) {
 }
 
 func TestFootprintLabRecordsComparison(t *testing.T) {
-	startManager(t, managerOptions())
 	g := NewWithT(t)
-	run := newRun(labsv1.LabFootprint)
-	create(t, run)
-	done := finished(t, run)
+	done := runLab(t, labsv1.LabFootprint)
 	fp := done.Status.Footprint
 	g.Expect(fp).NotTo(BeNil())
 	g.Expect(fp.Nodes).To(BeEquivalentTo(len(sb.Nodes)))
@@ -132,11 +120,8 @@ func TestFootprintLabRecordsComparison(t *testing.T) {
 }
 
 func TestHBONELabCountsTunnels(t *testing.T) {
-	startManager(t, managerOptions())
 	g := NewWithT(t)
-	run := newRun(labsv1.LabHBONE)
-	create(t, run)
-	done := finished(t, run)
+	done := runLab(t, labsv1.LabHBONE)
 	g.Expect(stepOf(t, done, labsv1.LabHBONE, "client-requests").Attempts).To(BeNumerically(">=", labs.HBONERequests))
 	tunnel := stepOf(t, done, labsv1.LabHBONE, "hbone-tunnel")
 	g.Expect(tunnel.Evidence).NotTo(BeEmpty())
@@ -193,4 +178,13 @@ func counterValue(t *testing.T, name string, labels map[string]string) float64 {
 		}
 	}
 	return 0
+}
+
+// runLab runs one lab with a fresh manager and returns the finished run.
+func runLab(t *testing.T, lab labsv1.LabName) *labsv1.LabRun {
+	t.Helper()
+	startManager(t, managerOptions())
+	run := newRun(lab)
+	create(t, run)
+	return finished(t, run)
 }
