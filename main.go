@@ -35,6 +35,8 @@ func runManager() int {
 	flag.BoolVar(&o.LeaderElection, "leader-elect", true, "Elect a leader so only one replica runs LabRuns at a time")
 	flag.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader Lease (needed outside a cluster)")
 	flag.StringVar(&o.ProbeImage, "probe-image", "controller:latest", "Image of probe pods (this operator's own image) when a LabRun names none")
+	flag.StringVar(&o.Namespace, "namespace", "", "The operator's namespace, where the trusted run records live (default $POD_NAMESPACE, else labrun-system)")
+	flag.BoolVar(&o.AllowAnyNamespace, "allow-any-namespace", false, "Let runs touch any namespace; by default only namespaces labelled labs.ambientlab.io/enabled=true")
 	flag.DurationVar(&o.PodStartGrace, "pod-start-grace", 2*time.Minute, "How long a probe pod may take to start")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/rest"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/operator"
@@ -42,7 +41,7 @@ func BenchmarkFullRun(b *testing.B) {
 	sb.Dataplane.SetPropagationDelay(0)
 	b.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
 	var writes, events atomic.Int64
-	cfg := rest.CopyConfig(sb.Env.Config)
+	cfg := sb.ManagerConfig()
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return writeCounter{next: rt, writes: &writes, events: &events}
 	})

@@ -12,6 +12,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 
 // TestManagerProcessKilledWithSIGKILL runs the real manager binary as its own process, kills it with SIGKILL
@@ -46,7 +47,7 @@ func TestManagerProcessKilledWithSIGKILL(t *testing.T) {
 func startProcess(t *testing.T, bin, kubeconfig string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--leader-elect=false", "--metrics-bind-address=0",
-		"--health-probe-bind-address=0", "--probe-image=labrun-operator:test")
+		"--health-probe-bind-address=0", "--probe-image="+testProbeImage, "--namespace="+sandbox.OperatorNamespace)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +62,11 @@ func writeKubeconfig(t *testing.T, dir string) string {
 	t.Helper()
 	c := sb.Env.Config
 	cfg := clientcmdapi.Config{
-		Clusters:       map[string]*clientcmdapi.Cluster{"sb": {Server: c.Host, CertificateAuthorityData: c.CAData}},
-		AuthInfos:      map[string]*clientcmdapi.AuthInfo{"sb": {ClientCertificateData: c.CertData, ClientKeyData: c.KeyData}},
+		Clusters: map[string]*clientcmdapi.Cluster{"sb": {Server: c.Host, CertificateAuthorityData: c.CAData}},
+		AuthInfos: map[string]*clientcmdapi.AuthInfo{"sb": {ClientCertificateData: c.CertData, ClientKeyData: c.KeyData,
+			// The manager binary runs as its ServiceAccount, under config/default's RBAC and admission policies.
+			Impersonate: sandbox.ManagerUser, ImpersonateGroups: []string{"system:serviceaccounts",
+				"system:serviceaccounts:" + sandbox.OperatorNamespace, "system:authenticated"}}},
 		Contexts:       map[string]*clientcmdapi.Context{"sb": {Cluster: "sb", AuthInfo: "sb"}},
 		CurrentContext: "sb",
 	}

@@ -40,6 +40,12 @@ type LabRunReconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Logs      LogSource
+	// Records is the trusted journal: what each run changed and how to put it back, kept where only the
+	// manager's ServiceAccount can write. Restore acts on it alone, never on status or object marks.
+	Records mesh.Store
+	// EnabledLabel, when set, is a namespace label (value "true") an administrator puts on each namespace runs
+	// may touch; preflight refuses a run that would touch another, with nothing changed.
+	EnabledLabel string
 	// ProbeImage runs `manager probe` when a LabRun names no image.
 	ProbeImage string
 	// PodStartGrace is how long a probe pod may take to start before its step errors out.
@@ -56,18 +62,23 @@ type LabRunReconciler struct {
 // errAborted marks a pass cut short by Fault: nothing more is written.
 var errAborted = errors.New("pass aborted by fault injection")
 
-// +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labruns,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labruns/status,verbs=get;update;patch
+// The manager's rights, narrowed to what the code uses (config/rbac is generated from these markers). Where RBAC
+// cannot say enough (which pods, namespaces, ServiceAccounts and Leases it may create or delete), the admission
+// policy config/admission/manager_policy.yaml constrains the manager's own ServiceAccount.
+// +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labruns,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labruns/status,verbs=get;patch
 // +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labruns/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=pods/log,verbs=get
 // +kubebuilder:rbac:groups="",resources=services;nodes,verbs=get;list
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;delete
-// +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications;authorizationpolicies,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;create;delete
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;create;delete
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=create
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,resourceNames=labrun-mesh-lock,verbs=get;list;watch;update;delete
+// +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications;authorizationpolicies,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=metrics.k8s.io,resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;list;watch;create;update;delete
 
 // Reconcile moves one LabRun forward: get → deferred status patch → deletion → finalizer → ordered phases.
 func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {

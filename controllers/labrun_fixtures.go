@@ -12,6 +12,7 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/labs"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
 // attackerServiceAccount is the lab guide's attacker identity.
@@ -35,6 +36,10 @@ func fixture(run *labsv1.LabRun, f labs.Fixture) client.Object {
 		Annotations: ownerAnnotation(run)}
 	if f == labs.FixtureNonMeshNamespace {
 		meta.Name = nonMeshNamespace(run)
+		// Probe pods are the only pods meant to run there, and they meet the restricted Pod Security profile.
+		for _, mode := range []string{"enforce", "audit", "warn"} {
+			meta.Labels["pod-security.kubernetes.io/"+mode] = "restricted"
+		}
 		return &corev1.Namespace{ObjectMeta: meta}
 	}
 	meta.Namespace, meta.Name = run.TargetNamespace(), attackerServiceAccount
@@ -67,33 +72,69 @@ func (r *LabRunReconciler) removeFixture(ctx context.Context, run *labsv1.LabRun
 
 // deleteOwned deletes obj if it carries the run's label; NotFound counts as done.
 func (r *LabRunReconciler) deleteOwned(ctx context.Context, run *labsv1.LabRun, obj client.Object) error {
-	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+	return deleteLabelled(ctx, r.Client, r.APIReader, string(run.UID), obj)
+}
+
+// deleteLabelled deletes obj, named by the operator, only if it carries the run's label: an object of the same
+// name that the run did not create is left alone.
+func deleteLabelled(ctx context.Context, c client.Client, reader client.Reader, uid string, obj client.Object) error {
+	if err := reader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if obj.GetLabels()[labsv1.LabelLabRun] != string(run.UID) {
+	if obj.GetLabels()[labsv1.LabelLabRun] != uid {
 		return nil
 	}
-	if err := r.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+	if err := c.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting %T %s: %w", obj, klog.KObj(obj), err)
 	}
 	return nil
 }
 
-// cleanup removes what the run created: probe pods, fixtures, and its hold on the mesh lock. Idempotent.
-func (r *LabRunReconciler) cleanup(ctx context.Context, run *labsv1.LabRun) error {
-	pods := &corev1.PodList{}
-	if err := r.List(ctx, pods, client.MatchingLabels{labsv1.LabelLabRun: string(run.UID)}); err != nil {
-		return fmt.Errorf("listing probe pods: %w", err)
-	}
-	for i := range pods.Items {
-		if err := r.Delete(ctx, &pods.Items[i]); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting probe pod %s: %w", klog.KObj(&pods.Items[i]), err)
+// sweep deletes what a run created, by the names its trusted record gives: its probe pods, its attacker
+// ServiceAccount and its non-mesh namespace. Labels alone never choose what to delete.
+func sweep(ctx context.Context, c client.Client, reader client.Reader, rec *mesh.Record) error {
+	uid := rec.Run.UID
+	for _, ns := range []string{rec.TargetNamespace, rec.NonMeshNamespace} {
+		if ns == "" {
+			continue
+		}
+		pods := &corev1.PodList{}
+		if err := c.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{labsv1.LabelLabRun: uid, labsv1.LabelProbe: "true"}); err != nil {
+			return fmt.Errorf("listing probe pods: %w", err)
+		}
+		for i := range pods.Items {
+			if err := c.Delete(ctx, &pods.Items[i]); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("deleting probe pod %s: %w", klog.KObj(&pods.Items[i]), err)
+			}
 		}
 	}
-	for _, f := range []labs.Fixture{labs.FixtureAttacker, labs.FixtureNonMeshNamespace} {
-		if err := r.deleteOwned(ctx, run, fixture(run, f)); err != nil {
+	objs := []client.Object{&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: rec.TargetNamespace, Name: attackerServiceAccount}}}
+	if rec.NonMeshNamespace != "" {
+		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: rec.NonMeshNamespace}})
+	}
+	for _, obj := range objs {
+		if err := deleteLabelled(ctx, c, reader, uid, obj); err != nil {
 			return err
 		}
 	}
-	return r.lock(run).Release(ctx, holderOf(run))
+	return nil
+}
+
+// cleanup removes what the run created (probe pods, fixtures), its hold on the mesh lock and, once nothing is
+// left to restore, its trusted record. Idempotent.
+func (r *LabRunReconciler) cleanup(ctx context.Context, run *labsv1.LabRun) error {
+	rec, err := r.record(ctx, run)
+	if err != nil {
+		return err
+	}
+	if err := sweep(ctx, r.Client, r.APIReader, rec); err != nil {
+		return err
+	}
+	if err := r.lock(run).Release(ctx, holderOf(run)); err != nil {
+		return err
+	}
+	if len(rec.Pending()) > 0 {
+		return fmt.Errorf("the trusted record of %s still holds %d changed objects", klog.KObj(run), len(rec.Pending()))
+	}
+	return r.Records.Delete(ctx, rec)
 }

@@ -64,25 +64,32 @@ func orUnset(mode string) string {
 	return mode
 }
 
-// weaken makes one journaled change. The original must be in status before the change: the first pass only
-// journals (and returns, so the status patch lands), a later pass changes the object.
+// weaken makes one journaled change. The original must be in the run's trusted record before the change: the
+// first pass only journals (and returns, so the status copy lands too), a later pass changes the object.
 func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
 	ref, change := policyRef(run), changeSetAside
 	if step.Kind == labs.KindSetPermissive {
 		ref, change = peerAuthRef(run), "mode "+modePermissive
 	}
-	entry := mesh.Find(run.Status.Journal, ref)
+	rec, err := r.record(ctx, run)
+	if err != nil {
+		return err
+	}
+	entry := rec.Find(ref)
 	if entry == nil || entry.Restored {
-		return r.journal(ctx, run, st, ref)
+		return r.journal(ctx, run, st, rec, ref)
+	}
+	if run.Status.Exposure.Since == nil { // the status copy of the journal pass was lost
+		since := metav1.NewMicroTime(entry.RecordedAt.Time)
+		run.Status.Exposure.Since = &since
 	}
 	if err := r.fault("before-change:" + step.ID()); err != nil {
 		return err
 	}
-	var err error
 	if step.Kind == labs.KindSetPermissive {
-		err = mesh.SetMode(ctx, r.Client, *entry, r.owner(run), modePermissive)
+		err = mesh.SetMode(ctx, r.Client, *entry, r.owner(run, rec), modePermissive)
 	} else {
-		err = mesh.SetAside(ctx, r.Client, *entry, r.owner(run))
+		err = mesh.SetAside(ctx, r.Client, *entry, r.owner(run, rec))
 	}
 	if err != nil {
 		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
@@ -92,15 +99,20 @@ func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *l
 		return err
 	}
 	entry.Change = change
+	if err := r.Records.Save(ctx, rec); err != nil {
+		return err // the change is idempotent: the next pass makes it again and records it
+	}
+	mirrorJournal(run, rec)
 	r.event(run, corev1.EventTypeWarning, "MeshWeakened", string(st.Lab)+"/"+st.Name, "%s: %s", ref, change)
 	r.finishStep(run, st, labsv1.VerdictPass, ref.String()+" "+change, st.Change)
 	return nil
 }
 
-// journal records the original of ref in status and opens the exposure window; the change waits for the
-// status write (the LabRun's own update event brings the next pass).
-func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, ref mesh.Ref) error {
-	entry, err := mesh.Snapshot(ctx, r.APIReader, ref, string(run.UID), metav1.NewTime(r.now()))
+// journal records the original of ref in the run's trusted record (and a copy in status) and opens the exposure
+// window; the change waits for the next pass.
+func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, rec *mesh.Record, ref mesh.Ref) error {
+	now := r.now()
+	entry, err := mesh.Snapshot(ctx, r.APIReader, ref, metav1.NewTime(now))
 	var other *mesh.ErrChangedByOther
 	if errors.As(err, &other) {
 		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
@@ -109,49 +121,84 @@ func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, st *
 	if err != nil {
 		return err
 	}
-	if old := mesh.Find(run.Status.Journal, ref); old != nil {
-		*old = entry
-	} else {
-		run.Status.Journal = append(run.Status.Journal, entry)
+	if len(rec.Pending()) == 0 || rec.RestoreBy == nil {
+		// A new exposure window: what is left of maxExposure from now is the deadline the watchdog enforces.
+		used := time.Duration(0)
+		if d := run.Status.Exposure.Duration; d != nil {
+			used = d.Duration
+		}
+		by := metav1.NewTime(now.Add(r.exposureBudget(run) - used))
+		rec.RestoreBy = &by
 	}
+	rec.Put(entry)
+	if err := r.Records.Save(ctx, rec); err != nil {
+		return err
+	}
+	mirrorJournal(run, rec)
 	if run.Status.Exposure.Since == nil {
-		now := metav1.NewMicroTime(r.now())
-		run.Status.Exposure.Since = &now
+		since := metav1.NewMicroTime(now)
+		run.Status.Exposure.Since = &since
 	}
 	ctrl.LoggerFrom(ctx).Info("Journaled original", "object", ref.String())
 	return waitFor("the journal to be written", 10*time.Second)
 }
 
-func (r *LabRunReconciler) owner(run *labsv1.LabRun) mesh.Owner {
+// record is the run's trusted record, or a new one (not yet saved) when it has none.
+func (r *LabRunReconciler) record(ctx context.Context, run *labsv1.LabRun) (*mesh.Record, error) {
+	rec, err := r.Records.Get(ctx, string(run.UID))
+	if err != nil || rec != nil {
+		return rec, err
+	}
+	return &mesh.Record{
+		Run:             mesh.RunRef{Namespace: run.Namespace, Name: run.Name, UID: string(run.UID)},
+		TargetNamespace: run.TargetNamespace(), NonMeshNamespace: nonMeshNamespace(run),
+	}, nil
+}
+
+// mirrorJournal copies the trusted record into status, for people. Nothing reads it back.
+func mirrorJournal(run *labsv1.LabRun, rec *mesh.Record) {
+	run.Status.Journal = nil
+	for _, e := range rec.Entries {
+		run.Status.Journal = append(run.Status.Journal, *e.DeepCopy())
+	}
+}
+
+func (r *LabRunReconciler) owner(run *labsv1.LabRun, rec *mesh.Record) mesh.Owner {
 	restoreBy := r.now().Add(r.exposureBudget(run))
-	if since := run.Status.Exposure.Since; since != nil {
-		restoreBy = since.Add(r.exposureBudget(run))
+	if rec.RestoreBy != nil {
+		restoreBy = rec.RestoreBy.Time
 	}
 	return mesh.Owner{Namespace: run.Namespace, Name: run.Name, UID: string(run.UID),
 		RestoreBy: restoreBy.UTC().Format(time.RFC3339)}
 }
 
-// restoreStep puts back the journaled objects of the step's kinds and checks them by reading back.
+// restoreStep puts back the recorded objects of the step's kinds and checks them by reading back.
 func (r *LabRunReconciler) restoreStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
+	rec, err := r.Records.Get(ctx, string(run.UID))
+	if err != nil {
+		return err
+	}
 	var restored []string
-	for i := range run.Status.Journal {
-		e := &run.Status.Journal[i]
-		if e.Restored || !slices.Contains(step.Restores, e.Kind) {
-			continue
+	if rec != nil {
+		for _, e := range rec.Pending() {
+			if !slices.Contains(step.Restores, e.Kind) {
+				continue
+			}
+			if err := r.restoreEntry(ctx, run, rec, e); err != nil {
+				r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
+				return nil
+			}
+			restored = append(restored, mesh.RefOf(*e).String())
 		}
-		if err := r.restoreEntry(ctx, run, e); err != nil {
-			r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
-			return nil
-		}
-		restored = append(restored, mesh.RefOf(*e).String())
+		mirrorJournal(run, rec)
 	}
 	r.closeExposure(run)
 	r.finishStep(run, st, labsv1.VerdictPass, fmt.Sprintf("restored %v", restored), "Originals restored and read back")
 	return nil
 }
 
-// restoreEntry restores one object, reads it back and records it.
-func (r *LabRunReconciler) restoreEntry(ctx context.Context, run *labsv1.LabRun, e *labsv1.JournalEntry) error {
+// restoreEntry restores one object from the trusted record, reads it back and records that it is back.
+func (r *LabRunReconciler) restoreEntry(ctx context.Context, run *labsv1.LabRun, rec *mesh.Record, e *labsv1.JournalEntry) error {
 	if err := mesh.Restore(ctx, r.Client, *e); err != nil {
 		return err
 	}
@@ -162,23 +209,32 @@ func (r *LabRunReconciler) restoreEntry(ctx context.Context, run *labsv1.LabRun,
 		return err
 	}
 	e.Restored, e.Change = true, ""
+	if err := r.Records.Save(ctx, rec); err != nil {
+		return err
+	}
 	r.event(run, corev1.EventTypeNormal, "MeshRestored", "Restore "+mesh.RefOf(*e).String()+" "+e.RecordedAt.UTC().Format(time.RFC3339),
 		"%s restored", mesh.RefOf(*e))
 	return nil
 }
 
-// restoreAll restores everything the run journaled and still holds changed.
+// restoreAll restores everything the run's trusted record still holds changed.
 func (r *LabRunReconciler) restoreAll(ctx context.Context, run *labsv1.LabRun) error {
-	for i := range run.Status.Journal {
-		e := &run.Status.Journal[i]
-		if e.Restored {
-			continue
-		}
-		if err := r.restoreEntry(ctx, run, e); err != nil {
+	rec, err := r.Records.Get(ctx, string(run.UID))
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		r.closeExposure(run)
+		return nil
+	}
+	defer mirrorJournal(run, rec) // on failure too: status shows what is back
+	for _, e := range rec.Pending() {
+		if err := r.restoreEntry(ctx, run, rec, e); err != nil {
 			setMeshRestored(run, metav1.ConditionFalse, labsv1.ReasonRestoreFailed, err.Error(), r.now())
 			return fmt.Errorf("restoring %s: %w", mesh.RefOf(*e), err)
 		}
 	}
+	mirrorJournal(run, rec)
 	r.closeExposure(run)
 	return nil
 }
@@ -278,15 +334,19 @@ func (r *LabRunReconciler) closeExposure(run *labsv1.LabRun) {
 // interfered checks that the run's changes still stand; if someone else (e.g. Argo CD self-heal) changed a
 // weakened object, the current step errors with an "interfered" message and the run goes to restore.
 func (r *LabRunReconciler) interfered(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult) bool {
-	for _, e := range run.Status.Journal {
-		if e.Restored || e.Change == "" {
+	rec, err := r.Records.Get(ctx, string(run.UID))
+	if err != nil || rec == nil {
+		return false
+	}
+	for _, e := range rec.Pending() {
+		if e.Change == "" {
 			continue
 		}
 		want := ""
 		if e.Kind == mesh.KindPeerAuthentication {
 			want = modePermissive
 		}
-		msg, err := mesh.Interference(ctx, r.APIReader, mesh.RefOf(e), string(run.UID), want)
+		msg, err := mesh.Interference(ctx, r.APIReader, mesh.RefOf(*e), string(run.UID), want)
 		if err != nil || msg == "" {
 			continue
 		}

@@ -56,7 +56,7 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 		return nil
 	}
 	plan, _ := labs.Plan(run.Spec.Labs)
-	checks := []func(context.Context, *labsv1.LabRun) error{r.checkTarget, r.checkZtunnel}
+	checks := []func(context.Context, *labsv1.LabRun) error{r.checkEnabled, r.checkTarget, r.checkZtunnel}
 	if needs(plan, labs.KindCheckMode, labs.KindSetPermissive) {
 		checks = append(checks, r.checkPeerAuthentication)
 	}
@@ -76,6 +76,35 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 	}
 	run.Status.Reason = string(run.Status.Phase)
 	run.Status.Message = "Preflight passed"
+	return nil
+}
+
+// checkEnabled refuses a run that would touch a namespace an administrator has not enabled for runs: the
+// target's (probe pods, the attacker), and for runs that change the mesh the root namespace (mesh lock,
+// PeerAuthentication) and the AuthorizationPolicy's.
+func (r *LabRunReconciler) checkEnabled(ctx context.Context, run *labsv1.LabRun) error {
+	if r.EnabledLabel == "" {
+		return nil
+	}
+	plan, _ := labs.Plan(run.Spec.Labs)
+	touched := []string{run.TargetNamespace()}
+	if labs.Mutates(plan) && !run.Spec.DryRun {
+		touched = append(touched, run.Spec.Mesh.RootNamespace)
+	}
+	if needs(plan, labs.KindSetAside) && !run.Spec.DryRun {
+		touched = append(touched, policyRef(run).Namespace)
+	}
+	for _, ns := range touched {
+		namespace := &corev1.Namespace{}
+		err := r.APIReader.Get(ctx, types.NamespacedName{Name: ns}, namespace)
+		if client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("reading namespace %s: %w", ns, err)
+		}
+		if err != nil || namespace.Labels[r.EnabledLabel] != "true" {
+			return stalled(labsv1.ReasonPreflightFailed,
+				"namespace %s is not enabled for LabRuns: an administrator must label it %s=true", ns, r.EnabledLabel)
+		}
+	}
 	return nil
 }
 
@@ -198,6 +227,17 @@ func (r *LabRunReconciler) reconcileLock(ctx context.Context, run *labsv1.LabRun
 		run.Status.Reason = labsv1.ReasonQueued
 		run.Status.Message = fmt.Sprintf("Waiting for the mesh lock held by LabRun %s/%s", ns, name)
 		return waitFor("the mesh lock", 30*time.Second)
+	}
+	// The trusted record exists from the moment the run may change anything, so the watchdog can clean up
+	// after it even if it is force-deleted before its first change.
+	rec, err := r.record(ctx, run)
+	if err != nil {
+		return err
+	}
+	if !rec.Stored() {
+		if err := r.Records.Save(ctx, rec); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
 	}
 	run.Status.LockHolder = ""
 	run.Status.Phase = labsv1.PhaseRunning

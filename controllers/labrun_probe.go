@@ -39,6 +39,11 @@ func (r *LabRunReconciler) runProbe(ctx context.Context, run *labsv1.LabRun, st 
 				// A ServiceAccount just created may not be admitted yet; retry until the step's deadline.
 				return waitFor("probe pod admission: "+err.Error(), time.Second)
 			}
+			if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
+				// Refused for good (RBAC, an admission policy): the step errors and the run restores.
+				r.finishStep(run, st, labsv1.VerdictError, "", "probe pod refused: "+err.Error())
+				return nil
+			}
 			return fmt.Errorf("creating probe pod: %w", err)
 		}
 		return waitFor("probe pod "+key.String(), r.deadlineAfter(run, time.Until(deadline)))

@@ -60,7 +60,7 @@ func TestErroringStepsStillRestore(t *testing.T) {
 	startManager(t, managerOptions())
 	g := NewWithT(t)
 	run := newRun(labsv1.LabPeerAuthentication)
-	run.Spec.Probe.Image = "registry.invalid/labrun-operator:none" // no kubelet can pull it
+	run.Spec.Probe.Image = unpullableImage // permitted by the administrator, but no kubelet can pull it
 	create(t, run)
 	done := finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
@@ -145,7 +145,7 @@ func TestManagerKilledAtEachMutationPoint(t *testing.T) {
 }
 
 // TestForceDeletedRunIsRestoredByWatchdog removes a run's finalizer by hand while the mesh is weakened and the
-// manager is down: the watchdog restores from the annotations on the objects themselves.
+// manager is down: the watchdog restores from the run's trusted record, the LabRun and its status being gone.
 func TestForceDeletedRunIsRestoredByWatchdog(t *testing.T) {
 	g := NewWithT(t)
 	stop := startManager(t, managerOptions())
@@ -204,7 +204,7 @@ func TestSecondRunQueuesBehindMeshLock(t *testing.T) {
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), done.Status.Message)
 	// The second run journaled the real original, never the first run's weakened state.
 	for _, e := range done.Status.Journal {
-		g.Expect(e.Annotations).NotTo(HaveKey(mesh.AnnotationOriginal))
+		g.Expect(e.Annotations).NotTo(HaveKey(labsv1.AnnotationOwner))
 		g.Expect(e.Labels).NotTo(HaveKey(mesh.LabelChangedBy))
 	}
 	expectMeshAsFound(t)
@@ -263,7 +263,7 @@ func TestPreflightFailuresChangeNothing(t *testing.T) {
 func plainNamespace(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "plain"}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "plain", Labels: map[string]string{labsv1.LabelEnabled: "true"}}}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "plain", Name: "backend"},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}
 	for _, o := range []client.Object{ns, svc} {

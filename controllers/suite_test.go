@@ -31,7 +31,11 @@ var (
 	origPeerAuth, origPolicy *unstructured.Unstructured
 )
 
-const testDelay = 200 * time.Millisecond
+const (
+	testDelay       = 200 * time.Millisecond
+	testProbeImage  = "labrun-operator:test"
+	unpullableImage = "registry.invalid/labrun-operator:none"
+)
 
 // TestMain starts one sandbox for the package: a real kube-apiserver and etcd with the LabRun and Istio CRDs,
 // the lab guide's world, the simulated node agent and ztunnel.
@@ -42,7 +46,10 @@ func TestMain(m *testing.M) {
 		ctrl.SetLogger(zap.New(zap.WriteTo(discard{})))
 	}
 	var err error
-	sb, err = sandbox.Start(context.Background(), sandbox.Options{PropagationDelay: testDelay, Progress: os.Stderr})
+	// The probe images config/admission lets the manager use: the tests' own, and one that an administrator
+	// permitted but no kubelet can pull (TestErroringStepsStillRestore).
+	sb, err = sandbox.Start(context.Background(), sandbox.Options{PropagationDelay: testDelay, Progress: os.Stderr,
+		ProbeImages: []string{testProbeImage, unpullableImage}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -76,14 +83,15 @@ func readMesh(ref mesh.Ref) *unstructured.Unstructured {
 
 // managerOptions are what tests run the manager with; PodStartGrace is short so stuck pods fail fast.
 func managerOptions() operator.Options {
-	return operator.Options{ProbeImage: "labrun-operator:test", PodStartGrace: 20 * time.Second,
-		SkipNameValidation: true, WatchdogGrace: time.Second}
+	return operator.Options{ProbeImage: testProbeImage, PodStartGrace: 20 * time.Second,
+		SkipNameValidation: true, WatchdogGrace: time.Second, Namespace: sandbox.OperatorNamespace}
 }
 
-// startManager runs the operator's manager, as main.go builds it, until the test ends or stop is called.
+// startManager runs the operator's manager, as main.go builds it, under the manager ServiceAccount's identity
+// (config/default's RBAC and admission policies apply), until the test ends or stop is called.
 func startManager(t testing.TB, o operator.Options) (stop func()) {
 	t.Helper()
-	mgr, err := operator.NewManager(sb.Env.Config, o)
+	mgr, err := operator.NewManager(sb.ManagerConfig(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,16 +178,19 @@ func expectMeshAsFound(t testing.TB) {
 	}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
 
-// leftovers lists the probe pods, ServiceAccounts and namespaces runs created that still exist.
+// leftovers lists the probe pods, ServiceAccounts, namespaces and trusted records runs created that still exist.
 func leftovers() []string {
 	var out []string
 	ctx := context.Background()
 	sel := client.HasLabels{labsv1.LabelLabRun}
-	pods, sas, nss := &corev1.PodList{}, &corev1.ServiceAccountList{}, &corev1.NamespaceList{}
-	for _, l := range []client.ObjectList{pods, sas, nss} {
+	pods, sas, nss, cms := &corev1.PodList{}, &corev1.ServiceAccountList{}, &corev1.NamespaceList{}, &corev1.ConfigMapList{}
+	for _, l := range []client.ObjectList{pods, sas, nss, cms} {
 		if err := k8s.List(ctx, l, sel); err != nil {
 			return []string{err.Error()}
 		}
+	}
+	for _, c := range cms.Items {
+		out = append(out, "configmap "+c.Namespace+"/"+c.Name)
 	}
 	for _, p := range pods.Items {
 		out = append(out, "pod "+p.Namespace+"/"+p.Name)

@@ -2,101 +2,85 @@ package controllers
 
 import (
 	"context"
-	"strings"
 	"time"
 
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
-// Watchdog restores mesh objects a run changed when that run can no longer do it: its LabRun is gone (for
-// instance force-deleted with its finalizer removed by hand) or the object's restore deadline passed. The
-// object itself carries its original, so the LabRun's status is not needed.
+// Watchdog restores what a run changed when that run can no longer do it: its LabRun is gone (for instance
+// force-deleted with its finalizer removed by hand) or its restore deadline passed. It works from the trusted
+// records alone (ConfigMaps in the operator's namespace that only the manager's ServiceAccount writes): labels and
+// annotations on policy objects and a LabRun's status are never instructions to it.
 type Watchdog struct {
 	client.Client
 	APIReader client.Reader
-	Kind      string
+	Records   mesh.Store
 	// Grace is how long past the restore-by deadline the owning run gets before the watchdog steps in.
 	Grace time.Duration
 	Now   func() time.Time
 }
 
-// Reconcile restores one changed object if its owner cannot.
+// Reconcile handles one trusted record.
 func (w *Watchdog) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(mesh.GVK(w.Kind))
-	if err := w.APIReader.Get(ctx, req.NamespacedName, u); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	uid, changed := u.GetLabels()[mesh.LabelChangedBy]
-	if !changed {
+	uid, ok := mesh.RecordUID(req.Name)
+	if !ok || req.Namespace != w.Records.Namespace {
 		return ctrl.Result{}, nil
 	}
-	ownerGone, err := w.ownerGone(ctx, u.GetAnnotations()[labsv1.AnnotationOwner], uid)
+	rec, err := w.Records.Get(ctx, uid)
+	if err != nil || rec == nil {
+		return ctrl.Result{}, err
+	}
+	ownerGone, err := w.ownerGone(ctx, rec.Run)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	overdue := time.Duration(0)
-	if by, err := time.Parse(time.RFC3339, u.GetAnnotations()[labsv1.AnnotationRestoreBy]); err == nil {
-		overdue = w.now().Sub(by.Add(w.Grace))
+	overdue, left := rec.Overdue(w.now(), w.Grace)
+	if !ownerGone && !overdue {
+		if left > 0 {
+			return ctrl.Result{RequeueAfter: left}, nil
+		}
+		return ctrl.Result{}, nil
 	}
-	if !ownerGone && overdue < 0 {
-		return ctrl.Result{RequeueAfter: -overdue}, nil
+	log := ctrl.LoggerFrom(ctx).WithValues("run", rec.Run.String(), "ownerGone", ownerGone, "overdue", overdue)
+	for _, e := range rec.Pending() {
+		log.Info("Restoring mesh object left changed", "object", mesh.RefOf(*e).String())
+		if err := mesh.Restore(ctx, w.Client, *e); err != nil {
+			return ctrl.Result{}, err
+		}
+		e.Restored, e.Change = true, ""
+		if err := w.Records.Save(ctx, rec); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
-	log := ctrl.LoggerFrom(ctx)
-	log.Info("Restoring mesh object left changed", "kind", w.Kind, "object", req.NamespacedName.String(),
-		"ownerGone", ownerGone, "overdue", overdue)
-	if _, err := mesh.RestoreOrphan(ctx, w.Client, u); err != nil {
+	if !ownerGone {
+		return ctrl.Result{}, nil // the run finishes itself, and deletes its record
+	}
+	if err := sweep(ctx, w.Client, w.APIReader, rec); err != nil {
 		return ctrl.Result{}, err
 	}
-	if ownerGone {
-		return ctrl.Result{}, w.sweep(ctx, uid)
-	}
-	return ctrl.Result{}, nil
+	log.Info("Removing the record of a run that is gone")
+	return ctrl.Result{}, w.Records.Delete(ctx, rec)
 }
 
-// sweep deletes what a vanished run left behind: probe pods, its non-mesh namespace, its attacker
-// ServiceAccount.
-func (w *Watchdog) sweep(ctx context.Context, uid string) error {
-	for _, list := range []client.ObjectList{&corev1.PodList{}, &corev1.ServiceAccountList{}, &corev1.NamespaceList{}} {
-		if err := w.APIReader.List(ctx, list, client.MatchingLabels{labsv1.LabelLabRun: uid}); err != nil {
-			return err
-		}
-		items, err := meta.ExtractList(list)
-		if err != nil {
-			return err
-		}
-		for _, item := range items {
-			if err := w.Delete(ctx, item.(client.Object)); client.IgnoreNotFound(err) != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (w *Watchdog) ownerGone(ctx context.Context, owner, uid string) (bool, error) {
-	ns, name, ok := strings.Cut(owner, "/")
-	if !ok {
-		return true, nil
-	}
+// ownerGone: the run named by the record no longer exists with the record's UID.
+func (w *Watchdog) ownerGone(ctx context.Context, ref mesh.RunRef) (bool, error) {
 	run := &labsv1.LabRun{}
-	if err := w.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, run); err != nil {
+	if err := w.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, run); err != nil {
 		return client.IgnoreNotFound(err) == nil, client.IgnoreNotFound(err)
 	}
-	return string(run.UID) != uid, nil
+	return string(run.UID) != ref.UID, nil
 }
 
 func (w *Watchdog) now() time.Time {
@@ -106,31 +90,22 @@ func (w *Watchdog) now() time.Time {
 	return time.Now()
 }
 
-// SetupWithManager watches the changed objects of the watchdog's kind, and LabRun deletions, which is when an
-// owner disappears.
+// SetupWithManager watches the trusted records and LabRun deletions, which is when an owner disappears.
 func (w *Watchdog) SetupWithManager(mgr ctrl.Manager) error {
-	var obj client.Object = &securityv1.PeerAuthentication{}
-	if w.Kind == mesh.KindAuthorizationPolicy {
-		obj = &securityv1.AuthorizationPolicy{}
-	}
+	inStore := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetNamespace() == w.Records.Namespace && o.GetLabels()[mesh.LabelRecord] == "true"
+	})
 	return ctrl.NewControllerManagedBy(mgr).
-		Named("watchdog-"+strings.ToLower(w.Kind)).
-		For(obj).
+		Named("watchdog").
+		For(&corev1.ConfigMap{}, builder.WithPredicates(inStore)).
 		Watches(&labsv1.LabRun{}, w.onRunDeleted()).
 		Complete(w)
 }
 
-// onRunDeleted maps a deleted LabRun to the objects of the watchdog's kind it still marks.
+// onRunDeleted maps a deleted LabRun to its record's name; the record, not the event, says what to do.
 func (w *Watchdog) onRunDeleted() handler.Funcs {
-	return handler.Funcs{DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		list := &unstructured.UnstructuredList{}
-		gvk := mesh.GVK(w.Kind)
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := w.List(ctx, list, client.MatchingLabels{mesh.LabelChangedBy: string(e.Object.GetUID())}); err != nil {
-			return
-		}
-		for _, item := range list.Items {
-			q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&item)})
-		}
+	return handler.Funcs{DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: w.Records.Namespace,
+			Name: mesh.RecordName(string(e.Object.GetUID()))}})
 	}}
 }

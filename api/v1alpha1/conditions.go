@@ -43,6 +43,9 @@ const (
 	LabelStep = "labs.ambientlab.io/step"
 	// AnnotationOwner marks a mesh object changed by a run: <namespace>/<name> of the LabRun.
 	AnnotationOwner = "labs.ambientlab.io/owner"
+	// LabelEnabled, with value "true" on a namespace, lets runs touch it (probe pods, fixtures, policies, the
+	// mesh lock). An administrator sets it; the manager's --allow-any-namespace turns the check off.
+	LabelEnabled = "labs.ambientlab.io/enabled"
 	// AnnotationRestoreBy marks a mesh object changed by a run with the RFC 3339 time by which it must be restored.
 	AnnotationRestoreBy = "labs.ambientlab.io/restore-by"
 )

@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -29,7 +28,8 @@ func SetAside(ctx context.Context, c client.Client, orig labsv1.JournalEntry, ow
 	})
 }
 
-// change applies mutate to the live object and marks it with its owner, deadline and original. Idempotent.
+// change applies mutate to the live object and marks it with its owner and deadline (for people: the original is
+// in the run's trusted record). Idempotent.
 func change(ctx context.Context, c client.Client, orig labsv1.JournalEntry, owner Owner, mutate func(*unstructured.Unstructured) error) error {
 	ref := RefOf(orig)
 	u := newObject(ref)
@@ -42,14 +42,9 @@ func change(ctx context.Context, c client.Client, orig labsv1.JournalEntry, owne
 	if err := mutate(u); err != nil {
 		return err
 	}
-	raw, err := json.Marshal(orig)
-	if err != nil {
-		return err
-	}
 	setMap(u, u.GetLabels, u.SetLabels, LabelChangedBy, owner.UID)
 	setMap(u, u.GetAnnotations, u.SetAnnotations, labsv1.AnnotationOwner, owner.key())
 	setMap(u, u.GetAnnotations, u.SetAnnotations, labsv1.AnnotationRestoreBy, owner.RestoreBy)
-	setMap(u, u.GetAnnotations, u.SetAnnotations, AnnotationOriginal, string(raw))
 	if err := c.Update(ctx, u); err != nil {
 		return fmt.Errorf("changing %s: %w", ref, err)
 	}

@@ -21,24 +21,19 @@ type ErrChangedByOther struct {
 }
 
 func (e *ErrChangedByOther) Error() string {
-	return fmt.Sprintf("%s is currently changed by LabRun %s; its original is not available", e.Ref, e.Owner)
+	return fmt.Sprintf("%s carries the mark of a change by LabRun %q; its original is not available", e.Ref, e.Owner)
 }
 
-// Snapshot reads the object live and returns its journal entry: spec, labels and annotations as found. When the
-// object is already changed by this same run (a restart after the change), the original is taken from the
-// object's annotation, never from its weakened state.
-func Snapshot(ctx context.Context, r client.Reader, ref Ref, runUID string, now metav1.Time) (labsv1.JournalEntry, error) {
+// Snapshot reads the object live and returns its journal entry: spec, labels and annotations as found. An object
+// that carries a run's mark is refused: its live state may be weakened, so it is no original. A run that
+// restarts after its change finds the original in its trusted record and never snapshots again.
+func Snapshot(ctx context.Context, r client.Reader, ref Ref, now metav1.Time) (labsv1.JournalEntry, error) {
 	u := newObject(ref)
 	if err := r.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u); err != nil {
 		return labsv1.JournalEntry{}, fmt.Errorf("reading %s: %w", ref, err)
 	}
-	if uid, changed := u.GetLabels()[LabelChangedBy]; changed {
-		orig, ok := originalOf(u)
-		if uid != runUID || !ok {
-			return labsv1.JournalEntry{}, &ErrChangedByOther{Ref: ref, Owner: u.GetAnnotations()[labsv1.AnnotationOwner]}
-		}
-		orig.RecordedAt = now
-		return orig, nil
+	if _, changed := u.GetLabels()[LabelChangedBy]; changed {
+		return labsv1.JournalEntry{}, &ErrChangedByOther{Ref: ref, Owner: u.GetAnnotations()[labsv1.AnnotationOwner]}
 	}
 	spec, err := json.Marshal(u.Object["spec"])
 	if err != nil {

@@ -6,7 +6,6 @@
 package mesh
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -21,11 +20,11 @@ const (
 	KindAuthorizationPolicy = "AuthorizationPolicy"
 )
 
-// Annotations and labels on a changed object. The original annotation lets the watchdog restore it even when
-// its LabRun (and the journal in its status) is gone.
+// Marks on a changed object, for people and for the manager's cache. They are never instructions: what to put
+// back comes from the trusted record (record.go). Only the manager's ServiceAccount may write labs.ambientlab.io/
+// marks on Istio policies (config/admission).
 const (
-	AnnotationOriginal = "labs.ambientlab.io/original"
-	LabelChangedBy     = "labs.ambientlab.io/changed-by"
+	LabelChangedBy = "labs.ambientlab.io/changed-by"
 	// SetAsideLabel selects no workload: a set-aside AuthorizationPolicy points its selector at it.
 	SetAsideLabel = "labs.ambientlab.io/set-aside"
 )
@@ -60,16 +59,3 @@ type Owner struct {
 }
 
 func (o Owner) key() string { return o.Namespace + "/" + o.Name }
-
-// originalOf decodes the journal entry a changed object carries in its annotation.
-func originalOf(u *unstructured.Unstructured) (labsv1.JournalEntry, bool) {
-	raw, ok := u.GetAnnotations()[AnnotationOriginal]
-	if !ok {
-		return labsv1.JournalEntry{}, false
-	}
-	var e labsv1.JournalEntry
-	if err := json.Unmarshal([]byte(raw), &e); err != nil {
-		return labsv1.JournalEntry{}, false
-	}
-	return e, true
-}

@@ -34,7 +34,8 @@ func desiredSpec(orig labsv1.JournalEntry) (map[string]any, error) {
 }
 
 // Restore puts the original back: spec (PeerAuthentication with mode STRICT), labels and annotations exactly as
-// journaled. An object deleted meanwhile is created again. Idempotent.
+// journaled. An object deleted meanwhile is created again: orig comes only from a trusted record, which holds
+// only objects this run snapshotted right before changing them. Idempotent.
 func Restore(ctx context.Context, c client.Client, orig labsv1.JournalEntry) error {
 	ref := RefOf(orig)
 	spec, err := desiredSpec(orig)
@@ -121,14 +122,4 @@ func Interference(ctx context.Context, r client.Reader, ref Ref, runUID, wantMod
 		return fmt.Sprintf("%s mode was changed to %q by someone else during the step", ref, mode), nil
 	}
 	return "", nil
-}
-
-// RestoreOrphan restores an object whose owner is gone from the original it carries. It reports whether the
-// object was one to restore.
-func RestoreOrphan(ctx context.Context, c client.Client, u *unstructured.Unstructured) (bool, error) {
-	orig, ok := originalOf(u)
-	if !ok {
-		return false, nil
-	}
-	return true, Restore(ctx, c, orig)
 }

@@ -4,6 +4,7 @@ package operator
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -35,7 +36,13 @@ type Options struct {
 	LeaderElection   bool
 	LeaderElectionNS string // needed when running outside a cluster
 	ProbeImage       string
-	PodStartGrace    time.Duration
+	// Namespace is the operator's own namespace, where the trusted run records live (default: $POD_NAMESPACE,
+	// else labrun-system).
+	Namespace string
+	// AllowAnyNamespace turns off the namespace opt-in: without it a run may only touch namespaces labelled
+	// labs.ambientlab.io/enabled=true.
+	AllowAnyNamespace bool
+	PodStartGrace     time.Duration
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election (zero: controller-runtime's defaults,
 	// 15s, 10s, 2s). The Lease is released on a clean shutdown so a standby replica takes over at once.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -82,19 +89,37 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, err
 	}
+	records := mesh.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.namespace()}
 	r := &controllers.LabRunReconciler{
 		Client:        mgr.GetClient(),
 		APIReader:     mgr.GetAPIReader(),
+		Records:       records,
 		Recorder:      mgr.GetEventRecorder("labrun-controller"),
 		Logs:          ztunnel.LogReader{Client: clientset},
 		Fault:         o.Fault,
 		ProbeImage:    o.ProbeImage,
 		PodStartGrace: o.PodStartGrace,
 	}
+	if !o.AllowAnyNamespace {
+		r.EnabledLabel = labsv1.LabelEnabled
+	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LabRun controller: %w", err)
 	}
-	return mgr, setupWatchdogs(mgr, o.WatchdogGrace)
+	return mgr, setupWatchdog(mgr, records, o.WatchdogGrace)
+}
+
+// DefaultNamespace is the operator's namespace when neither Options.Namespace nor $POD_NAMESPACE says.
+const DefaultNamespace = "labrun-system"
+
+func (o Options) namespace() string {
+	if o.Namespace != "" {
+		return o.Namespace
+	}
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return DefaultNamespace
 }
 
 // managerOptions: leader election, metrics, health, and a cache that holds only what the controller needs —
@@ -125,20 +150,21 @@ func managerOptions(o Options) (ctrl.Options, error) {
 			&securityv1.PeerAuthentication{}:  {Label: changed},
 			&securityv1.AuthorizationPolicy{}: {Label: changed},
 			&coordinationv1.Lease{}:           {Field: fields.OneTermEqualSelector("metadata.name", mesh.LockName)},
+			// The manager may read ConfigMaps only in its own namespace (config/rbac): the trusted records.
+			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.namespace(): {}},
+				Label: labels.SelectorFromSet(labels.Set{mesh.LabelRecord: "true"})},
 		}},
 	}, nil
 }
 
-// setupWatchdogs registers one watchdog per kind of mesh object a run changes.
-func setupWatchdogs(mgr ctrl.Manager, grace time.Duration) error {
+// setupWatchdog registers the watchdog over the trusted records.
+func setupWatchdog(mgr ctrl.Manager, records mesh.Store, grace time.Duration) error {
 	if grace == 0 {
 		grace = 30 * time.Second // the run restores at its own deadline first; the watchdog is the backstop
 	}
-	for _, kind := range []string{mesh.KindPeerAuthentication, mesh.KindAuthorizationPolicy} {
-		w := &controllers.Watchdog{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Kind: kind, Grace: grace}
-		if err := w.SetupWithManager(mgr); err != nil {
-			return fmt.Errorf("setting up the %s watchdog: %w", kind, err)
-		}
+	w := &controllers.Watchdog{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Records: records, Grace: grace}
+	if err := w.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the watchdog: %w", err)
 	}
 	return nil
 }

@@ -72,6 +72,7 @@ func Pod(req PodRequest) *corev1.Pod {
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			ServiceAccountName:            req.ServiceAccount,
 			AutomountServiceAccountToken:  ptr.To(false),
+			EnableServiceLinks:            ptr.To(false),
 			ActiveDeadlineSeconds:         &deadline,
 			TerminationGracePeriodSeconds: ptr.To[int64](1),
 			SecurityContext: &corev1.PodSecurityContext{

@@ -131,14 +131,18 @@ func orNone(d time.Duration) time.Duration {
 	return d
 }
 
-// StartController runs the operator's manager in-process against the sandbox until the returned stop is called.
+// SandboxProbeImage is the probe image of the sandbox's manager (the node agent runs the prober in-process).
+const SandboxProbeImage = "labrun-operator:sandbox"
+
+// StartController runs the operator's manager in-process against the sandbox, under the manager
+// ServiceAccount's identity, until the returned stop is called.
 func (s *Sandbox) StartController(o operator.Options) (func(), error) {
 	if o.ProbeImage == "" {
-		o.ProbeImage = "labrun-operator:sandbox"
+		o.ProbeImage = SandboxProbeImage
 	}
 	o.SkipNameValidation = true
-	o.LeaderElection, o.LeaderElectionNS = true, OperatorNamespace
-	mgr, err := operator.NewManager(s.Env.Config, o)
+	o.LeaderElection, o.LeaderElectionNS, o.Namespace = true, OperatorNamespace, OperatorNamespace
+	mgr, err := operator.NewManager(s.ManagerConfig(), o)
 	if err != nil {
 		return nil, err
 	}

@@ -35,6 +35,9 @@ type Options struct {
 	PodStartLatency time.Duration
 	// Nodes is the number of simulated nodes (default 3, as in the guide's comparison).
 	Nodes int
+	// ProbeImages are the images the manager may start probe pods with (config/admission's parameter);
+	// default the sandbox's own, labrun-operator:sandbox.
+	ProbeImages []string
 	// Progress receives progress messages (the first control-plane build takes minutes).
 	Progress io.Writer
 }
@@ -89,6 +92,9 @@ func Start(ctx context.Context, o Options) (s *Sandbox, err error) {
 	if err := seedWorld(ctx, s.Client, s.Nodes); err != nil {
 		return nil, err
 	}
+	if err := installDefault(ctx, s.Client, env.Root, o.ProbeImages); err != nil {
+		return nil, err
+	}
 	return s, s.startAgent(o)
 }
 
@@ -104,6 +110,9 @@ func withDefaults(o Options) Options {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	if len(o.ProbeImages) == 0 {
+		o.ProbeImages = []string{SandboxProbeImage}
 	}
 	return o
 }

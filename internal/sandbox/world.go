@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 )
 
 // The lab guide's world.
@@ -35,8 +37,9 @@ func ztunnelPodName(node string) string { return "ztunnel-" + node }
 // one ztunnel per node, PeerAuthentication istio-system/default STRICT and the backend's L4 policy.
 func seedWorld(ctx context.Context, c client.Client, nodes []string) error {
 	objs := []client.Object{
-		namespace(RootNamespace, nil), namespace(OperatorNamespace, nil),
-		namespace(DemoNamespace, map[string]string{ambientLabel: ambientValue}),
+		// The world's namespaces are enabled for runs, as an administrator would do (labs.ambientlab.io/enabled).
+		namespace(RootNamespace, map[string]string{labsv1.LabelEnabled: "true"}), namespace(OperatorNamespace, nil),
+		namespace(DemoNamespace, map[string]string{ambientLabel: ambientValue, labsv1.LabelEnabled: "true"}),
 		serviceAccount(DemoNamespace, "frontend"), serviceAccount(DemoNamespace, "backend"),
 		deployment(DemoNamespace, "frontend"), deployment(DemoNamespace, "backend"),
 		appPod(DemoNamespace, "frontend", nodes[0]), appPod(DemoNamespace, "backend", nodes[1%len(nodes)]),

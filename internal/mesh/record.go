@@ -1,0 +1,168 @@
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+)
+
+// The trusted journal: one ConfigMap per run in the operator's own namespace, where only the manager's
+// ServiceAccount may write (config/rbac grants tenants nothing there). It is the only source restore and the
+// watchdog act on. A LabRun's status and the marks on policy objects are writable by tenants: they carry
+// human-readable copies, never instructions.
+const (
+	// LabelRecord marks the ConfigMaps that hold trusted run records.
+	LabelRecord = "labs.ambientlab.io/record"
+	recordKey   = "record.json"
+	// recordPrefix + run UID names a record.
+	recordPrefix = "labrun-record-"
+)
+
+// RunRef names the run a record belongs to. It is copied from the LabRun when the record is created and never
+// taken from anything a tenant can write afterwards.
+type RunRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid"`
+}
+
+func (r RunRef) String() string { return r.Namespace + "/" + r.Name }
+
+// Record is what a run changed in the mesh and how to put it back, plus what it created, so that the run
+// itself, a restarted manager or the watchdog can undo it.
+type Record struct {
+	Run RunRef `json:"run"`
+	// TargetNamespace holds the run's probe pods and attacker ServiceAccount.
+	TargetNamespace string `json:"targetNamespace"`
+	// NonMeshNamespace is the run's own namespace outside the mesh.
+	NonMeshNamespace string `json:"nonMeshNamespace,omitempty"`
+	// RestoreBy is when everything must be back (the exposure window's start plus maxExposure); zero until
+	// the first original is journaled.
+	RestoreBy *metav1.Time `json:"restoreBy,omitempty"`
+	// Entries are the originals, journaled before each change.
+	Entries []labsv1.JournalEntry `json:"entries,omitempty"`
+
+	resourceVersion string
+}
+
+// Stored tells whether the record was read from or written to the store.
+func (r *Record) Stored() bool { return r.resourceVersion != "" }
+
+// Find returns the record's entry for ref, or nil.
+func (r *Record) Find(ref Ref) *labsv1.JournalEntry { return Find(r.Entries, ref) }
+
+// Put adds or replaces the entry for its object.
+func (r *Record) Put(e labsv1.JournalEntry) {
+	if old := r.Find(RefOf(e)); old != nil {
+		*old = e
+		return
+	}
+	r.Entries = append(r.Entries, e)
+}
+
+// Pending lists the entries not restored yet.
+func (r *Record) Pending() []*labsv1.JournalEntry {
+	var out []*labsv1.JournalEntry
+	for i := range r.Entries {
+		if !r.Entries[i].Restored {
+			out = append(out, &r.Entries[i])
+		}
+	}
+	return out
+}
+
+// Overdue tells whether the record has unrestored entries past RestoreBy plus grace, and how long until then.
+func (r *Record) Overdue(now time.Time, grace time.Duration) (bool, time.Duration) {
+	if r.RestoreBy == nil || len(r.Pending()) == 0 {
+		return false, 0
+	}
+	left := r.RestoreBy.Add(grace).Sub(now)
+	return left <= 0, left
+}
+
+// Store keeps records as ConfigMaps in the operator's namespace. Reads go to the API server, not a cache: a
+// stale record could repeat or skip a restore.
+type Store struct {
+	Client    client.Client
+	Reader    client.Reader
+	Namespace string
+}
+
+// RecordName is the ConfigMap name of a run's record.
+func RecordName(uid string) string { return recordPrefix + uid }
+
+// RecordUID is the run UID of a record's name.
+func RecordUID(name string) (string, bool) {
+	uid, ok := strings.CutPrefix(name, recordPrefix)
+	return uid, ok && uid != ""
+}
+
+// Get returns the run's record, or nil when there is none.
+func (s Store) Get(ctx context.Context, uid string) (*Record, error) {
+	cm := &corev1.ConfigMap{}
+	err := s.Reader.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: RecordName(uid)}, cm)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the trusted record of run %s: %w", uid, err)
+	}
+	return decodeRecord(cm)
+}
+
+func decodeRecord(cm *corev1.ConfigMap) (*Record, error) {
+	rec := &Record{}
+	if err := json.Unmarshal([]byte(cm.Data[recordKey]), rec); err != nil {
+		return nil, fmt.Errorf("decoding the trusted record %s/%s: %w", cm.Namespace, cm.Name, err)
+	}
+	if rec.Run.UID == "" || RecordName(rec.Run.UID) != cm.Name {
+		return nil, fmt.Errorf("the trusted record %s/%s names run %q, not the run of its name", cm.Namespace, cm.Name, rec.Run.UID)
+	}
+	rec.resourceVersion = cm.ResourceVersion
+	return rec, nil
+}
+
+// Save creates or updates the record. An update is conditional on the version read, so two writers (the run
+// and the watchdog) never overwrite each other's progress silently.
+func (s Store) Save(ctx context.Context, rec *Record) error {
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: s.Namespace, Name: RecordName(rec.Run.UID), ResourceVersion: rec.resourceVersion,
+			Labels:      map[string]string{LabelRecord: "true", labsv1.LabelLabRun: rec.Run.UID},
+			Annotations: map[string]string{labsv1.AnnotationOwner: rec.Run.String()},
+		},
+		Data: map[string]string{recordKey: string(raw)},
+	}
+	if rec.resourceVersion == "" {
+		err = s.Client.Create(ctx, cm)
+	} else {
+		err = s.Client.Update(ctx, cm)
+	}
+	if err != nil {
+		return fmt.Errorf("writing the trusted record of run %s: %w", rec.Run, err)
+	}
+	rec.resourceVersion = cm.ResourceVersion
+	return nil
+}
+
+// Delete removes the record once nothing is left to restore. A missing record counts as deleted.
+func (s Store) Delete(ctx context.Context, rec *Record) error {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: RecordName(rec.Run.UID)}}
+	if err := s.Client.Delete(ctx, cm); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting the trusted record of run %s: %w", rec.Run, err)
+	}
+	return nil
+}

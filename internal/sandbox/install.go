@@ -1,0 +1,88 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+)
+
+// The manager's identity as config/default installs it: the sandbox's in-process manager runs as this
+// ServiceAccount (impersonated), so config/default's RBAC and admission policies apply to it as on a cluster.
+const (
+	ManagerServiceAccount = "labrun-controller-manager"
+	ManagerUser           = "system:serviceaccount:" + OperatorNamespace + ":" + ManagerServiceAccount
+	// ProbeImagesConfigMap lists the images the manager may start probe pods with (config/admission).
+	ProbeImagesConfigMap = "labrun-probe-images"
+)
+
+// installed are the kinds of config/default the sandbox applies. The CRD is installed with the control plane,
+// and the Deployment is left out: no kubelet pulls images here, the manager runs in-process instead.
+var installed = []string{
+	"Namespace", "ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+	"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+}
+
+// RenderDefault renders config/default as `kubectl apply -k config/default` would.
+func RenderDefault(root string) ([]*unstructured.Unstructured, error) {
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	resources, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(root, "config", "default"))
+	if err != nil {
+		return nil, fmt.Errorf("rendering config/default: %w", err)
+	}
+	var out []*unstructured.Unstructured
+	for _, r := range resources.Resources() {
+		m, err := r.Map()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &unstructured.Unstructured{Object: m})
+	}
+	return out, nil
+}
+
+// installDefault applies config/default's namespace, ServiceAccount, RBAC and admission policies, with the
+// sandbox's probe images permitted.
+func installDefault(ctx context.Context, c client.Client, root string, probeImages []string) error {
+	objs, err := RenderDefault(root)
+	if err != nil {
+		return err
+	}
+	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int {
+		return slices.Index(installed, a.GetKind()) - slices.Index(installed, b.GetKind())
+	})
+	for _, u := range objs {
+		if !slices.Contains(installed, u.GetKind()) {
+			continue
+		}
+		if u.GetKind() == "ConfigMap" && u.GetName() == ProbeImagesConfigMap {
+			if err := unstructured.SetNestedField(u.Object, strings.Join(probeImages, ","), "data", "probeImages"); err != nil {
+				return err
+			}
+		}
+		if err := c.Patch(ctx, u, client.Apply, client.FieldOwner("labrun-sandbox"), client.ForceOwnership); err != nil {
+			return fmt.Errorf("applying %s %s from config/default: %w", u.GetKind(), u.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// ManagerConfig is the API server config of the manager's ServiceAccount (the sandbox's admin credentials,
+// impersonating it), so the manager has exactly the rights config/default gives it.
+func (s *Sandbox) ManagerConfig() *rest.Config {
+	return AsUser(s.Env.Config, ManagerUser, "system:serviceaccounts", "system:serviceaccounts:"+OperatorNamespace)
+}
+
+// AsUser is cfg impersonating user (in groups, plus system:authenticated), e.g. a tenant in a test.
+func AsUser(cfg *rest.Config, user string, groups ...string) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: append(groups, "system:authenticated")}
+	return c
+}
