@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/operator"
 )

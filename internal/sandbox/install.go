@@ -6,8 +6,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -73,6 +78,26 @@ func installDefault(ctx context.Context, c client.Client, root string, probeImag
 	}
 	return nil
 }
+
+// waitForAdmission waits until the API server enforces the admission policies just installed (it loads them
+// asynchronously): a marked PeerAuthentication from the admin and a foreign namespace from the manager are
+// refused. Both are server-side dry runs.
+func waitForAdmission(ctx context.Context, admin client.Client, manager client.Client) error {
+	pa := &unstructured.Unstructured{}
+	pa.SetAPIVersion("security.istio.io/v1")
+	pa.SetKind("PeerAuthentication")
+	pa.SetNamespace(RootNamespace)
+	pa.SetName("labrun-sandbox-admission-check")
+	pa.SetLabels(map[string]string{"labs.ambientlab.io/changed-by": "nobody"})
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "labrun-sandbox-admission-check"}}
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		marks := admin.Create(ctx, pa.DeepCopy(), client.DryRunAll)
+		limits := manager.Create(ctx, ns.DeepCopy(), client.DryRunAll)
+		return refused(marks) && refused(limits), nil
+	})
+}
+
+func refused(err error) bool { return apierrors.IsInvalid(err) || apierrors.IsForbidden(err) }
 
 // ManagerConfig is the API server config of the manager's ServiceAccount (the sandbox's admin credentials,
 // impersonating it), so the manager has exactly the rights config/default gives it.

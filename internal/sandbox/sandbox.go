@@ -95,6 +95,13 @@ func Start(ctx context.Context, o Options) (s *Sandbox, err error) {
 	if err := installDefault(ctx, s.Client, env.Root, o.ProbeImages); err != nil {
 		return nil, err
 	}
+	manager, err := client.New(s.ManagerConfig(), client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	if err := waitForAdmission(ctx, s.Client, manager); err != nil {
+		return nil, fmt.Errorf("waiting for config/default's admission policies to take effect: %w", err)
+	}
 	return s, s.startAgent(o)
 }
 
