@@ -15,9 +15,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
@@ -356,5 +358,64 @@ func TestStepTimeoutStillRestores(t *testing.T) {
 	g.Expect(notPassed(done)).To(ContainSubstring("step timed out"))
 	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
 	sb.SetPodStartLatency(0)
+	expectMeshAsFound(t)
+}
+
+// TestWatchdogRestoresAnOverdueRunFromItsRecord: the manager dies right after weakening the mesh and its LabRun
+// stays; once the record's restore-by deadline (plus grace) has passed, the watchdog restores from the trusted
+// record alone and keeps the record for the run, which then finishes with the mesh as found.
+func TestWatchdogRestoresAnOverdueRunFromItsRecord(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	crashed := make(chan struct{})
+	var once sync.Once
+	o := managerOptions()
+	o.Fault = func(p string) error {
+		if p != "after-change:peer-authentication/set-permissive" {
+			return nil
+		}
+		once.Do(func() { close(crashed) })
+		return errors.New("killed")
+	}
+	stop := startManager(t, o)
+	run := newRun(labsv1.LabPeerAuthentication)
+	create(t, run)
+	g.Eventually(crashed).WithTimeout(60 * time.Second).Should(BeClosed())
+	stop()
+	waitForMode(t, "PERMISSIVE")
+
+	cur := &labsv1.LabRun{}
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(run), cur)).To(Succeed())
+	manager, err := client.New(sb.ManagerConfig(), client.Options{Scheme: k8s.Scheme()}) // the watchdog's rights
+	g.Expect(err).NotTo(HaveOccurred())
+	records := mesh.Store{Client: manager, Reader: manager, Namespace: sandbox.OperatorNamespace}
+	rec, err := records.Get(ctx, string(cur.UID))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(rec).NotTo(BeNil())
+	g.Expect(rec.Pending()).To(HaveLen(2)) // the policy set aside, the PeerAuthentication PERMISSIVE
+	req := ctrl.Request{NamespacedName: client.ObjectKey{Namespace: sandbox.OperatorNamespace, Name: mesh.RecordName(string(cur.UID))}}
+
+	w := &controllers.Watchdog{Client: manager, APIReader: manager, Records: records, Grace: time.Second}
+	w.Now = func() time.Time { return rec.RestoreBy.Add(-time.Minute) }
+	res, err := w.Reconcile(ctx, req)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(res.RequeueAfter).To(BeNumerically(">", time.Minute), "not due yet: wait for the deadline")
+	g.Expect(readMesh(peerAuthRef).GetLabels()).To(HaveKey(mesh.LabelChangedBy))
+
+	w.Now = func() time.Time { return rec.RestoreBy.Add(2 * time.Second) }
+	_, err = w.Reconcile(ctx, req)
+	g.Expect(err).NotTo(HaveOccurred())
+	mode, _, _ := unstructured.NestedString(readMesh(peerAuthRef).Object, "spec", "mtls", "mode")
+	g.Expect(mode).To(Equal("STRICT"))
+	g.Expect(readMesh(policyRef).Object["spec"]).To(Equal(origPolicy.Object["spec"]))
+	rec, err = records.Get(ctx, string(cur.UID))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(rec).NotTo(BeNil(), "the run is alive: its record stays for it")
+	g.Expect(rec.Pending()).To(BeEmpty())
+
+	startManager(t, managerOptions())
+	done := finished(t, run)
+	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
+	deleteAndWait(t, run)
 	expectMeshAsFound(t)
 }
