@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
@@ -147,11 +150,12 @@ func TestTenantIsRefusedWhatSheCouldNotDoHerself(t *testing.T) {
 
 func TestMeshAdministratorIsAdmitted(t *testing.T) {
 	g := NewWithT(t)
-	istio := "security.istio.io"
-	grant(t, "mia", "", rule(labsv1.GroupVersion.Group, "labruns", "create", "get", "list"),
-		rule(istio, "peerauthentications", "get", "update"), rule(istio, "authorizationpolicies", "get", "update"),
-		rule("", "pods", "create"), rule("", "serviceaccounts", "create"), rule("", "namespaces", "create"),
-		rule("", "pods/log", "get"))
+	// mia holds the ClusterRole that config/samples documents for running the sample.
+	role := &rbacv1.ClusterRole{}
+	raw, err := os.ReadFile(filepath.Join(sb.Env.Root, "config", "samples", "mesh_tester_role.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(yaml.UnmarshalStrict(raw, role)).To(Succeed())
+	grant(t, "mia", "", role.Rules...)
 	mia := asUser(t, "mia")
 	run := newRun(labsv1.AllLabs...) // the sample: every lab against the guide's mesh
 	run.Spec.Probe.Image = "registry.example/labrun-operator@sha256:" + fmt.Sprintf("%064d", 0)

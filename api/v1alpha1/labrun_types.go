@@ -79,7 +79,8 @@ type LabRunSpec struct {
 // TargetSpec is the Service under test.
 type TargetSpec struct {
 	// Namespace of the Service. Defaults to the LabRun's namespace. It must be enrolled in ambient mode
-	// (label istio.io/dataplane-mode=ambient).
+	// (label istio.io/dataplane-mode=ambient) and enabled for runs by an administrator (label
+	// labs.ambientlab.io/enabled=true). The requester must be allowed to create pods there: probe pods run in it.
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +optional
@@ -109,7 +110,8 @@ type TargetSpec struct {
 // ClientSpec is the identity of the allowed caller. Its probes run in the target namespace.
 type ClientSpec struct {
 	// ServiceAccount the client probes run as; in the mesh it becomes
-	// spiffe://<trustDomain>/ns/<target namespace>/sa/<serviceAccount>.
+	// spiffe://<trustDomain>/ns/<target namespace>/sa/<serviceAccount>. Admitted only if the requester may create
+	// pods in the target namespace (probe pods get no API token).
 	// +kubebuilder:default=frontend
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
@@ -126,7 +128,8 @@ type MeshSpec struct {
 	// +optional
 	RootNamespace string `json:"rootNamespace,omitempty"`
 
-	// PeerAuthentication is the name of the mesh-wide PeerAuthentication in the root namespace.
+	// PeerAuthentication is the name of the mesh-wide PeerAuthentication in the root namespace. The
+	// peer-authentication lab sets it PERMISSIVE for a while: the requester must be allowed to update it.
 	// +kubebuilder:default=default
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
@@ -134,7 +137,8 @@ type MeshSpec struct {
 	PeerAuthentication string `json:"peerAuthentication,omitempty"`
 
 	// AuthorizationPolicy is the L4 policy that guards the target (the guide's backend-allow-frontend-only).
-	// Required by the peer-authentication and authorization-policy labs.
+	// Required by the peer-authentication and authorization-policy labs, which set it aside for a while: the
+	// requester must be allowed to update it.
 	// +optional
 	AuthorizationPolicy *ObjectRef `json:"authorizationPolicy,omitempty"`
 
@@ -186,6 +190,9 @@ type ZtunnelSpec struct {
 // ProbeSpec tunes the probe pods.
 type ProbeSpec struct {
 	// Image runs `manager probe`. Defaults to the operator's own image (the manager's --probe-image flag).
+	// Setting it needs the custom permission verb set-probe-image on labruns in the LabRun's namespace, and the
+	// image must be listed in the ConfigMap labrun-system/labrun-probe-images. Pin it by digest
+	// (registry/name@sha256:…) for a reproducible check.
 	// +kubebuilder:validation:MaxLength=512
 	// +optional
 	Image string `json:"image,omitempty"`
@@ -451,7 +458,8 @@ type LabRunStatus struct {
 	// +optional
 	LockHolder string `json:"lockHolder,omitempty"`
 
-	// Journal holds the originals of the mesh objects this run changed, written before each change.
+	// Journal is a copy, for people, of the originals of the mesh objects this run changed. The operator keeps
+	// and acts on its own record (a ConfigMap in its namespace); it never reads this copy back.
 	// +optional
 	Journal []JournalEntry `json:"journal,omitempty"`
 

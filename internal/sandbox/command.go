@@ -152,7 +152,8 @@ func (s *Sandbox) StartController(o operator.Options) (func(), error) {
 	return func() { cancel(); <-done }, nil
 }
 
-// writeKubeconfig writes an admin kubeconfig for the sandbox's API server.
+// writeKubeconfig writes an admin kubeconfig for the sandbox's API server, and beside it manager.kubeconfig,
+// which acts as the manager's ServiceAccount (for `bin/manager --kubeconfig …` with --controller=false).
 func (s *Sandbox) writeKubeconfig(path string) (string, error) {
 	if path == "" {
 		path = filepath.Join(s.Env.Root, "bin", "sandbox", "kubeconfig")
@@ -164,15 +165,23 @@ func (s *Sandbox) writeKubeconfig(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return abs, clientcmd.WriteToFile(kubeconfig(s.Env.Config), abs)
+	if err := clientcmd.WriteToFile(kubeconfig(s.Env.Config, ""), abs); err != nil {
+		return "", err
+	}
+	return abs, clientcmd.WriteToFile(kubeconfig(s.Env.Config, ManagerUser), filepath.Join(filepath.Dir(abs), "manager.kubeconfig"))
 }
 
-func kubeconfig(c *rest.Config) clientcmdapi.Config {
+// kubeconfig for c; with impersonate set, it acts as that ServiceAccount user.
+func kubeconfig(c *rest.Config, impersonate string) clientcmdapi.Config {
 	const name = "labrun-sandbox"
+	auth := &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
+	if impersonate != "" {
+		auth.Impersonate = impersonate
+		auth.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + OperatorNamespace, "system:authenticated"}
+	}
 	return clientcmdapi.Config{
-		Clusters: map[string]*clientcmdapi.Cluster{name: {Server: c.Host, CertificateAuthorityData: c.CAData}},
-		AuthInfos: map[string]*clientcmdapi.AuthInfo{name: {ClientCertificateData: c.CertData,
-			ClientKeyData: c.KeyData, Token: c.BearerToken}},
+		Clusters:       map[string]*clientcmdapi.Cluster{name: {Server: c.Host, CertificateAuthorityData: c.CAData}},
+		AuthInfos:      map[string]*clientcmdapi.AuthInfo{name: auth},
 		Contexts:       map[string]*clientcmdapi.Context{name: {Cluster: name, AuthInfo: name, Namespace: DemoNamespace}},
 		CurrentContext: name,
 	}

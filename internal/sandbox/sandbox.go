@@ -36,7 +36,7 @@ type Options struct {
 	// Nodes is the number of simulated nodes (default 3, as in the guide's comparison).
 	Nodes int
 	// ProbeImages are the images the manager may start probe pods with (config/admission's parameter);
-	// default the sandbox's own, labrun-operator:sandbox.
+	// default the in-process manager's (labrun-operator:sandbox) and the manager binary's default.
 	ProbeImages []string
 	// Progress receives progress messages (the first control-plane build takes minutes).
 	Progress io.Writer
@@ -119,7 +119,7 @@ func withDefaults(o Options) Options {
 		o.Progress = io.Discard
 	}
 	if len(o.ProbeImages) == 0 {
-		o.ProbeImages = []string{SandboxProbeImage}
+		o.ProbeImages = []string{SandboxProbeImage, "controller:latest"}
 	}
 	return o
 }
