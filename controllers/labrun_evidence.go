@@ -33,7 +33,7 @@ func (r *LabRunReconciler) evidence(ctx context.Context, run *labsv1.LabRun, st 
 		return nil
 	}
 	z := run.Spec.Mesh.Ztunnel
-	entries, err := r.Logs.Read(ctx, z.Namespace, z.Selector, since.Add(-clockSlack))
+	entries, err := r.Logs.Read(ctx, z.Namespace, z.Labels(), since.Add(-clockSlack))
 	if err != nil {
 		r.finishStep(run, st, labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error())
 		return nil

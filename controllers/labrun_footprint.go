@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"gopkg.in/inf.v0"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -87,7 +88,7 @@ func (r *LabRunReconciler) appPods(ctx context.Context, opts ...client.ListOptio
 // ztunnelUsage measures ztunnel: live usage from metrics.k8s.io when it is served, else the pods' requests.
 func (r *LabRunReconciler) ztunnelUsage(ctx context.Context, run *labsv1.LabRun) (labsv1.Verdict, string, string, error) {
 	z := run.Spec.Mesh.Ztunnel
-	pods, err := r.appPods(ctx, client.InNamespace(z.Namespace), client.MatchingLabels(z.Selector))
+	pods, err := r.appPods(ctx, client.InNamespace(z.Namespace), client.MatchingLabels(z.Labels()))
 	if err != nil {
 		return "", "", "", err
 	}
@@ -98,7 +99,7 @@ func (r *LabRunReconciler) ztunnelUsage(ctx context.Context, run *labsv1.LabRun)
 	fp := footprintOf(run)
 	fp.Nodes, fp.ZtunnelPods = int32(len(nodes.Items)), int32(len(pods))
 	fp.Source, fp.AmbientCPU, fp.AmbientMemory = "metrics.k8s.io", resource.Quantity{}, resource.Quantity{}
-	if !r.usage(ctx, z.Namespace, z.Selector, fp) {
+	if !r.usage(ctx, z.Namespace, z.Labels(), fp) {
 		fp.Source = "requests"
 		for _, p := range pods {
 			for _, c := range p.Spec.Containers {
@@ -182,9 +183,10 @@ func (r *LabRunReconciler) sidecarEstimate(ctx context.Context, run *labsv1.LabR
 	return labsv1.VerdictPass, observed, "Estimate recorded in status.footprint", nil
 }
 
+// times is q × n, computed in arbitrary precision: no quantity the API admits can overflow it.
 func times(q resource.Quantity, n int32) resource.Quantity {
-	out := resource.NewMilliQuantity(q.MilliValue()*int64(n), q.Format)
-	return *out
+	product := new(inf.Dec).Mul(q.AsDec(), inf.NewDec(int64(n), 0))
+	return *resource.NewDecimalQuantity(*product, q.Format)
 }
 
 func footprintOf(run *labsv1.LabRun) *labsv1.FootprintStatus {

@@ -156,7 +156,7 @@ func hasPort(svc *corev1.Service, port int32) bool {
 func (r *LabRunReconciler) checkZtunnel(ctx context.Context, run *labsv1.LabRun) error {
 	z := run.Spec.Mesh.Ztunnel
 	pods := &corev1.PodList{}
-	if err := r.APIReader.List(ctx, pods, client.InNamespace(z.Namespace), client.MatchingLabels(z.Selector)); err != nil {
+	if err := r.APIReader.List(ctx, pods, client.InNamespace(z.Namespace), client.MatchingLabels(z.Labels())); err != nil {
 		return fmt.Errorf("listing ztunnel pods: %w", err)
 	}
 	for i := range pods.Items {

@@ -240,7 +240,7 @@ func TestPreflightFailuresChangeNothing(t *testing.T) {
 		{"namespace not enrolled", func(r *labsv1.LabRun) { r.Spec.Target.Namespace = plainNamespace(t) }, "not enrolled in ambient"},
 		{"missing policy", func(r *labsv1.LabRun) { r.Spec.Mesh.AuthorizationPolicy.Name = "nope" }, "AuthorizationPolicy demo/nope not found"},
 		{"missing PeerAuthentication", func(r *labsv1.LabRun) { r.Spec.Mesh.PeerAuthentication = "nope" }, "PeerAuthentication istio-system/nope not found"},
-		{"ztunnel not ready", func(r *labsv1.LabRun) { r.Spec.Mesh.Ztunnel.Selector = map[string]string{"app": "nope"} }, "no ready ztunnel"},
+		{"ztunnel not ready", func(r *labsv1.LabRun) { r.Spec.Mesh.Ztunnel.Selector = map[string]labsv1.LabelValue{"app": "nope"} }, "no ready ztunnel"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

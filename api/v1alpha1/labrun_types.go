@@ -103,6 +103,9 @@ type TargetSpec struct {
 	// +kubebuilder:default="/get"
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:Pattern=`^/[^\s]*$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[[:cntrl:]]')",message="target.path must not contain control characters (NUL, DEL, …)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('%([^0-9A-Fa-f]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$)')",message="target.path has a % that does not start a two-digit hex escape"
+	// +kubebuilder:validation:XValidation:rule="isURL('http://target.invalid' + self)",message="target.path must make a valid URL after http://<service>"
 	// +optional
 	Path string `json:"path,omitempty"`
 }
@@ -179,12 +182,27 @@ type ZtunnelSpec struct {
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
 
-	// Selector is the label selector of the ztunnel pods.
+	// Selector is the label selector of the ztunnel pods: label keys and values as Kubernetes allows them.
 	// +kubebuilder:default={app:ztunnel}
 	// +kubebuilder:validation:MinProperties=1
 	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$') && (k.contains('/') ? size(k.split('/')[0]) <= 253 && size(k.split('/')[1]) <= 63 : size(k) <= 63))",message="mesh.ztunnel.selector keys must be label keys: an optional DNS subdomain prefix and '/', then a name of at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric"
 	// +optional
-	Selector map[string]string `json:"selector,omitempty"`
+	Selector map[string]LabelValue `json:"selector,omitempty"`
+}
+
+// LabelValue is a label value as Kubernetes allows it.
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:Pattern=`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`
+type LabelValue string
+
+// Labels is the selector as a plain label set.
+func (z ZtunnelSpec) Labels() map[string]string {
+	out := make(map[string]string, len(z.Selector))
+	for k, v := range z.Selector {
+		out[k] = string(v)
+	}
+	return out
 }
 
 // ProbeSpec tunes the probe pods.
@@ -194,6 +212,8 @@ type ProbeSpec struct {
 	// image must be listed in the ConfigMap labrun-system/labrun-probe-images. Pin it by digest
 	// (registry/name@sha256:…) for a reproducible check.
 	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^[^\s]+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[[:cntrl:]]')",message="probe.image must not contain control characters"
 	// +optional
 	Image string `json:"image,omitempty"`
 
@@ -219,15 +239,17 @@ type ProbeSpec struct {
 
 // FootprintSpec holds the per-sidecar cost the footprint lab uses to estimate sidecar mode.
 type FootprintSpec struct {
-	// SidecarMemory is the memory one Envoy sidecar would take (the lab guide's 50 MB).
+	// SidecarMemory is the memory one Envoy sidecar would take (the lab guide's 50 MB), at most 64Gi.
 	// +kubebuilder:default="50M"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="must be a positive quantity"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('64Gi')) <= 0",message="footprint.sidecarMemory must be at most 64Gi"
 	// +optional
 	SidecarMemory *resource.Quantity `json:"sidecarMemory,omitempty"`
 
-	// SidecarCPU is the CPU one Envoy sidecar would take (the lab guide's 100m).
+	// SidecarCPU is the CPU one Envoy sidecar would take (the lab guide's 100m), at most 64 cores.
 	// +kubebuilder:default="100m"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="must be a positive quantity"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('64')) <= 0",message="footprint.sidecarCPU must be at most 64 (cores)"
 	// +optional
 	SidecarCPU *resource.Quantity `json:"sidecarCPU,omitempty"`
 }

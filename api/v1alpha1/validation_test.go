@@ -201,7 +201,7 @@ func TestDefaults(t *testing.T) {
 		g.Expect(spec.Mesh.RootNamespace).To(Equal("istio-system"), "mesh.rootNamespace")
 		g.Expect(spec.Mesh.PeerAuthentication).To(Equal("default"), "mesh.peerAuthentication")
 		g.Expect(spec.Mesh.Ztunnel.Namespace).To(Equal("istio-system"), "mesh.ztunnel.namespace")
-		g.Expect(spec.Mesh.Ztunnel.Selector).To(Equal(map[string]string{"app": "ztunnel"}), "mesh.ztunnel.selector")
+		g.Expect(spec.Mesh.Ztunnel.Selector).To(Equal(map[string]labsv1.LabelValue{"app": "ztunnel"}), "mesh.ztunnel.selector")
 		g.Expect(spec.Mesh.TrustDomain).To(Equal("cluster.local"), "mesh.trustDomain")
 		g.Expect(spec.Probe.Image).To(BeEmpty(), "probe.image has no schema default")
 		g.Expect(spec.Probe.RequestTimeout).To(Equal(&metav1.Duration{Duration: 5 * time.Second}), "probe.requestTimeout")
@@ -277,7 +277,7 @@ func TestDefaults(t *testing.T) {
 				Target: labsv1.TargetSpec{Namespace: "shop", Service: "api", Port: 8080, Path: "/status/200?x=1"},
 				Client: labsv1.ClientSpec{ServiceAccount: "web.client"},
 				Mesh: labsv1.MeshSpec{RootNamespace: "mesh-root", PeerAuthentication: "strict", TrustDomain: "example.org",
-					Ztunnel: labsv1.ZtunnelSpec{Namespace: "ztunnel", Selector: map[string]string{"app.kubernetes.io/name": "ztunnel"}}},
+					Ztunnel: labsv1.ZtunnelSpec{Namespace: "ztunnel", Selector: map[string]labsv1.LabelValue{"app.kubernetes.io/name": "ztunnel"}}},
 				Probe: labsv1.ProbeSpec{Image: "registry.example/probe:1", RequestTimeout: &metav1.Duration{Duration: 1500 * time.Millisecond},
 					SettleTimeout: &metav1.Duration{Duration: 90 * time.Second}},
 				MaxExposure: &metav1.Duration{Duration: 90 * time.Second},
@@ -435,6 +435,45 @@ func TestInvalidSpecs(t *testing.T) {
 		{"mesh.trustDomain with a scheme", func(s map[string]any) { set(s, "mesh.trustDomain", "spiffe://cluster.local") },
 			"spec.mesh.trustDomain", []string{"should match"}},
 
+		// runtime-only failures of the past, now refused at the door
+		{"ztunnel selector key the server refuses (app!)", func(s map[string]any) { set(s, "mesh.ztunnel.selector", map[string]any{"app!": "ztunnel"}) },
+			"spec.mesh.ztunnel.selector", []string{"mesh.ztunnel.selector keys must be label keys"}},
+		{"ztunnel selector key with a space", func(s map[string]any) { set(s, "mesh.ztunnel.selector", map[string]any{"app name": "ztunnel"}) },
+			"spec.mesh.ztunnel.selector", []string{"mesh.ztunnel.selector keys must be label keys"}},
+		{"ztunnel selector key with an empty prefix", func(s map[string]any) { set(s, "mesh.ztunnel.selector", map[string]any{"/app": "ztunnel"}) },
+			"spec.mesh.ztunnel.selector", []string{"mesh.ztunnel.selector keys must be label keys"}},
+		{"ztunnel selector key name longer than 63", func(s map[string]any) {
+			set(s, "mesh.ztunnel.selector", map[string]any{"a" + strings.Repeat("b", 63): "ztunnel"})
+		}, "spec.mesh.ztunnel.selector", []string{"mesh.ztunnel.selector keys must be label keys"}},
+		{"ztunnel selector key prefix with uppercase", func(s map[string]any) { set(s, "mesh.ztunnel.selector", map[string]any{"Istio.io/app": "ztunnel"}) },
+			"spec.mesh.ztunnel.selector", []string{"mesh.ztunnel.selector keys must be label keys"}},
+		{"ztunnel selector value with a comma", func(s map[string]any) { set(s, "mesh.ztunnel.selector", map[string]any{"app": "ztunnel,x"}) },
+			"spec.mesh.ztunnel.selector.app", []string{`"ztunnel,x"`, "should match"}},
+		{"ztunnel selector value ending in a dash", func(s map[string]any) { set(s, "mesh.ztunnel.selector", map[string]any{"app": "ztunnel-"}) },
+			"spec.mesh.ztunnel.selector.app", []string{`"ztunnel-"`, "should match"}},
+		{"ztunnel selector value longer than 63", func(s map[string]any) { set(s, "mesh.ztunnel.selector", map[string]any{"app": strings.Repeat("z", 64)}) },
+			"spec.mesh.ztunnel.selector.app", []string{"may not be more than 63"}},
+		{"target.path with NUL", func(s map[string]any) { set(s, "target.path", "/get\x00") },
+			"spec.target.path", []string{"target.path must not contain control characters"}},
+		{"target.path with DEL", func(s map[string]any) { set(s, "target.path", "/get\x7f") },
+			"spec.target.path", []string{"target.path must not contain control characters"}},
+		{"target.path with an escape character", func(s map[string]any) { set(s, "target.path", "/get\x1b[0m") },
+			"spec.target.path", []string{"target.path must not contain control characters"}},
+		{"target.path with a bad % escape", func(s map[string]any) { set(s, "target.path", "/get%zz") },
+			"spec.target.path", []string{"target.path has a % that does not start a two-digit hex escape"}},
+		{"target.path ending in a lone %", func(s map[string]any) { set(s, "target.path", "/get%") },
+			"spec.target.path", []string{"target.path has a % that does not start a two-digit hex escape"}},
+		{"target.path with a half % escape", func(s map[string]any) { set(s, "target.path", "/get%4") },
+			"spec.target.path", []string{"target.path has a % that does not start a two-digit hex escape"}},
+		{"sidecar CPU that would overflow (1e30)", func(s map[string]any) { set(s, "footprint", map[string]any{"sidecarCPU": "1e30"}) },
+			"spec.footprint.sidecarCPU", []string{"footprint.sidecarCPU must be at most 64 (cores)"}},
+		{"sidecar memory of an exbibyte", func(s map[string]any) { set(s, "footprint", map[string]any{"sidecarMemory": "1Ei"}) },
+			"spec.footprint.sidecarMemory", []string{"footprint.sidecarMemory must be at most 64Gi"}},
+		{"probe.image with a space", func(s map[string]any) { set(s, "probe.image", "registry.example/x :1") },
+			"spec.probe.image", []string{"should match"}},
+		{"probe.image with a control character", func(s map[string]any) { set(s, "probe.image", "registry.example/x\x07:1") },
+			"spec.probe.image", []string{"probe.image must not contain control characters"}},
+
 		// client
 		{"client.serviceAccount with uppercase", func(s map[string]any) { set(s, "client.serviceAccount", "Frontend") },
 			"spec.client.serviceAccount", []string{`"Frontend"`, "should match"}},
@@ -458,6 +497,39 @@ func TestInvalidSpecs(t *testing.T) {
 func TestBaseSpecIsValid(t *testing.T) {
 	if err := k8s.Create(context.Background(), newUnstructured("base-spec", baseSpec())); err != nil {
 		t.Fatalf("the base spec of TestInvalidSpecs is refused: %v%s", err, causes(err))
+	}
+}
+
+// TestUnusualButValidSpecs shows the door rules refuse only what is wrong: prefixed selector keys, empty
+// selector values, escapes and queries in the path, large but sane quantities, an image pinned by digest.
+func TestUnusualButValidSpecs(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(spec map[string]any)
+	}{
+		{"prefixed selector key", func(s map[string]any) {
+			set(s, "mesh.ztunnel.selector", map[string]any{"app.kubernetes.io/name": "ztunnel", "k8s-app": ""})
+		}},
+		{"selector key of 63 characters with dots and underscores", func(s map[string]any) {
+			set(s, "mesh.ztunnel.selector", map[string]any{"a" + strings.Repeat("b._-", 15) + "cd": "z.Z_9"})
+		}},
+		{"path with an escape and a query", func(s map[string]any) { set(s, "target.path", "/status/200?x=a%20b&y=%7E") }},
+		{"path of a single slash", func(s map[string]any) { set(s, "target.path", "/") }},
+		{"64 cores and 64Gi per sidecar", func(s map[string]any) {
+			set(s, "footprint", map[string]any{"sidecarCPU": "64", "sidecarMemory": "64Gi"})
+		}},
+		{"image pinned by digest", func(s map[string]any) {
+			set(s, "probe.image", "registry.example/labrun-operator@sha256:"+strings.Repeat("a", 64))
+		}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := baseSpec()
+			tc.mutate(spec)
+			if err := k8s.Create(context.Background(), newUnstructured(objectName("ok", i, tc.name), spec)); err != nil {
+				t.Fatalf("refused: %v%s", err, causes(err))
+			}
+		})
 	}
 }
 
@@ -522,7 +594,7 @@ func TestSpecIsImmutable(t *testing.T) {
 		{"labs extended", func(s *labsv1.LabRunSpec) { s.Labs = append(s.Labs, labsv1.LabHBONE) }},
 		{"dryRun switched on", func(s *labsv1.LabRunSpec) { s.DryRun = true }},
 		{"maxExposure", func(s *labsv1.LabRunSpec) { s.MaxExposure = &metav1.Duration{Duration: time.Minute} }},
-		{"ztunnel selector", func(s *labsv1.LabRunSpec) { s.Mesh.Ztunnel.Selector = map[string]string{"app": "ztunnel", "x": "y"} }},
+		{"ztunnel selector", func(s *labsv1.LabRunSpec) { s.Mesh.Ztunnel.Selector = map[string]labsv1.LabelValue{"app": "ztunnel", "x": "y"} }},
 		{"probe.image added", func(s *labsv1.LabRunSpec) { s.Probe.Image = "registry.example/probe:2" }},
 	}
 	for _, sc := range specChanges {
