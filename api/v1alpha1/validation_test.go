@@ -451,7 +451,9 @@ func TestInvalidSpecs(t *testing.T) {
 			"spec.mesh.ztunnel.selector.app", []string{`"ztunnel,x"`, "should match"}},
 		{"ztunnel selector value ending in a dash", func(s map[string]any) { set(s, "mesh.ztunnel.selector", map[string]any{"app": "ztunnel-"}) },
 			"spec.mesh.ztunnel.selector.app", []string{`"ztunnel-"`, "should match"}},
-		{"ztunnel selector value longer than 63", func(s map[string]any) { set(s, "mesh.ztunnel.selector", map[string]any{"app": strings.Repeat("z", 64)}) },
+		{"ztunnel selector value longer than 63", func(s map[string]any) {
+			set(s, "mesh.ztunnel.selector", map[string]any{"app": strings.Repeat("z", 64)})
+		},
 			"spec.mesh.ztunnel.selector.app", []string{"may not be more than 63"}},
 		{"target.path with NUL", func(s map[string]any) { set(s, "target.path", "/get\x00") },
 			"spec.target.path", []string{"target.path must not contain control characters"}},
@@ -594,7 +596,9 @@ func TestSpecIsImmutable(t *testing.T) {
 		{"labs extended", func(s *labsv1.LabRunSpec) { s.Labs = append(s.Labs, labsv1.LabHBONE) }},
 		{"dryRun switched on", func(s *labsv1.LabRunSpec) { s.DryRun = true }},
 		{"maxExposure", func(s *labsv1.LabRunSpec) { s.MaxExposure = &metav1.Duration{Duration: time.Minute} }},
-		{"ztunnel selector", func(s *labsv1.LabRunSpec) { s.Mesh.Ztunnel.Selector = map[string]labsv1.LabelValue{"app": "ztunnel", "x": "y"} }},
+		{"ztunnel selector", func(s *labsv1.LabRunSpec) {
+			s.Mesh.Ztunnel.Selector = map[string]labsv1.LabelValue{"app": "ztunnel", "x": "y"}
+		}},
 		{"probe.image added", func(s *labsv1.LabRunSpec) { s.Probe.Image = "registry.example/probe:2" }},
 	}
 	for _, sc := range specChanges {
