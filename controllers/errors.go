@@ -1,8 +1,12 @@
 package controllers
 
 import (
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 // waitingError stops a pass until a watched event (or, at the latest, the deadline) resumes it.
@@ -30,4 +34,20 @@ func (e *stalledError) Error() string { return e.msg }
 
 func stalled(reason, format string, args ...any) error {
 	return &stalledError{reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+// permanent tells whether the API server refused a request for good: a 4xx other than a conflict, a missing
+// object, a timeout or throttling (RBAC, admission denials, invalid objects, refused selectors). Retrying would
+// not change it: the step ends in Error with the server's message and the run restores and ends.
+func permanent(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	code := int(status.Status().Code)
+	switch code {
+	case http.StatusConflict, http.StatusNotFound, http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return false
+	}
+	return code >= 400 && code < 500
 }

@@ -12,6 +12,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -110,7 +111,7 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		}
 	}()
 	if finished(run) {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.reconcileFinished(ctx, run)
 	}
 	for _, phase := range []func(context.Context, *labsv1.LabRun) error{
 		r.reconcilePlan, r.reconcilePreflight, r.reconcileLock, r.reconcileSteps, r.reconcileRestore,
@@ -134,6 +135,66 @@ func (r *LabRunReconciler) outcome(ctx context.Context, run *labsv1.LabRun, err 
 	if errors.As(err, &s) {
 		r.fail(ctx, run, s.reason, s.Error())
 		return ctrl.Result{}, nil
+	}
+	if permanent(err) {
+		return r.endForGood(ctx, run, err)
+	}
+	return ctrl.Result{}, err
+}
+
+// reconcileFinished checks that a finished run really is: its trusted record is gone (cleanup deletes it before
+// the run ends) and every step has a verdict. Otherwise someone other than the operator wrote the status (the
+// status-writes admission policy is off): what the run changed is restored at once, not after the watchdog's
+// grace, and the run fails saying so.
+func (r *LabRunReconciler) reconcileFinished(ctx context.Context, run *labsv1.LabRun) error {
+	rec, err := r.Records.Get(ctx, string(run.UID))
+	if err != nil {
+		return err
+	}
+	pending := false
+	for _, st := range run.Status.Steps {
+		pending = pending || !terminal(st.Verdict)
+	}
+	if rec == nil && !pending {
+		return nil
+	}
+	ctrl.LoggerFrom(ctx).Info("Status says finished but the run is not: restoring", "phase", run.Status.Phase)
+	if err := r.restoreAll(ctx, run); err != nil {
+		return err
+	}
+	if err := r.cleanup(ctx, run); err != nil {
+		return err
+	}
+	r.setRestoredCondition(run)
+	run.Status.CompletionTime = nil
+	r.fail(ctx, run, labsv1.ReasonStatusTampered,
+		"The run's status was changed by someone other than the operator; what the run changed is restored")
+	return nil
+}
+
+// endForGood ends a run the API server refused for good. Before the lock nothing was changed: the run fails at
+// once. Once steps run, the current step errors with the server's message and the run goes to restore, which
+// releases the lock. Restore itself is never given up: its errors are retried.
+func (r *LabRunReconciler) endForGood(ctx context.Context, run *labsv1.LabRun, err error) (ctrl.Result, error) {
+	msg := "refused by the API server: " + err.Error()
+	switch run.Status.Phase {
+	case "", labsv1.PhasePending:
+		r.fail(ctx, run, labsv1.ReasonPreflightFailed, msg)
+		return ctrl.Result{}, nil
+	case labsv1.PhaseQueued, labsv1.PhaseRunning:
+		for i := range run.Status.Steps {
+			if st := &run.Status.Steps[i]; !terminal(st.Verdict) {
+				if st.StartTime == nil {
+					now := metav1.NewMicroTime(r.now())
+					st.StartTime = &now
+				}
+				r.finishStep(run, st, labsv1.VerdictError, "", msg)
+				break
+			}
+		}
+		skipRemaining(run, "Not run: "+msg)
+		run.Status.Phase, run.Status.Reason = labsv1.PhaseRestoring, labsv1.ReasonRestoring
+		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 	}
 	return ctrl.Result{}, err
 }

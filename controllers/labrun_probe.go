@@ -35,12 +35,12 @@ func (r *LabRunReconciler) runProbe(ctx context.Context, run *labsv1.LabRun, st 
 		pod = r.probePod(run, step, key, sa)
 		log.Info("Creating probe pod", "pod", klog.KObj(pod))
 		if err := r.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
-			if apierrors.IsForbidden(err) && r.now().Before(deadline) {
+			if awaitingServiceAccount(err) && r.now().Before(deadline) {
 				// A ServiceAccount just created may not be admitted yet; retry until the step's deadline.
 				return waitFor("probe pod admission: "+err.Error(), time.Second)
 			}
-			if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
-				// Refused for good (RBAC, an admission policy): the step errors and the run restores.
+			if permanent(err) {
+				// Refused for good (RBAC, an admission webhook or policy): the step errors and the run restores.
 				r.finishStep(run, st, labsv1.VerdictError, "", "probe pod refused: "+err.Error())
 				return nil
 			}
@@ -70,6 +70,13 @@ func (r *LabRunReconciler) runProbe(ctx context.Context, run *labsv1.LabRun, st 
 		return fmt.Errorf("deleting probe pod: %w", err)
 	}
 	return nil
+}
+
+// awaitingServiceAccount: the ServiceAccount admission plugin refuses a pod whose ServiceAccount it cannot find
+// yet (the attacker's, created a moment ago); anything else forbidden is final.
+func awaitingServiceAccount(err error) bool {
+	msg := err.Error()
+	return apierrors.IsForbidden(err) && strings.Contains(msg, "service account") && strings.Contains(msg, "not found")
 }
 
 // probeBudget bounds a probe pod's life: settle, the last requests, and time to start.

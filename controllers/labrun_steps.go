@@ -47,6 +47,15 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 		if r.exposureExceeded(run, st) || (step.Kind != labs.KindRestore && r.interfered(ctx, run, st)) {
 			break
 		}
+		if budget := r.stepBudget(run); st.StartTime != nil && r.now().After(st.StartTime.Add(budget)) {
+			// Transient errors retry with backoff, but never past the step's own deadline.
+			r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf("step timed out: no outcome within %s", budget))
+			if stopsRun(step) {
+				skipRemaining(run, fmt.Sprintf("Not run: step %s/%s did not pass", st.Lab, st.Name))
+				break
+			}
+			continue
+		}
 		if err := r.runStep(ctx, run, st, step); err != nil {
 			return err
 		}
@@ -60,6 +69,11 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 		run.Status.Reason = labsv1.ReasonRestoring
 	}
 	return nil
+}
+
+// stepBudget bounds any step: a probe's own budget plus the evidence wait (a probe step times out first).
+func (r *LabRunReconciler) stepBudget(run *labsv1.LabRun) time.Duration {
+	return r.probeBudget(run) + r.EvidenceWait + 10*time.Second
 }
 
 func stopsRun(s labs.Step) bool {

@@ -27,6 +27,7 @@ const (
 	ReasonRestoreFailed    = "RestoreFailed"
 	ReasonWasNotStrict     = "WasNotStrict"
 	ReasonExposureExceeded = "ExposureExceeded"
+	ReasonStatusTampered   = "StatusTampered"
 )
 
 // Labels, annotations and the finalizer, all under the labs.ambientlab.io/ prefix.
