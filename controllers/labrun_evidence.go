@@ -84,24 +84,34 @@ func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, lab
 
 // targetServiceAccount is the identity of the target's pods (the Service's selector picks them).
 func (r *LabRunReconciler) targetServiceAccount(ctx context.Context, run *labsv1.LabRun) (string, error) {
+	_, pods, err := r.targetPods(ctx, run)
+	if err != nil {
+		return "", err
+	}
+	if pods[0].Spec.ServiceAccountName == "" {
+		return "default", nil
+	}
+	return pods[0].Spec.ServiceAccountName, nil
+}
+
+// targetPods reads the target Service and the pods it selects (never the run's own probe pods).
+func (r *LabRunReconciler) targetPods(ctx context.Context, run *labsv1.LabRun) (*corev1.Service, []corev1.Pod, error) {
 	svc := &corev1.Service{}
 	key := types.NamespacedName{Namespace: run.TargetNamespace(), Name: run.Spec.Target.Service}
 	if err := r.APIReader.Get(ctx, key, svc); err != nil {
-		return "", fmt.Errorf("reading target Service: %w", err)
+		return nil, nil, fmt.Errorf("reading target Service: %w", err)
 	}
-	pods := &corev1.PodList{}
-	if err := r.APIReader.List(ctx, pods, client.InNamespace(key.Namespace), client.MatchingLabels(svc.Spec.Selector)); err != nil {
-		return "", fmt.Errorf("listing target pods: %w", err)
+	if len(svc.Spec.Selector) == 0 {
+		return nil, nil, fmt.Errorf("Service %s selects no pods (no selector)", key)
 	}
-	for _, p := range pods.Items {
-		if p.Labels[labsv1.LabelProbe] == "" && len(svc.Spec.Selector) > 0 {
-			if p.Spec.ServiceAccountName == "" {
-				return "default", nil
-			}
-			return p.Spec.ServiceAccountName, nil
-		}
+	pods, err := r.appPods(ctx, client.InNamespace(key.Namespace), client.MatchingLabels(svc.Spec.Selector))
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing target pods: %w", err)
 	}
-	return "", fmt.Errorf("no pods back Service %s", key)
+	if len(pods) == 0 {
+		return nil, nil, fmt.Errorf("no pods back Service %s", key)
+	}
+	return svc, pods, nil
 }
 
 func stepStart(run *labsv1.LabRun, lab labsv1.LabName, name string) time.Time {

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
@@ -40,21 +41,73 @@ func (r *LabRunReconciler) changeOf(run *labsv1.LabRun, s labs.Step) string {
 	return ""
 }
 
-// checkMode reads the mesh-wide PeerAuthentication: the lab guide starts from STRICT.
+// checkMode checks the lab guide's starting point: the target's effective mTLS mode is STRICT. The mode comes
+// from every PeerAuthentication that applies to the target's pods (workload, namespace, mesh), not from the
+// mesh-wide object alone, and the step names the one that decided.
 func (r *LabRunReconciler) checkMode(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult) error {
-	mode, err := mesh.Mode(ctx, r.APIReader, peerAuthRef(run))
+	modes, err := r.targetModes(ctx, run)
 	if err != nil {
 		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
 		return nil
 	}
-	observed := "PeerAuthentication mode " + orUnset(mode)
-	if mode == mesh.Strict {
-		r.finishStep(run, st, labsv1.VerdictPass, observed, "The mesh-wide PeerAuthentication is STRICT")
-		return nil
+	for _, m := range modes {
+		if m.Mode != mesh.Strict {
+			r.finishStep(run, st, labsv1.VerdictFail, "effective mode "+m.String(), fmt.Sprintf(
+				"The target pod %s is %s, not STRICT: plaintext may reach it", m.pod, m.ModeDecision))
+			return nil
+		}
 	}
-	r.finishStep(run, st, labsv1.VerdictFail, observed,
-		fmt.Sprintf("The mesh-wide PeerAuthentication is %s, not STRICT: plaintext may reach mesh workloads", orUnset(mode)))
+	r.finishStep(run, st, labsv1.VerdictPass, "effective mode "+modes[0].String(),
+		fmt.Sprintf("Every target pod (%d) is STRICT", len(modes)))
 	return nil
+}
+
+// podMode is the effective mode of one target pod.
+type podMode struct {
+	mesh.ModeDecision
+	pod string
+}
+
+// targetModes computes the effective mTLS mode of each of the target Service's pods on the target port.
+func (r *LabRunReconciler) targetModes(ctx context.Context, run *labsv1.LabRun) ([]podMode, error) {
+	svc, pods, err := r.targetPods(ctx, run)
+	if err != nil {
+		return nil, err
+	}
+	pas, err := mesh.PeerAuthentications(ctx, r.APIReader, run.Spec.Mesh.RootNamespace, run.TargetNamespace())
+	if err != nil {
+		return nil, err
+	}
+	var out []podMode
+	for i := range pods {
+		port := containerPort(svc, run.Spec.Target.Port, &pods[i])
+		d := mesh.EffectiveMode(pas, run.Spec.Mesh.RootNamespace, run.TargetNamespace(), pods[i].Labels, port)
+		out = append(out, podMode{ModeDecision: d, pod: pods[i].Name})
+	}
+	return out, nil
+}
+
+// containerPort is the pod port behind the Service port: PeerAuthentication's port-level settings name container
+// ports (ISTIO-FACTS.md).
+func containerPort(svc *corev1.Service, port int32, pod *corev1.Pod) int32 {
+	for _, p := range svc.Spec.Ports {
+		if p.Port != port {
+			continue
+		}
+		switch {
+		case p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal != 0:
+			return p.TargetPort.IntVal
+		case p.TargetPort.Type == intstr.String && p.TargetPort.StrVal != "":
+			for _, c := range pod.Spec.Containers {
+				for _, cp := range c.Ports {
+					if cp.Name == p.TargetPort.StrVal {
+						return cp.ContainerPort
+					}
+				}
+			}
+		}
+	}
+	return port
 }
 
 func orUnset(mode string) string {
@@ -104,7 +157,30 @@ func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *l
 	}
 	mirrorJournal(run, rec)
 	r.event(run, corev1.EventTypeWarning, "MeshWeakened", string(st.Lab)+"/"+st.Name, "%s: %s", ref, change)
+	if step.Kind == labs.KindSetPermissive {
+		return r.checkPermissive(ctx, run, st, ref)
+	}
 	r.finishStep(run, st, labsv1.VerdictPass, ref.String()+" "+change, st.Change)
+	return nil
+}
+
+// checkPermissive: after the mesh-wide change, plaintext reaches the target only if no namespace or workload
+// PeerAuthentication keeps it STRICT. If one does, the lab cannot show what it means to; the step fails naming
+// that policy, and the run restores.
+func (r *LabRunReconciler) checkPermissive(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, ref mesh.Ref) error {
+	modes, err := r.targetModes(ctx, run)
+	if err != nil {
+		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
+		return nil
+	}
+	for _, m := range modes {
+		if m.Mode == mesh.Strict {
+			r.finishStep(run, st, labsv1.VerdictFail, ref.String()+" mode "+modePermissive+"; target pod "+m.pod+" "+m.String(),
+				fmt.Sprintf("%s is PERMISSIVE, but target pod %s stays STRICT: %s", ref, m.pod, m.ModeDecision))
+			return nil
+		}
+	}
+	r.finishStep(run, st, labsv1.VerdictPass, ref.String()+" mode "+modePermissive+"; target effective mode "+modes[0].String(), st.Change)
 	return nil
 }
 

@@ -16,7 +16,7 @@ type Kind string
 const (
 	// KindProbe runs one probe pod and compares its outcome with the expectation.
 	KindProbe Kind = "Probe"
-	// KindCheckMode reads the mesh-wide PeerAuthentication and expects STRICT.
+	// KindCheckMode expects the target's effective mTLS mode (from every PeerAuthentication that applies) STRICT.
 	KindCheckMode Kind = "CheckMode"
 	// KindSetAside takes the AuthorizationPolicy out of force (journaled first).
 	KindSetAside Kind = "SetAside"
@@ -112,11 +112,11 @@ func (s Step) Expected() string {
 		}
 		return fmt.Sprintf("%s denied (connection reset, curl 56)", s.Caller)
 	case KindCheckMode:
-		return "PeerAuthentication mode STRICT"
+		return "target's effective mTLS mode STRICT"
 	case KindSetAside:
 		return "AuthorizationPolicy set aside"
 	case KindSetPermissive:
-		return "PeerAuthentication mode PERMISSIVE"
+		return "PeerAuthentication mode PERMISSIVE, target no longer STRICT"
 	case KindRestore:
 		return "original restored (PeerAuthentication STRICT)"
 	case KindCreateFixture:

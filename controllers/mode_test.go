@@ -1,0 +1,68 @@
+package controllers_test
+
+import (
+	"context"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
+	"github.com/ambientlab/labrun-operator/internal/sandbox"
+)
+
+// addPeerAuthentication creates a PeerAuthentication in demo for the test (selector nil: namespace-wide).
+func addPeerAuthentication(t *testing.T, name, mode string, selector map[string]any) {
+	t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"mtls": map[string]any{"mode": mode}}}}
+	u.SetGroupVersionKind(mesh.GVK(mesh.KindPeerAuthentication))
+	u.SetNamespace(sandbox.DemoNamespace)
+	u.SetName(name)
+	if selector != nil {
+		u.Object["spec"].(map[string]any)["selector"] = map[string]any{"matchLabels": selector}
+	}
+	NewWithT(t).Expect(k8s.Create(context.Background(), u)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), u) })
+}
+
+// TestNamespacePermissiveFailsTheBaseline: the mesh-wide policy is STRICT, but a namespace-level PERMISSIVE one
+// in demo decides the target's mode. The baseline step sees it and names it.
+func TestNamespacePermissiveFailsTheBaseline(t *testing.T) {
+	addPeerAuthentication(t, "relaxed", "PERMISSIVE", nil)
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	run := newRun(labsv1.LabPeerAuthentication)
+	create(t, run)
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	st := stepOf(t, done, labsv1.LabPeerAuthentication, "baseline-strict")
+	g.Expect(st.Verdict).To(Equal(labsv1.VerdictFail))
+	g.Expect(st.Message).To(ContainSubstring("is PERMISSIVE (decided by demo/relaxed, namespace level), not STRICT"))
+	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
+	expectMeshAsFound(t)
+	expectNoLock(t)
+}
+
+// TestWorkloadStrictStopsThePermissiveStep: a workload-level STRICT policy for backend outranks the mesh-wide
+// PERMISSIVE the lab sets; the step says so, names the policy, and the run restores at once.
+func TestWorkloadStrictStopsThePermissiveStep(t *testing.T) {
+	addPeerAuthentication(t, "backend-strict", "STRICT", map[string]any{"app": "backend"})
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	run := newRun(labsv1.LabPeerAuthentication)
+	create(t, run)
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	base := stepOf(t, done, labsv1.LabPeerAuthentication, "baseline-strict")
+	g.Expect(base.Verdict).To(Equal(labsv1.VerdictPass), base.Message)
+	g.Expect(base.Observed).To(ContainSubstring("decided by demo/backend-strict, workload level"))
+	st := stepOf(t, done, labsv1.LabPeerAuthentication, "set-permissive")
+	g.Expect(st.Verdict).To(Equal(labsv1.VerdictFail))
+	g.Expect(st.Message).To(ContainSubstring("stays STRICT: STRICT (decided by demo/backend-strict, workload level)"))
+	g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-allowed").Verdict).To(Equal(labsv1.VerdictSkipped))
+	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
+	expectMeshAsFound(t)
+	expectNoLock(t)
+}
