@@ -20,6 +20,7 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/labs"
 	"github.com/ambientlab/labrun-operator/internal/probe"
+	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
 
 // runProbe creates the step's probe pod, and once the pod has terminated, records its result and deletes it.
@@ -55,6 +56,17 @@ func (r *LabRunReconciler) runProbe(ctx context.Context, run *labsv1.LabRun, st 
 	switch {
 	case done && perr != nil:
 		r.finishStep(run, st, labsv1.VerdictError, "", perr.Error())
+	case done && res.Matched && step.Denier != "":
+		d, err := r.denial(ctx, run, st, pod)
+		if err != nil {
+			r.finishStep(run, st, labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error())
+			break
+		}
+		if d.line == nil && r.now().Before(probe.FinishedAt(pod, st.StartTime.Time).Add(r.EvidenceWait)) {
+			// ztunnel writes the line when the connection ends: read again, keeping the pod until then.
+			return waitFor("the destination ztunnel's line for "+key.String(), r.deadlineAfter(run, 250*time.Millisecond))
+		}
+		r.recordDenial(run, st, step, res, d)
 	case done:
 		r.recordProbe(run, st, step, res)
 	case probe.Stuck(pod) != "":
@@ -84,12 +96,17 @@ func (r *LabRunReconciler) probeBudget(run *labsv1.LabRun) time.Duration {
 	return run.Spec.Probe.SettleTimeout.Duration + 2*run.Spec.Probe.RequestTimeout.Duration + r.PodStartGrace
 }
 
-func (r *LabRunReconciler) recordProbe(run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, res probe.Result) {
+// fillProbe records a probe's figures in the step and returns what it observed, in the guide's words.
+func fillProbe(st *labsv1.StepResult, step labs.Step, res probe.Result) string {
 	st.HTTPCode = ptrInt32(res.HTTPCode)
 	st.ExitCode = ptrInt32(res.ExitCode)
 	st.Attempts = int32(res.Attempts)
 	st.Settle = &metav1.Duration{Duration: time.Duration(res.SettleSeconds * float64(time.Second)).Round(time.Millisecond)}
-	observed := fmt.Sprintf("%s %s", step.Caller, describe(res))
+	return fmt.Sprintf("%s %s", step.Caller, describe(res))
+}
+
+func (r *LabRunReconciler) recordProbe(run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, res probe.Result) {
+	observed := fillProbe(st, step, res)
 	if res.Matched {
 		r.finishStep(run, st, labsv1.VerdictPass, observed,
 			fmt.Sprintf("Observed %s after %d attempt(s) in %s, as expected", observed, res.Attempts, st.Settle.Duration))
@@ -98,6 +115,76 @@ func (r *LabRunReconciler) recordProbe(run *labsv1.LabRun, st *labsv1.StepResult
 	r.finishStep(run, st, labsv1.VerdictFail, observed,
 		fmt.Sprintf("Expected %s, observed %s after %d attempt(s) in %s; last error: %s",
 			step.Expected(), observed, res.Attempts, st.Settle.Duration, res.LastError))
+}
+
+// denial is what the destination ztunnel says about a denied probe: its last policy-rejection line for the
+// probe's own pod, and who it names.
+type denial struct {
+	line *ztunnel.Entry
+	who  string
+}
+
+// denial reads the destination ztunnel's inbound lines from the probe's pod (src.workload) since the step started.
+func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, pod *corev1.Pod) (denial, error) {
+	z := run.Spec.Mesh.Ztunnel
+	since := st.StartTime.Add(-clockSlack)
+	entries, err := r.Logs.Read(ctx, z.Namespace, z.Labels(), since)
+	if err != nil {
+		return denial{}, err
+	}
+	rejected := true
+	matched := ztunnel.Match(entries, ztunnel.Criteria{Since: since, Direction: "inbound", SrcWorkload: pod.Name,
+		PolicyRejected: &rejected})
+	if len(matched) == 0 {
+		return denial{}, nil
+	}
+	last := matched[len(matched)-1]
+	return denial{line: &last, who: deniedBy(last.Error())}, nil
+}
+
+// deniedBy names what refused a connection, from ztunnel's error text (ISTIO-FACTS.md).
+func deniedBy(msg string) string {
+	const explicit = "explicitly denied by: "
+	if i := strings.Index(msg, explicit); i >= 0 {
+		return strings.TrimSpace(msg[i+len(explicit):])
+	}
+	if strings.Contains(msg, "allow policies exist, but none allowed") {
+		return "no ALLOW policy (allow policies exist, but none allowed)"
+	}
+	return "an unnamed policy (" + msg + ")"
+}
+
+// deniedAsExpected: STRICT's refusal is the DENY policy istiod generates from the PeerAuthentication; the
+// AuthorizationPolicy's is an ALLOW policy that did not match, or the policy itself denying.
+func deniedAsExpected(run *labsv1.LabRun, denier labs.Denier, who string) bool {
+	switch denier {
+	case labs.DenierStrict:
+		return who == run.Spec.Mesh.RootNamespace+"/istio_converted_static_strict" ||
+			strings.HasPrefix(who, run.TargetNamespace()+"/converted_peer_authentication_")
+	case labs.DenierPolicy:
+		ref := policyRef(run)
+		return strings.HasPrefix(who, "no ALLOW policy") || who == ref.Namespace+"/"+ref.Name
+	}
+	return false
+}
+
+// recordDenial records a denied probe that ended as expected, passing it only if the right policy denied it.
+func (r *LabRunReconciler) recordDenial(run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, res probe.Result, d denial) {
+	observed := fillProbe(st, step, res)
+	if d.line == nil {
+		r.finishStep(run, st, labsv1.VerdictFail, observed, fmt.Sprintf(
+			"Denied, but no destination ztunnel line for this probe says who denied it within %s: expected %s", r.EvidenceWait, step.Denier))
+		return
+	}
+	observed = fmt.Sprintf("%s by %s", observed, d.who)
+	st.Evidence = []string{ztunnel.FormatText(*d.line)}
+	if deniedAsExpected(run, step.Denier, d.who) {
+		r.finishStep(run, st, labsv1.VerdictPass, observed, fmt.Sprintf("Denied by %s (%s) after %d attempt(s) in %s, as expected",
+			step.Denier, d.who, res.Attempts, st.Settle.Duration))
+		return
+	}
+	r.finishStep(run, st, labsv1.VerdictFail, observed, fmt.Sprintf(
+		"Denied, but by %s, not by %s: the refusal is not the one the lab demonstrates", d.who, step.Denier))
 }
 
 // describe puts a probe result in the words of the lab guide: "allowed (HTTP 200)",

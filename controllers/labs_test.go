@@ -80,6 +80,9 @@ func TestPeerAuthenticationLabSeesStrictAndPermissive(t *testing.T) {
 	denied := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-denied")
 	g.Expect(denied.ExitCode).To(HaveValue(BeEquivalentTo(56)), denied.Message)
 	g.Expect(denied.HTTPCode).To(HaveValue(BeEquivalentTo(0)))
+	// Denied by STRICT itself, as the destination ztunnel's line for this probe says.
+	g.Expect(denied.Observed).To(HaveSuffix("by istio-system/istio_converted_static_strict"))
+	g.Expect(denied.Evidence).To(ConsistOf(ContainSubstring(`src.workload="` + done.Name + "-probe-")))
 	allowed := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-allowed")
 	g.Expect(allowed.HTTPCode).To(HaveValue(BeEquivalentTo(200)), allowed.Message)
 	g.Expect(allowed.Settle).NotTo(BeNil())
@@ -98,6 +101,7 @@ func TestAuthorizationPolicyLabDeniesAttacker(t *testing.T) {
 	g.Expect(stepOf(t, done, labsv1.LabAuthorizationPolicy, "attacker-allowed-without-policy").HTTPCode).To(HaveValue(BeEquivalentTo(200)))
 	denied := stepOf(t, done, labsv1.LabAuthorizationPolicy, "attacker-denied")
 	g.Expect(denied.ExitCode).To(HaveValue(BeEquivalentTo(56)))
+	g.Expect(denied.Observed).To(HaveSuffix("by no ALLOW policy (allow policies exist, but none allowed)"))
 	logged := stepOf(t, done, labsv1.LabAuthorizationPolicy, "rejection-logged")
 	g.Expect(logged.Evidence).NotTo(BeEmpty())
 	g.Expect(logged.Evidence[0]).To(ContainSubstring(`src.identity="spiffe://cluster.local/ns/demo/sa/attacker"`))

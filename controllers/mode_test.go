@@ -66,3 +66,33 @@ func TestWorkloadStrictStopsThePermissiveStep(t *testing.T) {
 	expectMeshAsFound(t)
 	expectNoLock(t)
 }
+
+// TestDenialByTheWrongPolicyFails: demo is PERMISSIVE at namespace level, and an extra DENY policy refuses every
+// source outside demo. The plaintext probe is reset, as the guide expects, but not by STRICT: the step names the
+// policy that did it and fails, instead of passing on a reset alone.
+func TestDenialByTheWrongPolicyFails(t *testing.T) {
+	addPeerAuthentication(t, "relaxed", "PERMISSIVE", nil)
+	deny := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
+		"selector": map[string]any{"matchLabels": map[string]any{"app": "backend"}},
+		"action":   "DENY",
+		"rules":    []any{map[string]any{"from": []any{map[string]any{"source": map[string]any{"notNamespaces": []any{sandbox.DemoNamespace}}}}}},
+	}}}
+	deny.SetGroupVersionKind(mesh.GVK(mesh.KindAuthorizationPolicy))
+	deny.SetNamespace(sandbox.DemoNamespace)
+	deny.SetName("deny-outsiders")
+	NewWithT(t).Expect(k8s.Create(context.Background(), deny)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), deny) })
+	startManager(t, managerOptions())
+	g := NewWithT(t)
+	run := newRun(labsv1.LabPeerAuthentication)
+	create(t, run)
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	st := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-denied")
+	g.Expect(st.Verdict).To(Equal(labsv1.VerdictFail), st.Message)
+	g.Expect(st.Observed).To(ContainSubstring("non-mesh denied (connection reset, curl 56) by demo/deny-outsiders"))
+	g.Expect(st.Message).To(ContainSubstring("not by STRICT mTLS"))
+	g.Expect(st.Evidence).To(HaveLen(1))
+	expectMeshAsFound(t)
+	expectNoLock(t)
+}

@@ -83,6 +83,19 @@ type Evidence struct {
 	MinLines int
 }
 
+// Denier is what refuses a denied probe in the lab guide's story.
+type Denier string
+
+// Deniers of the guide's denied probes.
+const (
+	// DenierStrict: STRICT mTLS, i.e. the DENY policy istiod generates from the PeerAuthentication
+	// (<root>/istio_converted_static_strict, or <ns>/converted_peer_authentication_<name> for port-level
+	// policies; ISTIO-FACTS.md).
+	DenierStrict Denier = "STRICT mTLS"
+	// DenierPolicy: the AuthorizationPolicy (no ALLOW rule matched, or it denied explicitly).
+	DenierPolicy Denier = "the AuthorizationPolicy"
+)
+
 // Step is one planned step of a lab.
 type Step struct {
 	Lab         labsv1.LabName
@@ -93,6 +106,9 @@ type Step struct {
 	Caller Caller
 	Expect probe.Expectation
 	Count  int
+	// Denier, on a denied probe, is who must have denied it: the step passes only when the destination
+	// ztunnel's line for this very probe names it (a reset alone does not say who refused).
+	Denier Denier
 	// Restore steps: which journaled kinds to put back.
 	Restores []string
 	// Fixture steps.
@@ -109,6 +125,9 @@ func (s Step) Expected() string {
 	case KindProbe:
 		if s.Expect == probe.ExpectAllowed {
 			return fmt.Sprintf("%s allowed (HTTP 2xx)", s.Caller)
+		}
+		if s.Denier != "" {
+			return fmt.Sprintf("%s denied (connection reset, curl 56) by %s", s.Caller, s.Denier)
 		}
 		return fmt.Sprintf("%s denied (connection reset, curl 56)", s.Caller)
 	case KindCheckMode:

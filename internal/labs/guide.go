@@ -32,7 +32,7 @@ var catalogue = map[labsv1.LabName][]Step{
 			Description: "Set the AuthorizationPolicy aside to isolate PeerAuthentication's effect"},
 		{Name: "create-non-mesh-namespace", Kind: KindCreateFixture, Fixture: FixtureNonMeshNamespace,
 			Description: "Create a namespace outside the mesh (no ambient label)"},
-		{Name: "non-mesh-denied", Kind: KindProbe, Caller: CallerNonMesh, Expect: probe.ExpectDenied,
+		{Name: "non-mesh-denied", Kind: KindProbe, Caller: CallerNonMesh, Expect: probe.ExpectDenied, Denier: DenierStrict,
 			Description: "Plaintext from outside the mesh is reset under STRICT (curl 56)"},
 		// The reset alone could come from the policy set aside a moment ago still being in force; the
 		// destination ztunnel's log names what denied it.
@@ -45,7 +45,7 @@ var catalogue = map[labsv1.LabName][]Step{
 			Description: "Plaintext from outside the mesh is allowed under PERMISSIVE (200)"},
 		{Name: "restore-strict", Kind: KindRestore, Restores: []string{mesh.KindPeerAuthentication, mesh.KindAuthorizationPolicy},
 			Description: "Restore STRICT and the AuthorizationPolicy"},
-		{Name: "non-mesh-denied-again", Kind: KindProbe, Caller: CallerNonMesh, Expect: probe.ExpectDenied,
+		{Name: "non-mesh-denied-again", Kind: KindProbe, Caller: CallerNonMesh, Expect: probe.ExpectDenied, Denier: DenierStrict,
 			Description: "Plaintext from outside the mesh is reset again"},
 		{Name: "remove-non-mesh-namespace", Kind: KindRemoveFixture, Fixture: FixtureNonMeshNamespace,
 			Description: "Remove the non-mesh namespace"},
@@ -62,7 +62,7 @@ var catalogue = map[labsv1.LabName][]Step{
 			Description: "Re-apply the AuthorizationPolicy"},
 		{Name: "client-allowed", Kind: KindProbe, Caller: CallerClient, Expect: probe.ExpectAllowed,
 			Description: "The client's identity is in the policy's principals (200)"},
-		{Name: "attacker-denied", Kind: KindProbe, Caller: CallerAttacker, Expect: probe.ExpectDenied,
+		{Name: "attacker-denied", Kind: KindProbe, Caller: CallerAttacker, Expect: probe.ExpectDenied, Denier: DenierPolicy,
 			Description: "The attacker's identity is not: ztunnel rejects it (000, curl 56)"},
 		{Name: "rejection-logged", Kind: KindEvidence, Evidence: &Evidence{Since: "attacker-denied",
 			Direction: "inbound", SrcCaller: CallerAttacker, PolicyRejected: true},

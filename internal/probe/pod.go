@@ -129,6 +129,16 @@ func Finished(pod *corev1.Pod) (Result, bool, error) {
 	return Result{}, false, nil
 }
 
+// FinishedAt is when the probe container terminated, or fallback when the pod does not say.
+func FinishedAt(pod *corev1.Pod, fallback time.Time) time.Time {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == ContainerName && cs.State.Terminated != nil && !cs.State.Terminated.FinishedAt.IsZero() {
+			return cs.State.Terminated.FinishedAt.Time
+		}
+	}
+	return fallback
+}
+
 // Stuck reports why a probe pod cannot start (image pull failures, bad config), or "" if it is not stuck.
 func Stuck(pod *corev1.Pod) string {
 	for _, cs := range pod.Status.ContainerStatuses {
