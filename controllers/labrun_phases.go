@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -155,6 +156,10 @@ func hasPort(svc *corev1.Service, port int32) bool {
 // checkZtunnel needs at least one ready ztunnel pod: without one there is no ambient data plane to test.
 func (r *LabRunReconciler) checkZtunnel(ctx context.Context, run *labsv1.LabRun) error {
 	z := run.Spec.Mesh.Ztunnel
+	// The API refuses bad selectors at the door; this keeps a bad one from ever widening into "every pod".
+	if _, err := labels.ValidatedSelectorFromSet(z.Labels()); err != nil {
+		return stalled(labsv1.ReasonPreflightFailed, "mesh.ztunnel.selector is not a valid label selector: %v", err)
+	}
 	pods := &corev1.PodList{}
 	if err := r.APIReader.List(ctx, pods, client.InNamespace(z.Namespace), client.MatchingLabels(z.Labels())); err != nil {
 		return fmt.Errorf("listing ztunnel pods: %w", err)
