@@ -168,12 +168,22 @@ func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *l
 // PeerAuthentication keeps it STRICT. If one does, the lab cannot show what it means to; the step fails naming
 // that policy, and the run restores.
 func (r *LabRunReconciler) checkPermissive(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, ref mesh.Ref) error {
+	if r.interfered(ctx, run, st) {
+		return nil // someone put the mesh-wide policy back already: that is what the step reports
+	}
 	modes, err := r.targetModes(ctx, run)
 	if err != nil {
 		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
 		return nil
 	}
 	for _, m := range modes {
+		if m.Mode == mesh.Strict && m.By != nil && *m.By == ref {
+			// The object the run just set PERMISSIVE decides STRICT: someone put it back meanwhile.
+			r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf(
+				"interfered: %s mode was changed back to %s by someone else during the step", ref, m.Mode))
+			skipRemaining(run, "Not run: the mesh was changed by someone else during the run")
+			return nil
+		}
 		if m.Mode == mesh.Strict {
 			r.finishStep(run, st, labsv1.VerdictFail, ref.String()+" mode "+modePermissive+"; target pod "+m.pod+" "+m.String(),
 				fmt.Sprintf("%s is PERMISSIVE, but target pod %s stays STRICT: %s", ref, m.pod, m.ModeDecision))

@@ -66,6 +66,17 @@ func (r *LabRunReconciler) runProbe(ctx context.Context, run *labsv1.LabRun, st 
 			// ztunnel writes the line when the connection ends: read again, keeping the pod until then.
 			return waitFor("the destination ztunnel's line for "+key.String(), r.deadlineAfter(run, 250*time.Millisecond))
 		}
+		settleBy := st.StartTime.Add(run.Spec.Probe.SettleTimeout.Duration)
+		if d.line != nil && !deniedAsExpected(run, step.Denier, d.who) && r.now().Before(settleBy) {
+			// Denied, but by another policy: the change this step waits for (a policy set aside, STRICT back)
+			// has not reached the data plane yet. Probe again with a fresh pod until settle runs out, as the
+			// prober retries with fresh connections.
+			log.Info("Probing again: denied by another policy than expected", "pod", klog.KObj(pod), "deniedBy", d.who)
+			if err := r.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("deleting probe pod: %w", err)
+			}
+			return waitFor("probe pod "+key.String(), r.deadlineAfter(run, time.Until(settleBy)))
+		}
 		r.recordDenial(run, st, step, res, d)
 	case done:
 		r.recordProbe(run, st, step, res)
@@ -184,7 +195,7 @@ func (r *LabRunReconciler) recordDenial(run *labsv1.LabRun, st *labsv1.StepResul
 		return
 	}
 	r.finishStep(run, st, labsv1.VerdictFail, observed, fmt.Sprintf(
-		"Denied, but by %s, not by %s: the refusal is not the one the lab demonstrates", d.who, step.Denier))
+		"Denied, but by %s, not by %s, until settle ran out: the refusal is not the one the lab demonstrates", d.who, step.Denier))
 }
 
 // describe puts a probe result in the words of the lab guide: "allowed (HTTP 200)",
