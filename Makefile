@@ -38,6 +38,10 @@ build: ## Build the manager binary.
 controlplane: ## Build kube-apiserver and etcd from Go modules into bin/k8s (skipped when present).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/controlplane.sh $(KUBEBUILDER_ASSETS)
 
+.PHONY: istiod
+istiod: ## Build istiod (pilot-discovery) from the pinned istio.io/istio into bin/istiod (skipped when present).
+	hack/istiod.sh $(LOCALBIN)/istiod
+
 .PHONY: verify-generated
 verify-generated: ## Fail when 'make manifests generate' changes the tree.
 	hack/verify-generated.sh
@@ -47,19 +51,19 @@ vet:
 	go vet ./...
 
 .PHONY: test
-test: controlplane verify-generated vet ## Build what is needed, check generated files, vet, run every test.
+test: controlplane istiod verify-generated vet ## Build what is needed, check generated files, vet, run every test.
 	go test ./... -count=1
 
 .PHONY: demo
-demo: controlplane build ## Run the sample LabRun in the sandbox (local API server + simulated ambient data plane).
+demo: controlplane istiod build ## Run the sample LabRun in the sandbox (local API server + simulated ambient data plane).
 	$(LOCALBIN)/manager sandbox --apply-sample
 
 .PHONY: sandbox
-sandbox: controlplane build ## Start the sandbox and keep it up (Ctrl-C stops it).
+sandbox: controlplane istiod build ## Start the sandbox and keep it up (Ctrl-C stops it).
 	$(LOCALBIN)/manager sandbox --keep
 
 .PHONY: bench
-bench: controlplane ## Print the figures of a full five-lab run on the sandbox with zero simulated latency.
+bench: controlplane istiod ## Print the figures of a full five-lab run on the sandbox with zero simulated latency.
 	go test ./controllers/ -run '^$$' -bench BenchmarkFullRun -benchtime 5x
 
 ##@ Deploy

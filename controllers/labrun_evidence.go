@@ -62,7 +62,10 @@ func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, lab
 	c := ztunnel.Criteria{Since: since.Add(-clockSlack), Until: r.now().Add(clockSlack), Direction: ev.Direction,
 		HBONE: ev.HBONE, PolicyRejected: &rejected, NoSrcIdentity: ev.Plaintext}
 	if ev.DeniedByStrict {
-		c.ErrorContains = "explicitly denied by: " + run.Spec.Mesh.RootNamespace + "/istio_converted_static_strict"
+		// istiod names the static policy, or for a workload PeerAuthentication with portLevelMtls its own
+		// converted policy (ISTIO-FACTS.md): either is STRICT's refusal.
+		c.ErrorAnyOf = []string{"explicitly denied by: " + run.Spec.Mesh.RootNamespace + "/istio_converted_static_strict",
+			"explicitly denied by: " + run.TargetNamespace() + "/converted_peer_authentication_"}
 	}
 	td := run.Spec.Mesh.TrustDomain
 	if ev.SrcCaller != "" {

@@ -3,9 +3,11 @@ package controllers_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
@@ -33,7 +35,7 @@ func TestNamespacePermissiveFailsTheBaseline(t *testing.T) {
 	addPeerAuthentication(t, "relaxed", "PERMISSIVE", nil)
 	startManager(t, managerOptions())
 	g := NewWithT(t)
-	run := newRun(labsv1.LabPeerAuthentication)
+	run := shortSettle(newRun(labsv1.LabPeerAuthentication))
 	create(t, run)
 	done := finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
@@ -84,7 +86,7 @@ func TestDenialByTheWrongPolicyFails(t *testing.T) {
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), deny) })
 	startManager(t, managerOptions())
 	g := NewWithT(t)
-	run := newRun(labsv1.LabPeerAuthentication)
+	run := shortSettle(newRun(labsv1.LabPeerAuthentication))
 	create(t, run)
 	done := finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
@@ -95,4 +97,11 @@ func TestDenialByTheWrongPolicyFails(t *testing.T) {
 	g.Expect(st.Evidence).To(HaveLen(1))
 	expectMeshAsFound(t)
 	expectNoLock(t)
+}
+
+// shortSettle: the run's denied probes will not see what they expect, so settle need not be long.
+func shortSettle(run *labsv1.LabRun) *labsv1.LabRun {
+	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: 3 * time.Second}
+	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: time.Second}
+	return run
 }

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -13,36 +12,17 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/sandbox/dataplane"
 )
 
-// feeder keeps the simulated ztunnel's view of the cluster current, as istiod's xDS feed does for ztunnel:
-// workloads and services at once, security policies through the data plane's propagation delay.
+// feeder keeps the simulated ztunnel's view of workloads and services current. Security policies come from
+// the real istiod (istiod.go), converted and attached as it sends them to ztunnel.
 type feeder struct {
 	client.Client
 	dp *dataplane.Dataplane
 }
 
-var (
-	policiesKey = reconcile.Request{NamespacedName: client.ObjectKey{Name: "policies"}}
-	workloadKey = reconcile.Request{NamespacedName: client.ObjectKey{Name: "workloads"}}
-)
+var workloadKey = reconcile.Request{NamespacedName: client.ObjectKey{Name: "workloads"}}
 
-func (f *feeder) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	if req == policiesKey {
-		return ctrl.Result{}, f.feedPolicies(ctx)
-	}
+func (f *feeder) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	return ctrl.Result{}, f.feedWorkloads(ctx)
-}
-
-func (f *feeder) feedPolicies(ctx context.Context) error {
-	pas := &securityv1.PeerAuthenticationList{}
-	if err := f.List(ctx, pas); err != nil {
-		return err
-	}
-	aps := &securityv1.AuthorizationPolicyList{}
-	if err := f.List(ctx, aps); err != nil {
-		return err
-	}
-	f.dp.SetPolicies(pas.Items, aps.Items)
-	return nil
 }
 
 func (f *feeder) feedWorkloads(ctx context.Context) error {
@@ -84,8 +64,6 @@ func (f *feeder) setup(mgr ctrl.Manager) error {
 		})
 	}
 	return ctrl.NewControllerManagedBy(mgr).Named("sandbox-ztunnel-feed").
-		Watches(&securityv1.PeerAuthentication{}, toKey(policiesKey)).
-		Watches(&securityv1.AuthorizationPolicy{}, toKey(policiesKey)).
 		Watches(&corev1.Pod{}, toKey(workloadKey)).
 		Watches(&corev1.Service{}, toKey(workloadKey)).
 		Watches(&corev1.Namespace{}, toKey(workloadKey)).

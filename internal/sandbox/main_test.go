@@ -13,7 +13,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	secv1beta1 "istio.io/api/security/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,6 +24,7 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/policy"
 )
 
 // sb is the one sandbox the package's tests share.
@@ -210,22 +210,31 @@ func waitForMesh(t *testing.T) {
 	}, waitFor, pollFor).Should(Succeed())
 }
 
-func strictInForce() bool {
-	for _, pa := range sb.Dataplane.Effective().PeerAuthentications {
-		if pa.Namespace == sandbox.RootNamespace && pa.Name == "default" {
-			return pa.Spec.GetMtls().GetMode() == secv1beta1.PeerAuthentication_MutualTLS_STRICT
-		}
+// backendWorkload is the backend pod as the simulated ztunnel sees it.
+func backendWorkload() policy.Workload {
+	pods := &corev1.PodList{}
+	if err := sb.Client.List(context.Background(), pods, client.InNamespace(sandbox.DemoNamespace),
+		client.MatchingLabels{"app": "backend"}); err != nil || len(pods.Items) == 0 {
+		return policy.Workload{}
 	}
-	return false
+	p := pods.Items[0]
+	return policy.Workload{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, IP: p.Status.PodIP, Port: 80}
 }
 
+// strictInForce: the simulated ztunnel, with what istiod computed, refuses plaintext to backend by STRICT.
+func strictInForce() bool {
+	d := sb.Dataplane.Effective().Evaluate(policy.Peer{IP: "10.244.9.9"}, backendWorkload())
+	return !d.Allowed && d.Policy == sandbox.RootNamespace+"/"+policy.StaticStrictPolicyName
+}
+
+// backendPolicyInForce: the simulated ztunnel allows frontend and refuses another identity to backend.
 func backendPolicyInForce() bool {
-	for _, ap := range sb.Dataplane.Effective().AuthorizationPolicies {
-		if ap.Namespace == sandbox.DemoNamespace && ap.Name == sandbox.PolicyName {
-			return ap.Spec.GetSelector().GetMatchLabels()["app"] == "backend"
-		}
+	peer := func(sa string) policy.Peer {
+		return policy.Peer{Mesh: true, Namespace: sandbox.DemoNamespace, ServiceAccount: sa, IP: "10.244.9.8"}
 	}
-	return false
+	dst := backendWorkload()
+	return sb.Dataplane.Effective().Evaluate(peer("frontend"), dst).Allowed &&
+		!sb.Dataplane.Effective().Evaluate(peer("attacker"), dst).Allowed
 }
 
 // peerAuthentication reads istio-system/default.

@@ -21,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ambientlab/labrun-operator/internal/controlplane"
+	"github.com/ambientlab/labrun-operator/internal/istiod"
 	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox/dataplane"
 	"github.com/ambientlab/labrun-operator/internal/sandbox/kubelet"
@@ -50,11 +51,15 @@ type Sandbox struct {
 	Logs      *kubelet.LogStore
 	Nodes     []string
 
-	kubelet *kubelet.Server
-	agent   *nodeAgent
-	cancel  context.CancelFunc
-	done    chan error
-	stopMu  sync.Once
+	kubelet   *kubelet.Server
+	agent     *nodeAgent
+	istiod    *istiod.Istiod
+	istiodDir string
+	stopFeed  context.CancelFunc
+	feedDone  chan struct{}
+	cancel    context.CancelFunc
+	done      chan error
+	stopMu    sync.Once
 }
 
 // Start brings the sandbox up: control plane, nodes, world, node agent and simulated ztunnel.
@@ -102,7 +107,10 @@ func Start(ctx context.Context, o Options) (s *Sandbox, err error) {
 	if err := waitForAdmission(ctx, s.Client, manager); err != nil {
 		return nil, fmt.Errorf("waiting for config/default's admission policies to take effect: %w", err)
 	}
-	return s, s.startAgent(o)
+	if err := s.startAgent(o); err != nil {
+		return nil, err
+	}
+	return s, s.startIstiod(ctx, o.Progress)
 }
 
 func withDefaults(o Options) Options {
@@ -219,6 +227,7 @@ func (s *Sandbox) Stop() error {
 			}
 			s.agent.wait()
 		}
+		errs = append(errs, s.stopIstiod())
 		if s.kubelet != nil {
 			errs = append(errs, s.kubelet.Close())
 		}

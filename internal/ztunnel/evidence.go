@@ -1,6 +1,7 @@
 package ztunnel
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -16,6 +17,7 @@ type Criteria struct {
 	HBONE          bool      // require IsHBONE
 	PolicyRejected *bool     // nil = don't care; true = must be a policy rejection; false = must have no error
 	ErrorContains  string    // substring the error must contain, or ""
+	ErrorAnyOf     []string  // substrings of which the error must contain one, or nil
 	NoSrcIdentity  bool      // require no src.identity (a plaintext, non-mesh source)
 	SrcWorkload    string    // exact src.workload (the source pod's name) or ""
 }
@@ -41,6 +43,7 @@ func (c Criteria) matches(e Entry) bool {
 		(c.DstService == "" || strings.Contains(e.DstService(), c.DstService)) &&
 		(!c.HBONE || e.IsHBONE()) &&
 		(c.ErrorContains == "" || strings.Contains(e.Error(), c.ErrorContains)) &&
+		(len(c.ErrorAnyOf) == 0 || slices.ContainsFunc(c.ErrorAnyOf, func(s string) bool { return strings.Contains(e.Error(), s) })) &&
 		(!c.NoSrcIdentity || e.SrcIdentity() == "") &&
 		(c.SrcWorkload == "" || c.SrcWorkload == e.Fields["src.workload"]) &&
 		c.policyOK(e)

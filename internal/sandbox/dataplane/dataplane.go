@@ -73,7 +73,7 @@ type Dataplane struct {
 	closed     bool
 	seq        uint64 // last SetPolicies call
 	appliedSeq uint64 // the call whose config is in force
-	effective  policy.Config
+	effective  policy.Enforcer
 	timers     map[uint64]*time.Timer
 	timersWG   sync.WaitGroup
 }

@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/ambientlab/labrun-operator/internal/probe"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/policy"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
 
@@ -143,7 +144,7 @@ func TestPolicyChangeTakesEffectAfterPropagationDelay(t *testing.T) {
 	const slack = 10 * time.Millisecond
 	d, _ := newDataplane(t, Options{PropagationDelay: delay})
 	d.SetPolicies(strictPA(), nil)
-	g.Eventually(func() int { return len(d.Effective().PeerAuthentications) }).
+	g.Eventually(func() int { return len(d.Effective().(policy.Config).PeerAuthentications) }).
 		WithTimeout(2 * time.Second).WithPolling(10 * time.Millisecond).Should(Equal(1))
 	g.Expect(plainAllowed(d)).To(BeFalse(), "STRICT must deny the plaintext client")
 

@@ -39,8 +39,8 @@ func (d *Dataplane) newFlow(src Workload, t target, start time.Time) flow {
 		Mesh: src.Mesh, Namespace: src.Namespace, ServiceAccount: serviceAccount(src),
 		TrustDomain: d.opts.TrustDomain, IP: src.IP,
 	}
-	dst := policy.Workload{Namespace: t.dst.Namespace, Labels: t.dst.Labels, IP: t.dst.IP, Port: t.port}
-	f.decision = policy.Evaluate(d.Effective(), peer, dst)
+	dst := policy.Workload{Namespace: t.dst.Namespace, Name: t.dst.Name, Labels: t.dst.Labels, IP: t.dst.IP, Port: t.port}
+	f.decision = d.Effective().Evaluate(peer, dst)
 	return f
 }
 

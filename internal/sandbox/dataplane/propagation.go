@@ -18,11 +18,16 @@ import (
 // The slices are copied; the objects are not and must not be modified
 // afterwards (informer cache objects never are).
 func (d *Dataplane) SetPolicies(pas []*securityv1.PeerAuthentication, aps []*securityv1.AuthorizationPolicy) {
-	cfg := policy.Config{
+	d.SetEnforcer(policy.Config{
 		RootNamespace:         d.opts.RootNamespace,
 		PeerAuthentications:   slices.Clone(pas),
 		AuthorizationPolicies: slices.Clone(aps),
-	}
+	})
+}
+
+// SetEnforcer hands the data plane the policy state to enforce (in the sandbox: what istiod computed), with the
+// same propagation delay as SetPolicies.
+func (d *Dataplane) SetEnforcer(cfg policy.Enforcer) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -41,15 +46,15 @@ func (d *Dataplane) SetPolicies(pas []*securityv1.PeerAuthentication, aps []*sec
 	})
 }
 
-// Effective returns the policy config in force now. It shares the objects
+// Effective returns the policy state in force now. It shares the objects
 // passed to SetPolicies; callers must not modify them.
-func (d *Dataplane) Effective() policy.Config {
+func (d *Dataplane) Effective() policy.Enforcer {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.effective
 }
 
-func (d *Dataplane) apply(seq uint64, cfg policy.Config) {
+func (d *Dataplane) apply(seq uint64, cfg policy.Enforcer) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.timers, seq)
@@ -62,7 +67,7 @@ func (d *Dataplane) apply(seq uint64, cfg policy.Config) {
 // applyLocked installs cfg unless a later call is already in force: timers
 // with equal delays may fire out of order, and an older push landing late
 // must not undo a newer one.
-func (d *Dataplane) applyLocked(seq uint64, cfg policy.Config) {
+func (d *Dataplane) applyLocked(seq uint64, cfg policy.Enforcer) {
 	if seq < d.appliedSeq {
 		return
 	}

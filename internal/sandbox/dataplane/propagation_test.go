@@ -14,11 +14,11 @@ func TestSetPoliciesWithoutDelayIsImmediate(t *testing.T) {
 	g := NewWithT(t)
 	d, _ := newDataplane(t, Options{})
 	d.SetPolicies(strictPA(), seedAllow())
-	g.Expect(d.Effective().PeerAuthentications).To(Equal(strictPA()))
-	g.Expect(d.Effective().AuthorizationPolicies).To(HaveLen(1))
-	g.Expect(d.Effective().RootNamespace).To(Equal("istio-system"))
+	g.Expect(cfgOf(d).PeerAuthentications).To(Equal(strictPA()))
+	g.Expect(cfgOf(d).AuthorizationPolicies).To(HaveLen(1))
+	g.Expect(cfgOf(d).RootNamespace).To(Equal("istio-system"))
 	d.SetPolicies(nil, nil)
-	g.Expect(d.Effective().PeerAuthentications).To(BeEmpty())
+	g.Expect(cfgOf(d).PeerAuthentications).To(BeEmpty())
 }
 
 func TestLaterPushSupersedesEarlierOne(t *testing.T) {
@@ -26,9 +26,9 @@ func TestLaterPushSupersedesEarlierOne(t *testing.T) {
 	d, _ := newDataplane(t, Options{PropagationDelay: 50 * time.Millisecond})
 	d.SetPolicies(strictPA(), nil)
 	d.SetPolicies(permissivePA(), nil)
-	g.Eventually(func() []*securityv1.PeerAuthentication { return d.Effective().PeerAuthentications }).
+	g.Eventually(func() []*securityv1.PeerAuthentication { return cfgOf(d).PeerAuthentications }).
 		WithTimeout(2 * time.Second).Should(Equal(permissivePA()))
-	g.Consistently(func() []*securityv1.PeerAuthentication { return d.Effective().PeerAuthentications }).
+	g.Consistently(func() []*securityv1.PeerAuthentication { return cfgOf(d).PeerAuthentications }).
 		WithTimeout(150 * time.Millisecond).Should(Equal(permissivePA()))
 }
 
@@ -46,5 +46,12 @@ func TestClosedDataplaneIgnoresPushes(t *testing.T) {
 	d, _ := newDataplane(t, Options{PropagationDelay: time.Millisecond})
 	g.Expect(d.Close()).To(Succeed())
 	d.SetPolicies(strictPA(), nil)
-	g.Expect(d.Effective().PeerAuthentications).To(BeEmpty())
+	g.Expect(cfgOf(d).PeerAuthentications).To(BeEmpty())
+}
+
+// cfgOf is the object-based policy state in force (these tests push PeerAuthentication and AuthorizationPolicy
+// objects through SetPolicies).
+func cfgOf(d *Dataplane) policy.Config {
+	c, _ := d.Effective().(policy.Config)
+	return c
 }

@@ -19,6 +19,17 @@ import (
 // without identity is refused there (ISTIO-FACTS.md, "PeerAuthentication in
 // ambient").
 func Evaluate(cfg Config, src Peer, dst Workload) Decision {
+	return cfg.Evaluate(src, dst)
+}
+
+// Enforcer is what a simulated ztunnel enforces: the sandbox's own conversion of the objects (Config, kept for
+// unit tests of the data path) or istiod's converted and attached policies (Ztunnel, what the sandbox runs).
+type Enforcer interface {
+	Evaluate(src Peer, dst Workload) Decision
+}
+
+// Evaluate is Evaluate(c, src, dst).
+func (cfg Config) Evaluate(src Peer, dst Workload) Decision {
 	mode := EffectiveMTLS(cfg, dst)
 	policies := applicablePolicies(cfg, dst)
 	if mode == ModeStrict && cfg.hasPeerAuthentication() {

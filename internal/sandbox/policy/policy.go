@@ -68,8 +68,10 @@ type Peer struct {
 // Workload is the destination.
 type Workload struct {
 	Namespace string
-	Labels    map[string]string
-	IP        string
+	// Name is the pod's name: istiod attaches policies to workloads by it.
+	Name   string
+	Labels map[string]string
+	IP     string
 	// Port is the destination (container/app) port.
 	Port int
 }
