@@ -111,6 +111,12 @@ func NewZtunnel(a Ambientz) *Ztunnel {
 	return z
 }
 
+// Has tells whether the state holds the enforced policy "<ns>/<name>".
+func (z *Ztunnel) Has(key string) bool {
+	_, ok := z.policies[key]
+	return ok
+}
+
 // Evaluate decides a connection at dst's ztunnel (src/state.rs assert_rbac): the policies that apply are the
 // namespace-scoped ones of dst's namespace, the global ones and those istiod attached to dst; then DENY, ALLOW
 // as in decide. Which of several matching DENY policies is named is not deterministic in ztunnel; here the
