@@ -1,11 +1,11 @@
 // Package dataplane is the sandbox's simulated ztunnel: the ambient data plane
 // of the simulated node, without Kubernetes.
 //
-// A node agent feeds it snapshots of the cluster (SetSnapshot) and the live
-// PeerAuthentication and AuthorizationPolicy objects (SetPolicies), and calls
-// Dial on behalf of probe pods. Dial resolves the Service, picks an endpoint,
-// asks the policy evaluator what ztunnel would do (rules in
-// /work/shared/ISTIO-FACTS.md) and then makes a real loopback connection: to a
+// A node agent feeds it snapshots of the cluster (SetSnapshot) and what the
+// real istiod computed for ztunnel: converted policies and their attachment to
+// workloads (SetEnforcer), and calls Dial on behalf of probe pods. Dial resolves
+// the Service, picks an endpoint, asks the policy matcher what ztunnel would do
+// with istiod's policies (rules in /work/shared/ISTIO-FACTS.md) and then makes a real loopback connection: to a
 // small httpbin-like backend when the connection is allowed, or to a
 // "resetter" that resets it when it is denied, so clients meet the same socket
 // errors they would meet in a cluster. Every connection is recorded as
@@ -39,7 +39,7 @@ var ErrClosed = errors.New("dataplane: closed")
 
 // Options configures a Dataplane.
 type Options struct {
-	// PropagationDelay is how long after SetPolicies the new policies take
+	// PropagationDelay is how long after SetEnforcer the new policies take
 	// effect, standing in for istiod's push to ztunnel. 0 (or negative) applies
 	// them immediately; the node agent passes its configured delay.
 	PropagationDelay time.Duration
@@ -71,7 +71,7 @@ type Dataplane struct {
 
 	mu         sync.Mutex
 	closed     bool
-	seq        uint64 // last SetPolicies call
+	seq        uint64 // last SetEnforcer call
 	appliedSeq uint64 // the call whose config is in force
 	effective  policy.Enforcer
 	timers     map[uint64]*time.Timer
@@ -83,7 +83,7 @@ type Dataplane struct {
 // empty snapshot and no policies.
 func New(o Options) (*Dataplane, error) {
 	d := &Dataplane{opts: withDefaults(o), timers: map[uint64]*time.Timer{}}
-	d.effective = policy.Config{RootNamespace: d.opts.RootNamespace}
+	d.effective = policy.NewZtunnel(policy.Ambientz{}) // nothing from istiod yet: no policy
 	d.snap.Store(newIndex(Snapshot{}))
 	var err error
 	if d.refuser, err = reservePort(); err != nil {

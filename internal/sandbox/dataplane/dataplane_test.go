@@ -14,14 +14,13 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/ambientlab/labrun-operator/internal/probe"
-	"github.com/ambientlab/labrun-operator/internal/sandbox/policy"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
 
 func TestMeshClientAllowedOverHBONE(t *testing.T) {
 	g := NewWithT(t)
 	d, sink := newDataplane(t, Options{})
-	d.SetPolicies(strictPA(), seedAllow())
+	d.SetEnforcer(istiodState(true, true))
 
 	code, body, err := get(d, frontend, "http://backend.demo/get?x=1")
 	g.Expect(err).NotTo(HaveOccurred())
@@ -65,7 +64,7 @@ func TestMeshClientAllowedOverHBONE(t *testing.T) {
 func TestAttackerIsReset(t *testing.T) {
 	g := NewWithT(t)
 	d, sink := newDataplane(t, Options{})
-	d.SetPolicies(strictPA(), seedAllow())
+	d.SetEnforcer(istiodState(true, true))
 
 	_, _, err := get(d, attacker, "http://backend.demo/get")
 	g.Expect(errors.Is(err, syscall.ECONNRESET)).To(BeTrue(), "want a genuine reset, got %v", err)
@@ -87,7 +86,7 @@ func TestAttackerIsReset(t *testing.T) {
 func TestPlaintextClientAgainstStrictIsReset(t *testing.T) {
 	g := NewWithT(t)
 	d, sink := newDataplane(t, Options{})
-	d.SetPolicies(strictPA(), seedAllow())
+	d.SetEnforcer(istiodState(true, true))
 
 	_, _, err := get(d, plain, "http://backend.demo/get")
 	g.Expect(errors.Is(err, syscall.ECONNRESET)).To(BeTrue(), "want a genuine reset, got %v", err)
@@ -106,7 +105,7 @@ func TestPlaintextClientAgainstStrictIsReset(t *testing.T) {
 func TestPlaintextClientAgainstPermissiveIsAllowed(t *testing.T) {
 	g := NewWithT(t)
 	d, sink := newDataplane(t, Options{})
-	d.SetPolicies(permissivePA(), nil)
+	d.SetEnforcer(istiodState(false, false))
 
 	code, _, err := get(d, plain, "http://backend.demo.svc.cluster.local/get")
 	g.Expect(err).NotTo(HaveOccurred())
@@ -124,7 +123,7 @@ func TestPlaintextClientAgainstPermissiveIsAllowed(t *testing.T) {
 func TestMeshClientToUncapturedDestinationIsPlaintext(t *testing.T) {
 	g := NewWithT(t)
 	d, sink := newDataplane(t, Options{})
-	d.SetPolicies(strictPA(), nil)
+	d.SetEnforcer(istiodState(true, false))
 
 	code, _, err := get(d, frontend, "http://web.legacy/get")
 	g.Expect(err).NotTo(HaveOccurred())
@@ -143,13 +142,13 @@ func TestPolicyChangeTakesEffectAfterPropagationDelay(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	const slack = 10 * time.Millisecond
 	d, _ := newDataplane(t, Options{PropagationDelay: delay})
-	d.SetPolicies(strictPA(), nil)
-	g.Eventually(func() int { return len(d.Effective().(policy.Config).PeerAuthentications) }).
-		WithTimeout(2 * time.Second).WithPolling(10 * time.Millisecond).Should(Equal(1))
+	d.SetEnforcer(istiodState(true, false))
+	g.Eventually(func() bool { return has(d, staticStrictKey) }).
+		WithTimeout(2 * time.Second).WithPolling(10 * time.Millisecond).Should(BeTrue())
 	g.Expect(plainAllowed(d)).To(BeFalse(), "STRICT must deny the plaintext client")
 
 	begin := time.Now()
-	d.SetPolicies(permissivePA(), nil)
+	d.SetEnforcer(istiodState(false, false))
 	// Whatever the scheduler does, the change must never show before the delay.
 	allowedNow := plainAllowed(d)
 	g.Expect(!allowedNow || time.Since(begin) >= delay).To(BeTrue(), "allowed before the propagation delay")
@@ -220,7 +219,7 @@ func TestCloseStopsListenersAndGoroutines(t *testing.T) {
 	d, err := New(Options{PropagationDelay: time.Hour})
 	g.Expect(err).NotTo(HaveOccurred())
 	d.SetSnapshot(seedSnapshot())
-	d.SetPolicies(strictPA(), nil) // pending: Close must cancel it
+	d.SetEnforcer(istiodState(true, false)) // pending: Close must cancel it
 	rawRequest(g, d)
 	addrs := []string{d.backend.addr(), d.resetter.addr()}
 
@@ -263,7 +262,7 @@ func atoi(g Gomega, s string) int {
 func TestProberReadsOutcomesAsCurl(t *testing.T) {
 	g := NewWithT(t)
 	d, _ := newDataplane(t, Options{})
-	d.SetPolicies(strictPA(), seedAllow())
+	d.SetEnforcer(istiodState(true, true))
 	run := func(src Workload, expect probe.Expectation) probe.Result {
 		return probe.Run(context.Background(), probe.Options{
 			URL: "http://backend.demo/get", Expect: expect, Timeout: 2 * time.Second,

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -10,11 +11,8 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	secv1beta1 "istio.io/api/security/v1beta1"
-	typev1beta1 "istio.io/api/type/v1beta1"
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/ambientlab/labrun-operator/internal/sandbox/policy"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
 
@@ -66,33 +64,47 @@ func seedSnapshot() Snapshot {
 	}
 }
 
-func meshPeerAuth(mode secv1beta1.PeerAuthentication_MutualTLS_Mode) *securityv1.PeerAuthentication {
-	return &securityv1.PeerAuthentication{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "default"},
-		Spec:       secv1beta1.PeerAuthentication{Mtls: &secv1beta1.PeerAuthentication_MutualTLS{Mode: mode}},
+// Policy keys as istiod names them.
+const (
+	staticStrictKey = "istio-system/istio_converted_static_strict"
+	seedAllowKey    = "demo/backend-allow-frontend-only"
+)
+
+// istiodState is what istiod sends ztunnel for the demo, in the shapes the real istiod produced against the
+// sandbox (internal/sandbox/policy/testdata): with strict, the static DENY for peers without a principal,
+// attached to every captured workload (a mesh-wide STRICT PeerAuthentication); with allow, the guide's
+// backend-allow-frontend-only, attached to backend.
+func istiodState(strict, allow bool) *policy.Ztunnel {
+	presence := json.RawMessage(`{}`)
+	exact := func(s string) policy.StringMatch { return policy.StringMatch{Exact: &s} }
+	var a policy.Ambientz
+	attach := map[string][]string{}
+	if strict {
+		a.Policies = append(a.Policies, policy.Authorization{Name: "istio_converted_static_strict", Namespace: "istio-system",
+			Scope: "WORKLOAD_SELECTOR", Action: "DENY", Groups: []policy.Group{{Rules: []policy.Rules{{Matches: []policy.Match{
+				{NotPrincipals: []policy.StringMatch{{Presence: &presence}}}}}}}}})
+		for _, w := range seedSnapshot().Workloads {
+			if w.Mesh {
+				attach[w.Name] = append(attach[w.Name], staticStrictKey)
+			}
+		}
 	}
+	if allow {
+		a.Policies = append(a.Policies, policy.Authorization{Name: "backend-allow-frontend-only", Namespace: "demo",
+			Scope: "WORKLOAD_SELECTOR", Groups: []policy.Group{{Rules: []policy.Rules{{Matches: []policy.Match{
+				{Principals: []policy.StringMatch{exact("cluster.local/ns/demo/sa/frontend"), exact("cluster.local/ns/kong/sa/kong-gateway")}}}}}}}})
+		attach["backend-7f9c4"] = append(attach["backend-7f9c4"], seedAllowKey)
+	}
+	for _, w := range seedSnapshot().Workloads {
+		a.Workloads = append(a.Workloads, policy.AmbientWorkload{Name: w.Name, Namespace: w.Namespace, AuthorizationPolicies: attach[w.Name]})
+	}
+	return policy.NewZtunnel(a)
 }
 
-func strictPA() []*securityv1.PeerAuthentication {
-	return []*securityv1.PeerAuthentication{meshPeerAuth(secv1beta1.PeerAuthentication_MutualTLS_STRICT)}
-}
-
-func permissivePA() []*securityv1.PeerAuthentication {
-	return []*securityv1.PeerAuthentication{meshPeerAuth(secv1beta1.PeerAuthentication_MutualTLS_PERMISSIVE)}
-}
-
-// seedAllow is the guide's demo/backend-allow-frontend-only.
-func seedAllow() []*securityv1.AuthorizationPolicy {
-	return []*securityv1.AuthorizationPolicy{{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "backend-allow-frontend-only"},
-		Spec: secv1beta1.AuthorizationPolicy{
-			Selector: &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "backend"}},
-			Action:   secv1beta1.AuthorizationPolicy_ALLOW,
-			Rules: []*secv1beta1.Rule{{From: []*secv1beta1.Rule_From{{Source: &secv1beta1.Source{
-				Principals: []string{"cluster.local/ns/demo/sa/frontend", "cluster.local/ns/kong/sa/kong-gateway"},
-			}}}}},
-		},
-	}}
+// has tells whether the state in force holds the policy.
+func has(d *Dataplane, key string) bool {
+	z, ok := d.Effective().(*policy.Ztunnel)
+	return ok && z.Has(key)
 }
 
 // logSink collects access-log lines by node.

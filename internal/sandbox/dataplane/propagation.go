@@ -1,32 +1,15 @@
 package dataplane
 
 import (
-	"slices"
 	"time"
-
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 
 	"github.com/ambientlab/labrun-operator/internal/sandbox/policy"
 )
 
-// SetPolicies hands the data plane the complete set of PeerAuthentication and
-// AuthorizationPolicy objects. They take effect Options.PropagationDelay
-// later, as a push from istiod reaches ztunnel some time after a change; until
-// then the previous set stays in force. Calls supersede each other in order:
-// the config in force is always the latest one whose delay has elapsed.
-//
-// The slices are copied; the objects are not and must not be modified
-// afterwards (informer cache objects never are).
-func (d *Dataplane) SetPolicies(pas []*securityv1.PeerAuthentication, aps []*securityv1.AuthorizationPolicy) {
-	d.SetEnforcer(policy.Config{
-		RootNamespace:         d.opts.RootNamespace,
-		PeerAuthentications:   slices.Clone(pas),
-		AuthorizationPolicies: slices.Clone(aps),
-	})
-}
-
-// SetEnforcer hands the data plane the policy state to enforce (in the sandbox: what istiod computed), with the
-// same propagation delay as SetPolicies.
+// SetEnforcer hands the data plane the policy state to enforce: what istiod computed for ztunnel. It takes effect
+// Options.PropagationDelay later, as a push from istiod reaches ztunnel some time after a change; until then the
+// previous state stays in force. Calls supersede each other in order: the state in force is always the latest
+// one whose delay has elapsed.
 func (d *Dataplane) SetEnforcer(cfg policy.Enforcer) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -46,8 +29,7 @@ func (d *Dataplane) SetEnforcer(cfg policy.Enforcer) {
 	})
 }
 
-// Effective returns the policy state in force now. It shares the objects
-// passed to SetPolicies; callers must not modify them.
+// Effective returns the policy state in force now.
 func (d *Dataplane) Effective() policy.Enforcer {
 	d.mu.Lock()
 	defer d.mu.Unlock()
