@@ -194,11 +194,15 @@ func sas(in []SAMatch) []serviceAccountMatch {
 	return out
 }
 
+// prefixes converts Addresses as ztunnel does (src/rbac.rs lines 426-433 with src/state/workload.rs byte_to_ip,
+// lines 336-348, at istio/ztunnel 62d826530e5c): 4 bytes are IPv4, 16 bytes IPv6 — an IPv4-mapped address stays
+// IPv6 and so never contains a (canonical, IPv4) connection address; any other length, or a prefix length
+// beyond the family's, drops the entry.
 func prefixes(in []Address) []netip.Prefix {
 	var out []netip.Prefix
 	for _, a := range in {
 		if addr, ok := netip.AddrFromSlice(a.Address); ok {
-			if p, err := addr.Unmap().Prefix(a.Length); err == nil {
+			if p, err := addr.Prefix(a.Length); err == nil {
 				out = append(out, p)
 			}
 		}

@@ -58,8 +58,11 @@ type connection struct {
 
 func newConnection(src Peer, dst Workload) connection {
 	c := connection{port: dst.Port}
-	c.src, _ = netip.ParseAddr(src.IP)
-	c.dst, _ = netip.ParseAddr(dst.IP)
+	// ztunnel canonicalises both socket addresses before building rbac::Connection (src/proxy/inbound.rs
+	// lines 111 and 116, src/proxy/inbound_passthrough.rs lines 96 and 132, src/socket.rs lines 46-50
+	// to_canonical at istio/ztunnel 62d826530e5c): an IPv4-mapped IPv6 address is matched as IPv4.
+	c.src = canonicalAddr(src.IP)
+	c.dst = canonicalAddr(dst.IP)
 	if src.Mesh {
 		// Identity of a mesh peer: trust domain + namespace + service account.
 		td := src.TrustDomain
@@ -72,6 +75,14 @@ func newConnection(src Peer, dst Workload) connection {
 		c.serviceAccount = src.ServiceAccount
 	}
 	return c
+}
+
+func canonicalAddr(s string) netip.Addr {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
 }
 
 // matches mirrors ztunnel Authorization::matches: no rules never matches; a rule
