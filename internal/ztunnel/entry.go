@@ -18,6 +18,13 @@ const (
 	FieldError       = "error"
 )
 
+// Messages of ztunnel's access target (istio/ztunnel src/proxy/metrics.rs).
+const (
+	msgComplete = "connection complete" // INFO, or ERROR with an error field
+	msgFailed   = "connection failed"   // WARN early deny: src.addr, dst.addr, direction, error only
+	msgOpened   = "connection opened"   // DEBUG only, when a connection starts: no outcome
+)
+
 // HBONEPort is the port ztunnel tunnels mesh traffic through; a dst.addr on
 // this port is what distinguishes an HBONE hop from plain passthrough.
 const HBONEPort = "15008"
@@ -60,7 +67,14 @@ func (e Entry) IsAccess() bool {
 	if e.Scope != "access" {
 		return false
 	}
-	return e.Message == "connection complete" || e.Message == "connection failed"
+	return e.Message == msgComplete || e.Message == msgFailed
+}
+
+// isOpened reports whether e is the debug line ztunnel writes when a
+// connection starts. It carries the same fields as the line that ends the
+// connection, but no error yet, so it reads like an allowed connection.
+func (e Entry) isOpened() bool {
+	return strings.EqualFold(strings.TrimSpace(e.Message), msgOpened)
 }
 
 // IsHBONE reports whether the connection was tunnelled over HBONE. Both halves

@@ -23,7 +23,12 @@ type Criteria struct {
 }
 
 // Match returns the entries satisfying every set criterion, in input order.
-// It does not restrict itself to access lines; callers that only want
+// A "connection opened" line never matches, whatever the criteria: ztunnel
+// writes it at debug level when a connection starts, with the fields of the
+// "connection complete" line that ends it but no outcome, so counting it
+// would count a connection twice and could pass "allowed" for a connection
+// that was then refused (ISTIO-FACTS.md, "ztunnel access logs"). Otherwise
+// Match does not restrict itself to access lines; callers that only want
 // connection records should filter with Entry.IsAccess.
 func Match(entries []Entry, c Criteria) []Entry {
 	var out []Entry
@@ -36,7 +41,8 @@ func Match(entries []Entry, c Criteria) []Entry {
 }
 
 func (c Criteria) matches(e Entry) bool {
-	return c.inWindow(e.Time) &&
+	return !e.isOpened() &&
+		c.inWindow(e.Time) &&
 		(c.Direction == "" || strings.EqualFold(c.Direction, e.Direction())) &&
 		(c.SrcIdentity == "" || c.SrcIdentity == e.SrcIdentity()) &&
 		(c.DstIdentity == "" || c.DstIdentity == e.DstIdentity()) &&

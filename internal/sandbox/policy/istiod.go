@@ -137,7 +137,7 @@ func (z *Ztunnel) Evaluate(src Peer, dst Workload) Decision {
 	for _, k := range keys {
 		policies = append(policies, z.policies[k])
 	}
-	return decide(policies, newConnection(src, dst), "")
+	return decide(policies, newConnection(src, dst))
 }
 
 // compileAuthorization is the matcher's form of an Authorization: groups are OR-ed rules, a group's Rules are

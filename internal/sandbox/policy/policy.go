@@ -1,30 +1,9 @@
-// Package policy is a pure evaluator of Istio ambient L4 security, as enforced by
-// ztunnel on the destination side of a connection.
-//
-// It answers two questions for a simulated ztunnel at connection time:
-//   - which mTLS mode (PeerAuthentication) is in effect for a destination workload
-//     and port (EffectiveMTLS), and
-//   - whether a connection from a peer is allowed by the L4 authorization policy
-//     ztunnel would hold for that workload (Evaluate).
-//
-// The rules follow /work/shared/ISTIO-FACTS.md ("PeerAuthentication in ambient" and
-// "AuthorizationPolicy in ambient"); where that file is silent the behaviour of
-// istiod's ambient conversion (pilot/pkg/serviceregistry/kube/controller/ambient,
-// authorization.go and policies.go) and of ztunnel's matcher (src/rbac.rs,
-// src/state.rs assert_rbac) is followed. Each such choice is noted at the code that
-// implements it.
+// Package policy is the simulated ztunnel's L4 authorization: it holds what the real istiod computed for
+// ztunnel (converted policies and their attachment to workloads, istiod.go) and decides, for a connection at the
+// destination's ztunnel, whether it is allowed and which policy decided, as ztunnel's src/rbac.rs and
+// src/state.rs assert_rbac do (checked against their own tests in upstream_rbac_test.go). It converts nothing:
+// istiod turns PeerAuthentication and AuthorizationPolicy objects into these policies.
 package policy
-
-import (
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-)
-
-// Effective mTLS modes reported by EffectiveMTLS and Decision.MTLSMode.
-const (
-	ModeStrict     = "STRICT"
-	ModePermissive = "PERMISSIVE"
-	ModeDisable    = "DISABLE"
-)
 
 // Defaults applied when Config.RootNamespace or Peer.TrustDomain are empty.
 const (
@@ -76,21 +55,10 @@ type Workload struct {
 	Port int
 }
 
-// Config is the security configuration visible to istiod.
-type Config struct {
-	// RootNamespace is the mesh root namespace; DefaultRootNamespace when empty.
-	RootNamespace         string
-	PeerAuthentications   []*securityv1.PeerAuthentication
-	AuthorizationPolicies []*securityv1.AuthorizationPolicy
-}
-
 // Decision is the outcome of Evaluate.
 type Decision struct {
 	// Allowed reports whether ztunnel lets the connection through.
 	Allowed bool
-	// MTLSMode is the effective mode for the workload and port: ModeStrict,
-	// ModePermissive or ModeDisable (see EffectiveMTLS).
-	MTLSMode string
 	// Policy is "<ns>/<name>" of the deciding policy: the matching DENY policy
 	// (possibly "<root>/istio_converted_static_strict") or the matching ALLOW
 	// policy; "" when no single policy decided.
@@ -99,33 +67,6 @@ type Decision struct {
 	Error string
 }
 
-func (c Config) rootNamespace() string {
-	if c.RootNamespace == "" {
-		return DefaultRootNamespace
-	}
-	return c.RootNamespace
-}
-
-func (c Config) hasPeerAuthentication() bool {
-	for _, pa := range c.PeerAuthentications {
-		if pa != nil {
-			return true
-		}
-	}
-	return false
-}
-
 func key(namespace, name string) string {
 	return namespace + "/" + name
-}
-
-// isSubset reports whether every selector label is present with the same value in
-// labels (an empty selector selects everything).
-func isSubset(selector, labels map[string]string) bool {
-	for k, v := range selector {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }
