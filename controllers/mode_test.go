@@ -33,12 +33,8 @@ func addPeerAuthentication(t *testing.T, name, mode string, selector map[string]
 // in demo decides the target's mode. The baseline step sees it and names it.
 func TestNamespacePermissiveFailsTheBaseline(t *testing.T) {
 	addPeerAuthentication(t, "relaxed", "PERMISSIVE", nil)
-	startManager(t, managerOptions())
 	g := NewWithT(t)
-	run := shortSettle(newRun(labsv1.LabPeerAuthentication))
-	create(t, run)
-	done := finished(t, run)
-	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	done := runToFailure(t, shortSettle(newRun(labsv1.LabPeerAuthentication)))
 	st := stepOf(t, done, labsv1.LabPeerAuthentication, "baseline-strict")
 	g.Expect(st.Verdict).To(Equal(labsv1.VerdictFail))
 	g.Expect(st.Message).To(ContainSubstring("is PERMISSIVE (decided by demo/relaxed, namespace level), not STRICT"))
@@ -51,12 +47,8 @@ func TestNamespacePermissiveFailsTheBaseline(t *testing.T) {
 // PERMISSIVE the lab sets; the step says so, names the policy, and the run restores at once.
 func TestWorkloadStrictStopsThePermissiveStep(t *testing.T) {
 	addPeerAuthentication(t, "backend-strict", "STRICT", map[string]any{"app": "backend"})
-	startManager(t, managerOptions())
 	g := NewWithT(t)
-	run := newRun(labsv1.LabPeerAuthentication)
-	create(t, run)
-	done := finished(t, run)
-	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	done := runToFailure(t, newRun(labsv1.LabPeerAuthentication))
 	base := stepOf(t, done, labsv1.LabPeerAuthentication, "baseline-strict")
 	g.Expect(base.Verdict).To(Equal(labsv1.VerdictPass), base.Message)
 	g.Expect(base.Observed).To(ContainSubstring("decided by demo/backend-strict, workload level"))
@@ -84,12 +76,8 @@ func TestDenialByTheWrongPolicyFails(t *testing.T) {
 	deny.SetName("deny-outsiders")
 	NewWithT(t).Expect(k8s.Create(context.Background(), deny)).To(Succeed())
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), deny) })
-	startManager(t, managerOptions())
 	g := NewWithT(t)
-	run := shortSettle(newRun(labsv1.LabPeerAuthentication))
-	create(t, run)
-	done := finished(t, run)
-	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	done := runToFailure(t, shortSettle(newRun(labsv1.LabPeerAuthentication)))
 	st := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-denied")
 	g.Expect(st.Verdict).To(Equal(labsv1.VerdictFail), st.Message)
 	g.Expect(st.Observed).To(ContainSubstring("non-mesh denied (connection reset, curl 56) by demo/deny-outsiders"))
@@ -104,4 +92,14 @@ func shortSettle(run *labsv1.LabRun) *labsv1.LabRun {
 	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: 3 * time.Second}
 	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: time.Second}
 	return run
+}
+
+// runToFailure runs run under a fresh manager and expects it to end Failed.
+func runToFailure(t *testing.T, run *labsv1.LabRun) *labsv1.LabRun {
+	t.Helper()
+	startManager(t, managerOptions())
+	create(t, run)
+	done := finished(t, run)
+	NewWithT(t).Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed), notPassed(done))
+	return done
 }
