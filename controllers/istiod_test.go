@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -41,6 +42,10 @@ func TestPortLevelPeerAuthenticationThroughIstiod(t *testing.T) {
 	NewWithT(t).Expect(unstructured.SetNestedField(patch.Object, map[string]any{"8080": map[string]any{"mode": "PERMISSIVE"}},
 		"spec", "portLevelMtls")).To(Succeed())
 	NewWithT(t).Expect(k8s.Update(context.Background(), patch)).To(Succeed())
+	NewWithT(t).Eventually(func() bool { // istiod converted it and the simulated ztunnel has it
+		z, ok := sb.Dataplane.Effective().(*policy.Ztunnel)
+		return ok && z.Has(sandbox.DemoNamespace+"/converted_peer_authentication_backend-port")
+	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(BeTrue())
 	startManager(t, managerOptions())
 	g := NewWithT(t)
 	run := newRun(labsv1.LabPeerAuthentication)
@@ -84,7 +89,7 @@ func TestPoliciesIstiodDoesNotEnforce(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			addPolicy(t, sandbox.DemoNamespace, "test-deny-all", tc.labels, tc.annotations, tc.spec)
-			inForce(t, "test-marker")
+			inForce(t)
 			run := newRun(labsv1.LabMTLS)
 			create(t, run)
 			done := finished(t, run)
@@ -95,7 +100,7 @@ func TestPoliciesIstiodDoesNotEnforce(t *testing.T) {
 	// The control: the same policy without the exemption does refuse the client.
 	t.Run("control: a namespace-wide DENY all is enforced", func(t *testing.T) {
 		addPolicy(t, sandbox.DemoNamespace, "test-deny-all", nil, nil, denyAll(nil))
-		inForce(t, "test-marker")
+		inForce(t)
 		run := newRun(labsv1.LabMTLS)
 		run.Spec.Probe.SettleTimeout = shortSettle(run).Spec.Probe.SettleTimeout
 		create(t, run)
@@ -109,8 +114,9 @@ func TestPoliciesIstiodDoesNotEnforce(t *testing.T) {
 // inForce creates a harmless marker policy after the test's own and waits until the simulated ztunnel enforces
 // what istiod computed with it: the run that follows then meets the test's policy as istiod handled it, not a
 // state from before the change.
-func inForce(t *testing.T, marker string) {
+func inForce(t *testing.T) {
 	t.Helper()
+	marker := fmt.Sprintf("test-marker-%d", runCounter.Add(1)) // never one a previous test left in force
 	addPolicy(t, sandbox.DemoNamespace, marker, nil, nil, map[string]any{"action": "DENY", "rules": []any{
 		map[string]any{"from": []any{map[string]any{"source": map[string]any{"principals": []any{"cluster.local/ns/none/sa/none"}}}}}}})
 	NewWithT(t).Eventually(func() bool {

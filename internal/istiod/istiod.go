@@ -63,7 +63,8 @@ func Start(ctx context.Context, o Options) (*Istiod, error) {
 	cmd := exec.Command(bin, "discovery", "--kubeconfig", o.Kubeconfig, "--meshConfig", os.DevNull,
 		"--grpcAddr", addr(0), "--httpAddr", addr(1), "--secureGRPCAddr", addr(2), "--monitoringAddr", addr(3),
 		"--httpsAddr", addr(4), "--ctrlz_port", strconv.Itoa(ports[5]), "--ctrlz_address", "127.0.0.1")
-	cmd.Env = append(os.Environ(), "POD_NAMESPACE="+o.RootNamespace, "PILOT_ENABLE_AMBIENT=true")
+	// REVISION=default as the Istio chart sets it: objects labelled for another revision are then not ours.
+	cmd.Env = append(os.Environ(), "POD_NAMESPACE="+o.RootNamespace, "PILOT_ENABLE_AMBIENT=true", "REVISION=default")
 	logs := &limited{}
 	cmd.Stdout, cmd.Stderr = logs, logs // one writer: exec then writes from one goroutine
 	// istiod dies with the process that started it, however that process ends.
