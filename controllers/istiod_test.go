@@ -3,11 +3,14 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
@@ -123,4 +126,24 @@ func inForce(t *testing.T) {
 		z, ok := sb.Dataplane.Effective().(*policy.Ztunnel)
 		return ok && z.Has(sandbox.DemoNamespace+"/"+marker)
 	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(BeTrue())
+}
+
+// waitForPlaintextVerdict waits until the simulated ztunnel, with what istiod computed, decides a plaintext
+// connection to backend:80 by the given DENY policy ("" = by none: allowed, or refused because no ALLOW policy
+// matched): a run started then meets the policy state its test set up.
+func waitForPlaintextVerdict(t *testing.T, by string) {
+	t.Helper()
+	NewWithT(t).Eventually(func() string {
+		pods := &corev1.PodList{}
+		if err := k8s.List(context.Background(), pods, client.InNamespace(sandbox.DemoNamespace), client.MatchingLabels{"app": "backend"}); err != nil || len(pods.Items) == 0 {
+			return "no backend pod"
+		}
+		p := pods.Items[0]
+		d := sb.Dataplane.Effective().Evaluate(policy.Peer{IP: "10.244.9.9"},
+			policy.Workload{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, IP: p.Status.PodIP, Port: 80})
+		if d.Allowed || !strings.HasPrefix(d.Error, policy.ErrExplicitlyDeniedPrefix) {
+			return ""
+		}
+		return d.Policy
+	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Equal(by))
 }

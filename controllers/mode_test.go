@@ -76,6 +76,7 @@ func TestDenialByTheWrongPolicyFails(t *testing.T) {
 	deny.SetName("deny-outsiders")
 	NewWithT(t).Expect(k8s.Create(context.Background(), deny)).To(Succeed())
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), deny) })
+	waitForPlaintextVerdict(t, "demo/deny-outsiders")
 	g := NewWithT(t)
 	done := runToFailure(t, shortSettle(newRun(labsv1.LabPeerAuthentication)))
 	st := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-denied")

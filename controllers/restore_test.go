@@ -41,6 +41,7 @@ func TestFailingStepStillRestoresAndWarnsWhenNotStrictBefore(t *testing.T) {
 	g := NewWithT(t)
 	setMode(t, "PERMISSIVE") // the mesh is weak before the run: the guide's baseline fails
 	t.Cleanup(func() { setMode(t, "STRICT") })
+	waitForPlaintextVerdict(t, "") // istiod dropped the static strict policy: STRICT no longer refuses plaintext
 	run := newRun(labsv1.LabPeerAuthentication)
 	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: 2 * time.Second}
 	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: time.Second}
