@@ -40,11 +40,14 @@ func addPolicy(t *testing.T, ns, name string, labels, annotations map[string]str
 // finds it; the mesh-wide PERMISSIVE then cannot relax backend, which the set-permissive step reports.
 func TestPortLevelPeerAuthenticationThroughIstiod(t *testing.T) {
 	addPeerAuthentication(t, "backend-port", "STRICT", map[string]any{"app": "backend"})
-	pa := readMesh(mesh.Ref{Kind: mesh.KindPeerAuthentication, Namespace: sandbox.DemoNamespace, Name: "backend-port"})
-	patch := pa.DeepCopy()
-	NewWithT(t).Expect(unstructured.SetNestedField(patch.Object, map[string]any{"8080": map[string]any{"mode": "PERMISSIVE"}},
-		"spec", "portLevelMtls")).To(Succeed())
-	NewWithT(t).Expect(k8s.Update(context.Background(), patch)).To(Succeed())
+	NewWithT(t).Eventually(func() error { // istiod may write its status meanwhile: read fresh on a conflict
+		pa := readMesh(mesh.Ref{Kind: mesh.KindPeerAuthentication, Namespace: sandbox.DemoNamespace, Name: "backend-port"})
+		if err := unstructured.SetNestedField(pa.Object, map[string]any{"8080": map[string]any{"mode": "PERMISSIVE"}},
+			"spec", "portLevelMtls"); err != nil {
+			return err
+		}
+		return k8s.Update(context.Background(), pa)
+	}).WithTimeout(10 * time.Second).Should(Succeed())
 	NewWithT(t).Eventually(func() bool { // istiod converted it and the simulated ztunnel has it
 		z, ok := sb.Dataplane.Effective().(*policy.Ztunnel)
 		return ok && z.Has(sandbox.DemoNamespace+"/converted_peer_authentication_backend-port")

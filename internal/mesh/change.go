@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
@@ -32,23 +33,26 @@ func SetAside(ctx context.Context, c client.Client, orig labsv1.JournalEntry, ow
 // in the run's trusted record). Idempotent.
 func change(ctx context.Context, c client.Client, orig labsv1.JournalEntry, owner Owner, mutate func(*unstructured.Unstructured) error) error {
 	ref := RefOf(orig)
-	u := newObject(ref)
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u); err != nil {
-		return fmt.Errorf("reading %s: %w", ref, err)
-	}
-	if uid, ok := u.GetLabels()[LabelChangedBy]; ok && uid != owner.UID {
-		return &ErrChangedByOther{Ref: ref, Owner: u.GetAnnotations()[labsv1.AnnotationOwner]}
-	}
-	if err := mutate(u); err != nil {
-		return err
-	}
-	setMap(u, u.GetLabels, u.SetLabels, LabelChangedBy, owner.UID)
-	setMap(u, u.GetAnnotations, u.SetAnnotations, labsv1.AnnotationOwner, owner.key())
-	setMap(u, u.GetAnnotations, u.SetAnnotations, labsv1.AnnotationRestoreBy, owner.RestoreBy)
-	if err := c.Update(ctx, u); err != nil {
-		return fmt.Errorf("changing %s: %w", ref, err)
-	}
-	return nil
+	// istiod writes policies' status too: a conflict means "read again", not failure.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u := newObject(ref)
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u); err != nil {
+			return fmt.Errorf("reading %s: %w", ref, err)
+		}
+		if uid, ok := u.GetLabels()[LabelChangedBy]; ok && uid != owner.UID {
+			return &ErrChangedByOther{Ref: ref, Owner: u.GetAnnotations()[labsv1.AnnotationOwner]}
+		}
+		if err := mutate(u); err != nil {
+			return err
+		}
+		setMap(u, u.GetLabels, u.SetLabels, LabelChangedBy, owner.UID)
+		setMap(u, u.GetAnnotations, u.SetAnnotations, labsv1.AnnotationOwner, owner.key())
+		setMap(u, u.GetAnnotations, u.SetAnnotations, labsv1.AnnotationRestoreBy, owner.RestoreBy)
+		if err := c.Update(ctx, u); err != nil {
+			return fmt.Errorf("changing %s: %w", ref, err)
+		}
+		return nil
+	})
 }
 
 func setMap(_ *unstructured.Unstructured, get func() map[string]string, set func(map[string]string), k, v string) {

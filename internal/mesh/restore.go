@@ -9,6 +9,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
@@ -42,25 +43,28 @@ func Restore(ctx context.Context, c client.Client, orig labsv1.JournalEntry) err
 	if err != nil {
 		return err
 	}
-	u := newObject(ref)
-	err = c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading %s: %w", ref, err)
-	}
-	missing := apierrors.IsNotFound(err)
-	if missing {
-		u = newObject(ref)
-	}
-	u.Object["spec"] = spec
-	u.SetLabels(maps.Clone(orig.Labels))
-	u.SetAnnotations(maps.Clone(orig.Annotations))
-	if missing {
-		return client.IgnoreAlreadyExists(c.Create(ctx, u))
-	}
-	if err := c.Update(ctx, u); err != nil {
-		return fmt.Errorf("restoring %s: %w", ref, err)
-	}
-	return nil
+	// istiod writes policies' status too: a conflict means "read again".
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u := newObject(ref)
+		err := c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading %s: %w", ref, err)
+		}
+		missing := apierrors.IsNotFound(err)
+		if missing {
+			u = newObject(ref)
+		}
+		u.Object["spec"] = spec
+		u.SetLabels(maps.Clone(orig.Labels))
+		u.SetAnnotations(maps.Clone(orig.Annotations))
+		if missing {
+			return client.IgnoreAlreadyExists(c.Create(ctx, u))
+		}
+		if err := c.Update(ctx, u); err != nil {
+			return fmt.Errorf("restoring %s: %w", ref, err)
+		}
+		return nil
+	})
 }
 
 // Verify reads the object back and checks it is restored: spec as desired, no run's marks.
