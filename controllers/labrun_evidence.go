@@ -62,10 +62,8 @@ func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, lab
 	c := ztunnel.Criteria{Since: since.Add(-clockSlack), Until: r.now().Add(clockSlack), Direction: ev.Direction,
 		HBONE: ev.HBONE, PolicyRejected: &rejected, NoSrcIdentity: ev.Plaintext}
 	if ev.DeniedByStrict {
-		// istiod names the static policy, or for a workload PeerAuthentication with portLevelMtls its own
-		// converted policy (ISTIO-FACTS.md): either is STRICT's refusal.
-		c.ErrorAnyOf = []string{"explicitly denied by: " + run.Spec.Mesh.RootNamespace + "/istio_converted_static_strict",
-			"explicitly denied by: " + run.TargetNamespace() + "/converted_peer_authentication_"}
+		static, converted := strictDenials(run)
+		c.ErrorAnyOf = []string{"explicitly denied by: " + static, "explicitly denied by: " + converted}
 	}
 	td := run.Spec.Mesh.TrustDomain
 	if ev.SrcCaller != "" {

@@ -152,19 +152,25 @@ func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, st *l
 		return denial{}, nil
 	}
 	last := matched[len(matched)-1]
-	return denial{line: &last, who: deniedBy(last.Error())}, nil
+	return denial{line: &last, who: deniedBy(last)}, nil
 }
 
-// deniedBy names what refused a connection, from ztunnel's error text (ISTIO-FACTS.md).
-func deniedBy(msg string) string {
-	const explicit = "explicitly denied by: "
-	if i := strings.Index(msg, explicit); i >= 0 {
-		return strings.TrimSpace(msg[i+len(explicit):])
+// deniedBy names what refused a connection, from ztunnel's line (ISTIO-FACTS.md).
+func deniedBy(e ztunnel.Entry) string {
+	if who := e.DeniedBy(); who != "" {
+		return who
 	}
-	if strings.Contains(msg, "allow policies exist, but none allowed") {
+	if strings.Contains(e.Error(), "allow policies exist, but none allowed") {
 		return "no ALLOW policy (allow policies exist, but none allowed)"
 	}
-	return "an unnamed policy (" + msg + ")"
+	return "an unnamed policy (" + e.Error() + ")"
+}
+
+// strictDenials are the names istiod gives STRICT's DENY policy (ISTIO-FACTS.md): the static one in the root
+// namespace, or for a workload PeerAuthentication with portLevelMtls its own converted policy (a prefix).
+func strictDenials(run *labsv1.LabRun) (static, convertedPrefix string) {
+	return run.Spec.Mesh.RootNamespace + "/istio_converted_static_strict",
+		run.TargetNamespace() + "/converted_peer_authentication_"
 }
 
 // deniedAsExpected: STRICT's refusal is the DENY policy istiod generates from the PeerAuthentication; the
@@ -172,8 +178,8 @@ func deniedBy(msg string) string {
 func deniedAsExpected(run *labsv1.LabRun, denier labs.Denier, who string) bool {
 	switch denier {
 	case labs.DenierStrict:
-		return who == run.Spec.Mesh.RootNamespace+"/istio_converted_static_strict" ||
-			strings.HasPrefix(who, run.TargetNamespace()+"/converted_peer_authentication_")
+		static, converted := strictDenials(run)
+		return who == static || strings.HasPrefix(who, converted)
 	case labs.DenierPolicy:
 		ref := policyRef(run)
 		return strings.HasPrefix(who, "no ALLOW policy") || who == ref.Namespace+"/"+ref.Name

@@ -264,25 +264,19 @@ func TestForgedMarksOnATenantPolicyAreRefusedAndChangeNothing(t *testing.T) {
 	g.Expect(bob.Create(ctx, plain)).To(Succeed())
 	t.Cleanup(func() { _ = k8s.Delete(ctx, plain) })
 	// istiod writes the policy's status too: read it fresh on each attempt, so a conflict is not the answer.
-	g.Eventually(func() error {
+	forgePlain := func() error {
 		cur := policy("bobs-plain")
 		if err := bob.Get(ctx, client.ObjectKeyFromObject(cur), cur); err != nil {
 			return err
 		}
 		forge(cur)
 		return bob.Update(ctx, cur)
-	}).WithTimeout(10 * time.Second).Should(MatchError(ContainSubstring("only the labrun-operator writes them")))
+	}
+	g.Eventually(forgePlain).WithTimeout(10 * time.Second).Should(MatchError(ContainSubstring("only the labrun-operator writes them")))
 
 	// With the policy off, the marks land; the operator must still take no instruction from them.
 	withoutBinding(t, "labrun-mesh-marks")
-	g.Eventually(func() error {
-		cur := policy("bobs-plain")
-		if err := bob.Get(ctx, client.ObjectKeyFromObject(cur), cur); err != nil {
-			return err
-		}
-		forge(cur)
-		return bob.Update(ctx, cur)
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Eventually(forgePlain).WithTimeout(10 * time.Second).Should(Succeed())
 	before := meshState(t)
 	deleteAndWait(t, victim)
 	expectMeshUnchanged(t, before)

@@ -100,3 +100,13 @@ func (e Entry) IsPolicyRejection() bool {
 	msg := e.Error()
 	return strings.Contains(msg, "policy rejection") || strings.Contains(msg, "401 Unauthorized")
 }
+
+// DeniedBy is "<ns>/<name>" of the DENY policy a rejection line names ("explicitly denied by: …"), or "".
+func (e Entry) DeniedBy() string {
+	const explicit = "explicitly denied by: "
+	msg := e.Error()
+	if i := strings.Index(msg, explicit); i >= 0 {
+		return strings.TrimSpace(msg[i+len(explicit):])
+	}
+	return ""
+}
