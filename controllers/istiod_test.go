@@ -37,7 +37,8 @@ func addPolicy(t *testing.T, ns, name string, labels, annotations map[string]str
 // TestPortLevelPeerAuthenticationThroughIstiod: a workload PeerAuthentication with portLevelMtls makes istiod
 // convert it to demo/converted_peer_authentication_<name> and drop the static strict policy for backend. The
 // plaintext probe is denied by that policy, which the lab accepts as STRICT's refusal, and the evidence step
-// finds it; the mesh-wide PERMISSIVE then cannot relax backend, which the set-permissive step reports.
+// finds it; the temporary workload PERMISSIVE one would lose to it (the oldest wins), which the set-permissive step
+// reports without changing anything.
 func TestPortLevelPeerAuthenticationThroughIstiod(t *testing.T) {
 	addPeerAuthentication(t, "backend-port", "STRICT", map[string]any{"app": "backend"})
 	NewWithT(t).Eventually(func() error { // istiod may write its status meanwhile: read fresh on a conflict
@@ -67,7 +68,7 @@ func TestPortLevelPeerAuthenticationThroughIstiod(t *testing.T) {
 	g.Expect(base.Observed).To(ContainSubstring("decided by demo/backend-port, workload level"))
 	st := stepOf(t, done, labsv1.LabPeerAuthentication, "set-permissive")
 	g.Expect(st.Verdict).To(Equal(labsv1.VerdictFail))
-	g.Expect(st.Message).To(ContainSubstring("stays STRICT"))
+	g.Expect(st.Message).To(ContainSubstring("would stay STRICT (decided by demo/backend-port, workload level)"))
 	expectMeshAsFound(t)
 }
 

@@ -28,9 +28,10 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
 
-// LogSource reads ztunnel access logs (through pods/log on a cluster).
+// LogSource reads ztunnel access logs and observer pods' logs (through pods/log on a cluster).
 type LogSource interface {
 	Read(ctx context.Context, namespace string, selector map[string]string, since time.Time) ([]ztunnel.Entry, error)
+	PodLog(ctx context.Context, namespace, name string, since time.Time) ([]byte, error)
 }
 
 // LabRunReconciler runs LabRuns: plan, preflight, mesh lock, each step, restore, cleanup.
@@ -76,7 +77,8 @@ var errAborted = errors.New("pass aborted by fault injection")
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;create;delete
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=create
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,resourceNames=labrun-mesh-lock,verbs=get;list;watch;update;delete
-// +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications;authorizationpolicies,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=security.istio.io,resources=authorizationpolicies,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=metrics.k8s.io,resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;list;watch;create;update;delete

@@ -66,12 +66,12 @@ func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, lab
 		c.ErrorAnyOf = []string{"explicitly denied by: " + static, "explicitly denied by: " + converted}
 	}
 	td := run.Spec.Mesh.TrustDomain
+	// ztunnel names the source pod, in the mesh or not: only the observer of the step the evidence is about
+	// counts, however close in time another observer's connections were (the bystander's, for one).
+	c.SrcWorkload = observerPodName(run, observerOf(planStep(run, lab, ev.Since)))
 	if ev.SrcCaller != "" {
 		ns, sa := r.caller(run, ev.SrcCaller)
 		c.SrcIdentity = ztunnel.SPIFFEID(td, ns, sa)
-		// ztunnel names a mesh source's pod: only the probe of the step the evidence is about counts, however
-		// close in time another step's connections were.
-		c.SrcWorkload = probePodName(run, labs.Step{Lab: lab, Name: ev.Since})
 	}
 	if ev.DstTarget {
 		sa, err := r.targetServiceAccount(ctx, run)
@@ -113,6 +113,17 @@ func (r *LabRunReconciler) targetPods(ctx context.Context, run *labsv1.LabRun) (
 		return nil, nil, fmt.Errorf("no pods back Service %s", key)
 	}
 	return svc, pods, nil
+}
+
+// planStep is the catalogue's step lab/name of the run's plan (zero when absent).
+func planStep(run *labsv1.LabRun, lab labsv1.LabName, name string) labs.Step {
+	plan, _ := labs.Plan(run.Spec.Labs)
+	for _, s := range plan {
+		if s.Lab == lab && s.Name == name {
+			return s
+		}
+	}
+	return labs.Step{Lab: lab, Name: name}
 }
 
 func stepStart(run *labsv1.LabRun, lab labsv1.LabName, name string) time.Time {

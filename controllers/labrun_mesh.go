@@ -28,7 +28,7 @@ func (r *LabRunReconciler) changeOf(run *labsv1.LabRun, s labs.Step) string {
 	case labs.KindSetAside:
 		return fmt.Sprintf("set %s aside (its selector then matches no workload)", policyRef(run))
 	case labs.KindSetPermissive:
-		return fmt.Sprintf("set %s mode %s", peerAuthRef(run), modePermissive)
+		return permissiveChange(run)
 	case labs.KindRestore:
 		return "restore the journaled originals (PeerAuthentication mode STRICT)"
 	case labs.KindCreateFixture, labs.KindRemoveFixture:
@@ -122,15 +122,23 @@ func orUnset(mode string) string {
 func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
 	ref, change := policyRef(run), changeSetAside
 	if step.Kind == labs.KindSetPermissive {
-		ref, change = peerAuthRef(run), "mode "+modePermissive
+		ref, change = permissiveRef(run), "mode "+modePermissive
 	}
 	rec, err := r.record(ctx, run)
 	if err != nil {
 		return err
 	}
 	entry := rec.Find(ref)
+	if (entry == nil || entry.Restored) && step.Kind == labs.KindSetPermissive {
+		if blocked, err := r.permissiveBlocked(ctx, run); err != nil || blocked != "" {
+			if err == nil {
+				r.finishStep(run, st, labsv1.VerdictFail, "", blocked)
+			}
+			return err
+		}
+	}
 	if entry == nil || entry.Restored {
-		return r.journal(ctx, run, st, rec, ref)
+		return r.journal(ctx, run, st, rec, ref, step.Kind == labs.KindSetPermissive && scopeOf(run) != labsv1.ScopeMesh)
 	}
 	if run.Status.Exposure.Since == nil { // the status copy of the journal pass was lost
 		since := metav1.NewMicroTime(entry.RecordedAt.Time)
@@ -139,9 +147,12 @@ func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *l
 	if err := r.fault("before-change:" + step.ID()); err != nil {
 		return err
 	}
-	if step.Kind == labs.KindSetPermissive {
+	switch {
+	case entry.Created:
+		err, change = mesh.Create(ctx, r.Client, *entry), "created, "+modePermissive
+	case step.Kind == labs.KindSetPermissive:
 		err = mesh.SetMode(ctx, r.Client, *entry, r.owner(run, rec), modePermissive)
-	} else {
+	default:
 		err = mesh.SetAside(ctx, r.Client, *entry, r.owner(run, rec))
 	}
 	if err != nil {
@@ -156,6 +167,7 @@ func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *l
 		return err // the change is idempotent: the next pass makes it again and records it
 	}
 	mirrorJournal(run, rec)
+	r.countWeakened(ctx, run, rec)
 	r.event(run, corev1.EventTypeWarning, "MeshWeakened", string(st.Lab)+"/"+st.Name, "%s: %s", ref, change)
 	if step.Kind == labs.KindSetPermissive {
 		return r.checkPermissive(ctx, run, st, ref)
@@ -196,9 +208,22 @@ func (r *LabRunReconciler) checkPermissive(ctx context.Context, run *labsv1.LabR
 
 // journal records the original of ref in the run's trusted record (and a copy in status) and opens the exposure
 // window; the change waits for the next pass.
-func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, rec *mesh.Record, ref mesh.Ref) error {
+func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, rec *mesh.Record, ref mesh.Ref, create bool) error {
 	now := r.now()
-	entry, err := mesh.Snapshot(ctx, r.APIReader, ref, metav1.NewTime(now))
+	var entry labsv1.JournalEntry
+	var err error
+	if create {
+		entry, err = r.temporaryEntry(ctx, run, r.owner(run, rec), now)
+		if unowned, gerr := existsUnowned(ctx, r.APIReader, ref, string(run.UID)); gerr != nil || unowned {
+			if gerr != nil {
+				return gerr
+			}
+			r.finishStep(run, st, labsv1.VerdictError, "", ref.String()+" already exists and is not this run's: nothing was changed")
+			return nil
+		}
+	} else {
+		entry, err = mesh.Snapshot(ctx, r.APIReader, ref, metav1.NewTime(now))
+	}
 	var other *mesh.ErrChangedByOther
 	if errors.As(err, &other) {
 		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
@@ -351,7 +376,7 @@ func (r *LabRunReconciler) setRestoredCondition(run *labsv1.LabRun) {
 		return
 	}
 	for _, e := range run.Status.Journal {
-		if e.Kind == mesh.KindPeerAuthentication && mesh.OriginalMode(e) != mesh.Strict {
+		if e.Kind == mesh.KindPeerAuthentication && !e.Created && mesh.OriginalMode(e) != mesh.Strict {
 			setMeshRestored(run, metav1.ConditionTrue, labsv1.ReasonWasNotStrict, fmt.Sprintf(
 				"Restored; %s was %s before the run and is now STRICT", mesh.RefOf(e), orUnset(mesh.OriginalMode(e))), r.now())
 			return
@@ -410,11 +435,14 @@ func (r *LabRunReconciler) closeExposure(run *labsv1.LabRun) {
 			return
 		}
 	}
-	total := r.now().Sub(since.Time).Round(time.Millisecond)
+	window := r.now().Sub(since.Time).Round(time.Millisecond)
+	total := window
 	if d := run.Status.Exposure.Duration; d != nil {
 		total += d.Duration
 	}
-	run.Status.Exposure = labsv1.Exposure{Duration: &metav1.Duration{Duration: total}}
+	x := &run.Status.Exposure
+	addPodSeconds(x, window)
+	x.Duration, x.Since = &metav1.Duration{Duration: total}, nil
 }
 
 // interfered checks that the run's changes still stand; if someone else (e.g. Argo CD self-heal) changed a
@@ -432,7 +460,7 @@ func (r *LabRunReconciler) interfered(ctx context.Context, run *labsv1.LabRun, s
 		if e.Kind == mesh.KindPeerAuthentication {
 			want = modePermissive
 		}
-		msg, err := mesh.Interference(ctx, r.APIReader, mesh.RefOf(*e), string(run.UID), want)
+		msg, err := mesh.Interference(ctx, r.APIReader, *e, string(run.UID), want)
 		if err != nil || msg == "" {
 			continue
 		}

@@ -31,7 +31,10 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 		run.Status.Phase, run.Status.Reason = labsv1.PhaseRestoring, labsv1.ReasonRestoring
 		return nil
 	}
-	progressed := false
+	progressed, err := r.prepare(ctx, run, plan)
+	if err != nil || run.Status.Phase != labsv1.PhaseRunning {
+		return err
+	}
 	for i, step := range plan {
 		st := &run.Status.Steps[i]
 		if terminal(st.Verdict) {
@@ -56,8 +59,23 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 			}
 			continue
 		}
-		if err := r.runStep(ctx, run, st, step); err != nil {
+		if step.Weakens && st.StartTime == nil {
+			// A weakened window opens only once every observer is running: no pod starts inside it.
+			if starting, err := r.startObservers(ctx, run, plan); err != nil || len(starting) > 0 {
+				if err != nil {
+					return err
+				}
+				return waitFor(fmt.Sprintf("observers %v to start before the mesh is weakened", starting),
+					r.deadlineAfter(run, r.PodStartGrace))
+			}
+		}
+		if err := r.runStep(ctx, run, st, step, plan); err != nil {
 			return err
+		}
+		if step.Kind == labs.KindProbe && terminal(st.Verdict) {
+			if err := r.retireObservers(ctx, run, plan); err != nil {
+				return err
+			}
 		}
 		if st.Verdict != labsv1.VerdictPass && stopsRun(step) {
 			skipRemaining(run, fmt.Sprintf("Not run: step %s/%s did not pass", st.Lab, st.Name))
@@ -71,6 +89,33 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 	return nil
 }
 
+// prepare runs ahead what depends on no mesh change: it creates every fixture of the plan (their steps pass
+// where they stand in the plan, earlier than listed), then starts every observer the probe steps need, all at
+// once. A fixture that cannot be created stops the run, as it would in its place. It reports whether it did
+// anything this pass.
+func (r *LabRunReconciler) prepare(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) (bool, error) {
+	progressed := false
+	for i, step := range plan {
+		st := &run.Status.Steps[i]
+		if step.Kind != labs.KindCreateFixture || terminal(st.Verdict) {
+			continue
+		}
+		progressed = true
+		if err := r.runStep(ctx, run, st, step, plan); err != nil {
+			return true, err
+		}
+		if st.Verdict != labsv1.VerdictPass {
+			skipRemaining(run, fmt.Sprintf("Not run: step %s/%s did not pass", st.Lab, st.Name))
+			run.Status.Phase, run.Status.Reason = labsv1.PhaseRestoring, labsv1.ReasonRestoring
+			return true, nil
+		}
+	}
+	if _, err := r.startObservers(ctx, run, plan); err != nil {
+		return progressed, err
+	}
+	return progressed, nil
+}
+
 // stepBudget bounds any step: a probe's own budget plus the evidence wait (a probe step times out first).
 func (r *LabRunReconciler) stepBudget(run *labsv1.LabRun) time.Duration {
 	return r.probeBudget(run) + r.EvidenceWait + 10*time.Second
@@ -80,7 +125,7 @@ func stopsRun(s labs.Step) bool {
 	return s.Mutates() || s.Kind == labs.KindCreateFixture
 }
 
-func (r *LabRunReconciler) runStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
+func (r *LabRunReconciler) runStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, plan []labs.Step) error {
 	if st.StartTime == nil {
 		now := metav1.NewMicroTime(r.now())
 		st.StartTime = &now
@@ -88,7 +133,7 @@ func (r *LabRunReconciler) runStep(ctx context.Context, run *labsv1.LabRun, st *
 	}
 	switch step.Kind {
 	case labs.KindProbe:
-		return r.runProbe(ctx, run, st, step)
+		return r.observeStep(ctx, run, st, step, plan)
 	case labs.KindCheckMode:
 		return r.checkMode(ctx, run, st)
 	case labs.KindSetAside, labs.KindSetPermissive:

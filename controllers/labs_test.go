@@ -2,6 +2,8 @@ package controllers_test
 
 import (
 	"context"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/labs"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
 // TestEachLabPasses runs every lab of the guide on its own through the sandbox: every planned step passes and
@@ -74,25 +77,108 @@ func TestMTLSLabRecordsEvidence(t *testing.T) {
 	}).WithTimeout(10 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
 
+// TestPeerAuthenticationLabSeesStrictAndPermissive runs the lab with the default scope, Workload: the mesh-wide
+// PeerAuthentication stays STRICT all along (watched), a temporary one makes only backend's port PERMISSIVE, the
+// non-mesh observer sees the change take effect, frontend keeps refusing plaintext meanwhile, and the temporary
+// policy is gone afterwards.
 func TestPeerAuthenticationLabSeesStrictAndPermissive(t *testing.T) {
 	g := NewWithT(t)
+	modes := watchMeshWideMode(t)
 	done := runLab(t, labsv1.LabPeerAuthentication)
+	g.Expect(modes()).To(HaveEach("STRICT"), "the mesh-wide PeerAuthentication during the run")
 	denied := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-denied")
 	g.Expect(denied.ExitCode).To(HaveValue(BeEquivalentTo(56)), denied.Message)
 	g.Expect(denied.HTTPCode).To(HaveValue(BeEquivalentTo(0)))
-	// Denied by STRICT itself, as the destination ztunnel's line for this probe says.
+	// Denied by STRICT itself, as the destination ztunnel's line for the non-mesh observer says.
 	g.Expect(denied.Observed).To(HaveSuffix("by istio-system/istio_converted_static_strict"))
-	g.Expect(denied.Evidence).To(ConsistOf(ContainSubstring(`src.workload="` + done.Name + "-probe-")))
+	g.Expect(denied.Evidence).To(ConsistOf(ContainSubstring(`src.workload="` + done.Name + "-obs-")))
 	allowed := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-allowed")
 	g.Expect(allowed.HTTPCode).To(HaveValue(BeEquivalentTo(200)), allowed.Message)
+	// The observer ran before the change: what it saw began after it, once istiod's push reached ztunnel.
 	g.Expect(allowed.Settle).NotTo(BeNil())
-	g.Expect(done.Status.Exposure.Duration).NotTo(BeNil())
-	g.Expect(done.Status.Exposure.Duration.Duration).To(BeNumerically(">", 0))
-	g.Expect(done.Status.Exposure.Since).To(BeNil())
+	g.Expect(allowed.Settle.Duration).To(BeNumerically(">", 0))
+	bystander := stepOf(t, done, labsv1.LabPeerAuthentication, "bystander-denied")
+	g.Expect(bystander.Verdict).To(Equal(labsv1.VerdictPass), bystander.Message)
+	g.Expect(bystander.Observed).To(HavePrefix("non-mesh → bystander denied"))
+	g.Expect(bystander.Observed).To(HaveSuffix("by istio-system/istio_converted_static_strict"))
+	g.Expect(bystander.Evidence).To(ConsistOf(ContainSubstring(`dst.workload="frontend-`)))
 	g.Expect(done.Status.Journal).To(HaveLen(2))
 	g.Expect(done.Status.Journal).To(HaveEach(HaveField("Restored", true)))
+	g.Expect(done.Status.Journal).To(ContainElement(And(HaveField("Created", true),
+		HaveField("Kind", "PeerAuthentication"), HaveField("Namespace", "demo"),
+		HaveField("Name", HavePrefix("labrun-permissive-")))))
+	x := done.Status.Exposure
+	g.Expect(x.Duration).NotTo(BeNil())
+	g.Expect(x.Duration.Duration).To(BeNumerically(">", 0))
+	g.Expect(x.Since).To(BeNil())
+	g.Expect(x.Scope).To(Equal(labsv1.ScopeWorkload))
+	g.Expect(x.Pods).To(BeEquivalentTo(1), "backend's pod only")
+	podSeconds, err := strconv.ParseFloat(x.PodSeconds, 64)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(podSeconds).To(BeNumerically("~", x.Duration.Seconds(), 0.02), "one pod for the whole window")
 	restored := meta.FindStatusCondition(done.Status.Conditions, labsv1.ConditionMeshRestored)
 	g.Expect(restored.Reason).To(Equal(labsv1.ReasonRestored))
+}
+
+// TestWiderScopesWeakenMore: Namespace scope creates a namespace-wide temporary PeerAuthentication (both demo
+// pods weakened, no bystander left to call); Mesh scope sets the mesh-wide one PERMISSIVE, as the guide does.
+// Both restore.
+func TestWiderScopesWeakenMore(t *testing.T) {
+	startManager(t, managerOptions())
+	for _, scope := range []labsv1.Scope{labsv1.ScopeNamespace, labsv1.ScopeMesh} {
+		t.Run(string(scope), func(t *testing.T) {
+			g := NewWithT(t)
+			modes := watchMeshWideMode(t)
+			run := newRun(labsv1.LabPeerAuthentication)
+			run.Spec.Scope = scope
+			create(t, run)
+			done := finished(t, run)
+			g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
+			g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "bystander-denied").Verdict).To(Equal(labsv1.VerdictSkipped))
+			g.Expect(done.Status.Exposure.Scope).To(Equal(scope))
+			g.Expect(done.Status.Exposure.Pods).To(BeEquivalentTo(2), "frontend and backend")
+			if scope == labsv1.ScopeMesh {
+				g.Expect(modes()).To(ContainElement("PERMISSIVE"))
+			} else {
+				g.Expect(modes()).To(HaveEach("STRICT"))
+			}
+			expectMeshAsFound(t)
+		})
+	}
+}
+
+// watchMeshWideMode watches the mesh-wide PeerAuthentication from now on; the returned function stops and lists
+// every mode it was seen in (its state now first).
+func watchMeshWideMode(t *testing.T) func() []string {
+	t.Helper()
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(mesh.GVK(mesh.KindPeerAuthentication).GroupVersion().WithKind("PeerAuthenticationList"))
+	w, err := k8s.Watch(context.Background(), list, client.InNamespace(peerAuthRef.Namespace),
+		client.MatchingFields{"metadata.name": peerAuthRef.Name})
+	NewWithT(t).Expect(err).NotTo(HaveOccurred())
+	var mu sync.Mutex
+	var modes []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			if u, ok := ev.Object.(*unstructured.Unstructured); ok {
+				m, _, _ := unstructured.NestedString(u.Object, "spec", "mtls", "mode")
+				mu.Lock()
+				modes = append(modes, m)
+				mu.Unlock()
+			}
+		}
+	}()
+	stop := func() []string {
+		w.Stop()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return modes
+	}
+	t.Cleanup(func() { stop() })
+	return stop
 }
 
 func TestAuthorizationPolicyLabDeniesAttacker(t *testing.T) {

@@ -11,10 +11,12 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
@@ -33,6 +35,9 @@ func TestManagerRBACIsNarrow(t *testing.T) {
 		{access{"create", "security.istio.io", "authorizationpolicies", "", "demo", ""}, true}, // restore of a deleted policy
 		{access{"delete", "security.istio.io", "authorizationpolicies", "", "demo", "backend-allow-frontend-only"}, false},
 		{access{"patch", "security.istio.io", "peerauthentications", "", "istio-system", "default"}, false},
+		// Workload and Namespace scope create and delete a temporary PeerAuthentication (admission narrows it).
+		{access{"create", "security.istio.io", "peerauthentications", "", "demo", ""}, true},
+		{access{"delete", "security.istio.io", "peerauthentications", "", "demo", "labrun-permissive-x"}, true},
 		{access{"create", "", "pods", "", "demo", ""}, true},
 		{access{"get", "", "pods", "log", "istio-system", "ztunnel-node-1"}, true},
 		{access{"create", "", "pods", "exec", "demo", "backend"}, false},
@@ -148,6 +153,14 @@ func TestManagerMayCreateOnlyWhatARunNeeds(t *testing.T) {
 		{"another Lease outside its namespace", func() client.Object {
 			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-scheduler"}}
 		}, "only create the labrun-mesh-lock Lease outside its namespace"},
+		{"its temporary PeerAuthentication", func() client.Object {
+			return peerAuthentication("labrun-permissive-0123456789", map[string]string{mesh.LabelChangedBy: "uid"})
+		}, ""},
+		{"a PeerAuthentication of another name", func() client.Object {
+			return peerAuthentication("default", map[string]string{mesh.LabelChangedBy: "uid"})
+		}, "its temporary PeerAuthentications"},
+		{"an unmarked temporary PeerAuthentication", func() client.Object { return peerAuthentication("labrun-permissive-0123456789", nil) },
+			"its temporary PeerAuthentications"},
 	}
 	// Refusals first: once one is seen the policy is in force, so an admission that follows is meaningful.
 	sort.SliceStable(cases, func(i, j int) bool { return cases[i].refusal != "" && cases[j].refusal == "" })
@@ -169,8 +182,23 @@ func TestManagerMayCreateOnlyWhatARunNeeds(t *testing.T) {
 		NewWithT(t).Expect(manager.Delete(ctx, &pods.Items[0], client.DryRunAll)).
 			To(MatchError(ContainSubstring("may only delete probe pods")))
 	})
+	t.Run("deleting a PeerAuthentication it did not create", func(t *testing.T) {
+		pa := peerAuthentication("default", nil)
+		pa.SetNamespace(sandbox.RootNamespace)
+		NewWithT(t).Expect(manager.Delete(ctx, pa, client.DryRunAll)).To(MatchError(ContainSubstring("its temporary PeerAuthentications")))
+	})
 	t.Run("deleting a namespace it did not create", func(t *testing.T) {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: sandbox.DemoNamespace}}
 		NewWithT(t).Expect(manager.Delete(ctx, ns, client.DryRunAll)).To(MatchError(ContainSubstring("its own non-mesh namespaces")))
 	})
+}
+
+// peerAuthentication is a PeerAuthentication in demo with the given labels (a request to admit, not stored).
+func peerAuthentication(name string, labels map[string]string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"mtls": map[string]any{"mode": "PERMISSIVE"}}}}
+	u.SetGroupVersionKind(mesh.GVK(mesh.KindPeerAuthentication))
+	u.SetNamespace(sandbox.DemoNamespace)
+	u.SetName(name)
+	u.SetLabels(labels)
+	return u
 }

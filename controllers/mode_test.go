@@ -43,22 +43,37 @@ func TestNamespacePermissiveFailsTheBaseline(t *testing.T) {
 	expectNoLock(t)
 }
 
-// TestWorkloadStrictStopsThePermissiveStep: a workload-level STRICT policy for backend outranks the mesh-wide
-// PERMISSIVE the lab sets; the step says so, names the policy, and the run restores at once.
+// TestWorkloadStrictStopsThePermissiveStep: a workload-level STRICT policy for backend outranks whatever the lab
+// would make PERMISSIVE, in every scope (for Workload scope because at one level the oldest policy wins). The
+// step works the change out before making it, fails naming the policy, and never creates or changes the
+// PeerAuthentication; the run restores what it had set aside.
 func TestWorkloadStrictStopsThePermissiveStep(t *testing.T) {
 	addPeerAuthentication(t, "backend-strict", "STRICT", map[string]any{"app": "backend"})
-	g := NewWithT(t)
-	done := runToFailure(t, newRun(labsv1.LabPeerAuthentication))
-	base := stepOf(t, done, labsv1.LabPeerAuthentication, "baseline-strict")
-	g.Expect(base.Verdict).To(Equal(labsv1.VerdictPass), base.Message)
-	g.Expect(base.Observed).To(ContainSubstring("decided by demo/backend-strict, workload level"))
-	st := stepOf(t, done, labsv1.LabPeerAuthentication, "set-permissive")
-	g.Expect(st.Verdict).To(Equal(labsv1.VerdictFail))
-	g.Expect(st.Message).To(ContainSubstring("stays STRICT: STRICT (decided by demo/backend-strict, workload level)"))
-	g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-allowed").Verdict).To(Equal(labsv1.VerdictSkipped))
-	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
-	expectMeshAsFound(t)
-	expectNoLock(t)
+	startManager(t, managerOptions())
+	for _, scope := range []labsv1.Scope{labsv1.ScopeWorkload, labsv1.ScopeNamespace, labsv1.ScopeMesh} {
+		t.Run(string(scope), func(t *testing.T) {
+			g := NewWithT(t)
+			run := newRun(labsv1.LabPeerAuthentication)
+			run.Spec.Scope = scope
+			create(t, run)
+			done := finished(t, run)
+			g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+			base := stepOf(t, done, labsv1.LabPeerAuthentication, "baseline-strict")
+			g.Expect(base.Verdict).To(Equal(labsv1.VerdictPass), base.Message)
+			g.Expect(base.Observed).To(ContainSubstring("decided by demo/backend-strict, workload level"))
+			st := stepOf(t, done, labsv1.LabPeerAuthentication, "set-permissive")
+			g.Expect(st.Verdict).To(Equal(labsv1.VerdictFail))
+			g.Expect(st.Message).To(ContainSubstring("scope " + string(scope) + " cannot make target pod backend"))
+			g.Expect(st.Message).To(ContainSubstring("it would stay STRICT (decided by demo/backend-strict, workload level)"))
+			g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-allowed").Verdict).To(Equal(labsv1.VerdictSkipped))
+			for _, e := range done.Status.Journal {
+				g.Expect(e.Kind).To(Equal(mesh.KindAuthorizationPolicy), "only the policy set aside was changed")
+			}
+			g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
+			expectMeshAsFound(t)
+			expectNoLock(t)
+		})
+	}
 }
 
 // TestDenialByTheWrongPolicyFails: demo is PERMISSIVE at namespace level, and an extra DENY policy refuses every

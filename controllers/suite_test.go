@@ -178,7 +178,8 @@ func expectMeshAsFound(t testing.TB) {
 	}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
 
-// leftovers lists the probe pods, ServiceAccounts, namespaces and trusted records runs created that still exist.
+// leftovers lists the probe pods, ServiceAccounts, namespaces, temporary PeerAuthentications and trusted records
+// runs created that still exist.
 func leftovers() []string {
 	var out []string
 	ctx := context.Background()
@@ -201,7 +202,7 @@ func leftovers() []string {
 	for _, n := range nss.Items {
 		out = append(out, "namespace "+n.Name)
 	}
-	return out
+	return append(out, temporaryPeerAuths()...)
 }
 
 // stepOf returns the named step of a run.
@@ -216,11 +217,31 @@ func stepOf(t *testing.T, run *labsv1.LabRun, lab labsv1.LabName, name string) l
 	return labsv1.StepResult{}
 }
 
-// waitForMode waits until the PeerAuthentication has the given mode (a run's change became visible).
+// waitForMode waits until the run's change is visible: for "PERMISSIVE", a temporary PeerAuthentication a run
+// created (Workload or Namespace scope) or the mesh-wide one PERMISSIVE (Mesh scope); else the mesh-wide mode.
 func waitForMode(t *testing.T, mode string) {
 	t.Helper()
 	NewWithT(t).Eventually(func() string {
+		if mode == "PERMISSIVE" && len(temporaryPeerAuths()) > 0 {
+			return mode
+		}
 		m, _, _ := unstructured.NestedString(readMesh(peerAuthRef).Object, "spec", "mtls", "mode")
 		return m
 	}).WithTimeout(30 * time.Second).WithPolling(10 * time.Millisecond).Should(Equal(mode))
+}
+
+// temporaryPeerAuths names the PeerAuthentications runs created (they carry a run's mark from creation).
+func temporaryPeerAuths() []string {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(mesh.GVK(mesh.KindPeerAuthentication).GroupVersion().WithKind("PeerAuthenticationList"))
+	if err := k8s.List(context.Background(), list, client.HasLabels{mesh.LabelChangedBy}); err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, pa := range list.Items {
+		if pa.GetNamespace() != peerAuthRef.Namespace || pa.GetName() != peerAuthRef.Name {
+			out = append(out, "peerauthentication "+pa.GetNamespace()+"/"+pa.GetName())
+		}
+	}
+	return out
 }

@@ -120,8 +120,14 @@ func TestTenantIsRefusedWhatSheCouldNotDoHerself(t *testing.T) {
 		{"the mesh root PeerAuthentication", func() *labsv1.LabRun {
 			r := tenantRun(labsv1.LabPeerAuthentication)
 			r.Spec.Mesh.AuthorizationPolicy = &labsv1.ObjectRef{Name: "team-a-policy"}
+			r.Spec.Scope = labsv1.ScopeMesh
 			return r
 		}, "user alice may not update PeerAuthentication istio-system/default"},
+		{"a temporary PeerAuthentication in her namespace without the right to create one", func() *labsv1.LabRun {
+			r := tenantRun(labsv1.LabPeerAuthentication)
+			r.Spec.Mesh.AuthorizationPolicy = &labsv1.ObjectRef{Name: "team-a-policy"}
+			return r
+		}, "user alice may not create and delete PeerAuthentications in namespace team-a"},
 		{"a foreign ServiceAccount", func() *labsv1.LabRun {
 			r := tenantRun(labsv1.LabFootprint)
 			r.Spec.Target.Namespace = sandbox.DemoNamespace

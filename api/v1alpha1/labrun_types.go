@@ -61,6 +61,17 @@ type LabRunSpec struct {
 	// +optional
 	Footprint FootprintSpec `json:"footprint,omitempty"`
 
+	// Scope is how much of the mesh the peer-authentication lab weakens while it shows PERMISSIVE:
+	// Workload (default): a temporary workload-selector PeerAuthentication in the target namespace selects
+	// exactly the target Service's pods and makes only the target port PERMISSIVE (portLevelMtls); the mesh-wide
+	// policy is never touched. Namespace: a temporary namespace-wide PeerAuthentication in the target namespace.
+	// Mesh: the lab guide's literal step, the mesh-wide PeerAuthentication set PERMISSIVE (every workload in
+	// every namespace then accepts plaintext). Temporary objects are journaled and removed on restore like any
+	// other change.
+	// +kubebuilder:default=Workload
+	// +optional
+	Scope Scope `json:"scope,omitempty"`
+
 	// MaxExposure caps how long the mesh may stay weakened (PeerAuthentication not STRICT or the
 	// AuthorizationPolicy set aside) in one run. When it runs out the mesh is restored at once and the step fails.
 	// +kubebuilder:default="2m"
@@ -75,6 +86,17 @@ type LabRunSpec struct {
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
 }
+
+// Scope is how much of the mesh a run weakens.
+// +kubebuilder:validation:Enum=Workload;Namespace;Mesh
+type Scope string
+
+// Scopes.
+const (
+	ScopeWorkload  Scope = "Workload"
+	ScopeNamespace Scope = "Namespace"
+	ScopeMesh      Scope = "Mesh"
+)
 
 // TargetSpec is the Service under test.
 type TargetSpec struct {
@@ -402,6 +424,21 @@ type Exposure struct {
 	// Since is when the current weakening began; empty while the mesh is as found.
 	// +optional
 	Since *metav1.MicroTime `json:"since,omitempty"`
+	// Scope the run weakened at (spec.scope): Workload, Namespace or Mesh.
+	// +optional
+	Scope Scope `json:"scope,omitempty"`
+	// Pods is the largest number of pods weakened at once: the pods a changed policy applied to (the target's
+	// pods for Workload scope, the target namespace's for Namespace, every ambient pod for Mesh), counted when
+	// the change was made.
+	// +optional
+	Pods int32 `json:"pods,omitempty"`
+	// WindowPods is how many pods the open weakening applies to; folded into PodSeconds when it closes.
+	// +optional
+	WindowPods int32 `json:"windowPods,omitempty"`
+	// PodSeconds is the sum over weakenings of their duration times the pods they applied to, in seconds
+	// (a decimal string, e.g. "1.84").
+	// +optional
+	PodSeconds string `json:"podSeconds,omitempty"`
 }
 
 // JournalEntry is the original of a mesh object, recorded before the run changed it.
@@ -423,9 +460,14 @@ type JournalEntry struct {
 	// Annotations as found.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
-	// Change is the change the run made to the object, once made (e.g. "mode PERMISSIVE", "set aside").
+	// Change is the change the run made to the object, once made (e.g. "mode PERMISSIVE", "set aside",
+	// "created").
 	// +optional
 	Change string `json:"change,omitempty"`
+	// Created is true for an object the run creates (a temporary PeerAuthentication of Workload or Namespace
+	// scope): Spec, Labels and Annotations are what the run creates, and restoring deletes it.
+	// +optional
+	Created bool `json:"created,omitempty"`
 	// RecordedAt is when the original was recorded.
 	RecordedAt metav1.Time `json:"recordedAt"`
 	// Restored is true once the original is back in place.
@@ -501,7 +543,9 @@ type LabRunStatus struct {
 // +kubebuilder:printcolumn:name="Passed",type=integer,JSONPath=`.status.summary.passed`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.summary.failed`
 // +kubebuilder:printcolumn:name="Restored",type=string,JSONPath=`.status.conditions[?(@.type=="MeshRestored")].status`
+// +kubebuilder:printcolumn:name="Scope",type=string,JSONPath=`.spec.scope`,priority=1
 // +kubebuilder:printcolumn:name="Exposure",type=string,JSONPath=`.status.exposure.duration`,priority=1
+// +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.exposure.pods`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type LabRun struct {
@@ -510,7 +554,7 @@ type LabRun struct {
 
 	// Spec says which labs to run against which mesh. Immutable.
 	// Durations compare as durations: a Go client sends the defaulted "2m" back as "2m0s".
-	// +kubebuilder:validation:XValidation:rule="self.labs == oldSelf.labs && self.target == oldSelf.target && self.client == oldSelf.client && self.mesh == oldSelf.mesh && self.footprint == oldSelf.footprint && duration(self.probe.requestTimeout) == duration(oldSelf.probe.requestTimeout) && duration(self.probe.settleTimeout) == duration(oldSelf.probe.settleTimeout) && duration(self.maxExposure) == duration(oldSelf.maxExposure) && (has(self.probe.image) ? self.probe.image : '') == (has(oldSelf.probe.image) ? oldSelf.probe.image : '') && (has(self.dryRun) && self.dryRun) == (has(oldSelf.dryRun) && oldSelf.dryRun)",message="spec is immutable: create a new LabRun to run the labs again"
+	// +kubebuilder:validation:XValidation:rule="self.labs == oldSelf.labs && self.target == oldSelf.target && self.client == oldSelf.client && self.mesh == oldSelf.mesh && self.footprint == oldSelf.footprint && duration(self.probe.requestTimeout) == duration(oldSelf.probe.requestTimeout) && duration(self.probe.settleTimeout) == duration(oldSelf.probe.settleTimeout) && duration(self.maxExposure) == duration(oldSelf.maxExposure) && (has(self.scope) ? self.scope : 'Workload') == (has(oldSelf.scope) ? oldSelf.scope : 'Workload') && (has(self.probe.image) ? self.probe.image : '') == (has(oldSelf.probe.image) ? oldSelf.probe.image : '') && (has(self.dryRun) && self.dryRun) == (has(oldSelf.dryRun) && oldSelf.dryRun)",message="spec is immutable: create a new LabRun to run the labs again"
 	Spec LabRunSpec `json:"spec"`
 
 	// Status records the run.

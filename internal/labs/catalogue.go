@@ -109,6 +109,12 @@ type Step struct {
 	// Denier, on a denied probe, is who must have denied it: the step passes only when the destination
 	// ztunnel's line for this very probe names it (a reset alone does not say who refused).
 	Denier Denier
+	// Observes, on a probe, names the step of the same lab whose change the probe is to see take effect: its
+	// caller's observer, running since before that change, must see the expected outcome begin after the change
+	// was applied. Seen before it, the mesh was not enforcing what it should, and the step fails.
+	Observes string
+	// Bystander, on a probe, calls another enrolled workload than the target (one the run does not weaken).
+	Bystander bool
 	// Restore steps: which journaled kinds to put back.
 	Restores []string
 	// Fixture steps.
@@ -123,13 +129,21 @@ type Step struct {
 func (s Step) Expected() string {
 	switch s.Kind {
 	case KindProbe:
+		who := string(s.Caller)
+		if s.Bystander {
+			who += " → bystander"
+		}
+		e := fmt.Sprintf("%s denied (connection reset, curl 56)", who)
 		if s.Expect == probe.ExpectAllowed {
-			return fmt.Sprintf("%s allowed (HTTP 2xx)", s.Caller)
+			e = fmt.Sprintf("%s allowed (HTTP 2xx)", who)
 		}
 		if s.Denier != "" {
-			return fmt.Sprintf("%s denied (connection reset, curl 56) by %s", s.Caller, s.Denier)
+			e += " by " + string(s.Denier)
 		}
-		return fmt.Sprintf("%s denied (connection reset, curl 56)", s.Caller)
+		if s.Observes != "" {
+			e += ", first seen after " + s.Observes
+		}
+		return e
 	case KindCheckMode:
 		return "target's effective mTLS mode STRICT"
 	case KindSetAside:

@@ -86,6 +86,31 @@ func TestEvidenceLooksAtAnEarlierProbe(t *testing.T) {
 	}
 }
 
+// TestObservedChangesComeEarlier: a probe that observes a change names a mesh change of its own lab that runs
+// before it, with no other change between (the probe's outcome is that change's effect).
+func TestObservedChangesComeEarlier(t *testing.T) {
+	plan, _ := Plan(labsv1.AllLabs)
+	observing := 0
+	for i, s := range plan {
+		if s.Kind != KindProbe || s.Observes == "" {
+			continue
+		}
+		observing++
+		var last *Step
+		for j := range plan[:i] {
+			if plan[j].Mutates() {
+				last = &plan[j]
+			}
+		}
+		if last == nil || last.Lab != s.Lab || last.Name != s.Observes {
+			t.Errorf("%s observes %q, which is not the last mesh change before it", s.ID(), s.Observes)
+		}
+	}
+	if observing == 0 {
+		t.Error("no probe observes a change")
+	}
+}
+
 // TestGuideExpectations pins the outcomes the lab guide states, step by step.
 func TestGuideExpectations(t *testing.T) {
 	want := map[string]probe.Expectation{
@@ -98,6 +123,8 @@ func TestGuideExpectations(t *testing.T) {
 		"authorization-policy/client-allowed":                  probe.ExpectAllowed,
 		"authorization-policy/attacker-denied":                 probe.ExpectDenied,
 		"hbone/client-requests":                                probe.ExpectAllowed,
+		// Not in the guide: with a narrow scope, another enrolled workload keeps refusing plaintext meanwhile.
+		"peer-authentication/bystander-denied": probe.ExpectDenied,
 	}
 	plan, _ := Plan(labsv1.AllLabs)
 	for _, s := range plan {

@@ -38,6 +38,9 @@ func desiredSpec(orig labsv1.JournalEntry) (map[string]any, error) {
 // journaled. An object deleted meanwhile is created again: orig comes only from a trusted record, which holds
 // only objects this run snapshotted right before changing them. Idempotent.
 func Restore(ctx context.Context, c client.Client, orig labsv1.JournalEntry) error {
+	if orig.Created {
+		return removeCreated(ctx, c, orig)
+	}
 	ref := RefOf(orig)
 	spec, err := desiredSpec(orig)
 	if err != nil {
@@ -69,6 +72,9 @@ func Restore(ctx context.Context, c client.Client, orig labsv1.JournalEntry) err
 
 // Verify reads the object back and checks it is restored: spec as desired, no run's marks.
 func Verify(ctx context.Context, r client.Reader, orig labsv1.JournalEntry) error {
+	if orig.Created {
+		return verifyRemoved(ctx, r, orig)
+	}
 	ref := RefOf(orig)
 	want, err := desiredSpec(orig)
 	if err != nil {
@@ -110,14 +116,19 @@ func Mode(ctx context.Context, r client.Reader, ref Ref) (string, error) {
 }
 
 // Interference tells whether someone else changed the object away from the run's change: the run's mark is
-// gone, or (for a PeerAuthentication) the mode differs from the one the run set. "" means no interference.
-func Interference(ctx context.Context, r client.Reader, ref Ref, runUID, wantMode string) (string, error) {
+// gone, or (for a PeerAuthentication) the mode differs from the one the run set, or an object the run created
+// is gone or changed. "" means no interference.
+func Interference(ctx context.Context, r client.Reader, e labsv1.JournalEntry, runUID, wantMode string) (string, error) {
+	ref := RefOf(e)
 	u := newObject(ref)
 	if err := r.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u); err != nil {
 		if apierrors.IsNotFound(err) {
 			return ref.String() + " was deleted by someone else during the step", nil
 		}
 		return "", err
+	}
+	if e.Created {
+		return createdInterference(u, e), nil
 	}
 	if u.GetLabels()[LabelChangedBy] != runUID {
 		return ref.String() + " was changed by someone else during the step (the run's change is gone)", nil

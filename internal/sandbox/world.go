@@ -42,11 +42,11 @@ func seedWorld(ctx context.Context, c client.Client, nodes []string) error {
 		namespace(DemoNamespace, map[string]string{ambientLabel: ambientValue, labsv1.LabelEnabled: "true"}),
 		serviceAccount(DemoNamespace, "frontend"), serviceAccount(DemoNamespace, "backend"),
 		deployment(DemoNamespace, "frontend"), deployment(DemoNamespace, "backend"),
-		appPod(DemoNamespace, "frontend", nodes[0]), appPod(DemoNamespace, "backend", nodes[1%len(nodes)]),
-		backendService(), ztunnelDaemonSet(), strictPeerAuthentication(), backendPolicy(),
+		// frontend's Service gives a run a bystander: an enrolled workload a Workload-scope run does not weaken.
+		backendService(), appService("frontend"), ztunnelDaemonSet(), strictPeerAuthentication(), backendPolicy(),
 	}
-	for _, n := range nodes {
-		objs = append(objs, ztunnelPod(n))
+	for _, p := range worldPods(nodes) {
+		objs = append(objs, p)
 	}
 	for _, o := range objs {
 		if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -54,6 +54,15 @@ func seedWorld(ctx context.Context, c client.Client, nodes []string) error {
 		}
 	}
 	return nil
+}
+
+// worldPods are the world's pods: frontend and backend, and one ztunnel per node.
+func worldPods(nodes []string) []*corev1.Pod {
+	pods := []*corev1.Pod{appPod(DemoNamespace, "frontend", nodes[0]), appPod(DemoNamespace, "backend", nodes[1%len(nodes)])}
+	for _, n := range nodes {
+		pods = append(pods, ztunnelPod(n))
+	}
+	return pods
 }
 
 func namespace(name string, labels map[string]string) *corev1.Namespace {
@@ -99,11 +108,14 @@ func appPod(ns, name, node string) *corev1.Pod {
 	}
 }
 
-func backendService() *corev1.Service {
+func backendService() *corev1.Service { return appService("backend") }
+
+// appService is the Service in front of an app's pods, port 80.
+func appService(app string) *corev1.Service {
 	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: DemoNamespace, Name: "backend", Labels: map[string]string{"app": "backend"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: DemoNamespace, Name: app, Labels: map[string]string{"app": app}},
 		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": "backend"},
+			Selector: map[string]string{"app": app},
 			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}},
 		},
 	}

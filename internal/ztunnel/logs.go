@@ -55,3 +55,18 @@ func (r LogReader) readPod(ctx context.Context, p *corev1.Pod, since time.Time) 
 	}
 	return Parse(bytes.NewReader(raw))
 }
+
+// PodLog returns one pod's log (its only container's) written since the given time, as `kubectl logs --since-time`
+// does; the API's sinceTime has a resolution of one second, so callers filter the lines by their own times.
+func (r LogReader) PodLog(ctx context.Context, namespace, name string, since time.Time) ([]byte, error) {
+	opts := &corev1.PodLogOptions{}
+	if !since.IsZero() {
+		t := metav1.NewTime(since)
+		opts.SinceTime = &t
+	}
+	raw, err := r.Client.CoreV1().Pods(namespace).GetLogs(name, opts).DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading logs of pod %s/%s: %w", namespace, name, err)
+	}
+	return raw, nil
+}

@@ -1,0 +1,433 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/labs"
+	"github.com/ambientlab/labrun-operator/internal/probe"
+	"github.com/ambientlab/labrun-operator/internal/ztunnel"
+)
+
+// Probe steps read observers: one probe pod per caller and destination, started before anything is weakened,
+// that keeps calling and logs every attempt with its time (`manager probe --observe`). A step judges the
+// attempts in its own time range from the pod's log (pods/log; the pod has no API access and nothing is
+// exec'd). So no pod starts inside a weakened window, and a step that observes a change sees it take effect:
+// its settle is the real propagation time, and an expected outcome seen before the change is a finding.
+
+// ClockTolerance is how far apart the nodes' clocks (the observers' attempt times) and the manager's (when a
+// change was applied) may be. An attempt counts as after a change only when it started at least this long after
+// it; an outcome that began more than this long before the change began before it.
+const ClockTolerance = 100 * time.Millisecond
+
+// observerInterval paces an observer's attempts: how soon after a change it can see it.
+const observerInterval = 100 * time.Millisecond
+
+// observer is one caller calling one destination for the whole run.
+type observer struct {
+	caller    labs.Caller
+	bystander bool
+}
+
+func observerOf(s labs.Step) observer { return observer{caller: s.Caller, bystander: s.Bystander} }
+
+func (o observer) key() string {
+	if o.bystander {
+		return string(o.caller) + "-bystander"
+	}
+	return string(o.caller) + "-target"
+}
+
+func observerPodName(run *labsv1.LabRun, o observer) string {
+	return shortName(run.Name, 40) + "-obs-" + hash(string(run.UID)+"/"+o.key())
+}
+
+// bystander is another enrolled workload's Service in the target namespace that the run does not weaken: the
+// first by name whose pods are not the target's. With Namespace or Mesh scope there is none (the namespace, or
+// the mesh, is weakened as a whole): reason says why.
+func (r *LabRunReconciler) bystander(ctx context.Context, run *labsv1.LabRun) (url, reason string, err error) {
+	if s := scopeOf(run); s != labsv1.ScopeWorkload {
+		return "", fmt.Sprintf("scope %s weakens every workload of the %s: no enrolled bystander stays STRICT",
+			s, map[labsv1.Scope]string{labsv1.ScopeNamespace: "namespace", labsv1.ScopeMesh: "mesh"}[s]), nil
+	}
+	_, targets, err := r.targetPods(ctx, run)
+	if err != nil {
+		return "", "", err
+	}
+	svcs := &corev1.ServiceList{}
+	if err := r.APIReader.List(ctx, svcs, client.InNamespace(run.TargetNamespace())); err != nil {
+		return "", "", fmt.Errorf("listing Services: %w", err)
+	}
+	sort.Slice(svcs.Items, func(i, j int) bool { return svcs.Items[i].Name < svcs.Items[j].Name })
+	for _, svc := range svcs.Items {
+		if svc.Name == run.Spec.Target.Service || len(svc.Spec.Selector) == 0 || len(svc.Spec.Ports) == 0 {
+			continue
+		}
+		sel := labels.SelectorFromSet(svc.Spec.Selector)
+		if slices.ContainsFunc(targets, func(p corev1.Pod) bool { return sel.Matches(labels.Set(p.Labels)) }) {
+			continue
+		}
+		pods, err := r.appPods(ctx, client.InNamespace(svc.Namespace), client.MatchingLabels(svc.Spec.Selector))
+		if err != nil {
+			return "", "", err
+		}
+		if len(pods) > 0 {
+			return fmt.Sprintf("http://%s.%s.svc:%d%s", svc.Name, svc.Namespace, svc.Spec.Ports[0].Port, run.Spec.Target.Path), "", nil
+		}
+	}
+	return "", "no other Service with pods in namespace " + run.TargetNamespace() + " to call", nil
+}
+
+// observerBudget bounds an observer's life: every step that is left, each within its own budget.
+func (r *LabRunReconciler) observerBudget(run *labsv1.LabRun) time.Duration {
+	n := 0
+	for _, st := range run.Status.Steps {
+		if !terminal(st.Verdict) {
+			n++
+		}
+	}
+	return min(time.Duration(max(n, 1))*r.stepBudget(run), 4*time.Hour-r.PodStartGrace)
+}
+
+// observerPod builds the observer; url is the destination.
+func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, url string) *corev1.Pod {
+	ns, sa := r.caller(run, o.caller)
+	image := run.Spec.Probe.Image
+	if image == "" {
+		image = r.ProbeImage
+	}
+	return probe.Pod(probe.PodRequest{
+		Name: observerPodName(run, o), Namespace: ns, ServiceAccount: sa, Image: image,
+		Labels: map[string]string{
+			labsv1.LabelProbe: "true", labsv1.LabelLabRun: string(run.UID), labsv1.LabelStep: "observe-" + o.key(),
+		},
+		Annotations: ownerAnnotation(run),
+		Options: probe.Options{URL: url, Observe: true, Timeout: run.Spec.Probe.RequestTimeout.Duration,
+			Settle: r.observerBudget(run), Interval: observerInterval},
+	})
+}
+
+// ensureObserver creates the step's observer if it is missing. It returns the pod (nil while just created), or
+// a reason the step cannot have one (refused for good, or no bystander to call).
+func (r *LabRunReconciler) ensureObserver(ctx context.Context, run *labsv1.LabRun, step labs.Step) (*corev1.Pod, string, error) {
+	o := observerOf(step)
+	ns, _ := r.caller(run, o.caller)
+	pod := &corev1.Pod{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: observerPodName(run, o)}, pod)
+	if err == nil {
+		return pod, "", nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, "", fmt.Errorf("reading observer pod: %w", err)
+	}
+	url := targetURL(run)
+	if o.bystander {
+		var reason string
+		if url, reason, err = r.bystander(ctx, run); err != nil || reason != "" {
+			return nil, reason, err
+		}
+	}
+	pod = r.observerPod(run, o, url)
+	ctrl.LoggerFrom(ctx).Info("Creating observer pod", "pod", klog.KObj(pod), "url", url)
+	if err := r.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+		if awaitingServiceAccount(err) {
+			return nil, "", nil // a ServiceAccount just created is not admitted yet: the step's budget bounds this
+		}
+		if permanent(err) {
+			return nil, "probe pod refused: " + err.Error(), nil
+		}
+		return nil, "", fmt.Errorf("creating observer pod: %w", err)
+	}
+	return nil, "", nil
+}
+
+// startObservers creates every observer the run's remaining probe steps need, at once, so that they start
+// together and before any change (fixtures first: the non-mesh namespace and the attacker ServiceAccount). It
+// reports the observers not running yet.
+func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) (starting []string, err error) {
+	seen := map[string]bool{}
+	for i, step := range plan {
+		if step.Kind != labs.KindProbe || terminal(run.Status.Steps[i].Verdict) || seen[observerOf(step).key()] {
+			continue
+		}
+		seen[observerOf(step).key()] = true
+		if needsFixture(plan, run, step) {
+			continue
+		}
+		pod, reason, err := r.ensureObserver(ctx, run, step)
+		if err != nil {
+			return nil, err
+		}
+		if reason == "" && (pod == nil || (pod.Status.Phase == corev1.PodPending && probe.Stuck(pod) == "")) {
+			starting = append(starting, observerOf(step).key())
+		}
+	}
+	return starting, nil
+}
+
+// needsFixture: the step's caller needs a fixture that is not created yet.
+func needsFixture(plan []labs.Step, run *labsv1.LabRun, step labs.Step) bool {
+	want := map[labs.Caller]labs.Fixture{labs.CallerNonMesh: labs.FixtureNonMeshNamespace, labs.CallerAttacker: labs.FixtureAttacker}[step.Caller]
+	if want == "" {
+		return false
+	}
+	for i, s := range plan {
+		if s.Kind == labs.KindCreateFixture && s.Fixture == want && run.Status.Steps[i].Verdict != labsv1.VerdictPass {
+			return true
+		}
+	}
+	return false
+}
+
+// retireObservers deletes the observers no remaining step needs.
+func (r *LabRunReconciler) retireObservers(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) error {
+	needed, all := map[string]bool{}, map[string]labs.Step{}
+	for i, step := range plan {
+		if step.Kind != labs.KindProbe {
+			continue
+		}
+		all[observerOf(step).key()] = step
+		if !terminal(run.Status.Steps[i].Verdict) {
+			needed[observerOf(step).key()] = true
+		}
+	}
+	for key, step := range all {
+		if needed[key] {
+			continue
+		}
+		ns, _ := r.caller(run, step.Caller)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: observerPodName(run, observerOf(step))}}
+		if err := r.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting observer pod %s: %w", klog.KObj(pod), err)
+		}
+	}
+	return nil
+}
+
+// observeStep judges a probe step from its observer's attempts.
+func (r *LabRunReconciler) observeStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, plan []labs.Step) error {
+	pod, reason, err := r.ensureObserver(ctx, run, step)
+	if err != nil {
+		return err
+	}
+	if reason != "" {
+		verdict := labsv1.VerdictError
+		if step.Bystander && !strings.HasPrefix(reason, "probe pod refused") {
+			verdict = labsv1.VerdictSkipped
+		}
+		r.finishStep(run, st, verdict, "", reason)
+		return nil
+	}
+	change := r.changeBefore(run, plan, step)
+	w := window{from: st.StartTime.Add(-ClockTolerance), settleBy: st.StartTime.Add(run.Spec.Probe.SettleTimeout.Duration)}
+	if !change.IsZero() && change.Add(ClockTolerance).After(w.from) {
+		w.from = change.Add(ClockTolerance)
+	}
+	if step.Observes != "" {
+		w.change = change
+	}
+	if pod == nil {
+		return r.waitObserver(run, "observer pod for "+step.ID()+" to be created", w)
+	}
+	if why := probe.Stuck(pod); why != "" {
+		r.finishStep(run, st, labsv1.VerdictError, "", "observer pod cannot start: "+why)
+		return nil
+	}
+	if pod.Status.Phase == corev1.PodPending {
+		return r.waitObserver(run, "observer pod "+klog.KObj(pod).String()+" to start", w)
+	}
+	raw, err := r.Logs.PodLog(ctx, pod.Namespace, pod.Name, w.from.Add(-time.Minute))
+	if err != nil {
+		return fmt.Errorf("reading observer log: %w", err)
+	}
+	j := judge(probe.ParseAttempts(raw), step.Expect, max(step.Count, 1), w)
+	now := r.now()
+	switch {
+	case j.early:
+		r.finishObserved(run, st, step, j, labsv1.VerdictFail, fmt.Sprintf(
+			"Observed %s already since %s, before %s was applied at %s (clock tolerance %s): the mesh was not enforcing "+
+				"what it should before the change", j.outcome(), stamp(j.segmentStart), step.Observes, stamp(w.change), ClockTolerance))
+		return nil
+	case !j.pass && now.After(w.settleBy):
+		if j.last == nil {
+			r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf("observer pod %s logged no attempt within %s",
+				klog.KObj(pod), run.Spec.Probe.SettleTimeout.Duration))
+			return nil
+		}
+		r.finishObserved(run, st, step, j, labsv1.VerdictFail, fmt.Sprintf("Expected %s, observed %s until settle ran out (%s); last error: %s",
+			step.Expected(), j.outcome(), run.Spec.Probe.SettleTimeout.Duration, j.last.Error))
+		return nil
+	case !j.pass:
+		if pod.Status.Phase != corev1.PodRunning {
+			r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf("observer pod %s ended (%s) before the step saw its outcome",
+				klog.KObj(pod), pod.Status.Phase))
+			return nil
+		}
+		return r.waitObserver(run, "observer "+klog.KObj(pod).String()+" to see "+string(step.Expect), w)
+	case step.Denier != "":
+		return r.judgeDenier(ctx, run, st, step, pod, j, w)
+	}
+	r.finishObserved(run, st, step, j, labsv1.VerdictPass, fmt.Sprintf("Observed %s, %d attempt(s) counted, settled in %s, as expected",
+		j.outcome(), j.counted, j.settle(st.StartTime.Time, w)))
+	return nil
+}
+
+// judgeDenier passes a denied step only when the destination ztunnel's newest line for the observer's attempts in
+// the step's range names the expected denier; another denier is waited out until settle ends (the change this
+// step waits for has not reached the data plane yet).
+func (r *LabRunReconciler) judgeDenier(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, pod *corev1.Pod, j judgement, w window) error {
+	d, err := r.denial(ctx, run, j.first.Time.Add(-ClockTolerance), pod)
+	if err != nil {
+		r.finishStep(run, st, labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error())
+		return nil
+	}
+	now := r.now()
+	if (d.line == nil && now.Before(j.last.Time.Add(r.EvidenceWait))) ||
+		(d.line != nil && !deniedAsExpected(run, step.Denier, d.who) && now.Before(w.settleBy)) {
+		return r.waitObserver(run, "the destination ztunnel's line naming "+string(step.Denier), w)
+	}
+	if d.line == nil {
+		r.finishObserved(run, st, step, j, labsv1.VerdictFail, fmt.Sprintf(
+			"Denied, but no destination ztunnel line for the observer's attempts says who denied them within %s: expected %s",
+			r.EvidenceWait, step.Denier))
+		return nil
+	}
+	st.Evidence = []string{ztunnel.FormatText(*d.line)}
+	if !deniedAsExpected(run, step.Denier, d.who) {
+		r.finishObserved(run, st, step, j, labsv1.VerdictFail, fmt.Sprintf(
+			"Denied, but by %s, not by %s, until settle ran out: the refusal is not the one the lab demonstrates", d.who, step.Denier))
+		st.Observed += " by " + d.who
+		return nil
+	}
+	r.finishObserved(run, st, step, j, labsv1.VerdictPass, fmt.Sprintf("Denied by %s (%s), %d attempt(s) counted, settled in %s, as expected",
+		step.Denier, d.who, j.counted, j.settle(st.StartTime.Time, w)))
+	st.Observed += " by " + d.who
+	return nil
+}
+
+// waitObserver comes back soon: an observer's log is read, not watched.
+func (r *LabRunReconciler) waitObserver(run *labsv1.LabRun, what string, w window) error {
+	return waitFor(what, r.deadlineAfter(run, min(200*time.Millisecond, max(time.Until(w.settleBy), 10*time.Millisecond))))
+}
+
+// changeBefore is when the last mesh change before step in the plan was applied (zero when none ran).
+func (r *LabRunReconciler) changeBefore(run *labsv1.LabRun, plan []labs.Step, step labs.Step) time.Time {
+	var at time.Time
+	for i, s := range plan {
+		if s.ID() == step.ID() {
+			break
+		}
+		if c := run.Status.Steps[i].CompletionTime; s.Mutates() && c != nil {
+			at = c.Time
+		}
+	}
+	return at
+}
+
+func (r *LabRunReconciler) finishObserved(run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, j judgement, v labsv1.Verdict, msg string) {
+	who := string(step.Caller)
+	if step.Bystander {
+		who += " → bystander"
+	}
+	observed := who + " " + j.outcome()
+	if j.last != nil {
+		st.HTTPCode, st.ExitCode = ptrInt32(j.last.HTTPCode), ptrInt32(j.last.ExitCode)
+	}
+	st.Attempts = int32(j.counted)
+	st.Settle = &metav1.Duration{Duration: j.settle(st.StartTime.Time, window{change: j.change})}
+	r.finishStep(run, st, v, observed, msg)
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("15:04:05.000") }
+
+// window is the part of an observer's log a step may count.
+type window struct {
+	from     time.Time // attempts count from here (the step's start, or the last change plus the tolerance)
+	change   time.Time // for a step that observes a change: when it was applied
+	settleBy time.Time
+}
+
+// judgement is what a step makes of the observer's attempts.
+type judgement struct {
+	pass, early  bool
+	counted      int
+	first        probe.Attempt  // the first counted attempt
+	last         *probe.Attempt // the newest attempt
+	segmentStart time.Time      // when the newest run of one outcome began
+	change       time.Time
+}
+
+func (j judgement) outcome() string {
+	if j.last == nil {
+		return "nothing"
+	}
+	return describeAttempt(*j.last)
+}
+
+// settle is how long the outcome took: from the change it observes to the first attempt that saw it, else from
+// the step's start to the first counted attempt.
+func (j judgement) settle(start time.Time, w window) time.Duration {
+	if j.first.Time.IsZero() {
+		return 0
+	}
+	from := start
+	at := j.first.Time
+	if !w.change.IsZero() {
+		from, at = w.change, j.segmentStart
+	}
+	return max(at.Sub(from), 0).Round(time.Millisecond)
+}
+
+// judge reads attempts (in time order) for a step that expects want, count times in a row, in window w. The
+// newest attempts must show want; for a step that observes a change, the run of want must have begun no earlier
+// than the change (within the clock tolerance) - else it is early - and count attempts of it must have started
+// after the change plus the tolerance.
+func judge(attempts []probe.Attempt, want probe.Expectation, count int, w window) judgement {
+	j := judgement{change: w.change}
+	if len(attempts) == 0 {
+		return j
+	}
+	j.last = &attempts[len(attempts)-1]
+	start := len(attempts) - 1
+	for start > 0 && attempts[start-1].Observed == j.last.Observed {
+		start--
+	}
+	j.segmentStart = attempts[start].Time
+	if j.last.Observed != string(want) {
+		return j
+	}
+	if !w.change.IsZero() && j.segmentStart.Before(w.change.Add(-ClockTolerance)) {
+		j.early = true
+		return j
+	}
+	for _, a := range attempts[start:] {
+		if a.Time.Before(w.from) {
+			continue
+		}
+		if j.counted == 0 {
+			j.first = a
+		}
+		j.counted++
+	}
+	j.pass = j.counted >= count
+	return j
+}
+
+// describeAttempt puts an attempt in the lab guide's words, as describe does for a one-shot probe.
+func describeAttempt(a probe.Attempt) string {
+	return describe(probe.Result{Observed: a.Observed, HTTPCode: a.HTTPCode, ExitCode: a.ExitCode, Reason: a.Reason})
+}
