@@ -101,6 +101,18 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		}
 	}
 	orig := run.DeepCopy()
+	// A checkpoint writes the status so far in the middle of a pass: what a change depends on is on record
+	// before the change, without waiting for a pass of its own.
+	// The patch goes through a copy: decoding the answer into run would replace the slices the pass holds
+	// pointers into.
+	ctx = context.WithValue(ctx, checkpointKey{}, func() error {
+		written := run.DeepCopy()
+		if err := r.patchStatus(ctx, orig, written, nil); err != nil {
+			return err
+		}
+		run.ResourceVersion, orig = written.ResourceVersion, written
+		return nil
+	})
 	defer func() {
 		if errors.Is(retErr, errAborted) {
 			return
@@ -233,6 +245,16 @@ func (r *LabRunReconciler) reconcileDelete(ctx context.Context, run *labsv1.LabR
 	patch := client.MergeFrom(run.DeepCopy())
 	controllerutil.RemoveFinalizer(run, labsv1.Finalizer)
 	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, run, patch))
+}
+
+type checkpointKey struct{}
+
+// checkpoint writes the run's status so far (see Reconcile); without a checkpoint in ctx it does nothing.
+func checkpoint(ctx context.Context) error {
+	if f, ok := ctx.Value(checkpointKey{}).(func() error); ok {
+		return f()
+	}
+	return nil
 }
 
 func (r *LabRunReconciler) now() time.Time {

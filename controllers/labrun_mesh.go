@@ -129,16 +129,27 @@ func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *l
 		return err
 	}
 	entry := rec.Find(ref)
-	if (entry == nil || entry.Restored) && step.Kind == labs.KindSetPermissive {
-		if blocked, err := r.permissiveBlocked(ctx, run); err != nil || blocked != "" {
-			if err == nil {
-				r.finishStep(run, st, labsv1.VerdictFail, "", blocked)
-			}
+	if entry == nil || entry.Restored {
+		// All that can be done before the window opens is: the original read (or the object to create built),
+		// the change worked out on paper, the pods it weakens counted.
+		create := step.Kind == labs.KindSetPermissive && scopeOf(run) != labsv1.ScopeMesh
+		fresh, done, err := r.prepareEntry(ctx, run, st, rec, ref, create)
+		if err != nil || done {
 			return err
 		}
-	}
-	if entry == nil || entry.Restored {
-		return r.journal(ctx, run, st, rec, ref, step.Kind == labs.KindSetPermissive && scopeOf(run) != labsv1.ScopeMesh)
+		if step.Kind == labs.KindSetPermissive {
+			if blocked, err := r.permissiveBlocked(ctx, run, fresh); err != nil || blocked != "" {
+				if err == nil {
+					r.finishStep(run, st, labsv1.VerdictFail, "", blocked)
+				}
+				return err
+			}
+		}
+		r.countWeakened(ctx, run, fresh)
+		if err := r.journal(ctx, run, rec, fresh); err != nil {
+			return err
+		}
+		entry = rec.Find(ref)
 	}
 	if run.Status.Exposure.Since == nil { // the status copy of the journal pass was lost
 		since := metav1.NewMicroTime(entry.RecordedAt.Time)
@@ -167,7 +178,6 @@ func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *l
 		return err // the change is idempotent: the next pass makes it again and records it
 	}
 	mirrorJournal(run, rec)
-	r.countWeakened(ctx, run, rec)
 	r.event(run, corev1.EventTypeWarning, "MeshWeakened", string(st.Lab)+"/"+st.Name, "%s: %s", ref, change)
 	if step.Kind == labs.KindSetPermissive {
 		return r.checkPermissive(ctx, run, st, ref)
@@ -206,32 +216,34 @@ func (r *LabRunReconciler) checkPermissive(ctx context.Context, run *labsv1.LabR
 	return nil
 }
 
-// journal records the original of ref in the run's trusted record (and a copy in status) and opens the exposure
-// window; the change waits for the next pass.
-func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, rec *mesh.Record, ref mesh.Ref, create bool) error {
+// prepareEntry reads the original of ref (or, for an object the run creates, builds it). done is true when the
+// step ended instead: the object cannot be journaled.
+func (r *LabRunReconciler) prepareEntry(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, rec *mesh.Record, ref mesh.Ref, create bool) (labsv1.JournalEntry, bool, error) {
 	now := r.now()
-	var entry labsv1.JournalEntry
-	var err error
 	if create {
-		entry, err = r.temporaryEntry(ctx, run, r.owner(run, rec), now)
-		if unowned, gerr := existsUnowned(ctx, r.APIReader, ref, string(run.UID)); gerr != nil || unowned {
-			if gerr != nil {
-				return gerr
+		if unowned, err := existsUnowned(ctx, r.APIReader, ref, string(run.UID)); err != nil || unowned {
+			if err != nil {
+				return labsv1.JournalEntry{}, false, err
 			}
 			r.finishStep(run, st, labsv1.VerdictError, "", ref.String()+" already exists and is not this run's: nothing was changed")
-			return nil
+			return labsv1.JournalEntry{}, true, nil
 		}
-	} else {
-		entry, err = mesh.Snapshot(ctx, r.APIReader, ref, metav1.NewTime(now))
+		e, err := r.temporaryEntry(ctx, run, r.owner(run, rec), now)
+		return e, false, err
 	}
+	e, err := mesh.Snapshot(ctx, r.APIReader, ref, metav1.NewTime(now))
 	var other *mesh.ErrChangedByOther
 	if errors.As(err, &other) {
 		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
-		return nil
+		return e, true, nil
 	}
-	if err != nil {
-		return err
-	}
+	return e, false, err
+}
+
+// journal records the original in the run's trusted record (a copy goes to status) and opens the exposure window;
+// the change follows in the same pass.
+func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, rec *mesh.Record, entry labsv1.JournalEntry) error {
+	now := r.now()
 	if len(rec.Pending()) == 0 || rec.RestoreBy == nil {
 		// A new exposure window: what is left of maxExposure from now is the deadline the watchdog enforces.
 		used := time.Duration(0)
@@ -241,6 +253,7 @@ func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, st *
 		by := metav1.NewTime(now.Add(r.exposureBudget(run) - used))
 		rec.RestoreBy = &by
 	}
+	entry.RecordedAt = metav1.NewTime(now)
 	rec.Put(entry)
 	if err := r.Records.Save(ctx, rec); err != nil {
 		return err
@@ -250,8 +263,8 @@ func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, st *
 		since := metav1.NewMicroTime(now)
 		run.Status.Exposure.Since = &since
 	}
-	ctrl.LoggerFrom(ctx).Info("Journaled original", "object", ref.String())
-	return waitFor("the journal to be written", 10*time.Second)
+	ctrl.LoggerFrom(ctx).Info("Journaled original", "object", mesh.RefOf(entry).String())
+	return nil
 }
 
 // record is the run's trusted record, or a new one (not yet saved) when it has none.
@@ -283,7 +296,8 @@ func (r *LabRunReconciler) owner(run *labsv1.LabRun, rec *mesh.Record) mesh.Owne
 		RestoreBy: restoreBy.UTC().Format(time.RFC3339)}
 }
 
-// restoreStep puts back the recorded objects of the step's kinds and checks them by reading back.
+// restoreStep puts back the recorded objects of the step's kinds, closes the exposure window as soon as they are
+// written back, then checks them by reading back.
 func (r *LabRunReconciler) restoreStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
 	rec, err := r.Records.Get(ctx, string(run.UID))
 	if err != nil {
@@ -291,28 +305,43 @@ func (r *LabRunReconciler) restoreStep(ctx context.Context, run *labsv1.LabRun, 
 	}
 	var restored []string
 	if rec != nil {
+		var todo []*labsv1.JournalEntry
 		for _, e := range rec.Pending() {
-			if !slices.Contains(step.Restores, e.Kind) {
-				continue
+			if slices.Contains(step.Restores, e.Kind) {
+				todo = append(todo, e)
 			}
-			if err := r.restoreEntry(ctx, run, rec, e); err != nil {
+		}
+		for _, e := range todo {
+			if err := mesh.Restore(ctx, r.Client, *e); err != nil {
+				r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
+				return nil
+			}
+		}
+		back := r.now()
+		for _, e := range todo {
+			if err := r.markRestored(ctx, run, rec, e); err != nil {
 				r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
 				return nil
 			}
 			restored = append(restored, mesh.RefOf(*e).String())
 		}
 		mirrorJournal(run, rec)
+		r.closeExposureAt(run, back)
 	}
 	r.closeExposure(run)
 	r.finishStep(run, st, labsv1.VerdictPass, fmt.Sprintf("restored %v", restored), "Originals restored and read back")
 	return nil
 }
-
 // restoreEntry restores one object from the trusted record, reads it back and records that it is back.
 func (r *LabRunReconciler) restoreEntry(ctx context.Context, run *labsv1.LabRun, rec *mesh.Record, e *labsv1.JournalEntry) error {
 	if err := mesh.Restore(ctx, r.Client, *e); err != nil {
 		return err
 	}
+	return r.markRestored(ctx, run, rec, e)
+}
+
+// markRestored reads a restored object back and records in the trusted record that it is back.
+func (r *LabRunReconciler) markRestored(ctx context.Context, run *labsv1.LabRun, rec *mesh.Record, e *labsv1.JournalEntry) error {
 	if err := r.fault("after-restore:" + mesh.RefOf(*e).String()); err != nil {
 		return err
 	}
@@ -425,7 +454,10 @@ func (r *LabRunReconciler) exposureExceeded(run *labsv1.LabRun, st *labsv1.StepR
 }
 
 // closeExposure adds the weakened time to the total once nothing is changed any more.
-func (r *LabRunReconciler) closeExposure(run *labsv1.LabRun) {
+func (r *LabRunReconciler) closeExposure(run *labsv1.LabRun) { r.closeExposureAt(run, r.now()) }
+
+// closeExposureAt closes the window at the time the last change was put back.
+func (r *LabRunReconciler) closeExposureAt(run *labsv1.LabRun, at time.Time) {
 	since := run.Status.Exposure.Since
 	if since == nil {
 		return
@@ -435,7 +467,7 @@ func (r *LabRunReconciler) closeExposure(run *labsv1.LabRun) {
 			return
 		}
 	}
-	window := r.now().Sub(since.Time).Round(time.Millisecond)
+	window := at.Sub(since.Time).Round(time.Millisecond)
 	total := window
 	if d := run.Status.Exposure.Duration; d != nil {
 		total += d.Duration
@@ -444,7 +476,6 @@ func (r *LabRunReconciler) closeExposure(run *labsv1.LabRun) {
 	addPodSeconds(x, window)
 	x.Duration, x.Since = &metav1.Duration{Duration: total}, nil
 }
-
 // interfered checks that the run's changes still stand; if someone else (e.g. Argo CD self-heal) changed a
 // weakened object, the current step errors with an "interfered" message and the run goes to restore.
 func (r *LabRunReconciler) interfered(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult) bool {

@@ -37,6 +37,9 @@ const ClockTolerance = 100 * time.Millisecond
 // observerInterval paces an observer's attempts: how soon after a change it can see it.
 const observerInterval = 100 * time.Millisecond
 
+// observerPoll is how often a waiting step reads its observer's log again (a log is read, not watched).
+const observerPoll = 50 * time.Millisecond
+
 // observer is one caller calling one destination for the whole run.
 type observer struct {
 	caller    labs.Caller
@@ -319,9 +322,9 @@ func (r *LabRunReconciler) judgeDenier(ctx context.Context, run *labsv1.LabRun, 
 	return nil
 }
 
-// waitObserver comes back soon: an observer's log is read, not watched.
+// waitObserver comes back after observerPoll, or at the settle deadline if sooner.
 func (r *LabRunReconciler) waitObserver(run *labsv1.LabRun, what string, w window) error {
-	return waitFor(what, r.deadlineAfter(run, min(200*time.Millisecond, max(time.Until(w.settleBy), 10*time.Millisecond))))
+	return waitFor(what, r.deadlineAfter(run, min(observerPoll, max(time.Until(w.settleBy), 10*time.Millisecond))))
 }
 
 // changeBefore is when the last mesh change before step in the plan was applied (zero when none ran).

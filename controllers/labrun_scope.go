@@ -78,7 +78,7 @@ func (r *LabRunReconciler) temporaryEntry(ctx context.Context, run *labsv1.LabRu
 // the change made, every target pod must be PERMISSIVE on the target port. It names the policy that would still
 // decide STRICT (for Workload scope, an older workload policy selecting the target: at one level the oldest
 // wins), so the step fails without weakening anything; "" when the change would do what the lab needs.
-func (r *LabRunReconciler) permissiveBlocked(ctx context.Context, run *labsv1.LabRun) (string, error) {
+func (r *LabRunReconciler) permissiveBlocked(ctx context.Context, run *labsv1.LabRun, e labsv1.JournalEntry) (string, error) {
 	svc, pods, err := r.targetPods(ctx, run)
 	if err != nil {
 		return fmt.Sprintf("scope %s: %v", scopeOf(run), err), nil
@@ -100,11 +100,7 @@ func (r *LabRunReconciler) permissiveBlocked(ctx context.Context, run *labsv1.La
 		}
 		changed = append(changed, pa)
 	}
-	if scopeOf(run) != labsv1.ScopeMesh {
-		e, err := r.temporaryEntry(ctx, run, mesh.Owner{UID: string(run.UID)}, r.now())
-		if err != nil {
-			return "", err
-		}
+	if e.Created {
 		spec := map[string]any{}
 		if err := json.Unmarshal(e.Spec.Raw, &spec); err != nil {
 			return "", err
@@ -160,29 +156,19 @@ func (r *LabRunReconciler) weakenedPods(ctx context.Context, run *labsv1.LabRun,
 	return names, nil
 }
 
-// countWeakened records how many pods the open weakening applies to: the union over the record's changes still
-// in place.
-func (r *LabRunReconciler) countWeakened(ctx context.Context, run *labsv1.LabRun, rec *mesh.Record) {
-	seen := map[string]bool{}
-	for _, e := range rec.Pending() {
-		if e.Change == "" {
-			continue
-		}
-		names, err := r.weakenedPods(ctx, run, *e)
-		if err != nil {
-			continue // a figure for people; the run goes on without it
-		}
-		for _, n := range names {
-			seen[n] = true
-		}
+// countWeakened records, before a change, how many pods it weakens. Pods is the most weakened at once by one
+// change (the run's changes nest: the AuthorizationPolicy's pods are the target's, which every scope weakens).
+func (r *LabRunReconciler) countWeakened(ctx context.Context, run *labsv1.LabRun, e labsv1.JournalEntry) {
+	names, err := r.weakenedPods(ctx, run, e)
+	if err != nil {
+		return // a figure for people; the run goes on without it
 	}
-	n := int32(len(seen))
+	n := int32(len(names))
 	x := &run.Status.Exposure
 	x.Scope = scopeOf(run)
 	x.WindowPods = max(x.WindowPods, n)
 	x.Pods = max(x.Pods, n)
 }
-
 // addPodSeconds folds a closed weakening of d into the pod-seconds total.
 func addPodSeconds(x *labsv1.Exposure, d time.Duration) {
 	total, _ := strconv.ParseFloat(x.PodSeconds, 64)

@@ -31,7 +31,7 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 		run.Status.Phase, run.Status.Reason = labsv1.PhaseRestoring, labsv1.ReasonRestoring
 		return nil
 	}
-	progressed, err := r.prepare(ctx, run, plan)
+	unsaved, err := r.prepare(ctx, run, plan)
 	if err != nil || run.Status.Phase != labsv1.PhaseRunning {
 		return err
 	}
@@ -40,12 +40,16 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 		if terminal(st.Verdict) {
 			continue
 		}
-		if step.Mutates() && progressed {
-			// A mesh change starts a pass of its own, once what came before is written: after a crash only
-			// the change itself is left to redo, and it is idempotent.
-			return waitFor("status to be written before changing the mesh", 10*time.Second)
+		if step.Mutates() && step.Kind != labs.KindRestore && unsaved {
+			// A weakening waits until the verdicts before it are written: after a crash only the change itself
+			// is left to redo (idempotent, from the trusted record), and no verdict is judged again in a mesh it
+			// was not meant for. A restore never waits: the sooner the better.
+			if err := checkpoint(ctx); err != nil {
+				return err
+			}
+			unsaved = false
 		}
-		progressed = true
+		unsaved = unsaved || !step.Mutates()
 		// A restore step may find its object already back (a crash right after restoring): not interference.
 		if r.exposureExceeded(run, st) || (step.Kind != labs.KindRestore && r.interfered(ctx, run, st)) {
 			break
