@@ -64,7 +64,7 @@ sandbox: controlplane istiod build ## Start the sandbox and keep it up (Ctrl-C s
 
 .PHONY: bench
 bench: controlplane istiod ## Print the figures of a full five-lab run on the sandbox with zero simulated latency.
-	go test ./controllers/ -run '^$$' -bench BenchmarkFullRun -benchtime 5x
+	go test ./controllers/ -run '^$$' -bench BenchmarkFullRun -benchtime 3x
 
 ##@ Deploy
 

@@ -3,7 +3,9 @@ package controllers_test
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"sort"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,25 +35,87 @@ func isEvent(path string) bool {
 	return len(path) > 7 && path[len(path)-7:] == "/events"
 }
 
-// BenchmarkFullRun runs all five labs on the sandbox with no simulated latency (policy changes reach the
-// simulated ztunnel at once, pods start at once) and reports wall time, exposure, the manager's API writes and
-// the reaction latency between one step's end and the next step's start.
+// profile is a setting of the sandbox a full run is measured in.
+type profile struct {
+	name                  string
+	podStart, propagation time.Duration
+}
+
+// profiles: instant (pods start and policy reaches ztunnel as soon as istiod has it) and cluster-like (2 s pod
+// start, 500 ms propagation, issue 10's measurement).
+var profiles = []profile{{name: "instant"}, {name: "cluster-like", podStart: 2 * time.Second, propagation: 500 * time.Millisecond}}
+
+// figures are one profile's averages over its runs.
+type figures struct {
+	wall, exposure                time.Duration
+	podSeconds                    float64
+	pods                          int32
+	writes, events                int64
+	settle                        map[string]time.Duration
+	settleOrder                   []string
+	latencyMean, latencyP95, lmax time.Duration
+}
+
+// BenchmarkFullRun runs all five labs on the sandbox in each profile and prints the figures side by side: wall
+// time, exposure (seconds, pods, pod-seconds), the manager's API writes, each probe step's settle (for a step
+// that observes a change, the time from the change to the first attempt that saw it), and the crash exposure: a
+// leader killed while the mesh is weakened, until a warm standby has it STRICT again.
 func BenchmarkFullRun(b *testing.B) {
-	sb.Dataplane.SetPropagationDelay(0)
-	b.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
+	results := map[string]figures{}
+	for _, p := range profiles {
+		b.Run(p.name, func(b *testing.B) { results[p.name] = fullRuns(b, p) })
+	}
+	if len(results) != len(profiles) {
+		return
+	}
+	row := func(name string, f func(figures) string) {
+		fmt.Printf("%-40s", name)
+		for _, p := range profiles {
+			fmt.Printf(" %14s", f(results[p.name]))
+		}
+		fmt.Println()
+	}
+	fmt.Println()
+	row("full five-lab run (mean per run)", func(f figures) string { return "" })
+	row("profile", func(f figures) string { return "" })
+	fmt.Printf("%-40s", "")
+	for _, p := range profiles {
+		fmt.Printf(" %14s", p.name)
+	}
+	fmt.Println()
+	row("wall", func(f figures) string { return f.wall.Round(time.Millisecond).String() })
+	row("exposure", func(f figures) string { return f.exposure.Round(time.Millisecond).String() })
+	row("pods weakened (at most at once)", func(f figures) string { return fmt.Sprint(f.pods) })
+	row("exposure pod-seconds", func(f figures) string { return fmt.Sprintf("%.2f", f.podSeconds) })
+	row("API writes (+ events), last run", func(f figures) string { return fmt.Sprintf("%d (+%d)", f.writes, f.events) })
+	row("step-to-step latency mean / p95", func(f figures) string {
+		return f.latencyMean.Round(time.Millisecond).String() + " / " + f.latencyP95.Round(time.Millisecond).String()
+	})
+	for _, step := range results[profiles[0].name].settleOrder {
+		row("settle "+step, func(f figures) string { return f.settle[step].Round(time.Millisecond).String() })
+	}
+}
+
+// fullRuns measures b.N full runs in profile p.
+func fullRuns(b *testing.B, p profile) figures {
+	sb.Dataplane.SetPropagationDelay(p.propagation)
+	sb.SetPodStartLatency(p.podStart)
+	b.Cleanup(func() {
+		sb.Dataplane.SetPropagationDelay(testDelay)
+		sb.SetPodStartLatency(0)
+	})
 	var writes, events atomic.Int64
 	cfg := sb.ManagerConfig()
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return writeCounter{next: rt, writes: &writes, events: &events}
 	})
-	o := managerOptions()
-	mgr, err := operator.NewManager(cfg, o)
+	mgr, err := operator.NewManager(cfg, managerOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
 	stop := runManager(b, mgr)
 	defer stop()
-	var wall, exposure time.Duration
+	f := figures{settle: map[string]time.Duration{}}
 	var latencies []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -61,34 +125,52 @@ func BenchmarkFullRun(b *testing.B) {
 		start := time.Now()
 		create(b, run)
 		done := finished(b, run)
-		wall += time.Since(start)
-		if done.Status.Phase != labsv1.PhaseSucceeded {
-			b.Fatalf("run did not succeed: %s", done.Status.Message)
+		f.wall += time.Since(start)
+		if os.Getenv("BENCH_DEBUG") != "" {
+			fmt.Printf("DEBUG plan %s first %s last %s finished %s\n", done.Status.StartTime.Sub(start), done.Status.Steps[0].StartTime.Sub(start), done.Status.Steps[len(done.Status.Steps)-1].CompletionTime.Sub(start), done.Status.CompletionTime.Sub(start))
+			for _, st := range done.Status.Steps {
+				fmt.Printf("DEBUG %-50s %8s %8s\n", string(st.Lab)+"/"+st.Name, st.StartTime.Sub(start).Round(time.Millisecond), st.CompletionTime.Sub(start).Round(time.Millisecond))
+			}
 		}
-		exposure += done.Status.Exposure.Duration.Duration
-		for j := 1; j < len(done.Status.Steps); j++ {
-			prev, cur := done.Status.Steps[j-1], done.Status.Steps[j]
-			latencies = append(latencies, cur.StartTime.Sub(prev.CompletionTime.Time))
+		if done.Status.Phase != labsv1.PhaseSucceeded {
+			b.Fatalf("run did not succeed: %s", notPassed(done))
+		}
+		x := done.Status.Exposure
+		f.exposure += x.Duration.Duration
+		ps, _ := strconv.ParseFloat(x.PodSeconds, 64)
+		f.podSeconds += ps
+		f.pods = max(f.pods, x.Pods)
+		for j, st := range done.Status.Steps {
+			if j > 0 {
+				latencies = append(latencies, st.StartTime.Sub(done.Status.Steps[j-1].CompletionTime.Time))
+			}
+			if st.Settle != nil {
+				id := string(st.Lab) + "/" + st.Name
+				if _, seen := f.settle[id]; !seen {
+					f.settleOrder = append(f.settleOrder, id)
+				}
+				f.settle[id] += st.Settle.Duration
+			}
 		}
 		b.StopTimer()
 		deleteAndWait(b, run)
 		b.StartTimer()
 	}
-	n := float64(b.N)
-	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
-	mean := time.Duration(0)
-	for _, l := range latencies {
-		mean += l
+	n := time.Duration(b.N)
+	f.wall, f.exposure, f.podSeconds = f.wall/n, f.exposure/n, f.podSeconds/float64(b.N)
+	for k := range f.settle {
+		f.settle[k] /= n
 	}
-	mean /= time.Duration(len(latencies))
-	p95 := latencies[len(latencies)*95/100]
-	b.ReportMetric(wall.Seconds()/n, "wall-s/run")
-	b.ReportMetric(exposure.Seconds()/n, "exposure-s/run")
-	b.ReportMetric(float64(writes.Load()), "api-writes/last-run")
-	b.ReportMetric(float64(events.Load()), "events/last-run")
-	b.ReportMetric(float64(mean.Microseconds())/1000, "step-latency-mean-ms")
-	b.ReportMetric(float64(p95.Microseconds())/1000, "step-latency-p95-ms")
-	fmt.Printf("full five-lab run: wall %.2fs, exposure %.2fs, %d API writes (+%d events), step-to-step latency mean %s p95 %s max %s\n",
-		wall.Seconds()/n, exposure.Seconds()/n, writes.Load(), events.Load(), mean.Round(time.Microsecond),
-		p95.Round(time.Microsecond), latencies[len(latencies)-1].Round(time.Microsecond))
+	f.writes, f.events = writes.Load(), events.Load()
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	for _, l := range latencies {
+		f.latencyMean += l
+	}
+	f.latencyMean /= time.Duration(len(latencies))
+	f.latencyP95, f.lmax = latencies[len(latencies)*95/100], latencies[len(latencies)-1]
+	b.ReportMetric(f.wall.Seconds(), "wall-s/run")
+	b.ReportMetric(f.exposure.Seconds(), "exposure-s/run")
+	b.ReportMetric(f.podSeconds, "exposure-pod-s/run")
+	b.ReportMetric(float64(f.writes), "api-writes/last-run")
+	return f
 }

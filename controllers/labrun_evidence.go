@@ -22,10 +22,15 @@ const clockSlack = time.Second
 // bounded time before the step fails. Unreachable logs are an Error, never a Pass.
 func (r *LabRunReconciler) evidence(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
 	ev := step.Evidence
-	since := stepStart(run, step.Lab, ev.Since)
-	if since.IsZero() {
+	if stepStart(run, step.Lab, ev.Since).IsZero() {
 		r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf("step %s/%s has not run", step.Lab, ev.Since))
 		return nil
+	}
+	// The lines of the probe step's observer since its attempts started to count: the mesh state it judged.
+	plan, _ := labs.Plan(run.Spec.Labs)
+	since := countedFrom(r.changeBefore(run, plan, planStep(run, step.Lab, ev.Since)))
+	if since.IsZero() {
+		since = run.Status.StartTime.Time
 	}
 	crit, err := r.criteria(ctx, run, step.Lab, ev, since)
 	if err != nil {

@@ -236,10 +236,7 @@ func (r *LabRunReconciler) observeStep(ctx context.Context, run *labsv1.LabRun, 
 		return nil
 	}
 	change := r.changeBefore(run, plan, step)
-	w := window{from: st.StartTime.Add(-ClockTolerance), settleBy: st.StartTime.Add(run.Spec.Probe.SettleTimeout.Duration)}
-	if !change.IsZero() && change.Add(ClockTolerance).After(w.from) {
-		w.from = change.Add(ClockTolerance)
-	}
+	w := window{from: countedFrom(change), settleBy: st.StartTime.Add(run.Spec.Probe.SettleTimeout.Duration)}
 	if step.Observes != "" {
 		w.change = change
 	}
@@ -325,6 +322,16 @@ func (r *LabRunReconciler) judgeDenier(ctx context.Context, run *labsv1.LabRun, 
 // waitObserver comes back after observerPoll, or at the settle deadline if sooner.
 func (r *LabRunReconciler) waitObserver(run *labsv1.LabRun, what string, w window) error {
 	return waitFor(what, r.deadlineAfter(run, min(observerPoll, max(time.Until(w.settleBy), 10*time.Millisecond))))
+}
+
+// countedFrom is where a step's attempts start to count: right after the last mesh change before it (plus the
+// clock tolerance), else from the observer's first attempt. The mesh has been in the state the step judges since
+// then; the newest attempt must still show it.
+func countedFrom(change time.Time) time.Time {
+	if change.IsZero() {
+		return change
+	}
+	return change.Add(ClockTolerance)
 }
 
 // changeBefore is when the last mesh change before step in the plan was applied (zero when none ran).
