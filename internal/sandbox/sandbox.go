@@ -62,28 +62,33 @@ type Sandbox struct {
 	stopMu    sync.Once
 }
 
-// Start brings the sandbox up: control plane, nodes, world, node agent and simulated ztunnel.
-func Start(ctx context.Context, o Options) (s *Sandbox, err error) {
+// Start brings the sandbox up: control plane, nodes, world, node agent and simulated ztunnel. It returns once
+// the world's pods (frontend, backend, a ztunnel per node) are Ready.
+func Start(ctx context.Context, o Options) (*Sandbox, error) {
 	o = withDefaults(o)
 	env, err := controlplane.Start(controlplane.Options{Progress: o.Progress})
 	if err != nil {
 		return nil, err
 	}
-	s = &Sandbox{Env: env, Logs: kubelet.NewLogStore(), done: make(chan error, 1)}
-	defer func() {
-		if err != nil {
-			_ = s.Stop()
-		}
-	}()
+	s := &Sandbox{Env: env, Logs: kubelet.NewLogStore(), done: make(chan error, 1)}
+	if err := s.start(ctx, o); err != nil {
+		_ = s.Stop() // leaves no control-plane process or etcd data behind; the cause is err
+		return nil, err
+	}
+	return s, nil
+}
+
+// start brings up everything on the control plane, in order; Stop undoes what it got to.
+func (s *Sandbox) start(ctx context.Context, o Options) error {
 	scheme, err := operator.NewScheme()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if s.Client, err = client.NewWithWatch(env.Config, client.Options{Scheme: scheme}); err != nil {
-		return nil, err
+	if s.Client, err = client.NewWithWatch(s.Env.Config, client.Options{Scheme: scheme}); err != nil {
+		return err
 	}
 	if err := s.startKubelet(ctx, o.Nodes); err != nil {
-		return nil, err
+		return err
 	}
 	s.Dataplane, err = dataplane.New(dataplane.Options{
 		PropagationDelay: o.PropagationDelay,
@@ -92,25 +97,42 @@ func Start(ctx context.Context, o Options) (s *Sandbox, err error) {
 		},
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := seedWorld(ctx, s.Client, s.Nodes); err != nil {
-		return nil, err
+		return err
 	}
-	if err := installDefault(ctx, s.Client, env.Root, o.ProbeImages); err != nil {
-		return nil, err
+	if err := installDefault(ctx, s.Client, s.Env.Root, o.ProbeImages); err != nil {
+		return err
 	}
 	manager, err := client.New(s.ManagerConfig(), client.Options{Scheme: scheme})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := waitForAdmission(ctx, s.Client, manager); err != nil {
-		return nil, fmt.Errorf("waiting for config/default's admission policies to take effect: %w", err)
+		return fmt.Errorf("waiting for config/default's admission policies to take effect: %w", err)
 	}
 	if err := s.startAgent(o); err != nil {
-		return nil, err
+		return err
 	}
-	return s, s.startIstiod(ctx, o.Progress)
+	if err := s.startIstiod(ctx, o.Progress); err != nil {
+		return err
+	}
+	return s.WaitForWorld(ctx)
+}
+
+// WaitForWorld returns once every pod of the world (frontend, backend, a ztunnel per node) is Ready: what a
+// run's preflight expects. It gives up after the pod start latency and 30s more, naming the pods not Ready.
+func (s *Sandbox) WaitForWorld(ctx context.Context) error {
+	var keys []client.ObjectKey
+	for _, p := range worldPods(s.Nodes) {
+		keys = append(keys, client.ObjectKeyFromObject(p))
+	}
+	bound := time.Duration(s.agent.startDelay.Load()) + 30*time.Second
+	if err := waitForPodsReady(ctx, s.Client, keys, bound); err != nil {
+		return fmt.Errorf("waiting for the world's pods: %w", err)
+	}
+	return nil
 }
 
 func withDefaults(o Options) Options {

@@ -58,7 +58,9 @@ func seedWorld(ctx context.Context, c client.Client, nodes []string) error {
 
 // worldPods are the world's pods: frontend and backend, and one ztunnel per node.
 func worldPods(nodes []string) []*corev1.Pod {
-	pods := []*corev1.Pod{appPod(DemoNamespace, "frontend", nodes[0]), appPod(DemoNamespace, "backend", nodes[1%len(nodes)])}
+	pods := []*corev1.Pod{
+		appPod(DemoNamespace, "frontend", nodes[0]), appPod(DemoNamespace, "backend", nodes[1%len(nodes)]),
+	}
 	for _, n := range nodes {
 		pods = append(pods, ztunnelPod(n))
 	}

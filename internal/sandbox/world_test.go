@@ -1,11 +1,15 @@
 package sandbox_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	secv1beta1 "istio.io/api/security/v1beta1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
@@ -93,4 +97,64 @@ func TestWorld(t *testing.T) {
 		g.Expect(sb.Client.Get(ctx, client.ObjectKey{Name: sandbox.DemoNamespace}, ns)).To(Succeed())
 		g.Expect(ns.Labels).To(HaveKeyWithValue("istio.io/dataplane-mode", "ambient"))
 	})
+}
+
+// TestWaitForWorld replaces a ztunnel pod, as its DaemonSet would, while pods take 2s to start (`manager sandbox
+// --pod-start-latency 2s`), and checks that WaitForWorld, which Start ends with, returns only once every pod of
+// the world is Ready again: before, the sample LabRun failed its preflight with "no ready ztunnel pod".
+func TestWaitForWorld(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	const latency = 2 * time.Second
+	sb.SetPodStartLatency(latency)
+	t.Cleanup(func() { sb.SetPodStartLatency(0) })
+
+	key := client.ObjectKey{Namespace: sandbox.RootNamespace, Name: "ztunnel-node-3"}
+	old := &corev1.Pod{}
+	g.Expect(sb.Client.Get(ctx, key, old)).To(Succeed())
+	g.Expect(sb.Client.Delete(ctx, old)).To(Succeed())
+	g.Eventually(func() error { return sb.Client.Get(ctx, key, &corev1.Pod{}) }, waitFor, pollFor).
+		Should(Satisfy(apierrors.IsNotFound))
+	replacement := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
+		Labels: old.Labels}, Spec: old.Spec}
+	g.Expect(sb.Client.Create(ctx, replacement)).To(Succeed())
+	g.Expect(sb.Client.Get(ctx, key, replacement)).To(Succeed())
+	g.Expect(readyCondition(replacement)).To(BeNil(), "the replacement is not Ready yet: the wait has work to do")
+
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	g.Expect(sb.WaitForWorld(short)).To(MatchError(MatchRegexp(`^waiting for the world's pods: pods not Ready `+
+		`after [^:]+: istio-system/ztunnel-node-3 \(phase Pending\): context deadline exceeded$`)),
+		"a wait cut short names the pod not Ready, and only that one")
+	g.Expect(sb.WaitForWorld(ctx)).To(Succeed())
+
+	pods := &corev1.PodList{}
+	g.Expect(sb.Client.List(ctx, pods, client.InNamespace(sandbox.DemoNamespace))).To(Succeed())
+	ztunnels := &corev1.PodList{}
+	g.Expect(sb.Client.List(ctx, ztunnels, client.InNamespace(sandbox.RootNamespace),
+		client.MatchingLabels{"app": "ztunnel"})).To(Succeed())
+	var ready []string
+	var started time.Duration
+	for _, p := range append(pods.Items, ztunnels.Items...) {
+		c := readyCondition(&p)
+		if c == nil || c.Status != corev1.ConditionTrue {
+			continue
+		}
+		ready = append(ready, p.Name)
+		if p.UID == replacement.UID {
+			started = c.LastTransitionTime.Sub(p.CreationTimestamp.Time)
+		}
+	}
+	g.Expect(ready).To(ContainElements(HavePrefix("frontend-"), HavePrefix("backend-"),
+		"ztunnel-node-1", "ztunnel-node-2", "ztunnel-node-3"), "Ready when WaitForWorld returns")
+	g.Expect(started).To(BeNumerically(">=", 1500*time.Millisecond), "the replacement took the start latency")
+}
+
+func readyCondition(p *corev1.Pod) *corev1.PodCondition {
+	for i, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return &p.Status.Conditions[i]
+		}
+	}
+	return nil
 }
