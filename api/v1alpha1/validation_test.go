@@ -207,6 +207,7 @@ func TestDefaults(t *testing.T) {
 		g.Expect(spec.Probe.RequestTimeout).To(Equal(&metav1.Duration{Duration: 5 * time.Second}), "probe.requestTimeout")
 		g.Expect(spec.Probe.SettleTimeout).To(Equal(&metav1.Duration{Duration: 30 * time.Second}), "probe.settleTimeout")
 		g.Expect(spec.MaxExposure).To(Equal(&metav1.Duration{Duration: 2 * time.Minute}), "maxExposure")
+		g.Expect(spec.Scope).To(Equal(labsv1.ScopeWorkload), "scope")
 		g.Expect(spec.DryRun).To(BeFalse(), "dryRun")
 	}
 
@@ -377,6 +378,8 @@ func TestInvalidSpecs(t *testing.T) {
 			"spec.probe.settleTimeout", []string{`"soon"`, "should match"}},
 		{"maxExposure over an hour", func(s map[string]any) { set(s, "maxExposure", "2h") },
 			"spec.maxExposure", []string{"at most 1h"}},
+		{"an unknown scope", func(s map[string]any) { set(s, "scope", "Cluster") },
+			"spec.scope", []string{`"Cluster"`, `"Workload", "Namespace", "Mesh"`}},
 		{"negative sidecar CPU", func(s map[string]any) { set(s, "footprint", map[string]any{"sidecarCPU": "-1"}) },
 			"spec.footprint.sidecarCPU", []string{"must be a positive quantity"}},
 		{"zero sidecar memory", func(s map[string]any) { set(s, "footprint", map[string]any{"sidecarMemory": "0"}) },
@@ -596,6 +599,7 @@ func TestSpecIsImmutable(t *testing.T) {
 		{"labs extended", func(s *labsv1.LabRunSpec) { s.Labs = append(s.Labs, labsv1.LabHBONE) }},
 		{"dryRun switched on", func(s *labsv1.LabRunSpec) { s.DryRun = true }},
 		{"maxExposure", func(s *labsv1.LabRunSpec) { s.MaxExposure = &metav1.Duration{Duration: time.Minute} }},
+		{"scope widened", func(s *labsv1.LabRunSpec) { s.Scope = labsv1.ScopeMesh }},
 		{"ztunnel selector", func(s *labsv1.LabRunSpec) {
 			s.Mesh.Ztunnel.Selector = map[string]labsv1.LabelValue{"app": "ztunnel", "x": "y"}
 		}},
@@ -729,7 +733,9 @@ func TestCRDNamesAndColumns(t *testing.T) {
 		{"Age", "date", ".metadata.creationTimestamp"},
 	}), "columns of kubectl get")
 	g.Expect(wide).To(Equal([]column{
+		{"Scope", "string", ".spec.scope"},
 		{"Exposure", "string", ".status.exposure.duration"},
+		{"Pods", "integer", ".status.exposure.pods"},
 		{"Message", "string", `.status.conditions[?(@.type=="Ready")].message`},
 	}), "extra columns of kubectl get -o wide")
 
@@ -762,7 +768,7 @@ func TestCRDNamesAndColumns(t *testing.T) {
 			ObservedGeneration: 1,
 			Phase:              labsv1.PhaseFailed,
 			Summary:            labsv1.Summary{Total: 9, Passed: 7, Failed: 2},
-			Exposure:           labsv1.Exposure{Duration: &metav1.Duration{Duration: 12 * time.Second}},
+			Exposure:           labsv1.Exposure{Duration: &metav1.Duration{Duration: 12 * time.Second}, Pods: 3},
 		}
 		meta.SetStatusCondition(&run.Status.Conditions, metav1.Condition{Type: labsv1.ConditionReady, Status: metav1.ConditionFalse,
 			Reason: labsv1.ReasonStepsFailed, Message: "2 of 9 steps failed", LastTransitionTime: now})
@@ -777,7 +783,7 @@ func TestCRDNamesAndColumns(t *testing.T) {
 		for _, c := range table.ColumnDefinitions {
 			names = append(names, c.Name)
 		}
-		g.Expect(names).To(Equal([]string{"Name", "Phase", "Passed", "Failed", "Restored", "Exposure", "Message", "Age"}))
+		g.Expect(names).To(Equal([]string{"Name", "Phase", "Passed", "Failed", "Restored", "Scope", "Exposure", "Pods", "Message", "Age"}))
 		g.Expect(table.Rows).To(HaveLen(1))
 		cells := table.Rows[0].Cells
 		g.Expect(cells).To(HaveLen(len(names)))
@@ -795,6 +801,8 @@ func TestCRDNamesAndColumns(t *testing.T) {
 		g.Expect(cell("Failed")).To(BeNumerically("==", 2))
 		g.Expect(cell("Restored")).To(Equal("True"))
 		g.Expect(cell("Exposure")).To(Equal("12s"))
+		g.Expect(cell("Scope")).To(Equal("Workload"), "the default")
+		g.Expect(cell("Pods")).To(BeNumerically("==", 3))
 		g.Expect(cell("Message")).To(Equal("2 of 9 steps failed"))
 		g.Expect(cell("Age")).To(BeAssignableToTypeOf(""))
 		g.Expect(cell("Age")).NotTo(BeEmpty())
