@@ -26,9 +26,12 @@ const DefaultTerminationLog = "/dev/termination-log"
 
 // Main runs `manager probe`: args are the flags after the command name. It writes one JSON line of Result to
 // stdout and to the termination log, and returns ExitMatched, ExitNotMatched or ExitUsage (0 for --help).
-// It stops early on SIGINT/SIGTERM, so in-process callers should use Run instead.
+// With --observe it writes one JSON line of Attempt per attempt instead, as it happens, and a Summary to the
+// termination log, and returns 0 when the budget ran out or it was stopped.
+// It stops early on SIGINT/SIGTERM, so in-process callers should use Run or Observe instead.
 func Main(args []string, stdout io.Writer) int {
 	// A pod being deleted gets SIGTERM; stop probing and still write the result the controller is waiting for.
+	// An observer's pod is deleted by the controller when it has seen enough: that is its normal end.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(ctx, args, stdout, os.Stderr)
@@ -49,6 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "probe: %v\n", err)
 		return ExitUsage
 	}
+	if cfg.opts.Observe {
+		return observe(ctx, cfg, stdout, stderr)
+	}
 	r := Run(ctx, cfg.opts)
 	line, err := json.Marshal(r)
 	if err != nil {
@@ -59,17 +65,50 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if _, err := stdout.Write(line); err != nil {
 		fmt.Fprintf(stderr, "probe: writing result to stdout: %v\n", err)
 	}
-	// The controller reads the result from the pod status; failing to write it is worth a word but does not
-	// change what the probe saw.
-	if cfg.terminationLog != "" {
-		if err := os.WriteFile(cfg.terminationLog, line, 0o644); err != nil {
-			fmt.Fprintf(stderr, "probe: writing termination log: %v\n", err)
-		}
-	}
+	writeTerminationLog(cfg.terminationLog, line, stderr)
 	if r.Matched {
 		return ExitMatched
 	}
 	return ExitNotMatched
+}
+
+// observe streams one JSON Attempt per line to stdout, each written (and flushed) as soon as it is known: the
+// controller reads the container log while the observer runs.
+func observe(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
+	n, failed := 0, false
+	Observe(ctx, cfg.opts, func(a Attempt) {
+		n++
+		line, _ := json.Marshal(a) // an Attempt has no value json cannot encode
+		if err := writeLine(stdout, append(line, '\n')); err != nil && !failed {
+			failed = true // once is enough: stdout stays broken
+			fmt.Fprintf(stderr, "probe: writing attempt to stdout: %v\n", err)
+		}
+	})
+	summary, _ := json.Marshal(Summary{Attempts: n})
+	writeTerminationLog(cfg.terminationLog, append(summary, '\n'), stderr)
+	return 0
+}
+
+// writeLine writes line in one call and flushes a buffered writer, so that a log reader sees whole lines.
+func writeLine(w io.Writer, line []byte) error {
+	if _, err := w.Write(line); err != nil {
+		return err
+	}
+	if f, ok := w.(interface{ Flush() error }); ok {
+		return f.Flush()
+	}
+	return nil
+}
+
+// writeTerminationLog writes what kubelet puts in the container's terminated status. The controller reads the
+// result from there; failing to write it is worth a word but does not change what the probe saw.
+func writeTerminationLog(path string, line []byte, stderr io.Writer) {
+	if path == "" {
+		return
+	}
+	if err := os.WriteFile(path, line, 0o644); err != nil {
+		fmt.Fprintf(stderr, "probe: writing termination log: %v\n", err)
+	}
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -78,11 +117,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.opts.URL, "url", "", "URL to request (required)")
-	fs.StringVar(&expect, "expect", "", "expected outcome: allowed or denied (required)")
+	fs.StringVar(&expect, "expect", "", "expected outcome: allowed or denied (required unless --observe)")
+	fs.BoolVar(&cfg.opts.Observe, "observe", false, "keep probing and print every attempt as a JSON line until --settle runs out or SIGTERM")
 	fs.DurationVar(&cfg.opts.Timeout, "timeout", DefaultTimeout, "timeout of each request")
-	fs.DurationVar(&cfg.opts.Settle, "settle", 30*time.Second, "total time to wait until the expectation holds (0: one attempt)")
+	fs.DurationVar(&cfg.opts.Settle, "settle", 30*time.Second, "total time to wait until the expectation holds (0: one attempt); with --observe, the total observation time (0: until stopped)")
 	fs.IntVar(&cfg.opts.Count, "count", DefaultCount, "requests that must all match once the expectation holds")
-	fs.DurationVar(&cfg.opts.Interval, "interval", DefaultInterval, "pause between attempts while the expectation does not hold")
+	fs.DurationVar(&cfg.opts.Interval, "interval", DefaultInterval, "pause between attempts while the expectation does not hold; with --observe, after every attempt")
 	fs.StringVar(&cfg.terminationLog, "termination-log", DefaultTerminationLog, "file to write the result to (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -100,9 +140,9 @@ func checkConfig(cfg config, rest []string) error {
 		return errors.New("--url is required")
 	case checkURL(o.URL) != nil:
 		return fmt.Errorf("--url: %w", checkURL(o.URL))
-	case o.Expect == "":
+	case o.Expect == "" && !o.Observe:
 		return errors.New("--expect is required (allowed or denied)")
-	case validate(o.Expect) != nil:
+	case o.Expect != "" && validate(o.Expect) != nil:
 		return fmt.Errorf("--expect: %w", validate(o.Expect))
 	case o.Timeout <= 0:
 		return fmt.Errorf("--timeout must be positive, got %s", o.Timeout)

@@ -30,6 +30,9 @@ type PodRequest struct {
 
 // Args is the command line of `manager probe` for o; the sandbox's node agent parses it back with ParseArgs.
 func Args(o Options) []string {
+	if o.Observe {
+		return observerArgs(o)
+	}
 	count := o.Count
 	if count < 1 {
 		count = DefaultCount
@@ -41,6 +44,25 @@ func Args(o Options) []string {
 		"--settle=" + o.Settle.String(),
 		"--count=" + strconv.Itoa(count),
 	}
+}
+
+// observerArgs is an observer's command line: no expectation or count, and the interval, which paces every
+// attempt of an observer (a one-shot probe keeps the default between failed attempts).
+func observerArgs(o Options) []string {
+	interval := o.Interval
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
+	args := []string{"probe", "--observe",
+		"--url=" + o.URL,
+		"--timeout=" + o.Timeout.String(),
+		"--settle=" + o.Settle.String(),
+		"--interval=" + interval.String(),
+	}
+	if o.Expect != "" {
+		args = append(args, "--expect="+string(o.Expect))
+	}
+	return args
 }
 
 // ParseArgs reads back the Options written by Args (the node agent runs the prober in-process with them).
@@ -57,7 +79,9 @@ func ParseArgs(args []string) (Options, error) {
 
 // Pod builds a hardened, short-lived probe pod: restartPolicy Never, non-root, read-only root filesystem, no
 // privilege escalation, all capabilities dropped, RuntimeDefault seccomp, small limits and no API token (the
-// probe needs none: its mesh identity comes from the ServiceAccount alone).
+// probe needs none: its mesh identity comes from the ServiceAccount alone). An observer pod (Options.Observe)
+// has the same shape; its activeDeadlineSeconds, Settle plus the same grace, bounds its life even if nobody
+// deletes it (with Settle 0 the grace alone).
 func Pod(req PodRequest) *corev1.Pod {
 	deadline := int64((req.Options.Settle + 2*req.Options.Timeout + time.Minute) / time.Second)
 	limits := corev1.ResourceList{

@@ -60,6 +60,9 @@ type Options struct {
 	// Interval is the pause between attempts while the expectation does not hold yet (default
 	// DefaultInterval). It bounds a poll; it is not a propagation sleep.
 	Interval time.Duration
+	// Observe makes the probe an observer (`manager probe --observe`, see Observe): it keeps probing for the
+	// whole Settle budget and reports every attempt, with no expectation.
+	Observe bool
 	// DialContext, when set, replaces the network dialer (the sandbox uses it to route through its simulated
 	// ztunnel with the pod's identity).
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)

@@ -244,6 +244,12 @@ func (a *nodeAgent) runProbe(ctx context.Context, pod *corev1.Pod) {
 		opts.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return a.dp.Dial(ctx, src, network, addr)
 		}
+		if opts.Observe {
+			if err := a.runObserver(ctx, pod, opts); err != nil && !apierrors.IsNotFound(err) {
+				log.Error(err, "Writing observer pod status")
+			}
+			return
+		}
 		res = probe.Run(ctx, opts)
 	}
 	if ctx.Err() != nil {
@@ -252,6 +258,23 @@ func (a *nodeAgent) runProbe(ctx context.Context, pod *corev1.Pod) {
 	if err := a.terminate(context.WithoutCancel(ctx), pod, res, err); err != nil && !apierrors.IsNotFound(err) {
 		log.Error(err, "Writing probe pod status")
 	}
+}
+
+// runObserver is `manager probe --observe` in-process: every attempt goes to the container log as one JSON
+// line as soon as it is made, while the pod stays Running; when the budget runs out the container exits 0
+// with a Summary as its termination message. A deleted pod stops without a status: confirmDeletion cancels ctx.
+func (a *nodeAgent) runObserver(ctx context.Context, pod *corev1.Pod, opts probe.Options) error {
+	started, n := time.Now(), 0
+	probe.Observe(ctx, opts, func(at probe.Attempt) {
+		n++
+		line, _ := json.Marshal(at) // an Attempt has no value json cannot encode
+		a.logs.Append(pod.Namespace, pod.Name, probe.ContainerName, string(line))
+	})
+	if ctx.Err() != nil {
+		return nil // the pod is being deleted or the sandbox stops
+	}
+	msg, _ := json.Marshal(probe.Summary{Attempts: n})
+	return a.writeTerminated(context.WithoutCancel(ctx), pod, probe.ExitMatched, "Completed", string(msg), started)
 }
 
 // terminate writes the terminated container status with the result as termination message, as kubelet does
@@ -266,6 +289,12 @@ func (a *nodeAgent) terminate(ctx context.Context, pod *corev1.Pod, res probe.Re
 	}
 	// What the prober printed on stdout is the container's log, as `kubectl logs` would show it.
 	a.logs.Append(pod.Namespace, pod.Name, probe.ContainerName, string(msg))
+	return a.writeTerminated(ctx, pod, exit, reason, string(msg), res.StartTime)
+}
+
+// writeTerminated writes the status kubelet writes when the probe container exited: Succeeded on exit 0,
+// Failed otherwise, with msg as the termination message.
+func (a *nodeAgent) writeTerminated(ctx context.Context, pod *corev1.Pod, exit int32, reason, msg string, started time.Time) error {
 	return a.updateStatus(ctx, pod, func(p *corev1.Pod) {
 		now := metav1.Now()
 		p.Status.Phase = corev1.PodSucceeded
@@ -276,8 +305,8 @@ func (a *nodeAgent) terminate(ctx context.Context, pod *corev1.Pod, res probe.Re
 		p.Status.ContainerStatuses = []corev1.ContainerStatus{{
 			Name: probe.ContainerName, Image: p.Spec.Containers[0].Image, ImageID: p.Spec.Containers[0].Image,
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-				ExitCode: exit, Reason: reason, Message: string(msg),
-				StartedAt: metav1.NewTime(res.StartTime), FinishedAt: now,
+				ExitCode: exit, Reason: reason, Message: msg,
+				StartedAt: metav1.NewTime(started), FinishedAt: now,
 			}},
 		}}
 	})
