@@ -128,7 +128,7 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		return ctrl.Result{}, r.reconcileFinished(ctx, run)
 	}
 	for _, phase := range []func(context.Context, *labsv1.LabRun) error{
-		r.reconcilePlan, r.reconcilePreflight, r.reconcileLock, r.reconcileSteps, r.reconcileRestore,
+		r.reconcilePlan, r.reconcilePreflight, r.reconcileInterrupted, r.reconcileLock, r.reconcileSteps, r.reconcileRestore,
 		r.reconcileFinish,
 	} {
 		if err := phase(ctx, run); err != nil {

@@ -30,10 +30,16 @@ type Watchdog struct {
 	// Grace is how long past the restore-by deadline the owning run gets before the watchdog steps in.
 	Grace time.Duration
 	Now   func() time.Time
+	// Takeover, when set, is waited for first: a new leader restores what a previous one left changed before
+	// anything else.
+	Takeover *Takeover
 }
 
 // Reconcile handles one trusted record.
 func (w *Watchdog) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if err := w.Takeover.Wait(ctx); err != nil {
+		return ctrl.Result{}, err
+	}
 	uid, ok := mesh.RecordUID(req.Name)
 	if !ok || req.Namespace != w.Records.Namespace {
 		return ctrl.Result{}, nil
@@ -54,15 +60,8 @@ func (w *Watchdog) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 		return ctrl.Result{}, nil
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("run", rec.Run.String(), "ownerGone", ownerGone, "overdue", overdue)
-	for _, e := range rec.Pending() {
-		log.Info("Restoring mesh object left changed", "object", mesh.RefOf(*e).String())
-		if err := mesh.Restore(ctx, w.Client, *e); err != nil {
-			return ctrl.Result{}, err
-		}
-		e.Restored, e.Change = true, ""
-		if err := w.Records.Save(ctx, rec); err != nil {
-			return ctrl.Result{}, err
-		}
+	if err := restorePending(ctrl.LoggerInto(ctx, log), w.Client, w.Records, rec); err != nil {
+		return ctrl.Result{}, err
 	}
 	if !ownerGone {
 		return ctrl.Result{}, nil // the run finishes itself, and deletes its record
@@ -72,6 +71,22 @@ func (w *Watchdog) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 	}
 	log.Info("Removing the record of a run that is gone")
 	return ctrl.Result{}, w.Records.Delete(ctx, rec)
+}
+
+// restorePending puts back every object of rec not restored yet from the record alone, saving the record after
+// each, so a manager that dies midway leaves only what is still pending to the next one.
+func restorePending(ctx context.Context, c client.Client, records mesh.Store, rec *mesh.Record) error {
+	for _, e := range rec.Pending() {
+		ctrl.LoggerFrom(ctx).Info("Restoring mesh object left changed", "object", mesh.RefOf(*e).String())
+		if err := mesh.Restore(ctx, c, *e); err != nil {
+			return err
+		}
+		e.Restored, e.Change = true, ""
+		if err := records.Save(ctx, rec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ownerGone: the run named by the record no longer exists with the record's UID.

@@ -50,6 +50,9 @@ type Record struct {
 	RestoreBy *metav1.Time `json:"restoreBy,omitempty"`
 	// Entries are the originals, journaled before each change.
 	Entries []labsv1.JournalEntry `json:"entries,omitempty"`
+	// Interrupted is when a newly started or elected manager found changes of this run still pending (left by a
+	// manager that is gone) and restored them at once; the run then ends instead of resuming.
+	Interrupted *metav1.Time `json:"interrupted,omitempty"`
 
 	resourceVersion string
 }
@@ -117,6 +120,24 @@ func (s Store) Get(ctx context.Context, uid string) (*Record, error) {
 		return nil, fmt.Errorf("reading the trusted record of run %s: %w", uid, err)
 	}
 	return decodeRecord(cm)
+}
+
+// List returns every stored record. Records that cannot be decoded are returned apart, as errors: nothing can be
+// restored from them, and they must not hide the others.
+func (s Store) List(ctx context.Context) (recs []*Record, undecodable []error, err error) {
+	cms := &corev1.ConfigMapList{}
+	if err := s.Reader.List(ctx, cms, client.InNamespace(s.Namespace), client.MatchingLabels{LabelRecord: "true"}); err != nil {
+		return nil, nil, fmt.Errorf("listing the trusted records: %w", err)
+	}
+	for i := range cms.Items {
+		rec, err := decodeRecord(&cms.Items[i])
+		if err != nil {
+			undecodable = append(undecodable, err)
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	return recs, undecodable, nil
 }
 
 func decodeRecord(cm *corev1.ConfigMap) (*Record, error) {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -44,7 +45,9 @@ type Options struct {
 	AllowAnyNamespace bool
 	PodStartGrace     time.Duration
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election (zero: controller-runtime's defaults,
-	// 15s, 10s, 2s). The Lease is released on a clean shutdown so a standby replica takes over at once.
+	// 15s, 10s, 2s; main.go's flags default shorter). The Lease is released on a clean shutdown so a standby
+	// replica takes over at once; after a crash, about LeaseDuration later (measured: main.go), which is how
+	// long a mesh the dead leader left weakened stays so.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// KeepLeaseOnStop leaves the Lease held on shutdown, as a crashed process would (tests only).
 	KeepLeaseOnStop bool
@@ -90,9 +93,14 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	records := mesh.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.namespace()}
+	// A new leader first restores what a previous one left changed; the reconcilers wait for that pass.
+	takeover := controllers.NewTakeover(mgr.GetClient(), records)
+	if err := mgr.Add(takeover); err != nil {
+		return nil, err
+	}
 	r := &controllers.LabRunReconciler{
 		Client:        mgr.GetClient(),
-		APIReader:     mgr.GetAPIReader(),
+		APIReader:     takeover.Gate(mgr.GetAPIReader()),
 		Records:       records,
 		Recorder:      mgr.GetEventRecorder("labrun-controller"),
 		Logs:          ztunnel.LogReader{Client: clientset},
@@ -106,7 +114,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LabRun controller: %w", err)
 	}
-	return mgr, setupWatchdog(mgr, records, o.WatchdogGrace)
+	return mgr, setupWatchdog(mgr, records, o.WatchdogGrace, takeover)
 }
 
 // DefaultNamespace is the operator's namespace when neither Options.Namespace nor $POD_NAMESPACE says.
@@ -131,6 +139,9 @@ func managerOptions(o Options) (ctrl.Options, error) {
 	}
 	changed, err := labels.Parse(mesh.LabelChangedBy)
 	if err != nil {
+		return ctrl.Options{}, err
+	}
+	if err := o.checkLeaderElection(); err != nil {
 		return ctrl.Options{}, err
 	}
 	return ctrl.Options{
@@ -158,15 +169,43 @@ func managerOptions(o Options) (ctrl.Options, error) {
 }
 
 // setupWatchdog registers the watchdog over the trusted records.
-func setupWatchdog(mgr ctrl.Manager, records mesh.Store, grace time.Duration) error {
+func setupWatchdog(mgr ctrl.Manager, records mesh.Store, grace time.Duration, takeover *controllers.Takeover) error {
 	if grace == 0 {
 		grace = 30 * time.Second // the run restores at its own deadline first; the watchdog is the backstop
 	}
-	w := &controllers.Watchdog{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Records: records, Grace: grace}
+	w := &controllers.Watchdog{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Records: records, Grace: grace,
+		Takeover: takeover}
 	if err := w.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the watchdog: %w", err)
 	}
 	return nil
+}
+
+// checkLeaderElection refuses timings leader election would refuse only when the manager starts, and a lease
+// duration the Lease cannot hold (it stores whole seconds, and a standby reads it from there).
+func (o Options) checkLeaderElection() error {
+	if !o.LeaderElection {
+		return nil
+	}
+	lease, renew, retry := orDuration(o.LeaseDuration, 15*time.Second), orDuration(o.RenewDeadline, 10*time.Second),
+		orDuration(o.RetryPeriod, 2*time.Second)
+	switch {
+	case lease%time.Second != 0:
+		return fmt.Errorf("leader election: the lease duration (%s) must be a whole number of seconds", lease)
+	case lease <= renew:
+		return fmt.Errorf("leader election: the lease duration (%s) must be longer than the renew deadline (%s)", lease, renew)
+	case renew <= time.Duration(leaderelection.JitterFactor*float64(retry)):
+		return fmt.Errorf("leader election: the renew deadline (%s) must be longer than %.1f times the retry period (%s)",
+			renew, leaderelection.JitterFactor, retry)
+	}
+	return nil
+}
+
+func orDuration(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }
 
 func orDefault(v, def string) string {
