@@ -332,6 +332,7 @@ func (r *LabRunReconciler) restoreStep(ctx context.Context, run *labsv1.LabRun, 
 	r.finishStep(run, st, labsv1.VerdictPass, fmt.Sprintf("restored %v", restored), "Originals restored and read back")
 	return nil
 }
+
 // restoreEntry restores one object from the trusted record, reads it back and records that it is back.
 func (r *LabRunReconciler) restoreEntry(ctx context.Context, run *labsv1.LabRun, rec *mesh.Record, e *labsv1.JournalEntry) error {
 	if err := mesh.Restore(ctx, r.Client, *e); err != nil {
@@ -476,6 +477,7 @@ func (r *LabRunReconciler) closeExposureAt(run *labsv1.LabRun, at time.Time) {
 	addPodSeconds(x, window)
 	x.Duration, x.Since = &metav1.Duration{Duration: total}, nil
 }
+
 // interfered checks that the run's changes still stand; if someone else (e.g. Argo CD self-heal) changed a
 // weakened object, the current step errors with an "interfered" message and the run goes to restore.
 func (r *LabRunReconciler) interfered(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult) bool {

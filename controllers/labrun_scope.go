@@ -169,6 +169,7 @@ func (r *LabRunReconciler) countWeakened(ctx context.Context, run *labsv1.LabRun
 	x.WindowPods = max(x.WindowPods, n)
 	x.Pods = max(x.Pods, n)
 }
+
 // addPodSeconds folds a closed weakening of d into the pod-seconds total.
 func addPodSeconds(x *labsv1.Exposure, d time.Duration) {
 	total, _ := strconv.ParseFloat(x.PodSeconds, 64)
