@@ -39,15 +39,15 @@ func NewTakeover(c client.Client, records mesh.Store) *Takeover {
 // NeedLeaderElection: the pass runs when this manager becomes leader, with the controllers, never on a standby.
 func (t *Takeover) NeedLeaderElection() bool { return true }
 
-// Start runs the pass until it succeeds, then opens the gate. API errors are retried with backoff: no run may
-// resume before what a previous manager left changed is back.
+// Start runs the pass, then opens the gate. The pass is repeated with backoff only while the records cannot be
+// listed: no run may resume before every record has been seen.
 func (t *Takeover) Start(ctx context.Context) error {
 	log := ctrl.Log.WithName("takeover")
 	ctx = ctrl.LoggerInto(ctx, log)
 	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: 10 * time.Second}
 	err := wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
 		if err := t.pass(ctx); err != nil {
-			log.Error(err, "Restoring what a previous manager left changed; retrying")
+			log.Error(err, "Reading the trusted records to restore what a previous manager left changed; retrying")
 			return false, nil
 		}
 		return true, nil
@@ -79,7 +79,10 @@ func (t *Takeover) pass(ctx context.Context) error {
 		}
 		log.Info("Taking over a run that a previous manager left with the mesh changed", "run", rec.Run.String())
 		if err := restorePending(ctx, t.client, t.records, rec); err != nil {
-			return err
+			// What is still pending is left to the run's own restore (if the record is marked, the run ends and
+			// restores; if not, it resumes with the mesh still weakened, as it is) or to the watchdog if the run
+			// is gone. Holding every other run back for this one would keep those from restoring too.
+			log.Error(err, "Restoring at takeover failed; the run or the watchdog retries", "run", rec.Run.String())
 		}
 	}
 	return nil

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -203,6 +205,32 @@ func TestTakeoverLeavesARunBetweenWindowsToResume(t *testing.T) {
 	startManager(t, managerOptions())
 	done := finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
+	deleteAndWait(t, run)
+	expectMeshAsFound(t)
+}
+
+// TestTakeoverDoesNotWaitForARecordItCannotRestore: a trusted record whose restore the API server refuses for
+// good (here an original that is no longer a valid object) is logged and left to the watchdog: it holds no run
+// back.
+func TestTakeoverDoesNotWaitForARecordItCannotRestore(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	records := mesh.Store{Client: k8s, Reader: k8s, Namespace: sandbox.OperatorNamespace}
+	bad := &mesh.Record{Run: mesh.RunRef{Namespace: sandbox.DemoNamespace, Name: "gone", UID: "unrestorable"},
+		TargetNamespace: sandbox.DemoNamespace, Entries: []labsv1.JournalEntry{{
+			Kind: mesh.KindAuthorizationPolicy, Namespace: sandbox.DemoNamespace, Name: "unrestorable",
+			Spec: &apiextensionsv1.JSON{Raw: []byte(`{"action":"NOT-AN-ACTION"}`)}, RecordedAt: metav1.Now()}}}
+	g.Expect(records.Save(ctx, bad)).To(Succeed())
+	t.Cleanup(func() { _ = records.Delete(ctx, bad) })
+	startManager(t, managerOptions())
+	run := newRun(labsv1.LabPeerAuthentication)
+	create(t, run)
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
+	rec, err := records.Get(ctx, bad.Run.UID)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(rec.Pending()).To(HaveLen(1), "refused, and still there for the watchdog to retry")
+	g.Expect(records.Delete(ctx, bad)).To(Succeed())
 	deleteAndWait(t, run)
 	expectMeshAsFound(t)
 }
