@@ -190,13 +190,13 @@ func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *l
 // PeerAuthentication keeps it STRICT. If one does, the lab cannot show what it means to; the step fails naming
 // that policy, and the run restores.
 func (r *LabRunReconciler) checkPermissive(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, ref mesh.Ref) error {
-	if r.interfered(ctx, run, st) {
-		return nil // someone put the mesh-wide policy back already: that is what the step reports
-	}
 	modes, err := r.targetModes(ctx, run)
 	if err != nil {
 		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
 		return nil
+	}
+	if r.interfered(ctx, run, st) {
+		return nil // someone undid the change already (before or while the modes were read): that is the finding
 	}
 	for _, m := range modes {
 		if m.Mode == mesh.Strict && m.By != nil && *m.By == ref {

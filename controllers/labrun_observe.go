@@ -182,6 +182,41 @@ func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRu
 	return starting, nil
 }
 
+// observersWatching reports the observers the remaining probe steps need that have not been watching long
+// enough for a window to open: each must have logged an attempt at least twice the clock tolerance ago, so that
+// what it saw before a change is known to be from before it.
+func (r *LabRunReconciler) observersWatching(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) ([]string, error) {
+	var waiting []string
+	seen := map[string]bool{}
+	since := r.now().Add(-2 * ClockTolerance)
+	for i, step := range plan {
+		o := observerOf(step)
+		if step.Kind != labs.KindProbe || terminal(run.Status.Steps[i].Verdict) || seen[o.key()] {
+			continue
+		}
+		seen[o.key()] = true
+		ns, _ := r.caller(run, o.caller)
+		pod := &corev1.Pod{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: observerPodName(run, o)}, pod); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue // refused or not needed: its steps say so
+			}
+			return nil, err
+		}
+		if pod.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		raw, err := r.Logs.PodLog(ctx, pod.Namespace, pod.Name, time.Time{})
+		if err != nil {
+			return nil, fmt.Errorf("reading observer log: %w", err)
+		}
+		if a := probe.ParseAttempts(raw); len(a) == 0 || a[0].Time.After(since) {
+			waiting = append(waiting, o.key())
+		}
+	}
+	return waiting, nil
+}
+
 // needsFixture: the step's caller needs a fixture that is not created yet.
 func needsFixture(plan []labs.Step, run *labsv1.LabRun, step labs.Step) bool {
 	want := map[labs.Caller]labs.Fixture{labs.CallerNonMesh: labs.FixtureNonMeshNamespace, labs.CallerAttacker: labs.FixtureAttacker}[step.Caller]
@@ -255,6 +290,7 @@ func (r *LabRunReconciler) observeStep(ctx context.Context, run *labsv1.LabRun, 
 		return fmt.Errorf("reading observer log: %w", err)
 	}
 	j := judge(probe.ParseAttempts(raw), step.Expect, max(step.Count, 1), w)
+
 	now := r.now()
 	switch {
 	case j.early:

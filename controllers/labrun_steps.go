@@ -63,14 +63,25 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 			}
 			continue
 		}
-		if step.Weakens && st.StartTime == nil {
-			// A weakened window opens only once every observer is running: no pod starts inside it.
+		if step.Weakens && run.Status.Exposure.Since == nil {
+			// A weakened window opens only once every observer is running and watching: no pod starts inside
+			// it. The step's own budget bounds the wait.
+			if st.StartTime == nil {
+				now := metav1.NewMicroTime(r.now())
+				st.StartTime, st.Verdict = &now, labsv1.VerdictRunning
+			}
 			if starting, err := r.startObservers(ctx, run, plan); err != nil || len(starting) > 0 {
 				if err != nil {
 					return err
 				}
 				return waitFor(fmt.Sprintf("observers %v to start before the mesh is weakened", starting),
 					r.deadlineAfter(run, r.PodStartGrace))
+			}
+			if waiting, err := r.observersWatching(ctx, run, plan); err != nil || len(waiting) > 0 {
+				if err != nil {
+					return err
+				}
+				return waitFor(fmt.Sprintf("observers %v to watch before the mesh is weakened", waiting), observerPoll)
 			}
 		}
 		if err := r.runStep(ctx, run, st, step, plan); err != nil {

@@ -43,6 +43,7 @@ func TestFailingStepStillRestoresAndWarnsWhenNotStrictBefore(t *testing.T) {
 	t.Cleanup(func() { setMode(t, "STRICT") })
 	waitForPlaintextVerdict(t, "") // istiod dropped the static strict policy: STRICT no longer refuses plaintext
 	run := newRun(labsv1.LabPeerAuthentication)
+	run.Spec.Scope = labsv1.ScopeMesh // the scope that changes, and so restores, the mesh-wide policy
 	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: 2 * time.Second}
 	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: time.Second}
 	create(t, run)
@@ -168,23 +169,41 @@ func TestForceDeletedRunIsRestoredByWatchdog(t *testing.T) {
 	expectMeshAsFound(t)
 }
 
+// TestThirdPartyChangeMidStepIsReported: someone else undoes the run's change mid-step (Argo CD self-heal): the
+// mesh-wide PeerAuthentication put back to STRICT (Mesh scope), or the temporary one deleted (Workload scope).
 func TestThirdPartyChangeMidStepIsReported(t *testing.T) {
 	startManager(t, managerOptions())
-	g := NewWithT(t)
 	sb.Dataplane.SetPropagationDelay(3 * time.Second) // keep the run inside non-mesh-allowed for a while
 	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
-	run := newRun(labsv1.LabPeerAuthentication)
-	create(t, run)
-	waitForMode(t, "PERMISSIVE")
-	setMode(t, "STRICT") // Argo CD self-heal puts it back mid-step
-	done := finished(t, run)
-	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
-	var interfered bool
-	for _, st := range done.Status.Steps {
-		interfered = interfered || strings.Contains(st.Message, "interfered")
+	for _, scope := range []labsv1.Scope{labsv1.ScopeMesh, labsv1.ScopeWorkload} {
+		t.Run(string(scope), func(t *testing.T) {
+			g := NewWithT(t)
+			run := newRun(labsv1.LabPeerAuthentication)
+			run.Spec.Scope = scope
+			create(t, run)
+			waitForMode(t, "PERMISSIVE")
+			if scope == labsv1.ScopeMesh {
+				setMode(t, "STRICT") // Argo CD self-heal puts it back mid-step
+			} else {
+				for _, name := range temporaryPeerAuths() { // "peerauthentication <ns>/<name>"
+					ns, n, _ := strings.Cut(strings.TrimPrefix(name, "peerauthentication "), "/")
+					pa := &unstructured.Unstructured{}
+					pa.SetGroupVersionKind(mesh.GVK(mesh.KindPeerAuthentication))
+					pa.SetNamespace(ns)
+					pa.SetName(n)
+					g.Expect(k8s.Delete(context.Background(), pa)).To(Succeed())
+				}
+			}
+			done := finished(t, run)
+			g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+			var interfered bool
+			for _, st := range done.Status.Steps {
+				interfered = interfered || strings.Contains(st.Message, "interfered")
+			}
+			g.Expect(interfered).To(BeTrue(), "a step should say the mesh was changed by someone else: %s", notPassed(done))
+			expectMeshAsFound(t)
+		})
 	}
-	g.Expect(interfered).To(BeTrue(), "a step should say the mesh was changed by someone else")
-	expectMeshAsFound(t)
 }
 
 func TestSecondRunQueuesBehindMeshLock(t *testing.T) {
@@ -329,20 +348,30 @@ func TestPolicyDeletedMidRunIsRecreated(t *testing.T) {
 	expectMeshAsFound(t)
 }
 
-// TestStepTimeoutStillRestores: probe pods stop starting after the mesh was weakened; the probe step times out
-// (Error) and the run restores.
+// TestStepTimeoutStillRestores: inside the weakened window the run's observers are gone and pods stop starting;
+// the probe step times out (Error) and the run restores.
 func TestStepTimeoutStillRestores(t *testing.T) {
 	o := managerOptions()
 	o.PodStartGrace = time.Second
 	startManager(t, o)
 	g := NewWithT(t)
 	t.Cleanup(func() { sb.SetPodStartLatency(0) })
+	sb.Dataplane.SetPropagationDelay(3 * time.Second) // keep the run inside non-mesh-allowed for a while
+	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
 	run := newRun(labsv1.LabPeerAuthentication)
 	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: time.Second}
 	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: 500 * time.Millisecond}
 	create(t, run)
 	waitForMode(t, "PERMISSIVE")
 	sb.SetPodStartLatency(time.Hour)
+	cur := &labsv1.LabRun{}
+	g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
+	pods := &corev1.PodList{}
+	g.Expect(k8s.List(context.Background(), pods, client.MatchingLabels{labsv1.LabelLabRun: string(cur.UID), labsv1.LabelProbe: "true"})).To(Succeed())
+	g.Expect(pods.Items).NotTo(BeEmpty(), "the run's observers")
+	for i := range pods.Items {
+		g.Expect(k8s.Delete(context.Background(), &pods.Items[i])).To(Succeed())
+	}
 	done := finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
 	g.Expect(notPassed(done)).To(ContainSubstring("step timed out"))
@@ -390,11 +419,12 @@ func TestWatchdogRestoresAnOverdueRunFromItsRecord(t *testing.T) {
 	res, err := w.Reconcile(ctx, req)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(res.RequeueAfter).To(BeNumerically(">", time.Minute), "not due yet: wait for the deadline")
-	g.Expect(readMesh(peerAuthRef).GetLabels()).To(HaveKey(mesh.LabelChangedBy))
+	g.Expect(temporaryPeerAuths()).To(HaveLen(1), "the run's temporary PeerAuthentication (scope Workload)")
 
 	w.Now = func() time.Time { return rec.RestoreBy.Add(2 * time.Second) }
 	_, err = w.Reconcile(ctx, req)
 	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(temporaryPeerAuths()).To(BeEmpty(), "the watchdog deletes what the run created")
 	mode, _, _ := unstructured.NestedString(readMesh(peerAuthRef).Object, "spec", "mtls", "mode")
 	g.Expect(mode).To(Equal("STRICT"))
 	g.Expect(readMesh(policyRef).Object["spec"]).To(Equal(origPolicy.Object["spec"]))
