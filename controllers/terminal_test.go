@@ -67,7 +67,7 @@ func expectNoLock(t *testing.T) {
 // admission) ends its step in Error with the server's message while the mesh is weakened; the run restores,
 // releases the mesh lock and fails, and the run queued behind it then runs.
 func TestRefusedProbePodEndsTheRunAndFreesTheLock(t *testing.T) {
-	refuseProbePods(t, "non-mesh-allowed")
+	refuseProbePods(t, "observe-non-mesh-bystander") // the observer the window's bystander step reads
 	startManager(t, managerOptions())
 	g := NewWithT(t)
 	first, second := newRun(labsv1.LabPeerAuthentication), newRun(labsv1.LabAuthorizationPolicy)
@@ -76,10 +76,10 @@ func TestRefusedProbePodEndsTheRunAndFreesTheLock(t *testing.T) {
 	create(t, second)
 	done := finished(t, first)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
-	st := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-allowed")
+	st := stepOf(t, done, labsv1.LabPeerAuthentication, "bystander-denied")
 	g.Expect(st.Verdict).To(Equal(labsv1.VerdictError))
 	g.Expect(st.Message).To(ContainSubstring("probe pod refused"))
-	g.Expect(st.Message).To(ContainSubstring("the cluster's policy refuses probe pods of step non-mesh-allowed"))
+	g.Expect(st.Message).To(ContainSubstring("the cluster's policy refuses probe pods of step observe-non-mesh-bystander"))
 	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
 	next := finished(t, second)
 	g.Expect(next.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(next))
