@@ -233,8 +233,12 @@ func PrintRun(out io.Writer, run *labsv1.LabRun) {
 		}
 	}
 	exposure := "0s"
-	if d := run.Status.Exposure.Duration; d != nil {
+	x := run.Status.Exposure
+	if d := x.Duration; d != nil {
 		exposure = d.Duration.String()
+	}
+	if x.Scope != "" {
+		exposure += fmt.Sprintf(" (scope %s: %d pod(s) weakened at most, %s pod-seconds)", x.Scope, x.Pods, x.PodSeconds)
 	}
 	restored := "Unknown"
 	if c := meta.FindStatusCondition(run.Status.Conditions, labsv1.ConditionMeshRestored); c != nil {

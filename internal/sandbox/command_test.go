@@ -41,7 +41,8 @@ func TestPrintRun(t *testing.T) {
 			{Lab: labsv1.LabPeerAuthentication, Name: "plaintext-denied", Expected: "denied (connection reset, curl 56)",
 				Observed: "allowed (HTTP 200)", Verdict: labsv1.VerdictFail, Message: "plaintext reached backend"},
 		},
-		Exposure: labsv1.Exposure{Duration: &metav1.Duration{Duration: 3 * time.Second}},
+		Exposure: labsv1.Exposure{Duration: &metav1.Duration{Duration: 3 * time.Second}, Scope: labsv1.ScopeWorkload,
+			Pods: 1, PodSeconds: "3.00"},
 	}}
 	meta.SetStatusCondition(&run.Status.Conditions, metav1.Condition{Type: labsv1.ConditionMeshRestored,
 		Status: metav1.ConditionTrue, Reason: "Restored", Message: "PeerAuthentication STRICT, policy in place"})
@@ -69,7 +70,7 @@ func TestPrintRun(t *testing.T) {
 	}
 	g.Expect(lines[3]).To(Equal("peer-authentication/plaintext-denied Fail: plaintext reached backend"))
 	g.Expect(lines[4]).To(Equal("Phase: Failed — 1 of 2 steps failed"))
-	g.Expect(lines[5]).To(Equal("Exposure: 3s"))
+	g.Expect(lines[5]).To(Equal("Exposure: 3s (scope Workload: 1 pod(s) weakened at most, 3.00 pod-seconds)"))
 	g.Expect(lines[6]).To(Equal("Mesh restored: True (PeerAuthentication STRICT, policy in place)"))
 }
 
