@@ -131,6 +131,15 @@ func (r *LabRunReconciler) ensureObserver(ctx context.Context, run *labsv1.LabRu
 	ns, _ := r.caller(run, o.caller)
 	pod := &corev1.Pod{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: observerPodName(run, o)}, pod)
+	if err == nil && (pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed) {
+		// Its budget ran out (a run queued for long): a fresh observer replaces it, and a window waits until
+		// that one has been watching.
+		ctrl.LoggerFrom(ctx).Info("Replacing an observer that ended", "pod", klog.KObj(pod), "phase", pod.Status.Phase)
+		if err := r.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+			return nil, "", fmt.Errorf("deleting observer pod: %w", err)
+		}
+		return nil, "", nil
+	}
 	if err == nil {
 		return pod, "", nil
 	}

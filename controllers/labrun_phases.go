@@ -222,6 +222,18 @@ func (r *LabRunReconciler) reconcileLock(ctx context.Context, run *labsv1.LabRun
 	if run.Status.Phase != labsv1.PhaseQueued {
 		return nil
 	}
+	// The trusted record exists before the run creates anything (its fixtures and observers start while it
+	// waits for the lock), so the watchdog can clean up after it even if it is force-deleted before its first
+	// change.
+	rec, err := r.record(ctx, run)
+	if err != nil {
+		return err
+	}
+	if !rec.Stored() {
+		if err := r.Records.Save(ctx, rec); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
 	holder, err := r.lock(run).Acquire(ctx, holderOf(run), r.now())
 	if err != nil {
 		return err
@@ -231,18 +243,14 @@ func (r *LabRunReconciler) reconcileLock(ctx context.Context, run *labsv1.LabRun
 		run.Status.LockHolder = ns + "/" + name
 		run.Status.Reason = labsv1.ReasonQueued
 		run.Status.Message = fmt.Sprintf("Waiting for the mesh lock held by LabRun %s/%s", ns, name)
-		return waitFor("the mesh lock", 30*time.Second)
-	}
-	// The trusted record exists from the moment the run may change anything, so the watchdog can clean up
-	// after it even if it is force-deleted before its first change.
-	rec, err := r.record(ctx, run)
-	if err != nil {
-		return err
-	}
-	if !rec.Stored() {
-		if err := r.Records.Save(ctx, rec); err != nil && !apierrors.IsAlreadyExists(err) {
-			return err
+		// Ahead of the lock, what changes nothing in the mesh: fixtures and observers, so the run's windows can
+		// open as soon as it holds the lock.
+		if plan, err := labs.Plan(run.Spec.Labs); err == nil {
+			if _, err := r.prepare(ctx, run, plan); err != nil || run.Status.Phase != labsv1.PhaseQueued {
+				return err
+			}
 		}
+		return waitFor("the mesh lock", 30*time.Second)
 	}
 	run.Status.LockHolder = ""
 	run.Status.Phase = labsv1.PhaseRunning

@@ -206,8 +206,12 @@ func TestThirdPartyChangeMidStepIsReported(t *testing.T) {
 	}
 }
 
+// TestSecondRunQueuesBehindMeshLock: a run that changes the mesh waits for the lock, naming the holder; while it
+// waits it creates what changes nothing in the mesh (its fixtures, its observers), so its window opens at once.
 func TestSecondRunQueuesBehindMeshLock(t *testing.T) {
 	startManager(t, managerOptions())
+	sb.Dataplane.SetPropagationDelay(2 * time.Second) // the first run holds the lock a while
+	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
 	g := NewWithT(t)
 	first, second := newRun(labsv1.LabPeerAuthentication), newRun(labsv1.LabAuthorizationPolicy)
 	create(t, first)
@@ -222,9 +226,13 @@ func TestSecondRunQueuesBehindMeshLock(t *testing.T) {
 		g.Expect(ready.Message).To(ContainSubstring(first.Name))
 		g.Expect(kstatusOf(t, cur)).To(Equal(status.InProgressStatus))
 	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
-	g.Expect(finished(t, first).Status.Phase).To(Equal(labsv1.PhaseSucceeded))
+	firstDone := finished(t, first)
+	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded))
 	done := finished(t, second)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), done.Status.Message)
+	released := firstDone.Status.Steps[len(firstDone.Status.Steps)-1].CompletionTime.Time
+	fixture := stepOf(t, done, labsv1.LabAuthorizationPolicy, "create-attacker")
+	g.Expect(fixture.CompletionTime.Time).To(BeTemporally("<", released), "the fixture was created ahead of the lock")
 	// The second run journaled the real original, never the first run's weakened state.
 	for _, e := range done.Status.Journal {
 		g.Expect(e.Annotations).NotTo(HaveKey(labsv1.AnnotationOwner))
