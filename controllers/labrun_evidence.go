@@ -27,7 +27,7 @@ func (r *LabRunReconciler) evidence(ctx context.Context, run *labsv1.LabRun, st 
 		return nil
 	}
 	// The lines of the probe step's observer since its attempts started to count: the mesh state it judged.
-	plan, _ := labs.Plan(run.Spec.Labs)
+	plan, _ := planOf(run)
 	since := countedFrom(r.changeBefore(run, plan, planStep(run, step.Lab, ev.Since)))
 	if since.IsZero() {
 		since = run.Status.StartTime.Time
@@ -122,7 +122,7 @@ func (r *LabRunReconciler) targetPods(ctx context.Context, run *labsv1.LabRun) (
 
 // planStep is the catalogue's step lab/name of the run's plan (zero when absent).
 func planStep(run *labsv1.LabRun, lab labsv1.LabName, name string) labs.Step {
-	plan, _ := labs.Plan(run.Spec.Labs)
+	plan, _ := planOf(run)
 	for _, s := range plan {
 		if s.Lab == lab && s.Name == name {
 			return s

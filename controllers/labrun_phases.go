@@ -30,7 +30,7 @@ func (r *LabRunReconciler) reconcilePlan(ctx context.Context, run *labsv1.LabRun
 	if run.Status.Phase != "" {
 		return nil
 	}
-	plan, err := labs.Plan(run.Spec.Labs)
+	plan, err := planOf(run)
 	if err != nil {
 		return stalled(labsv1.ReasonPreflightFailed, "planning the run: %v", err)
 	}
@@ -56,7 +56,7 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 	if run.Status.Phase != labsv1.PhasePending {
 		return nil
 	}
-	plan, _ := labs.Plan(run.Spec.Labs)
+	plan, _ := planOf(run)
 	checks := []func(context.Context, *labsv1.LabRun) error{r.checkEnabled, r.checkTarget, r.checkZtunnel}
 	if needs(plan, labs.KindCheckMode, labs.KindSetPermissive) {
 		checks = append(checks, r.checkPeerAuthentication)
@@ -87,7 +87,7 @@ func (r *LabRunReconciler) checkEnabled(ctx context.Context, run *labsv1.LabRun)
 	if r.EnabledLabel == "" {
 		return nil
 	}
-	plan, _ := labs.Plan(run.Spec.Labs)
+	plan, _ := planOf(run)
 	touched := []string{run.TargetNamespace()}
 	if labs.Mutates(plan) && !run.Spec.DryRun {
 		touched = append(touched, run.Spec.Mesh.RootNamespace)
@@ -245,7 +245,7 @@ func (r *LabRunReconciler) reconcileLock(ctx context.Context, run *labsv1.LabRun
 		run.Status.Message = fmt.Sprintf("Waiting for the mesh lock held by LabRun %s/%s", ns, name)
 		// Ahead of the lock, what changes nothing in the mesh: fixtures and observers, so the run's windows can
 		// open as soon as it holds the lock.
-		if plan, err := labs.Plan(run.Spec.Labs); err == nil {
+		if plan, err := planOf(run); err == nil {
 			if _, err := r.prepare(ctx, run, plan); err != nil || run.Status.Phase != labsv1.PhaseQueued {
 				return err
 			}

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/labs"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
@@ -191,3 +192,14 @@ func existsUnowned(ctx context.Context, r client.Reader, ref mesh.Ref, uid strin
 	}
 	return u.GetLabels()[mesh.LabelChangedBy] != uid, nil
 }
+
+// modeOf is spec.mode, Lab when unset.
+func modeOf(run *labsv1.LabRun) labsv1.Mode {
+	if run.Spec.Mode == "" {
+		return labsv1.ModeLab
+	}
+	return run.Spec.Mode
+}
+
+// planOf is the run's plan: its labs' steps in its mode.
+func planOf(run *labsv1.LabRun) ([]labs.Step, error) { return labs.PlanMode(run.Spec.Labs, modeOf(run)) }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
@@ -19,7 +20,7 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 	if run.Status.Phase != labsv1.PhaseRunning {
 		return nil
 	}
-	plan, err := labs.Plan(run.Spec.Labs)
+	plan, err := planOf(run)
 	if err != nil || len(plan) != len(run.Status.Steps) {
 		// An operator upgraded mid-run with another catalogue: stop, but restore like any other failure.
 		skipRemaining(run, "Not run: the operator's lab catalogue changed during the run")
@@ -110,6 +111,19 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 // anything this pass.
 func (r *LabRunReconciler) prepare(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) (bool, error) {
 	progressed := false
+	if needs(plan, labs.KindCreateFixture) {
+		// A run that changes no policy (Verify) still creates fixtures: its trusted record names them, so the
+		// watchdog can remove them if the run is force-deleted.
+		rec, err := r.record(ctx, run)
+		if err != nil {
+			return false, err
+		}
+		if !rec.Stored() {
+			if err := r.Records.Save(ctx, rec); err != nil && !apierrors.IsAlreadyExists(err) {
+				return false, err
+			}
+		}
+	}
 	for i, step := range plan {
 		st := &run.Status.Steps[i]
 		if step.Kind != labs.KindCreateFixture || terminal(st.Verdict) {

@@ -61,6 +61,15 @@ type LabRunSpec struct {
 	// +optional
 	Footprint FootprintSpec `json:"footprint,omitempty"`
 
+	// Mode is what the run does. Lab (default): the lab guide, weakening the mesh for a while to show what each
+	// protection does. Verify: asserts the protections as they stand and changes no PeerAuthentication or
+	// AuthorizationPolicy (no mesh lock, exposure 0): the client is allowed, plaintext from outside the mesh is
+	// refused by STRICT, the attacker identity is refused by the AuthorizationPolicy, the destination ztunnel logs
+	// both refusals, mTLS and HBONE evidence carries SPIFFE identities.
+	// +kubebuilder:default=Lab
+	// +optional
+	Mode Mode `json:"mode,omitempty"`
+
 	// Scope is how much of the mesh the peer-authentication lab weakens while it shows PERMISSIVE:
 	// Workload (default): a temporary workload-selector PeerAuthentication in the target namespace selects
 	// exactly the target Service's pods and makes only the target port PERMISSIVE (portLevelMtls); the mesh-wide
@@ -86,6 +95,16 @@ type LabRunSpec struct {
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
 }
+
+// Mode is what a run does: teach by weakening (Lab) or assert without weakening (Verify).
+// +kubebuilder:validation:Enum=Lab;Verify
+type Mode string
+
+// Modes.
+const (
+	ModeLab    Mode = "Lab"
+	ModeVerify Mode = "Verify"
+)
 
 // Scope is how much of the mesh a run weakens.
 // +kubebuilder:validation:Enum=Workload;Namespace;Mesh
@@ -539,6 +558,7 @@ type LabRunStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=lr,categories=labs
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Passed",type=integer,JSONPath=`.status.summary.passed`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.summary.failed`
@@ -554,7 +574,7 @@ type LabRun struct {
 
 	// Spec says which labs to run against which mesh. Immutable.
 	// Durations compare as durations: a Go client sends the defaulted "2m" back as "2m0s".
-	// +kubebuilder:validation:XValidation:rule="self.labs == oldSelf.labs && self.target == oldSelf.target && self.client == oldSelf.client && self.mesh == oldSelf.mesh && self.footprint == oldSelf.footprint && duration(self.probe.requestTimeout) == duration(oldSelf.probe.requestTimeout) && duration(self.probe.settleTimeout) == duration(oldSelf.probe.settleTimeout) && duration(self.maxExposure) == duration(oldSelf.maxExposure) && (has(self.scope) ? self.scope : 'Workload') == (has(oldSelf.scope) ? oldSelf.scope : 'Workload') && (has(self.probe.image) ? self.probe.image : '') == (has(oldSelf.probe.image) ? oldSelf.probe.image : '') && (has(self.dryRun) && self.dryRun) == (has(oldSelf.dryRun) && oldSelf.dryRun)",message="spec is immutable: create a new LabRun to run the labs again"
+	// +kubebuilder:validation:XValidation:rule="self.labs == oldSelf.labs && self.target == oldSelf.target && self.client == oldSelf.client && self.mesh == oldSelf.mesh && self.footprint == oldSelf.footprint && duration(self.probe.requestTimeout) == duration(oldSelf.probe.requestTimeout) && duration(self.probe.settleTimeout) == duration(oldSelf.probe.settleTimeout) && duration(self.maxExposure) == duration(oldSelf.maxExposure) && (has(self.scope) ? self.scope : 'Workload') == (has(oldSelf.scope) ? oldSelf.scope : 'Workload') && (has(self.mode) ? self.mode : 'Lab') == (has(oldSelf.mode) ? oldSelf.mode : 'Lab') && (has(self.probe.image) ? self.probe.image : '') == (has(oldSelf.probe.image) ? oldSelf.probe.image : '') && (has(self.dryRun) && self.dryRun) == (has(oldSelf.dryRun) && oldSelf.dryRun)",message="spec is immutable: create a new LabRun to run the labs again"
 	Spec LabRunSpec `json:"spec"`
 
 	// Status records the run.

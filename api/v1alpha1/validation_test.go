@@ -208,6 +208,7 @@ func TestDefaults(t *testing.T) {
 		g.Expect(spec.Probe.SettleTimeout).To(Equal(&metav1.Duration{Duration: 30 * time.Second}), "probe.settleTimeout")
 		g.Expect(spec.MaxExposure).To(Equal(&metav1.Duration{Duration: 2 * time.Minute}), "maxExposure")
 		g.Expect(spec.Scope).To(Equal(labsv1.ScopeWorkload), "scope")
+		g.Expect(spec.Mode).To(Equal(labsv1.ModeLab), "mode")
 		g.Expect(spec.DryRun).To(BeFalse(), "dryRun")
 	}
 
@@ -378,6 +379,8 @@ func TestInvalidSpecs(t *testing.T) {
 			"spec.probe.settleTimeout", []string{`"soon"`, "should match"}},
 		{"maxExposure over an hour", func(s map[string]any) { set(s, "maxExposure", "2h") },
 			"spec.maxExposure", []string{"at most 1h"}},
+		{"an unknown mode", func(s map[string]any) { set(s, "mode", "Chaos") },
+			"spec.mode", []string{`"Chaos"`, `"Lab", "Verify"`}},
 		{"an unknown scope", func(s map[string]any) { set(s, "scope", "Cluster") },
 			"spec.scope", []string{`"Cluster"`, `"Workload", "Namespace", "Mesh"`}},
 		{"negative sidecar CPU", func(s map[string]any) { set(s, "footprint", map[string]any{"sidecarCPU": "-1"}) },
@@ -600,6 +603,7 @@ func TestSpecIsImmutable(t *testing.T) {
 		{"dryRun switched on", func(s *labsv1.LabRunSpec) { s.DryRun = true }},
 		{"maxExposure", func(s *labsv1.LabRunSpec) { s.MaxExposure = &metav1.Duration{Duration: time.Minute} }},
 		{"scope widened", func(s *labsv1.LabRunSpec) { s.Scope = labsv1.ScopeMesh }},
+		{"mode switched", func(s *labsv1.LabRunSpec) { s.Mode = labsv1.ModeVerify }},
 		{"ztunnel selector", func(s *labsv1.LabRunSpec) {
 			s.Mesh.Ztunnel.Selector = map[string]labsv1.LabelValue{"app": "ztunnel", "x": "y"}
 		}},
@@ -726,6 +730,7 @@ func TestCRDNamesAndColumns(t *testing.T) {
 		}
 	}
 	g.Expect(standard).To(Equal([]column{
+		{"Mode", "string", ".spec.mode"},
 		{"Phase", "string", ".status.phase"},
 		{"Passed", "integer", ".status.summary.passed"},
 		{"Failed", "integer", ".status.summary.failed"},
@@ -783,7 +788,7 @@ func TestCRDNamesAndColumns(t *testing.T) {
 		for _, c := range table.ColumnDefinitions {
 			names = append(names, c.Name)
 		}
-		g.Expect(names).To(Equal([]string{"Name", "Phase", "Passed", "Failed", "Restored", "Scope", "Exposure", "Pods", "Message", "Age"}))
+		g.Expect(names).To(Equal([]string{"Name", "Mode", "Phase", "Passed", "Failed", "Restored", "Scope", "Exposure", "Pods", "Message", "Age"}))
 		g.Expect(table.Rows).To(HaveLen(1))
 		cells := table.Rows[0].Cells
 		g.Expect(cells).To(HaveLen(len(names)))
@@ -802,6 +807,7 @@ func TestCRDNamesAndColumns(t *testing.T) {
 		g.Expect(cell("Restored")).To(Equal("True"))
 		g.Expect(cell("Exposure")).To(Equal("12s"))
 		g.Expect(cell("Scope")).To(Equal("Workload"), "the default")
+		g.Expect(cell("Mode")).To(Equal("Lab"), "the default")
 		g.Expect(cell("Pods")).To(BeNumerically("==", 3))
 		g.Expect(cell("Message")).To(Equal("2 of 9 steps failed"))
 		g.Expect(cell("Age")).To(BeAssignableToTypeOf(""))

@@ -123,6 +123,9 @@ type Step struct {
 	Evidence *Evidence
 	// Weakens is true for steps that leave the mesh weaker than found (counted in exposure).
 	Weakens bool
+	// Verify is true for steps that Verify mode runs too: those that assert the protections as they stand and
+	// change no PeerAuthentication or AuthorizationPolicy.
+	Verify bool
 }
 
 // Expected is the step's expectation in the words recorded in status.
@@ -202,8 +205,12 @@ func (s Step) Mutates() bool {
 	return s.Kind == KindSetAside || s.Kind == KindSetPermissive || s.Kind == KindRestore
 }
 
-// Plan is the ordered steps of the given labs.
-func Plan(names []labsv1.LabName) ([]Step, error) {
+// Plan is the ordered steps of the given labs in Lab mode.
+func Plan(names []labsv1.LabName) ([]Step, error) { return PlanMode(names, labsv1.ModeLab) }
+
+// PlanMode is the ordered steps of the given labs in a mode: Lab runs every step; Verify only those marked
+// Verify, none of which changes the mesh, and none of which waits for a change to take effect.
+func PlanMode(names []labsv1.LabName, mode labsv1.Mode) ([]Step, error) {
 	var plan []Step
 	for _, name := range names {
 		steps, ok := catalogue[name]
@@ -211,6 +218,12 @@ func Plan(names []labsv1.LabName) ([]Step, error) {
 			return nil, fmt.Errorf("lab %q is not in the catalogue", name)
 		}
 		for _, s := range steps {
+			if mode == labsv1.ModeVerify {
+				if !s.Verify {
+					continue
+				}
+				s.Observes = ""
+			}
 			s.Lab = name
 			plan = append(plan, s)
 		}
