@@ -202,4 +202,6 @@ func modeOf(run *labsv1.LabRun) labsv1.Mode {
 }
 
 // planOf is the run's plan: its labs' steps in its mode.
-func planOf(run *labsv1.LabRun) ([]labs.Step, error) { return labs.PlanMode(run.Spec.Labs, modeOf(run)) }
+func planOf(run *labsv1.LabRun) ([]labs.Step, error) {
+	return labs.PlanMode(run.Spec.Labs, modeOf(run))
+}
