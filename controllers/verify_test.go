@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -44,4 +45,20 @@ func TestVerifyModeChangesNothing(t *testing.T) {
 	expectNoLock(t)
 	deleteAndWait(t, run)
 	expectMeshAsFound(t)
+}
+
+// TestVerifyNeedsNoRightToChangePolicies: vera may run probes, read ztunnel's logs and create the non-mesh
+// namespace, but change no policy. A Verify run of every lab is admitted; the same run in Lab mode is refused,
+// naming the PeerAuthentication it would create.
+func TestVerifyNeedsNoRightToChangePolicies(t *testing.T) {
+	grant(t, "vera", "", rule(labsv1.GroupVersion.Group, "labruns", "create"), rule("", "pods", "create"),
+		rule("", "serviceaccounts", "create"), rule("", "pods/log", "get"), rule("", "namespaces", "create"))
+	vera := asUser(t, "vera")
+	run := newRun(labsv1.AllLabs...)
+	run.Spec.Mode = labsv1.ModeVerify
+	g := NewWithT(t)
+	g.Eventually(func() error { return dryRunCreate(vera, run) }).WithTimeout(10 * time.Second).Should(Succeed())
+	run.Spec.Mode = labsv1.ModeLab
+	g.Expect(dryRunCreate(vera, run)).To(MatchError(ContainSubstring(
+		"user vera may not create and delete PeerAuthentications in namespace demo")))
 }
