@@ -196,21 +196,27 @@ func (r *LabRunReconciler) endForGood(ctx context.Context, run *labsv1.LabRun, e
 		r.fail(ctx, run, labsv1.ReasonPreflightFailed, msg)
 		return ctrl.Result{}, nil
 	case labsv1.PhaseQueued, labsv1.PhaseRunning:
-		for i := range run.Status.Steps {
-			if st := &run.Status.Steps[i]; !terminal(st.Verdict) {
-				if st.StartTime == nil {
-					now := metav1.NewMicroTime(r.now())
-					st.StartTime = &now
-				}
-				r.finishStep(run, st, labsv1.VerdictError, "", msg)
-				break
-			}
-		}
-		skipRemaining(run, "Not run: "+msg)
-		run.Status.Phase, run.Status.Reason = labsv1.PhaseRestoring, labsv1.ReasonRestoring
+		r.abortRun(run, msg)
 		return ctrl.Result{RequeueAfter: time.Millisecond}, nil
 	}
 	return ctrl.Result{}, err
+}
+
+// abortRun ends a Queued or Running run: the step it was in errors with msg, the rest is skipped, and the run
+// goes to restore.
+func (r *LabRunReconciler) abortRun(run *labsv1.LabRun, msg string) {
+	for i := range run.Status.Steps {
+		if st := &run.Status.Steps[i]; !terminal(st.Verdict) {
+			if st.StartTime == nil {
+				now := metav1.NewMicroTime(r.now())
+				st.StartTime = &now
+			}
+			r.finishStep(run, st, labsv1.VerdictError, "", msg)
+			break
+		}
+	}
+	skipRemaining(run, "Not run: "+msg)
+	run.Status.Phase, run.Status.Reason = labsv1.PhaseRestoring, labsv1.ReasonRestoring
 }
 
 // patchStatus writes the status once per pass, only if it changed. The optimistic lock makes a pass that read a

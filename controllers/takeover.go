@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"math"
-	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -136,15 +135,6 @@ func (r *LabRunReconciler) reconcileInterrupted(ctx context.Context, run *labsv1
 		return err
 	}
 	ctrl.LoggerFrom(ctx).Info("Ending a run whose changes were restored when this manager took over")
-	if i := slices.IndexFunc(run.Status.Steps, func(st labsv1.StepResult) bool { return !terminal(st.Verdict) }); i >= 0 {
-		st := &run.Status.Steps[i]
-		if st.StartTime == nil {
-			now := metav1.NewMicroTime(r.now())
-			st.StartTime = &now
-		}
-		r.finishStep(run, st, labsv1.VerdictError, "", msgInterrupted)
-	}
-	skipRemaining(run, "Not run: "+msgInterrupted)
-	run.Status.Phase, run.Status.Reason = labsv1.PhaseRestoring, labsv1.ReasonRestoring
+	r.abortRun(run, msgInterrupted)
 	return nil
 }
