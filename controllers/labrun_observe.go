@@ -294,7 +294,12 @@ func (r *LabRunReconciler) observeStep(ctx context.Context, run *labsv1.LabRun, 
 	if pod.Status.Phase == corev1.PodPending {
 		return r.waitObserver(run, "observer pod "+klog.KObj(pod).String()+" to start", w)
 	}
-	raw, err := r.Logs.PodLog(ctx, pod.Namespace, pod.Name, w.from.Add(-time.Minute))
+	// From a minute before the counted range: enough to see whether the outcome began before the change.
+	readFrom := time.Time{}
+	if !w.from.IsZero() {
+		readFrom = w.from.Add(-time.Minute)
+	}
+	raw, err := r.Logs.PodLog(ctx, pod.Namespace, pod.Name, readFrom)
 	if err != nil {
 		return fmt.Errorf("reading observer log: %w", err)
 	}
