@@ -77,7 +77,9 @@ func (r *LabRunReconciler) bystander(ctx context.Context, run *labsv1.LabRun) (u
 	}
 	sort.Slice(svcs.Items, func(i, j int) bool { return svcs.Items[i].Name < svcs.Items[j].Name })
 	for _, svc := range svcs.Items {
-		if svc.Name == run.Spec.Target.Service || len(svc.Spec.Selector) == 0 || len(svc.Spec.Ports) == 0 {
+		// An ExternalName Service would send the probe out of the cluster: never a bystander.
+		if svc.Name == run.Spec.Target.Service || svc.Spec.Type == corev1.ServiceTypeExternalName ||
+			len(svc.Spec.Selector) == 0 || len(svc.Spec.Ports) == 0 {
 			continue
 		}
 		sel := labels.SelectorFromSet(svc.Spec.Selector)
@@ -171,12 +173,7 @@ func (r *LabRunReconciler) ensureObserver(ctx context.Context, run *labsv1.LabRu
 // together and before any change (fixtures first: the non-mesh namespace and the attacker ServiceAccount). It
 // reports the observers not running yet.
 func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) (starting []string, err error) {
-	seen := map[string]bool{}
-	for i, step := range plan {
-		if step.Kind != labs.KindProbe || terminal(run.Status.Steps[i].Verdict) || seen[observerOf(step).key()] {
-			continue
-		}
-		seen[observerOf(step).key()] = true
+	for _, step := range neededObservers(run, plan) {
 		if needsFixture(plan, run, step) {
 			continue
 		}
@@ -196,14 +193,9 @@ func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRu
 // what it saw before a change is known to be from before it.
 func (r *LabRunReconciler) observersWatching(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) ([]string, error) {
 	var waiting []string
-	seen := map[string]bool{}
 	since := r.now().Add(-2 * ClockTolerance)
-	for i, step := range plan {
+	for _, step := range neededObservers(run, plan) {
 		o := observerOf(step)
-		if step.Kind != labs.KindProbe || terminal(run.Status.Steps[i].Verdict) || seen[o.key()] {
-			continue
-		}
-		seen[o.key()] = true
 		ns, _ := r.caller(run, o.caller)
 		pod := &corev1.Pod{}
 		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: observerPodName(run, o)}, pod); err != nil {
@@ -226,6 +218,19 @@ func (r *LabRunReconciler) observersWatching(ctx context.Context, run *labsv1.La
 	return waiting, nil
 }
 
+// neededObservers is, for each observer the run's remaining probe steps read, the first such step.
+func neededObservers(run *labsv1.LabRun, plan []labs.Step) []labs.Step {
+	var out []labs.Step
+	seen := map[string]bool{}
+	for i, step := range plan {
+		if step.Kind == labs.KindProbe && !terminal(run.Status.Steps[i].Verdict) && !seen[observerOf(step).key()] {
+			seen[observerOf(step).key()] = true
+			out = append(out, step)
+		}
+	}
+	return out
+}
+
 // needsFixture: the step's caller needs a fixture that is not created yet.
 func needsFixture(plan []labs.Step, run *labsv1.LabRun, step labs.Step) bool {
 	want := map[labs.Caller]labs.Fixture{labs.CallerNonMesh: labs.FixtureNonMeshNamespace, labs.CallerAttacker: labs.FixtureAttacker}[step.Caller]
@@ -243,13 +248,12 @@ func needsFixture(plan []labs.Step, run *labsv1.LabRun, step labs.Step) bool {
 // retireObservers deletes the observers no remaining step needs.
 func (r *LabRunReconciler) retireObservers(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) error {
 	needed, all := map[string]bool{}, map[string]labs.Step{}
-	for i, step := range plan {
-		if step.Kind != labs.KindProbe {
-			continue
-		}
-		all[observerOf(step).key()] = step
-		if !terminal(run.Status.Steps[i].Verdict) {
-			needed[observerOf(step).key()] = true
+	for _, step := range neededObservers(run, plan) {
+		needed[observerOf(step).key()] = true
+	}
+	for _, step := range plan {
+		if step.Kind == labs.KindProbe {
+			all[observerOf(step).key()] = step
 		}
 	}
 	for key, step := range all {
@@ -332,7 +336,7 @@ func (r *LabRunReconciler) observeStep(ctx context.Context, run *labsv1.LabRun, 
 		return r.judgeDenier(ctx, run, st, step, pod, j, w)
 	}
 	r.finishObserved(run, st, step, j, labsv1.VerdictPass, fmt.Sprintf("Observed %s, %d attempt(s) counted, settled in %s, as expected",
-		j.outcome(), j.counted, j.settle(st.StartTime.Time, w)))
+		j.outcome(), j.counted, j.settle(st.StartTime.Time)))
 	return nil
 }
 
@@ -364,7 +368,7 @@ func (r *LabRunReconciler) judgeDenier(ctx context.Context, run *labsv1.LabRun, 
 		return nil
 	}
 	r.finishObserved(run, st, step, j, labsv1.VerdictPass, fmt.Sprintf("Denied by %s (%s), %d attempt(s) counted, settled in %s, as expected",
-		step.Denier, d.who, j.counted, j.settle(st.StartTime.Time, w)))
+		step.Denier, d.who, j.counted, j.settle(st.StartTime.Time)))
 	st.Observed += " by " + d.who
 	return nil
 }
@@ -408,7 +412,7 @@ func (r *LabRunReconciler) finishObserved(run *labsv1.LabRun, st *labsv1.StepRes
 		st.HTTPCode, st.ExitCode = ptrInt32(j.last.HTTPCode), ptrInt32(j.last.ExitCode)
 	}
 	st.Attempts = int32(j.counted)
-	st.Settle = &metav1.Duration{Duration: j.settle(st.StartTime.Time, window{change: j.change})}
+	st.Settle = &metav1.Duration{Duration: j.settle(st.StartTime.Time)}
 	r.finishStep(run, st, v, observed, msg)
 }
 
@@ -440,14 +444,14 @@ func (j judgement) outcome() string {
 
 // settle is how long the outcome took: from the change it observes to the first attempt that saw it, else from
 // the step's start to the first counted attempt.
-func (j judgement) settle(start time.Time, w window) time.Duration {
+func (j judgement) settle(start time.Time) time.Duration {
 	if j.first.Time.IsZero() {
 		return 0
 	}
 	from := start
 	at := j.first.Time
-	if !w.change.IsZero() {
-		from, at = w.change, j.segmentStart
+	if !j.change.IsZero() {
+		from, at = j.change, j.segmentStart
 	}
 	return max(at.Sub(from), 0).Round(time.Millisecond)
 }

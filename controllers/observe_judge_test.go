@@ -48,7 +48,7 @@ func TestJudge(t *testing.T) {
 					tc.pass, tc.early, tc.counted)
 			}
 			if tc.pass {
-				if got := j.settle(t0, tc.w); got != tc.settle {
+				if got := j.settle(t0); got != tc.settle {
 					t.Errorf("settle %s, want %s", got, tc.settle)
 				}
 			}
