@@ -42,6 +42,10 @@ const (
 	LabelLab = "labs.ambientlab.io/lab"
 	// LabelStep names the step of a probe pod.
 	LabelStep = "labs.ambientlab.io/step"
+	// LabelSchedule names the LabSchedule that created a LabRun.
+	LabelSchedule = "labs.ambientlab.io/schedule"
+	// LabelNode names the node a probe pod is pinned to (observers of a per-node step).
+	LabelNode = "labs.ambientlab.io/node"
 	// AnnotationOwner marks a mesh object changed by a run: <namespace>/<name> of the LabRun.
 	AnnotationOwner = "labs.ambientlab.io/owner"
 	// LabelEnabled, with value "true" on a namespace, lets runs touch it (probe pods, fixtures, policies, the

@@ -401,6 +401,14 @@ type StepResult struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 
+	// Coverage is what each node saw, for a step that probes from every node and to every endpoint: one
+	// entry per source node (the caller ran there; that node's ztunnel sends) and one per endpoint of the
+	// target (its node's ztunnel enforces inbound). A failure names the node.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	Coverage []NodeResult `json:"coverage,omitempty"`
+
 	// StartTime is when the step started (microsecond precision: evidence windows and reaction latency are
 	// measured from it).
 	// +optional
@@ -409,6 +417,37 @@ type StepResult struct {
 	// CompletionTime is when the step ended.
 	// +optional
 	CompletionTime *metav1.MicroTime `json:"completionTime,omitempty"`
+}
+
+// CoverageRole says which side of a connection a node was on.
+// +kubebuilder:validation:Enum=Source;Destination
+type CoverageRole string
+
+// Coverage roles.
+const (
+	// RoleSource: the caller ran on the node, so the node's ztunnel sent the connection.
+	RoleSource CoverageRole = "Source"
+	// RoleDestination: an endpoint of the target ran on the node, so the node's ztunnel enforced inbound.
+	RoleDestination CoverageRole = "Destination"
+)
+
+// NodeResult is what one node saw in a per-node step.
+type NodeResult struct {
+	// Node is the node's name.
+	Node string `json:"node"`
+	// Role: Source (the caller ran on this node) or Destination (an endpoint of the target is on this node).
+	Role CoverageRole `json:"role"`
+	// Endpoint is the target endpoint, <pod> (<ip>:<port>), for a Destination entry.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// Observed outcome there, in the same terms as the step's Expected.
+	// +optional
+	Observed string `json:"observed,omitempty"`
+	// Verdict there: Pass, Fail or Error.
+	Verdict Verdict `json:"verdict"`
+	// Attempts counted there.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
 }
 
 // Summary counts step verdicts.

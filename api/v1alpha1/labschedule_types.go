@@ -1,0 +1,202 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ConcurrencyPolicy says what a LabSchedule does when a run is due while an earlier one is still active.
+// +kubebuilder:validation:Enum=Forbid;Replace;Allow
+type ConcurrencyPolicy string
+
+// Concurrency policies, as in a CronJob.
+const (
+	// ConcurrencyForbid skips the due run while one is active (the default: a check that is still running
+	// is still the current check).
+	ConcurrencyForbid ConcurrencyPolicy = "Forbid"
+	// ConcurrencyReplace deletes the active run (which restores the mesh) and starts a new one.
+	ConcurrencyReplace ConcurrencyPolicy = "Replace"
+	// ConcurrencyAllow starts the new run anyway. Lab-mode runs still take the mesh lock one at a time.
+	ConcurrencyAllow ConcurrencyPolicy = "Allow"
+)
+
+// LabScheduleSpec says when to create LabRuns and from which template.
+// +kubebuilder:validation:XValidation:rule="!has(self.timeZone) || !self.schedule.startsWith('CRON_TZ=') && !self.schedule.startsWith('TZ=')",message="set the time zone in timeZone, not in schedule"
+type LabScheduleSpec struct {
+	// Schedule in cron syntax: five fields ("0 * * * *"), a descriptor (@hourly, @daily) or @every <duration>
+	// ("@every 15m"). It is parsed with github.com/robfig/cron/v3; a schedule that does not parse is reported in
+	// the Ready condition and creates no run.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Schedule string `json:"schedule"`
+
+	// TimeZone is the IANA time zone the schedule is read in, e.g. Europe/Berlin. Default: UTC.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	TimeZone *string `json:"timeZone,omitempty"`
+
+	// Suspend stops new runs from being created; runs already created go on. Default: false.
+	// +optional
+	Suspend *bool `json:"suspend,omitempty"`
+
+	// ConcurrencyPolicy says what to do when a run is due while an earlier one is still active: Forbid (skip
+	// it), Replace (delete the active run, which restores the mesh, then start a new one) or Allow (start it;
+	// Lab-mode runs still take the mesh lock one at a time, so they queue). Default: Forbid.
+	// +kubebuilder:default=Forbid
+	// +optional
+	ConcurrencyPolicy ConcurrencyPolicy `json:"concurrencyPolicy,omitempty"`
+
+	// StartingDeadlineSeconds: a run that could not start within this many seconds of its scheduled time (the
+	// manager was down, say) is skipped and counted as missed. Default: no deadline; after a restart only the
+	// most recent missed time is run, never more than one.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	StartingDeadlineSeconds *int64 `json:"startingDeadlineSeconds,omitempty"`
+
+	// SuccessfulRunsHistoryLimit is how many finished, successful runs to keep. Default: 3.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:default=3
+	// +optional
+	SuccessfulRunsHistoryLimit *int32 `json:"successfulRunsHistoryLimit,omitempty"`
+
+	// FailedRunsHistoryLimit is how many finished, failed runs to keep. Default: 1.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:default=1
+	// +optional
+	FailedRunsHistoryLimit *int32 `json:"failedRunsHistoryLimit,omitempty"`
+
+	// Trigger starts an extra run, besides the schedule, when what the runs depend on changes.
+	// +optional
+	Trigger *TriggerSpec `json:"trigger,omitempty"`
+
+	// Template is the LabRun each run is created from.
+	Template LabRunTemplate `json:"template"`
+}
+
+// TriggerSpec starts a run when the mesh's protections may have changed. The operator's own temporary
+// changes (objects carrying its marks, written by its ServiceAccount) never trigger a run.
+type TriggerSpec struct {
+	// OnPolicyChange starts a run when a PeerAuthentication or AuthorizationPolicy that the template's runs
+	// depend on (in the mesh root namespace or the target namespace) is created, changed or deleted.
+	// +optional
+	OnPolicyChange bool `json:"onPolicyChange,omitempty"`
+
+	// OnZtunnelChange starts a run when the ztunnel DaemonSet's pod template changes (an upgrade, a new
+	// image or configuration).
+	// +optional
+	OnZtunnelChange bool `json:"onZtunnelChange,omitempty"`
+
+	// Debounce waits this long after the last change before starting the run, so a burst of changes
+	// starts one run. Default: 10s.
+	// +kubebuilder:default="10s"
+	// +optional
+	Debounce *metav1.Duration `json:"debounce,omitempty"`
+}
+
+// LabRunTemplate is the part of a LabRun a schedule stamps out.
+type LabRunTemplate struct {
+	// Labels and annotations copied onto every run (besides the labs.ambientlab.io/schedule label).
+	// +optional
+	Metadata TemplateMetadata `json:"metadata,omitempty"`
+
+	// Spec of every run.
+	Spec LabRunSpec `json:"spec"`
+}
+
+// TemplateMetadata is the metadata a template may set.
+type TemplateMetadata struct {
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// RunSummary is the outcome of one run a schedule created.
+type RunSummary struct {
+	// Name of the LabRun.
+	Name string `json:"name"`
+	// Phase it ended in (or is in).
+	Phase Phase `json:"phase,omitempty"`
+	// Summary counts its step verdicts.
+	// +optional
+	Summary Summary `json:"summary,omitempty"`
+	// FailedSteps names the steps that did not pass, as <lab>/<step>, with the node when the failure was on
+	// one node: <lab>/<step>@<node> (at most 20).
+	// +kubebuilder:validation:MaxItems=20
+	// +optional
+	FailedSteps []string `json:"failedSteps,omitempty"`
+	// CompletionTime is when it ended.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// LabScheduleStatus is what the schedule did.
+type LabScheduleStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// LastScheduleTime is the scheduled time of the last run created (by the schedule or a trigger).
+	// +optional
+	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
+
+	// LastSuccessfulTime is when the last successful run ended.
+	// +optional
+	LastSuccessfulTime *metav1.Time `json:"lastSuccessfulTime,omitempty"`
+
+	// NextScheduleTime is when the next run is due.
+	// +optional
+	NextScheduleTime *metav1.Time `json:"nextScheduleTime,omitempty"`
+
+	// Active names the runs that have not finished.
+	// +optional
+	Active []string `json:"active,omitempty"`
+
+	// LastRun is the outcome of the last finished run.
+	// +optional
+	LastRun *RunSummary `json:"lastRun,omitempty"`
+
+	// Conditions: Ready (the schedule parses and its last finished run succeeded), Reconciling, Stalled
+	// (the schedule cannot run: it does not parse, or the time zone is unknown).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// LabSchedule creates LabRuns from a template on a cron schedule (and, optionally, when the mesh's policies or
+// ztunnel change): continuous proof that the mesh's protections hold. Use spec.template.spec.mode: Verify for a
+// check that never weakens anything.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ls,categories=labs
+// +kubebuilder:printcolumn:name="Schedule",type=string,JSONPath=`.spec.schedule`
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.template.spec.mode`
+// +kubebuilder:printcolumn:name="Suspend",type=boolean,JSONPath=`.spec.suspend`
+// +kubebuilder:printcolumn:name="Active",type=integer,JSONPath=`.status.active.size()`,priority=1
+// +kubebuilder:printcolumn:name="Last Run",type=string,JSONPath=`.status.lastRun.phase`
+// +kubebuilder:printcolumn:name="Last Success",type=date,JSONPath=`.status.lastSuccessfulTime`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type LabSchedule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec says when and what to run.
+	Spec LabScheduleSpec `json:"spec"`
+
+	// Status records what the schedule did.
+	// +optional
+	Status LabScheduleStatus `json:"status,omitempty"`
+}
+
+// LabScheduleList is a list of LabSchedules.
+// +kubebuilder:object:root=true
+type LabScheduleList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []LabSchedule `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&LabSchedule{}, &LabScheduleList{})
+}
