@@ -41,6 +41,11 @@ type Options struct {
 	ProbeImages []string
 	// Progress receives progress messages (the first control-plane build takes minutes).
 	Progress io.Writer
+	// Install, when set, installs the operator's namespace, ServiceAccount, RBAC and admission policies instead
+	// of config/default (e.g. a Helm chart's rendered output); the sandbox then waits, as after config/default,
+	// until the admission policies are enforced for the manager's ServiceAccount (ManagerUser). ProbeImages is
+	// then the installer's business.
+	Install func(ctx context.Context, c client.Client) error
 }
 
 // Sandbox is a running simulated cluster.
@@ -102,7 +107,13 @@ func (s *Sandbox) start(ctx context.Context, o Options) error {
 	if err := seedWorld(ctx, s.Client, s.Nodes); err != nil {
 		return err
 	}
-	if err := installDefault(ctx, s.Client, s.Env.Root, o.ProbeImages); err != nil {
+	install := o.Install
+	if install == nil {
+		install = func(ctx context.Context, c client.Client) error {
+			return installDefault(ctx, c, s.Env.Root, o.ProbeImages)
+		}
+	}
+	if err := install(ctx, s.Client); err != nil {
 		return err
 	}
 	manager, err := client.New(s.ManagerConfig(), client.Options{Scheme: scheme})
@@ -110,7 +121,7 @@ func (s *Sandbox) start(ctx context.Context, o Options) error {
 		return err
 	}
 	if err := waitForAdmission(ctx, s.Client, manager); err != nil {
-		return fmt.Errorf("waiting for config/default's admission policies to take effect: %w", err)
+		return fmt.Errorf("waiting for the admission policies to take effect: %w", err)
 	}
 	if err := s.startAgent(o); err != nil {
 		return err
