@@ -1,0 +1,67 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+)
+
+// WriteMarkdown writes the run as GitHub-flavoured Markdown: a heading with the outcome, then a table per lab,
+// and under it what each node saw for the steps that failed.
+func WriteMarkdown(w io.Writer, run *labsv1.LabRun) error {
+	var b strings.Builder
+	restored, restoredMsg := MeshRestored(run)
+	s := run.Status.Summary
+	fmt.Fprintf(&b, "# LabRun %s/%s: %s\n\n", run.Namespace, run.Name, orNone(string(run.Status.Phase)))
+	fmt.Fprintf(&b, "Mode %s, scope %s. %d steps: %d passed, %d failed, %d errored, %d skipped. Mesh restored: %s",
+		orNone(string(run.Spec.Mode)), orNone(string(run.Spec.Scope)), s.Total, s.Passed, s.Failed, s.Errored, s.Skipped, restored)
+	if restoredMsg != "" {
+		b.WriteString(" (" + cell(restoredMsg) + ")")
+	}
+	b.WriteString(".\n")
+	if run.Status.Message != "" {
+		b.WriteString("\n" + cell(run.Status.Message) + "\n")
+	}
+	for _, lab := range byLab(run.Status.Steps) {
+		writeLab(&b, lab)
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return fmt.Errorf("writing the Markdown report of LabRun %s/%s: %w", run.Namespace, run.Name, err)
+	}
+	return nil
+}
+
+func writeLab(b *strings.Builder, lab labSteps) {
+	fmt.Fprintf(b, "\n## %s\n\n", lab.Lab)
+	b.WriteString("| Step | Expected | Observed | Verdict | Settle | Message |\n")
+	b.WriteString("|---|---|---|---|---|---|\n")
+	for _, st := range lab.Steps {
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", cell(st.Name), cell(st.Expected), cell(st.Observed),
+			verdictCell(st.Verdict), cell(Settle(st)), cell(st.Message))
+	}
+	for _, st := range lab.Steps {
+		if !Failing(st.Verdict) || len(st.Coverage) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "\n%s, per node:\n\n", cell(st.Name))
+		for _, n := range st.Coverage {
+			b.WriteString("- " + cell(CoverageLine(n)) + "\n")
+		}
+	}
+}
+
+func verdictCell(v labsv1.Verdict) string {
+	if Failing(v) {
+		return "**" + string(v) + "**"
+	}
+	return string(v)
+}
+
+// cell makes text safe inside a table cell: no line breaks, pipes escaped.
+func cell(s string) string {
+	s = strings.ReplaceAll(s, "\r", "")
+	s = strings.ReplaceAll(s, "\n", " ")
+	return strings.ReplaceAll(s, "|", `\|`)
+}
