@@ -116,7 +116,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var expect string
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.opts.URL, "url", "", "URL to request (required)")
+	fs.Func("url", "URL to request (required); an observer takes it more than once and calls each in turn", func(v string) error {
+		if cfg.opts.URL == "" {
+			cfg.opts.URL = v
+			return nil
+		}
+		cfg.opts.URLs = append(cfg.opts.URLs, v)
+		return nil
+	})
 	fs.StringVar(&expect, "expect", "", "expected outcome: allowed or denied (required unless --observe)")
 	fs.BoolVar(&cfg.opts.Observe, "observe", false, "keep probing and print every attempt as a JSON line until --settle runs out or SIGTERM")
 	fs.DurationVar(&cfg.opts.Timeout, "timeout", DefaultTimeout, "timeout of each request")
@@ -140,10 +147,14 @@ func checkConfig(cfg config, rest []string) error {
 		return errors.New("--url is required")
 	case checkURL(o.URL) != nil:
 		return fmt.Errorf("--url: %w", checkURL(o.URL))
+	case len(o.URLs) > 0 && !o.Observe:
+		return errors.New("--url may be given more than once only with --observe")
 	case o.Expect == "" && !o.Observe:
 		return errors.New("--expect is required (allowed or denied)")
 	case o.Expect != "" && validate(o.Expect) != nil:
 		return fmt.Errorf("--expect: %w", validate(o.Expect))
+	case badURL(o.URLs) != nil:
+		return fmt.Errorf("--url: %w", badURL(o.URLs))
 	case o.Timeout <= 0:
 		return fmt.Errorf("--timeout must be positive, got %s", o.Timeout)
 	case o.Settle < 0:
@@ -152,6 +163,16 @@ func checkConfig(cfg config, rest []string) error {
 		return fmt.Errorf("--count must be at least 1, got %d", o.Count)
 	case o.Interval <= 0:
 		return fmt.Errorf("--interval must be positive, got %s", o.Interval)
+	}
+	return nil
+}
+
+// badURL is the first error of checkURL among urls.
+func badURL(urls []string) error {
+	for _, u := range urls {
+		if err := checkURL(u); err != nil {
+			return fmt.Errorf("%s: %w", u, err)
+		}
 	}
 	return nil
 }

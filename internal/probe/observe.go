@@ -12,6 +12,8 @@ import (
 type Attempt struct {
 	// Time is when the attempt started (RFC3339Nano in JSON, UTC).
 	Time time.Time `json:"t"`
+	// URL is the URL called, set only by an observer that calls more than one.
+	URL string `json:"url,omitempty"`
 	// Observed is "allowed", "denied" or "error", the same words as Result.Observed.
 	Observed string `json:"observed"`
 	// HTTPCode is the HTTP status, 0 when there was no HTTP response (curl's 000).
@@ -36,15 +38,25 @@ type Summary struct {
 //
 // No attempt starts after the budget ran out, but one in flight gets its full Timeout. An attempt cut short
 // because ctx ended is not emitted: what stopped it was the observer's end, not the mesh.
+//
+// With more than one URL (o.URL, then o.URLs) it calls them in turn, one per attempt, and each Attempt names
+// its URL.
 func Observe(ctx context.Context, o Options, emit func(Attempt)) {
 	o = withDefaults(o)
+	urls := append([]string{o.URL}, o.URLs...)
 	deadline := time.Now().Add(o.Settle)
-	for {
-		out := attempt(ctx, o)
+	for i := 0; ; i++ {
+		one := o
+		one.URL = urls[i%len(urls)]
+		out := attempt(ctx, one)
 		if ctx.Err() != nil {
 			return
 		}
-		emit(newAttempt(out))
+		a := newAttempt(out)
+		if len(urls) > 1 {
+			a.URL = one.URL
+		}
+		emit(a)
 		if o.Settle > 0 && time.Until(deadline) <= o.Interval {
 			return // the next attempt would start after the budget
 		}

@@ -104,6 +104,35 @@ func TestObserveSeesTransition(t *testing.T) {
 	}
 }
 
+func TestObserveCallsEachURLInTurn(t *testing.T) {
+	allowed, _ := statusServer(t, always(http.StatusOK))
+	refused := "http://127.0.0.1:1/get" // nothing listens on port 1
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var attempts []Attempt
+	Observe(ctx, Options{URL: allowed.URL + "/get", URLs: []string{refused}, Timeout: time.Second, Interval: 5 * time.Millisecond,
+		Settle: 10 * time.Second}, func(a Attempt) {
+		if attempts = append(attempts, a); len(attempts) == 6 {
+			cancel()
+		}
+	})
+	if len(attempts) != 6 {
+		t.Fatalf("got %d attempts, want 6", len(attempts))
+	}
+	for i, a := range attempts {
+		want, observed := allowed.URL+"/get", "allowed"
+		if i%2 == 1 {
+			want, observed = refused, "denied"
+		}
+		if a.URL != want || a.Observed != observed {
+			t.Errorf("attempt %d called %q and saw %s, want %q and %s", i, a.URL, a.Observed, want, observed)
+		}
+	}
+	if _, err := ParseArgs([]string{"--url=http://a/", "--url=http://b/", "--expect=allowed"}); err == nil {
+		t.Error("a one-shot probe accepted two URLs")
+	}
+}
+
 func TestObserveStopsWhenBudgetRunsOut(t *testing.T) {
 	srv, conns := statusServer(t, always(http.StatusOK))
 	const budget, interval = 300 * time.Millisecond, 20 * time.Millisecond
@@ -246,6 +275,9 @@ func TestObserverArgsRoundTrip(t *testing.T) {
 		{"full",
 			Options{Observe: true, URL: url, Expect: ExpectDenied, Timeout: 2 * time.Second, Settle: 90 * time.Second, Interval: 250 * time.Millisecond},
 			Options{Observe: true, URL: url, Expect: ExpectDenied, Timeout: 2 * time.Second, Settle: 90 * time.Second, Interval: 250 * time.Millisecond, Count: DefaultCount}},
+		{"several URLs",
+			Options{Observe: true, URL: url, URLs: []string{"http://10.244.2.2:80/get", "http://10.244.3.2:80/get"}, Timeout: time.Second, Settle: time.Minute, Interval: 50 * time.Millisecond},
+			Options{Observe: true, URL: url, URLs: []string{"http://10.244.2.2:80/get", "http://10.244.3.2:80/get"}, Timeout: time.Second, Settle: time.Minute, Interval: 50 * time.Millisecond, Count: DefaultCount}},
 		{"no expectation, default interval",
 			Options{Observe: true, URL: url, Timeout: time.Second, Settle: time.Minute},
 			Options{Observe: true, URL: url, Timeout: time.Second, Settle: time.Minute, Interval: DefaultInterval, Count: DefaultCount}},

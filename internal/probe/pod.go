@@ -25,7 +25,9 @@ type PodRequest struct {
 	Image          string
 	Labels         map[string]string
 	Annotations    map[string]string
-	Options        Options
+	// NodeName pins the pod to a node (an observer that probes from every node); "" lets the scheduler pick.
+	NodeName string
+	Options  Options
 }
 
 // Args is the command line of `manager probe` for o; the sandbox's node agent parses it back with ParseArgs.
@@ -55,10 +57,15 @@ func observerArgs(o Options) []string {
 	}
 	args := []string{"probe", "--observe",
 		"--url=" + o.URL,
-		"--timeout=" + o.Timeout.String(),
-		"--settle=" + o.Settle.String(),
-		"--interval=" + interval.String(),
 	}
+	for _, u := range o.URLs {
+		args = append(args, "--url="+u)
+	}
+	args = append(args,
+		"--timeout="+o.Timeout.String(),
+		"--settle="+o.Settle.String(),
+		"--interval="+interval.String(),
+	)
 	if o.Expect != "" {
 		args = append(args, "--expect="+string(o.Expect))
 	}
@@ -93,6 +100,7 @@ func Pod(req PodRequest) *corev1.Pod {
 			Name: req.Name, Namespace: req.Namespace, Labels: req.Labels, Annotations: req.Annotations,
 		},
 		Spec: corev1.PodSpec{
+			NodeName:                      req.NodeName,
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			ServiceAccountName:            req.ServiceAccount,
 			AutomountServiceAccountToken:  ptr.To(false),

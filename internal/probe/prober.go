@@ -60,6 +60,9 @@ type Options struct {
 	// Interval is the pause between attempts while the expectation does not hold yet (default
 	// DefaultInterval). It bounds a poll; it is not a propagation sleep.
 	Interval time.Duration
+	// URLs are further URLs an observer calls in turn, after URL (each attempt logs which one it called): one
+	// observer on a node covers every endpoint of the target.
+	URLs []string
 	// Observe makes the probe an observer (`manager probe --observe`, see Observe): it keeps probing for the
 	// whole Settle budget and reports every attempt, with no expectation.
 	Observe bool

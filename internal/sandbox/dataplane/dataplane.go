@@ -76,6 +76,7 @@ type Dataplane struct {
 	effective  policy.Enforcer
 	timers     map[uint64]*time.Timer
 	timersWG   sync.WaitGroup
+	faults     map[string]Fault // node → its ztunnel's fault (SetNodeFault)
 }
 
 // New starts the loopback listeners (the HTTP backend, the resetter and a
@@ -173,6 +174,7 @@ func (d *Dataplane) Dial(ctx context.Context, src Workload, network, addr string
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
 	f := d.newFlow(src, t, start)
+	d.applyFaults(&f)
 	if !f.decision.Allowed {
 		return d.reject(ctx, f)
 	}
