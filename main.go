@@ -30,7 +30,11 @@ func main() {
 
 func runManager() int {
 	var o operator.Options
-	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint (0 disables it)")
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (0 disables it)")
+	flag.BoolVar(&o.MetricsSecure, "metrics-secure", true,
+		"Serve metrics over HTTPS, only to bearer tokens the API server authenticates and authorizes for GET /metrics (false: plain HTTP, unauthenticated)")
+	flag.StringVar(&o.MetricsCertDir, "metrics-cert-path", "",
+		"Directory with tls.crt and tls.key for the metrics endpoint, reloaded on change (default: a self-signed certificate)")
 	flag.StringVar(&o.HealthAddr, "health-probe-bind-address", ":8081", "Address of the health endpoints (0 disables them)")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", true, "Elect a leader so only one replica runs LabRuns at a time")
 	flag.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader Lease (needed outside a cluster)")

@@ -3,6 +3,7 @@
 package operator
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
@@ -32,7 +34,13 @@ import (
 
 // Options configure the manager.
 type Options struct {
-	MetricsAddr      string // "0" disables the metrics endpoint
+	MetricsAddr string // "0" disables the metrics endpoint
+	// MetricsSecure serves metrics over HTTPS to callers the API server vouches for: a bearer token it
+	// authenticates (TokenReview) whose identity may GET /metrics (SubjectAccessReview), as kubebuilder projects do.
+	MetricsSecure bool
+	// MetricsCertDir holds tls.crt and tls.key for the metrics endpoint (from cert-manager, say), reloaded when
+	// they change; empty, or without those files, a self-signed certificate is generated in memory at start.
+	MetricsCertDir   string
 	HealthAddr       string // "0" disables the health endpoint
 	LeaderElection   bool
 	LeaderElectionNS string // needed when running outside a cluster
@@ -146,7 +154,7 @@ func managerOptions(o Options) (ctrl.Options, error) {
 	}
 	return ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: orDefault(o.MetricsAddr, "0")},
+		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        orDefault(o.HealthAddr, "0"),
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              "labrun-operator.labs.ambientlab.io",
@@ -166,6 +174,23 @@ func managerOptions(o Options) (ctrl.Options, error) {
 				Label: labels.SelectorFromSet(labels.Set{mesh.LabelRecord: "true"})},
 		}},
 	}, nil
+}
+
+// metricsOptions: plain HTTP, or with o.MetricsSecure, HTTPS behind the API server's authentication and
+// authorization. The filter asks the API server with the manager's own credentials, so the manager needs the
+// rights of config/rbac/metrics_auth_role.yaml, and a scraper a binding to the metrics-reader ClusterRole.
+func metricsOptions(o Options) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: orDefault(o.MetricsAddr, "0")}
+	if !o.MetricsSecure {
+		return opts
+	}
+	opts.SecureServing = true
+	opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	opts.CertDir = o.MetricsCertDir
+	// HTTP/2 stays off, as in kubebuilder's scaffold: its stream handling was the vector of the rapid-reset
+	// attacks (CVE-2023-44487, CVE-2023-39325), and a scraper needs only HTTP/1.1.
+	opts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	return opts
 }
 
 // setupWatchdog registers the watchdog over the trusted records.
