@@ -135,9 +135,15 @@ type LabScheduleStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// LastScheduleTime is the scheduled time of the last run created (by the schedule or a trigger).
+	// LastScheduleTime is the scheduled time of the last run the schedule created (or skipped past its
+	// startingDeadlineSeconds). A triggered run does not move it. Only the manager writes status.
 	// +optional
 	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
+
+	// LastTriggerTime is the debounced time of the last run a trigger created, for people (a pending trigger
+	// is kept in the manager's memory only).
+	// +optional
+	LastTriggerTime *metav1.Time `json:"lastTriggerTime,omitempty"`
 
 	// LastSuccessfulTime is when the last successful run ended.
 	// +optional

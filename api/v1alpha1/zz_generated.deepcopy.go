@@ -399,6 +399,10 @@ func (in *LabScheduleStatus) DeepCopyInto(out *LabScheduleStatus) {
 		in, out := &in.LastScheduleTime, &out.LastScheduleTime
 		*out = (*in).DeepCopy()
 	}
+	if in.LastTriggerTime != nil {
+		in, out := &in.LastTriggerTime, &out.LastTriggerTime
+		*out = (*in).DeepCopy()
+	}
 	if in.LastSuccessfulTime != nil {
 		in, out := &in.LastSuccessfulTime, &out.LastSuccessfulTime
 		*out = (*in).DeepCopy()

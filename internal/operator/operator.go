@@ -101,6 +101,8 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	records := mesh.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.namespace()}
+	// Schedule and mesh-safety metrics are read from the cache at scrape time (controllers/metrics_schedule.go).
+	controllers.CollectScheduleMetrics(mgr.GetClient(), o.namespace())
 	// A new leader first restores what a previous one left changed; the reconcilers wait for that pass.
 	takeover := controllers.NewTakeover(mgr.GetClient(), records)
 	if err := mgr.Add(takeover); err != nil {
@@ -121,6 +123,11 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LabRun controller: %w", err)
+	}
+	schedules := &controllers.LabScheduleReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Recorder: mgr.GetEventRecorder("labschedule-controller")}
+	if err := schedules.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the LabSchedule controller: %w", err)
 	}
 	return mgr, setupWatchdog(mgr, records, o.WatchdogGrace, takeover)
 }

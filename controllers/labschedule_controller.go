@@ -1,0 +1,337 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+)
+
+// LabScheduleReconciler creates LabRuns from a LabSchedule's template on its cron schedule and, when asked, after
+// the mesh's policies or ztunnel changed; it keeps the runs' history to the schedule's limits.
+//
+// It never doubles a run: a run's name is the schedule's name and the scheduled time, so a second create of the
+// same time (after a restart, from a stale cache) gets AlreadyExists. It never misses one: each pass runs the most
+// recent scheduled time since status.lastScheduleTime (or the schedule's creation), within
+// startingDeadlineSeconds. Status is the manager's own record (config/admission/status_policy.yaml refuses
+// anyone else's write to labschedules/status), so lastScheduleTime may bound what has been run.
+type LabScheduleReconciler struct {
+	client.Client
+	// APIReader reads the schedule live: a stale lastScheduleTime from the cache could run a time twice once
+	// its run has been pruned.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+
+	triggers *pendingTriggers
+}
+
+// The schedule controller's rights: LabSchedules, and create/delete of the LabRuns they own. The runs are
+// admitted by config/admission/requester_policy.yaml against the manager's own rights, so the manager may also
+// set-probe-image on labruns; the schedule's template was checked against its requester's rights when the
+// schedule was written (config/admission/schedule_policy.yaml). DaemonSets are read for the ztunnel trigger.
+// +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labschedules,verbs=get;list;watch
+// +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labschedules/status,verbs=get;patch
+// +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labschedules/finalizers,verbs=update
+// +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labruns,verbs=create;delete;set-probe-image
+// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get;list;watch
+
+// Reconcile: get live → deferred status patch → observe runs → prune history → parse → suspend → due run and
+// trigger run → requeue at the next time.
+func (r *LabScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	ls := &labsv1.LabSchedule{}
+	if err := r.APIReader.Get(ctx, req.NamespacedName, ls); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.triggers.forget(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ls.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // its runs go with it (owner references)
+	}
+	orig := ls.DeepCopy()
+	defer func() {
+		if err := r.patchStatus(ctx, orig, ls, retErr); err != nil {
+			retErr, result = kerrors.NewAggregate([]error{retErr, err}), ctrl.Result{}
+		}
+	}()
+	now := r.now()
+	runs, err := r.listRuns(ctx, ls)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	observeRuns(ls, runs)
+	if err := r.prune(ctx, ls, runs); err != nil {
+		return ctrl.Result{}, err
+	}
+	sched, err := parseSchedule(ls)
+	if err != nil {
+		// Bad input: nothing will change until the spec does, so no requeue.
+		ctrl.LoggerFrom(ctx).Info("Schedule cannot run", "reason", err.Error())
+		ls.Status.NextScheduleTime = nil
+		setScheduleConditions(ls, err.Error()+"; no run is created", now)
+		return ctrl.Result{}, nil
+	}
+	setScheduleConditions(ls, "", now)
+	if ls.Spec.Suspend != nil && *ls.Spec.Suspend {
+		ls.Status.NextScheduleTime = nil
+		return ctrl.Result{}, nil // a spec change (resume) wakes it; pending triggers wait
+	}
+	return r.reconcileDue(ctx, ls, sched, &runs, now)
+}
+
+// patchStatus writes the status once per pass, only when it changed; observedGeneration only after a clean pass.
+func (r *LabScheduleReconciler) patchStatus(ctx context.Context, orig, ls *labsv1.LabSchedule, passErr error) error {
+	if passErr == nil {
+		ls.Status.ObservedGeneration = ls.Generation
+	}
+	if equality.Semantic.DeepEqual(orig.Status, ls.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, ls, client.MergeFrom(orig)); err != nil {
+		return fmt.Errorf("patching status of LabSchedule %s: %w", klog.KObj(ls), err)
+	}
+	return nil
+}
+
+// listRuns lists the runs this schedule controls (its label selects them, its controller reference proves them).
+func (r *LabScheduleReconciler) listRuns(ctx context.Context, ls *labsv1.LabSchedule) (scheduleRuns, error) {
+	list := &labsv1.LabRunList{}
+	if err := r.List(ctx, list, client.InNamespace(ls.Namespace),
+		client.MatchingLabels{labsv1.LabelSchedule: ls.Name}); err != nil {
+		return scheduleRuns{}, fmt.Errorf("listing the runs of LabSchedule %s: %w", klog.KObj(ls), err)
+	}
+	owned := list.Items[:0]
+	for _, run := range list.Items {
+		if metav1.IsControlledBy(&run, ls) {
+			owned = append(owned, run)
+		}
+	}
+	return sortRuns(owned), nil
+}
+
+// observeRuns copies what the runs show into status: the active ones, the last finished one, the last success.
+// The last run and success outlive pruning: they move only forward.
+func observeRuns(ls *labsv1.LabSchedule, runs scheduleRuns) {
+	ls.Status.Active = nil
+	for _, run := range runs.active {
+		ls.Status.Active = append(ls.Status.Active, run.Name)
+	}
+	if last := runs.lastFinished(); last != nil {
+		prev := ls.Status.LastRun
+		if prev == nil || prev.Name == last.Name || prev.CompletionTime == nil ||
+			endTime(last).After(prev.CompletionTime.Time) {
+			ls.Status.LastRun = summarizeRun(last)
+		}
+	}
+	if t := runs.lastSuccess(); t != nil && (ls.Status.LastSuccessfulTime == nil || t.After(ls.Status.LastSuccessfulTime.Time)) {
+		ls.Status.LastSuccessfulTime = t
+	}
+}
+
+// prune deletes the oldest finished runs beyond the history limits. It deletes them itself rather than leaving
+// it to the garbage collector: their owner, the schedule, lives on. A run's finalizer still restores the mesh.
+func (r *LabScheduleReconciler) prune(ctx context.Context, ls *labsv1.LabSchedule, runs scheduleRuns) error {
+	var errs []error
+	for _, set := range []struct {
+		runs  []*labsv1.LabRun
+		limit *int32
+		def   int32
+	}{{runs.succeeded, ls.Spec.SuccessfulRunsHistoryLimit, 3}, {runs.failed, ls.Spec.FailedRunsHistoryLimit, 1}} {
+		limit := set.def
+		if set.limit != nil {
+			limit = *set.limit
+		}
+		for i := 0; i < len(set.runs)-int(limit); i++ {
+			errs = append(errs, r.deleteRun(ctx, ls, set.runs[i], "Pruning history"))
+		}
+	}
+	return kerrors.NewAggregate(errs)
+}
+
+// deleteRun deletes one run of the schedule, this very run only (UID precondition); gone already is fine.
+func (r *LabScheduleReconciler) deleteRun(ctx context.Context, ls *labsv1.LabSchedule, run *labsv1.LabRun, why string) error {
+	ctrl.LoggerFrom(ctx).Info("Deleting LabRun", "labRun", klog.KObj(run), "why", why)
+	err := r.Delete(ctx, run, client.Preconditions{UID: &run.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting LabRun %s of LabSchedule %s: %w", klog.KObj(run), klog.KObj(ls), err)
+	}
+	return nil
+}
+
+// reconcileDue creates the run of the most recent due time and the run of an expired trigger, then sleeps until
+// the next time or trigger.
+func (r *LabScheduleReconciler) reconcileDue(ctx context.Context, ls *labsv1.LabSchedule, sched cron.Schedule,
+	runs *scheduleRuns, now time.Time) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	earliest := ls.CreationTimestamp.Time
+	if l := ls.Status.LastScheduleTime; l != nil && l.After(earliest) {
+		earliest = l.Time
+	}
+	due, next, err := dueTimes(sched, earliest, now)
+	if err != nil {
+		log.Info("Missed run not found", "reason", err.Error())
+		ls.Status.LastScheduleTime = &metav1.Time{Time: now.Truncate(time.Second)}
+	}
+	ls.Status.NextScheduleTime = &metav1.Time{Time: next}
+	switch {
+	case due.IsZero():
+	case tooLate(ls, due, now):
+		log.Info("Skipping a missed run: past startingDeadlineSeconds", "scheduled", due)
+		ls.Status.LastScheduleTime = &metav1.Time{Time: due}
+	default:
+		started, err := r.start(ctx, ls, runs, scheduledRunName(ls.Name, due))
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if started {
+			ls.Status.LastScheduleTime = &metav1.Time{Time: due}
+		}
+	}
+	wake, err := r.reconcileTrigger(ctx, ls, runs, now)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if wake.IsZero() || next.Before(wake) {
+		wake = next
+	}
+	return ctrl.Result{RequeueAfter: max(wake.Sub(now), 10*time.Millisecond)}, nil
+}
+
+// reconcileTrigger starts the run of a trigger whose debounce ran out; it returns when a pending one is due.
+func (r *LabScheduleReconciler) reconcileTrigger(ctx context.Context, ls *labsv1.LabSchedule, runs *scheduleRuns,
+	now time.Time) (time.Time, error) {
+	key := client.ObjectKeyFromObject(ls)
+	at, ok := r.triggers.pending(key)
+	if !ok || ls.Spec.Trigger == nil {
+		return time.Time{}, nil
+	}
+	if at.After(now) {
+		return at, nil
+	}
+	started, err := r.start(ctx, ls, runs, triggeredRunName(ls.Name, at))
+	if err != nil || !started {
+		return time.Time{}, err // Forbid: tried again when the active run ends (its change wakes the schedule)
+	}
+	r.triggers.done(key, at)
+	ls.Status.LastTriggerTime = &metav1.Time{Time: at}
+	return time.Time{}, nil
+}
+
+// start creates the run named name unless it exists, applying the concurrency policy. It tells whether the run
+// now exists (false: Forbid skipped it while another is active).
+func (r *LabScheduleReconciler) start(ctx context.Context, ls *labsv1.LabSchedule, runs *scheduleRuns, name string) (bool, error) {
+	log := ctrl.LoggerFrom(ctx)
+	if runs.has(name) {
+		return true, nil
+	}
+	switch ls.Spec.ConcurrencyPolicy {
+	case labsv1.ConcurrencyAllow:
+	case labsv1.ConcurrencyReplace:
+		for _, run := range runs.active {
+			if err := r.deleteRun(ctx, ls, run, "Replacing it (concurrencyPolicy Replace)"); err != nil {
+				return false, err
+			}
+		}
+		runs.active = nil
+	default:
+		if len(runs.active) > 0 {
+			log.V(1).Info("Skipping a due run while another is active (concurrencyPolicy Forbid)", "labRun", name,
+				"active", runs.active[0].Name)
+			return false, nil
+		}
+	}
+	run, err := r.newRun(ls, name)
+	if err != nil {
+		return false, err
+	}
+	log.Info("Creating LabRun", "labRun", klog.KObj(run))
+	if err := r.Create(ctx, run); err != nil && !apierrors.IsAlreadyExists(err) {
+		r.Recorder.Eventf(ls, nil, corev1.EventTypeWarning, "CreateFailed", "Create", "Creating LabRun %s: %v", name, err)
+		return false, fmt.Errorf("creating LabRun %s for LabSchedule %s: %w", klog.KObj(run), klog.KObj(ls), err)
+	} else if err == nil {
+		r.Recorder.Eventf(ls, run, corev1.EventTypeNormal, "RunCreated", "Create", "Created LabRun %s", name)
+	}
+	runs.active = append(runs.active, run)
+	return true, nil
+}
+
+// has tells whether the schedule already has a run of this name, in any state.
+func (s scheduleRuns) has(name string) bool {
+	for _, set := range [][]*labsv1.LabRun{s.active, s.succeeded, s.failed} {
+		for _, run := range set {
+			if run.Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// newRun stamps out the template: its labels and annotations, the schedule label, the controller reference.
+func (r *LabScheduleReconciler) newRun(ls *labsv1.LabSchedule, name string) (*labsv1.LabRun, error) {
+	tmpl := ls.Spec.Template
+	labels := maps.Clone(tmpl.Metadata.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[labsv1.LabelSchedule] = ls.Name
+	run := &labsv1.LabRun{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ls.Namespace, Name: name, Labels: labels,
+			Annotations: maps.Clone(tmpl.Metadata.Annotations)},
+		Spec: *tmpl.Spec.DeepCopy(),
+	}
+	if err := controllerutil.SetControllerReference(ls, run, r.Scheme()); err != nil {
+		return nil, fmt.Errorf("owning LabRun %s by LabSchedule %s: %w", name, klog.KObj(ls), err)
+	}
+	return run, nil
+}
+
+func (r *LabScheduleReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// SetupWithManager watches schedules (spec changes only: status writes do not loop), the runs they own (created,
+// deleted, or moved to another phase), and, for triggers, the mesh's policies and ztunnel DaemonSets through a
+// cache of their own (see labschedule_trigger.go).
+func (r *LabScheduleReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.triggers = newPendingTriggers()
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("labschedule").
+		For(&labsv1.LabSchedule{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&labsv1.LabRun{}, builder.WithPredicates(phaseChanged()))
+	if err := r.watchTriggers(mgr, b); err != nil {
+		return err
+	}
+	return b.Complete(r)
+}
+
+// phaseChanged passes a run's creation, deletion and phase changes, not every step's status write.
+func phaseChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, okO := e.ObjectOld.(*labsv1.LabRun)
+		n, okN := e.ObjectNew.(*labsv1.LabRun)
+		return !okO || !okN || o.Status.Phase != n.Status.Phase || !n.DeletionTimestamp.IsZero()
+	}}
+}
