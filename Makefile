@@ -34,6 +34,12 @@ $(CONTROLLER_GEN):
 build: ## Build the manager binary.
 	go build -o $(LOCALBIN)/manager .
 
+PLUGIN_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
+.PHONY: plugin
+plugin: ## Build the kubectl plugin bin/kubectl-labrun (put it on PATH, then: kubectl labrun --help).
+	go build -ldflags "-X github.com/ambientlab/labrun-operator/internal/plugin.Version=$(PLUGIN_VERSION)" -o $(LOCALBIN)/kubectl-labrun ./cmd/kubectl-labrun
+
 .PHONY: controlplane
 controlplane: ## Build kube-apiserver and etcd from Go modules into bin/k8s (skipped when present).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/controlplane.sh $(KUBEBUILDER_ASSETS)

@@ -1,0 +1,58 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ambientlab/labrun-operator/internal/report"
+)
+
+func newReportCommand(o *Options) *cobra.Command {
+	var format, file string
+	cmd := &cobra.Command{
+		Use:   "report NAME --format junit|json|markdown [-o FILE]",
+		Short: "Write a LabRun's report: JUnit XML, JSON or Markdown",
+		Long: `Write a LabRun's report. junit: a testsuite per lab and a testcase per step, for CI test reporters;
+json: the documented labs.ambientlab.io/report/v1 document; markdown: a table per lab. The report is written
+whatever the run's outcome (exit 0); a run that has not ended reports its unfinished steps as skipped.`,
+		Example: `  kubectl labrun report ambient-security-labs -n demo --format junit -o labrun.xml`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.report(cmd.Context(), args[0], report.Format(format), file)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", string(report.FormatJUnit), "junit, json or markdown")
+	cmd.Flags().StringVarP(&file, "output", "o", "", "write to this file instead of standard output")
+	return cmd
+}
+
+func (o *Options) report(ctx context.Context, name string, format report.Format, file string) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	run, err := o.getRun(ctx, c, name)
+	if err != nil {
+		return err
+	}
+	var w io.Writer = o.Streams.Out
+	if file != "" {
+		f, err := os.Create(file)
+		if err != nil {
+			return fmt.Errorf("creating the report file: %w", err)
+		}
+		defer f.Close()
+		w = f
+	}
+	if err := report.Write(w, run, format); err != nil {
+		return err
+	}
+	if f, ok := w.(*os.File); ok && file != "" {
+		return f.Close()
+	}
+	return nil
+}

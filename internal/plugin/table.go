@@ -1,0 +1,119 @@
+package plugin
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/report"
+)
+
+// The step table: one row per step, the columns `status` prints and `run` prints live.
+var tableHeader = []string{"LAB", "STEP", "EXPECTED", "OBSERVED", "VERDICT", "SETTLE"}
+
+func stepCells(st labsv1.StepResult) []string {
+	return []string{string(st.Lab), st.Name, st.Expected, orDash(st.Observed), string(st.Verdict), orDash(report.Settle(st))}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// writeStepTable prints the whole table aligned, then what each node saw for the steps that failed.
+func writeStepTable(w io.Writer, steps []labsv1.StepResult) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(tableHeader, "\t"))
+	for _, st := range steps {
+		fmt.Fprintln(tw, strings.Join(stepCells(st), "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeCoverage(w, steps)
+}
+
+// writeCoverage lists, under the table, the per-node results of failing steps: which node let what through.
+func writeCoverage(w io.Writer, steps []labsv1.StepResult) error {
+	for _, st := range steps {
+		if !report.Failing(st.Verdict) {
+			continue
+		}
+		if st.Message != "" {
+			if _, err := fmt.Fprintf(w, "%s/%s: %s\n", st.Lab, st.Name, st.Message); err != nil {
+				return err
+			}
+		}
+		for _, n := range st.Coverage {
+			if _, err := fmt.Fprintf(w, "  %s/%s %s\n", st.Lab, st.Name, report.CoverageLine(n)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// liveTable prints rows one at a time as steps change, aligned without buffering: column widths come from the
+// planned steps, which status lists from the start.
+type liveTable struct {
+	w       io.Writer
+	widths  []int
+	printed map[string]string // step key → the row last printed
+	header  bool
+}
+
+func newLiveTable(w io.Writer) *liveTable { return &liveTable{w: w, printed: map[string]string{}} }
+
+// update prints the header once and a row for each step whose row changed since it was last printed.
+func (t *liveTable) update(steps []labsv1.StepResult) {
+	if len(steps) == 0 {
+		return
+	}
+	if !t.header {
+		t.widths = columnWidths(steps)
+		fmt.Fprintln(t.w, t.format(tableHeader))
+		t.header = true
+	}
+	for _, st := range steps {
+		key := string(st.Lab) + "/" + st.Name
+		row := t.format(stepCells(st))
+		if t.printed[key] == row {
+			continue
+		}
+		t.printed[key] = row
+		fmt.Fprintln(t.w, row)
+	}
+}
+
+func (t *liveTable) format(cells []string) string {
+	var b strings.Builder
+	for i, c := range cells {
+		if i == len(cells)-1 {
+			b.WriteString(c)
+			break
+		}
+		fmt.Fprintf(&b, "%-*s  ", t.widths[i], c)
+	}
+	return strings.TrimRight(b.String(), " ")
+}
+
+// columnWidths fit the header and the planned steps; observed gets at least the width of expected, as it is
+// usually said in the same words.
+func columnWidths(steps []labsv1.StepResult) []int {
+	widths := make([]int, len(tableHeader))
+	for i, h := range tableHeader {
+		widths[i] = len(h)
+	}
+	for _, st := range steps {
+		for i, c := range stepCells(st) {
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	widths[3] = max(widths[3], widths[2])
+	widths[4] = max(widths[4], len(labsv1.VerdictSkipped))
+	return widths
+}
