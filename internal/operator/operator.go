@@ -61,6 +61,9 @@ type Options struct {
 	KeepLeaseOnStop bool
 	// WatchdogGrace is how long past an object's restore-by deadline its run gets before the watchdog restores it.
 	WatchdogGrace time.Duration
+	// PolicyReportPoll is how often the manager looks for the wgpolicyk8s.io PolicyReport API while it is not
+	// served (zero: a minute); once it is, every LabRun gets its report.
+	PolicyReportPoll time.Duration
 	// Fault injects a crash at mesh mutation points (tests only).
 	Fault func(point string) error
 	// SkipNameValidation lets one process build several managers in turn (tests, the sandbox).
@@ -128,6 +131,10 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Recorder: mgr.GetEventRecorder("labschedule-controller")}
 	if err := schedules.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LabSchedule controller: %w", err)
+	}
+	reports := &controllers.PolicyReportReconciler{Client: mgr.GetClient(), Poll: o.PolicyReportPoll}
+	if err := reports.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the PolicyReport controller: %w", err)
 	}
 	return mgr, setupWatchdog(mgr, records, o.WatchdogGrace, takeover)
 }
