@@ -27,6 +27,7 @@ type LabScheduleSpec struct {
 	// the Ready condition and creates no run.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('CRON_TZ=') || self.startsWith('TZ=') || (self.startsWith('@') ? self in ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly'] || self.matches('^@every ([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') : self.split(' ').filter(f, f != '').size() == 5)",message="schedule must be five cron fields (minute hour day-of-month month day-of-week), a descriptor (@yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly) or @every <duration>"
 	Schedule string `json:"schedule"`
 
 	// TimeZone is the IANA time zone the schedule is read in, e.g. Europe/Berlin. Default: UTC.
@@ -88,6 +89,10 @@ type TriggerSpec struct {
 	// Debounce waits this long after the last change before starting the run, so a burst of changes
 	// starts one run. Default: 10s.
 	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="trigger.debounce must be at most 1h"
 	// +optional
 	Debounce *metav1.Duration `json:"debounce,omitempty"`
 }
@@ -178,7 +183,7 @@ type LabScheduleStatus struct {
 // +kubebuilder:printcolumn:name="Schedule",type=string,JSONPath=`.spec.schedule`
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.template.spec.mode`
 // +kubebuilder:printcolumn:name="Suspend",type=boolean,JSONPath=`.spec.suspend`
-// +kubebuilder:printcolumn:name="Active",type=integer,JSONPath=`.status.active.size()`,priority=1
+// +kubebuilder:printcolumn:name="Active",type=string,JSONPath=`.status.active`,priority=1
 // +kubebuilder:printcolumn:name="Last Run",type=string,JSONPath=`.status.lastRun.phase`
 // +kubebuilder:printcolumn:name="Last Success",type=date,JSONPath=`.status.lastSuccessfulTime`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
