@@ -1,0 +1,250 @@
+package plugin_test
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
+	"github.com/ambientlab/labrun-operator/internal/plugin"
+	"github.com/ambientlab/labrun-operator/internal/report"
+	"github.com/ambientlab/labrun-operator/internal/sandbox"
+)
+
+const samplePath = "../../config/samples/labs_v1alpha1_labrun.yaml"
+
+// rowOf matches the table row of a step: lab, step, then the verdict further on the same line.
+func rowOf(st labsv1.StepResult) *regexp.Regexp {
+	return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(string(st.Lab)) + `\s+` + regexp.QuoteMeta(st.Name) +
+		`\s+.*\s` + string(st.Verdict) + `(\s|$)`)
+}
+
+// TestRunFollowsTheSampleThenStatusAndReport: `run -f` on the sample follows it to Succeeded with the mesh
+// restored and exits 0, having printed every step's final row; `status` prints the same table; `report` writes
+// JUnit with one testcase per step, JSON and Markdown.
+func TestRunFollowsTheSampleThenStatusAndReport(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, managerOptions())
+	key := client.ObjectKey{Namespace: sandbox.DemoNamespace, Name: "ambient-security-labs"}
+	t.Cleanup(func() { deleteRun(t, key) }) // before the manager stops
+
+	start := time.Now()
+	res := kubectlLabrun(t, "run", "-f", samplePath, "--timeout", "3m")
+	t.Logf("run -f took %s", time.Since(start).Round(time.Millisecond))
+	g.Expect(res.code).To(Equal(plugin.ExitOK), res.errOut)
+	run := getRun(t, key)
+	g.Expect(run.Status.Phase).To(Equal(labsv1.PhaseSucceeded))
+	g.Expect(meta.IsStatusConditionTrue(run.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
+	g.Expect(run.Status.Steps).NotTo(BeEmpty())
+	g.Expect(res.out).To(ContainSubstring("labrun.labs.ambientlab.io/ambient-security-labs created"))
+	for _, st := range run.Status.Steps {
+		g.Expect(res.out).To(MatchRegexp(rowOf(st).String()), "live row of %s/%s", st.Lab, st.Name)
+	}
+	g.Expect(res.out).To(ContainSubstring("LabRun demo/ambient-security-labs: Running"), "phase changes are shown")
+	g.Expect(res.out).To(ContainSubstring("LabRun demo/ambient-security-labs Succeeded"))
+
+	status := kubectlLabrun(t, "status", key.Name, "-n", key.Namespace)
+	g.Expect(status.code).To(Equal(plugin.ExitOK), status.errOut)
+	g.Expect(status.out).To(MatchRegexp(`^LAB\s+STEP\s+EXPECTED\s+OBSERVED\s+VERDICT\s+SETTLE`))
+	for _, st := range run.Status.Steps {
+		g.Expect(status.out).To(MatchRegexp(rowOf(st).String()), "status row of %s/%s", st.Lab, st.Name)
+	}
+
+	expectJUnit(t, key, run)
+
+	js := kubectlLabrun(t, "report", key.Name, "-n", key.Namespace, "--format", "json")
+	g.Expect(js.code).To(Equal(plugin.ExitOK))
+	var doc report.Document
+	g.Expect(json.Unmarshal([]byte(js.out), &doc)).To(Succeed())
+	var steps int
+	for _, lab := range doc.Labs {
+		steps += len(lab.Steps)
+	}
+	g.Expect(steps).To(Equal(len(run.Status.Steps)))
+	g.Expect(doc.MeshRestored).To(Equal("True"))
+
+	md := kubectlLabrun(t, "report", key.Name, "-n", key.Namespace, "--format", "markdown")
+	g.Expect(md.code).To(Equal(plugin.ExitOK))
+	g.Expect(strings.Count(md.out, "| Step | Expected |")).To(Equal(len(run.Spec.Labs)))
+}
+
+// expectJUnit: `report --format junit -o FILE` parses as JUnit with one testcase per step of the run.
+func expectJUnit(t *testing.T, key client.ObjectKey, run *labsv1.LabRun) {
+	g := NewWithT(t)
+	file := t.TempDir() + "/labrun.xml"
+	res := kubectlLabrun(t, "report", key.Name, "-n", key.Namespace, "--format", "junit", "-o", file)
+	g.Expect(res.code).To(Equal(plugin.ExitOK), res.errOut)
+	raw := readFile(t, file)
+	var doc struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Suites   []struct {
+			Name  string `xml:"name,attr"`
+			Cases []struct {
+				Name      string `xml:"name,attr"`
+				Classname string `xml:"classname,attr"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	g.Expect(xml.Unmarshal(raw, &doc)).To(Succeed())
+	g.Expect(doc.Tests).To(Equal(len(run.Status.Steps)))
+	g.Expect(doc.Failures).To(BeZero())
+	var cases []string
+	for _, s := range doc.Suites {
+		for _, c := range s.Cases {
+			g.Expect(c.Classname).To(Equal(s.Name))
+			cases = append(cases, c.Classname+"/"+c.Name)
+		}
+	}
+	var want []string
+	for _, st := range run.Status.Steps {
+		want = append(want, string(st.Lab)+"/"+st.Name)
+	}
+	g.Expect(cases).To(Equal(want))
+}
+
+// TestRunRefusedOrFailedExitsNonZero: a spec the API server refuses exits 2 with its message; a run that ends
+// Failed exits 1, from `run` and from `status`.
+func TestRunRefusedOrFailedExitsNonZero(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, managerOptions())
+	refused := kubectlLabrun(t, "run", "-n", sandbox.DemoNamespace, "--target", "backend", "--labs", "authorization-policy")
+	g.Expect(refused.code).To(Equal(plugin.ExitError))
+	g.Expect(refused.errOut).To(ContainSubstring("mesh.authorizationPolicy is required"))
+
+	key := client.ObjectKey{Namespace: sandbox.DemoNamespace, Name: "no-such-target"}
+	t.Cleanup(func() { deleteRun(t, key) })
+	failed := kubectlLabrun(t, "run", "-n", key.Namespace, "--name", key.Name, "--target", "no-such-service",
+		"--labs", "mtls", "--timeout", "2m")
+	g.Expect(failed.code).To(Equal(plugin.ExitRunFailed), failed.errOut)
+	g.Expect(failed.errOut).To(ContainSubstring("LabRun demo/no-such-target ended Failed"))
+	g.Expect(getRun(t, key).Status.Phase).To(Equal(labsv1.PhaseFailed))
+	status := kubectlLabrun(t, "status", key.Name, "-n", key.Namespace)
+	g.Expect(status.code).To(Equal(plugin.ExitRunFailed))
+}
+
+var errKilled = errors.New("killed")
+
+// crash kills a manager at the first mutation point starting with point, and at every one after it, as nothing
+// more runs in a dead process.
+type crash struct {
+	point string
+	once  sync.Once
+	done  chan struct{}
+}
+
+func (c *crash) fault(p string) error {
+	select {
+	case <-c.done:
+		return errKilled
+	default:
+	}
+	if !strings.HasPrefix(p, c.point) {
+		return nil
+	}
+	c.once.Do(func() { close(c.done) })
+	return errKilled
+}
+
+// TestRestoreWhenTheOperatorIsGone: the manager dies right after the peer-authentication lab made its temporary
+// PERMISSIVE PeerAuthentication (the AuthorizationPolicy already set aside) and does not come back.
+// `restore --dry-run` lists both changes and changes nothing; `restore` as the administrator is refused by the
+// mesh-marks admission policy and says what to do; `restore --as-manager` puts the mesh back as found. A manager
+// that comes back later ends the run Failed with the mesh restored instead of resuming it.
+func TestRestoreWhenTheOperatorIsGone(t *testing.T) {
+	g := NewWithT(t)
+	kill := &crash{point: "after-change:peer-authentication/set-permissive", done: make(chan struct{})}
+	o := managerOptions()
+	o.Fault = kill.fault
+	stop := startManager(t, o)
+	key := client.ObjectKey{Namespace: sandbox.DemoNamespace, Name: "killed"}
+	created := kubectlLabrun(t, "run", "-n", key.Namespace, "--name", key.Name, "--target", "backend",
+		"--authorization-policy", sandbox.PolicyName, "--labs", "peer-authentication", "--settle-timeout", "10s", "--wait=false")
+	g.Expect(created.code).To(Equal(plugin.ExitOK), created.errOut)
+	g.Eventually(kill.done).WithTimeout(60 * time.Second).Should(BeClosed())
+	stop()
+	run := getRun(t, key)
+	temporary := "labrun-permissive-"
+	g.Expect(temporaryPeerAuths(t)).To(ContainElement(HavePrefix(temporary)), "the mesh is left weakened")
+	g.Expect(readMesh(policyRef).Object["spec"]).NotTo(Equal(origPolicy.Object["spec"]), "the policy is left set aside")
+
+	dry := kubectlLabrun(t, "restore", "--dry-run")
+	g.Expect(dry.code).To(Equal(plugin.ExitOK), dry.errOut)
+	g.Expect(dry.out).To(ContainSubstring(fmt.Sprintf("LabRun demo/killed (uid %s), record labrun-system/labrun-record-%s", run.UID, run.UID)))
+	g.Expect(dry.out).To(MatchRegexp(`AuthorizationPolicy demo/backend-allow-frontend-only: changed by the run \(set aside\); would write back .*"spec":`))
+	wantSpec, _ := json.Marshal(origPolicy.Object["spec"])
+	g.Expect(dry.out).To(ContainSubstring(string(wantSpec)), "the spec written back is the one found")
+	g.Expect(dry.out).To(MatchRegexp(`PeerAuthentication demo/labrun-permissive-\S+: created by the run .*; would delete it`))
+	g.Expect(temporaryPeerAuths(t)).To(ContainElement(HavePrefix(temporary)), "a dry run changes nothing")
+
+	refused := kubectlLabrun(t, "restore")
+	g.Expect(refused.code).To(Equal(plugin.ExitError))
+	g.Expect(refused.errOut).To(ContainSubstring("mesh-marks"))
+	g.Expect(refused.errOut).To(ContainSubstring("--as-manager"))
+
+	restored := kubectlLabrun(t, "restore", "--as-manager")
+	g.Expect(restored.code).To(Equal(plugin.ExitOK), restored.errOut)
+	g.Expect(restored.out).To(ContainSubstring("restored AuthorizationPolicy demo/backend-allow-frontend-only"))
+	expectMeshAsFound(t)
+	g.Expect(kubectlLabrun(t, "restore", "--dry-run").out).To(ContainSubstring("Nothing to restore"))
+
+	startManager(t, managerOptions()) // the operator comes back: the run ends instead of resuming
+	t.Cleanup(func() { deleteRun(t, key) })
+	status := waitForStatus(t, key)
+	g.Expect(status.code).To(Equal(plugin.ExitRunFailed), "a failed run's status exits non-zero")
+	g.Expect(status.out).To(MatchRegexp(`(?m)^peer-authentication\s+\S+.*\sError\s`))
+	g.Expect(status.out).To(ContainSubstring("the manager was replaced while the mesh was weakened"))
+	expectMeshAsFound(t)
+}
+
+// waitForStatus runs `status` until the run has ended (exit 2 means not yet).
+func waitForStatus(t *testing.T, key client.ObjectKey) result {
+	var res result
+	NewWithT(t).Eventually(func() int {
+		res = kubectlLabrun(t, "status", key.Name, "-n", key.Namespace)
+		return res.code
+	}).WithTimeout(60 * time.Second).WithPolling(500 * time.Millisecond).ShouldNot(Equal(plugin.ExitError))
+	return res
+}
+
+// expectMeshAsFound: the mesh-wide PeerAuthentication and the AuthorizationPolicy have their original spec,
+// labels and annotations, and no PeerAuthentication a run created is left.
+func expectMeshAsFound(t *testing.T) {
+	t.Helper()
+	g := NewWithT(t)
+	pa, ap := readMesh(peerAuthRef), readMesh(policyRef)
+	g.Expect(reflect.DeepEqual(pa.Object["spec"], origPeerAuth.Object["spec"])).To(BeTrue(), "PeerAuthentication spec %v", pa.Object["spec"])
+	g.Expect(reflect.DeepEqual(ap.Object["spec"], origPolicy.Object["spec"])).To(BeTrue(), "AuthorizationPolicy spec %v", ap.Object["spec"])
+	g.Expect(pa.GetLabels()).To(Equal(origPeerAuth.GetLabels()))
+	g.Expect(ap.GetLabels()).To(Equal(origPolicy.GetLabels()))
+	g.Expect(ap.GetAnnotations()).To(Equal(origPolicy.GetAnnotations()))
+	g.Expect(temporaryPeerAuths(t)).To(BeEmpty())
+}
+
+// temporaryPeerAuths names the PeerAuthentications that carry a run's mark, other than the mesh-wide one.
+func temporaryPeerAuths(t *testing.T) []string {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(mesh.GVK(mesh.KindPeerAuthentication).GroupVersion().WithKind("PeerAuthenticationList"))
+	NewWithT(t).Expect(k8s.List(context.Background(), list, client.HasLabels{mesh.LabelChangedBy})).To(Succeed())
+	var out []string
+	for _, pa := range list.Items {
+		if pa.GetNamespace() != peerAuthRef.Namespace || pa.GetName() != peerAuthRef.Name {
+			out = append(out, pa.GetName())
+		}
+	}
+	return out
+}
