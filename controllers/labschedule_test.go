@@ -1,0 +1,474 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/sandbox"
+)
+
+// LabSchedules against the sandbox: the manager creates Verify runs of one lab (fast, and they change nothing),
+// so each test sees several runs within seconds.
+
+var scheduleCounter int
+
+// newSchedule is a schedule in the demo namespace whose runs verify the mtls lab.
+func newSchedule(schedule string) *labsv1.LabSchedule {
+	scheduleCounter++
+	return &labsv1.LabSchedule{
+		ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.DemoNamespace, Name: fmt.Sprintf("verify-%d", scheduleCounter)},
+		Spec: labsv1.LabScheduleSpec{
+			Schedule: schedule,
+			Template: labsv1.LabRunTemplate{
+				Metadata: labsv1.TemplateMetadata{Labels: map[string]string{"team": "platform"}},
+				Spec: labsv1.LabRunSpec{
+					Mode:   labsv1.ModeVerify,
+					Labs:   []labsv1.LabName{labsv1.LabMTLS},
+					Target: labsv1.TargetSpec{Service: "backend"},
+					Mesh:   labsv1.MeshSpec{AuthorizationPolicy: &labsv1.ObjectRef{Name: sandbox.PolicyName}},
+					Probe:  labsv1.ProbeSpec{SettleTimeout: &metav1.Duration{Duration: 10 * time.Second}},
+				},
+			},
+		},
+	}
+}
+
+// createSchedule creates ls and, when the test ends, deletes it and then its runs (no garbage collector runs in
+// the sandbox). Call it after startManager: cleanups run last-in first-out, and deleting a run needs the manager
+// (its finalizer).
+func createSchedule(t *testing.T, ls *labsv1.LabSchedule) {
+	t.Helper()
+	ctx := context.Background()
+	NewWithT(t).Expect(k8s.Create(ctx, ls)).To(Succeed())
+	t.Cleanup(func() {
+		if err := k8s.Delete(ctx, ls); client.IgnoreNotFound(err) != nil {
+			t.Errorf("deleting LabSchedule %s: %v", ls.Name, err)
+		}
+		NewWithT(t).Eventually(func(g Gomega) {
+			for _, run := range runsOf(g, ls) {
+				deleteAndWait(t, &run)
+			}
+			g.Expect(runsOf(g, ls)).To(BeEmpty())
+		}).WithTimeout(60 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+	})
+}
+
+// runsOf lists the schedule's runs, oldest first.
+func runsOf(g Gomega, ls *labsv1.LabSchedule) []labsv1.LabRun {
+	list := &labsv1.LabRunList{}
+	g.Expect(k8s.List(context.Background(), list, client.InNamespace(ls.Namespace),
+		client.MatchingLabels{labsv1.LabelSchedule: ls.Name})).To(Succeed())
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	return list.Items
+}
+
+func getSchedule(g Gomega, ls *labsv1.LabSchedule) *labsv1.LabSchedule {
+	out := &labsv1.LabSchedule{}
+	g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(ls), out)).To(Succeed())
+	return out
+}
+
+// scheduledAt reads the scheduled time back from a scheduled run's name, <schedule>-<unix seconds>.
+func scheduledAt(t testing.TB, ls *labsv1.LabSchedule, name string) int64 {
+	t.Helper()
+	s, ok := strings.CutPrefix(name, ls.Name+"-")
+	if !ok {
+		t.Fatalf("run %s is not named for schedule %s", name, ls.Name)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("run %s: not <schedule>-<unix seconds>: %v", name, err)
+	}
+	return n
+}
+
+// runLog watches a schedule's runs and remembers every run it saw, the most active at once, and the runs
+// deleted before they finished.
+type runLog struct {
+	mu                sync.Mutex
+	seen              map[string]labsv1.Phase
+	maxActive         int
+	deletedUnfinished []string
+}
+
+func watchRuns(t *testing.T, ls *labsv1.LabSchedule) *runLog {
+	t.Helper()
+	w, err := k8s.Watch(context.Background(), &labsv1.LabRunList{}, client.InNamespace(ls.Namespace),
+		client.MatchingLabels{labsv1.LabelSchedule: ls.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	l := &runLog{seen: map[string]labsv1.Phase{}}
+	go func() {
+		for ev := range w.ResultChan() {
+			run, ok := ev.Object.(*labsv1.LabRun)
+			if !ok {
+				continue
+			}
+			l.mu.Lock()
+			phase := run.Status.Phase
+			done := phase == labsv1.PhaseSucceeded || phase == labsv1.PhaseFailed
+			if last, ok := l.seen[run.Name]; ok && (last == labsv1.PhaseSucceeded || last == labsv1.PhaseFailed) {
+				done = true
+			}
+			l.seen[run.Name] = phase
+			if (ev.Type == watch.Deleted || !run.DeletionTimestamp.IsZero()) && !done &&
+				!slices.Contains(l.deletedUnfinished, run.Name) {
+				l.deletedUnfinished = append(l.deletedUnfinished, run.Name)
+			}
+			l.maxActive = max(l.maxActive, l.activeLocked())
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *runLog) activeLocked() int {
+	n := 0
+	for name, p := range l.seen {
+		if p != labsv1.PhaseSucceeded && p != labsv1.PhaseFailed && !slices.Contains(l.deletedUnfinished, name) {
+			n++
+		}
+	}
+	return n
+}
+
+func (l *runLog) names() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for n := range l.seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (l *runLog) snapshot() (maxActive int, deletedUnfinished []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.maxActive, slices.Clone(l.deletedUnfinished)
+}
+
+// TestScheduleRunsPrunesAndSuspends: @every 5s creates runs named for their scheduled times, 5s apart; history is
+// pruned to one success; status reports the last run; suspend stops creation.
+func TestScheduleRunsPrunesAndSuspends(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, managerOptions())
+	ls := newSchedule("@every 5s")
+	ls.Spec.SuccessfulRunsHistoryLimit = ptr.To[int32](1)
+	log := watchRuns(t, ls)
+	createSchedule(t, ls)
+
+	g.Eventually(func(g Gomega) {
+		g.Expect(len(log.names())).To(BeNumerically(">=", 3))
+		cur := getSchedule(g, ls)
+		g.Expect(cur.Status.LastRun).NotTo(BeNil())
+		g.Expect(cur.Status.LastRun.Phase).To(Equal(labsv1.PhaseSucceeded))
+		var succeeded int
+		for _, run := range runsOf(g, ls) {
+			if run.Status.Phase == labsv1.PhaseSucceeded && run.DeletionTimestamp.IsZero() {
+				succeeded++
+			}
+		}
+		g.Expect(succeeded).To(Equal(1), "successful runs kept")
+	}).WithTimeout(40 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+
+	names := log.names()
+	for i := 1; i < len(names); i++ {
+		g.Expect(scheduledAt(t, ls, names[i]) - scheduledAt(t, ls, names[i-1])).To(BeNumerically("==", 5),
+			"runs %v are 5s apart", names)
+	}
+	cur := getSchedule(g, ls)
+	run := runsOf(g, ls)[0]
+	g.Expect(run.Labels).To(HaveKeyWithValue("team", "platform"), "template labels")
+	g.Expect(metav1.IsControlledBy(&run, cur)).To(BeTrue(), "owned by the schedule")
+	g.Expect(run.Spec.Mode).To(Equal(labsv1.ModeVerify))
+	g.Expect(cur.Status.LastSuccessfulTime).NotTo(BeNil())
+	g.Expect(cur.Status.NextScheduleTime).NotTo(BeNil())
+	g.Expect(cur.Status.LastScheduleTime.Unix()).To(BeNumerically(">=", scheduledAt(t, ls, names[len(names)-1])))
+	g.Expect(cur.Status.ObservedGeneration).To(Equal(cur.Generation))
+	ready := meta.FindStatusCondition(cur.Status.Conditions, labsv1.ConditionReady)
+	g.Expect(ready).NotTo(BeNil())
+	g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), ready.Message)
+	g.Expect(meta.FindStatusCondition(cur.Status.Conditions, labsv1.ConditionStalled)).To(BeNil())
+
+	// Suspend: once the manager has seen it, no run is created for longer than an interval.
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Spec.Suspend = ptr.To(true)
+	g.Expect(k8s.Patch(context.Background(), cur, patch)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		s := getSchedule(g, ls)
+		g.Expect(s.Status.ObservedGeneration).To(Equal(s.Generation))
+		g.Expect(s.Status.NextScheduleTime).To(BeNil())
+	}).WithTimeout(10 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+	before := len(log.names())
+	g.Consistently(func() int { return len(log.names()) }).WithTimeout(7 * time.Second).
+		WithPolling(200 * time.Millisecond).Should(Equal(before))
+}
+
+// longRunSchedule's runs stay active for the probe pods' start grace: their image cannot be pulled.
+func longRunSchedule(policy labsv1.ConcurrencyPolicy) *labsv1.LabSchedule {
+	ls := newSchedule("@every 2s")
+	ls.Spec.ConcurrencyPolicy = policy
+	ls.Spec.Template.Spec.Probe.Image = unpullableImage
+	return ls
+}
+
+func TestScheduleConcurrencyPolicies(t *testing.T) {
+	startManager(t, managerOptions())
+	t.Run("Forbid", func(t *testing.T) {
+		g := NewWithT(t)
+		ls := longRunSchedule(labsv1.ConcurrencyForbid)
+		log := watchRuns(t, ls)
+		createSchedule(t, ls)
+		g.Eventually(log.names).WithTimeout(10 * time.Second).Should(HaveLen(1))
+		// Three more intervals pass while the first run is active: no second run.
+		g.Consistently(log.names).WithTimeout(6 * time.Second).WithPolling(100 * time.Millisecond).Should(HaveLen(1))
+		g.Eventually(func(g Gomega) { g.Expect(getSchedule(g, ls).Status.Active).To(Equal(log.names())) }).
+			WithTimeout(5 * time.Second).Should(Succeed())
+	})
+	t.Run("Allow", func(t *testing.T) {
+		g := NewWithT(t)
+		ls := longRunSchedule(labsv1.ConcurrencyAllow)
+		log := watchRuns(t, ls)
+		createSchedule(t, ls)
+		g.Eventually(func() int { n, _ := log.snapshot(); return n }).WithTimeout(15 * time.Second).
+			Should(BeNumerically(">=", 2), "runs active at once")
+		g.Eventually(func(g Gomega) { g.Expect(len(getSchedule(g, ls).Status.Active)).To(BeNumerically(">=", 2)) }).
+			WithTimeout(5 * time.Second).Should(Succeed())
+		_, deleted := log.snapshot()
+		g.Expect(deleted).To(BeEmpty())
+	})
+	t.Run("Replace", func(t *testing.T) {
+		g := NewWithT(t)
+		ls := longRunSchedule(labsv1.ConcurrencyReplace)
+		log := watchRuns(t, ls)
+		createSchedule(t, ls)
+		g.Eventually(func() []string { _, d := log.snapshot(); return d }).WithTimeout(15 * time.Second).
+			ShouldNot(BeEmpty(), "a run deleted before it finished")
+		n, _ := log.snapshot()
+		g.Expect(n).To(Equal(1), "never two runs active at once")
+	})
+}
+
+// TestScheduleSurvivesRestart: a manager stopped for two intervals; the next runs the most recent missed time
+// once, and neither repeats a time already run nor runs the older missed one.
+func TestScheduleSurvivesRestart(t *testing.T) {
+	g := NewWithT(t)
+	stop := startManager(t, managerOptions())
+	ls := newSchedule("@every 4s")
+	log := watchRuns(t, ls)
+	createSchedule(t, ls)
+	g.Eventually(log.names).WithTimeout(15 * time.Second).Should(HaveLen(2))
+	stop()
+	first := log.names()
+	last := scheduledAt(t, ls, first[1])
+	// Wait, by the clock, until two more scheduled times have passed with no manager.
+	g.Eventually(func() int64 { return time.Now().Unix() }).WithTimeout(15 * time.Second).
+		WithPolling(100 * time.Millisecond).Should(BeNumerically(">=", last+9))
+	g.Expect(log.names()).To(Equal(first), "no run while the manager is down")
+	startManager(t, managerOptions())
+	g.Eventually(log.names).WithTimeout(15 * time.Second).Should(HaveLen(4))
+	names := log.names()
+	g.Expect(names[:2]).To(Equal(first))
+	g.Expect(scheduledAt(t, ls, names[2])).To(Equal(last+8), "the most recent missed time, once: %v", names)
+	g.Expect(scheduledAt(t, ls, names[3])).To(Equal(last+12), "then on schedule: %v", names)
+}
+
+// TestScheduleTriggers: a tenant-like edit of the AuthorizationPolicy's spec starts a run after the debounce; a
+// metadata-only edit and a Lab run's own temporary changes do not; a new ztunnel pod template does.
+func TestScheduleTriggers(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	startManager(t, managerOptions())
+	ls := newSchedule("@every 1h")
+	ls.Spec.Trigger = &labsv1.TriggerSpec{OnPolicyChange: true, OnZtunnelChange: true,
+		Debounce: &metav1.Duration{Duration: time.Second}}
+	log := watchRuns(t, ls)
+	createSchedule(t, ls)
+	quiet := func(why string) {
+		t.Helper()
+		g.Consistently(log.names).WithTimeout(3 * time.Second).WithPolling(100 * time.Millisecond).Should(BeEmpty(), why)
+	}
+
+	editPolicy(t, func(ap *unstructured.Unstructured) {
+		ap.SetAnnotations(map[string]string{"example.com/note": "reviewed"})
+	})
+	quiet("a metadata-only change")
+
+	lab := newRun(labsv1.LabAuthorizationPolicy)
+	create(t, lab)
+	g.Expect(finished(t, lab).Status.Phase).To(Equal(labsv1.PhaseSucceeded))
+	quiet("the operator's own temporary change and restore")
+
+	restore := editPolicy(t, func(ap *unstructured.Unstructured) {
+		rules, _, _ := unstructured.NestedSlice(ap.Object, "spec", "rules")
+		rules = append(rules, map[string]any{"from": []any{map[string]any{"source": map[string]any{
+			"principals": []any{"cluster.local/ns/demo/sa/reviewer"}}}}})
+		g.Expect(unstructured.SetNestedSlice(ap.Object, rules, "spec", "rules")).To(Succeed())
+	})
+	g.Eventually(log.names).WithTimeout(10 * time.Second).Should(HaveLen(1))
+	name := log.names()[0]
+	g.Expect(name).To(HavePrefix(ls.Name + "-t-"))
+	g.Eventually(func() *metav1.Time { return getSchedule(g, ls).Status.LastTriggerTime }).
+		WithTimeout(5 * time.Second).ShouldNot(BeNil())
+	restore()
+	// Putting the policy back is a change too: one more run.
+	g.Eventually(log.names).WithTimeout(10 * time.Second).Should(HaveLen(2))
+
+	ds := &appsv1.DaemonSet{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: sandbox.RootNamespace, Name: "ztunnel"}, ds)).To(Succeed())
+	patch := client.MergeFrom(ds.DeepCopy())
+	ds.Spec.Template.Annotations = map[string]string{"example.com/restartedAt": time.Now().Format(time.RFC3339)}
+	g.Expect(k8s.Patch(ctx, ds, patch)).To(Succeed())
+	g.Eventually(log.names).WithTimeout(10 * time.Second).Should(HaveLen(3), "a new ztunnel pod template")
+}
+
+// editPolicy changes the guide's AuthorizationPolicy as its owner would and returns how to put it back.
+func editPolicy(t *testing.T, edit func(*unstructured.Unstructured)) (restore func()) {
+	t.Helper()
+	ctx := context.Background()
+	ap := readMesh(policyRef)
+	orig := ap.DeepCopy()
+	edit(ap)
+	NewWithT(t).Expect(k8s.Update(ctx, ap)).To(Succeed())
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			cur := readMesh(policyRef)
+			cur.Object["spec"] = orig.Object["spec"]
+			cur.SetAnnotations(orig.GetAnnotations())
+			NewWithT(t).Expect(k8s.Update(ctx, cur)).To(Succeed())
+		})
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
+func TestScheduleThatCannotRunIsStalled(t *testing.T) {
+	startManager(t, managerOptions())
+	for _, tc := range []struct{ name, schedule, zone, message string }{
+		{"unknown time zone", "@every 5s", "Mars/Olympus_Mons", "unknown time zone"},
+		{"minute out of range", "61 * * * *", "", "does not parse"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			ls := newSchedule(tc.schedule)
+			if tc.zone != "" {
+				ls.Spec.TimeZone = &tc.zone
+			}
+			createSchedule(t, ls)
+			g.Eventually(func(g Gomega) {
+				cur := getSchedule(g, ls)
+				stalled := meta.FindStatusCondition(cur.Status.Conditions, labsv1.ConditionStalled)
+				g.Expect(stalled).NotTo(BeNil())
+				g.Expect(stalled.Status).To(Equal(metav1.ConditionTrue))
+				g.Expect(stalled.Message).To(ContainSubstring(tc.message))
+				g.Expect(meta.IsStatusConditionFalse(cur.Status.Conditions, labsv1.ConditionReady)).To(BeTrue())
+				g.Expect(cur.Status.NextScheduleTime).To(BeNil())
+			}).WithTimeout(10 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+			g.Expect(runsOf(g, ls)).To(BeEmpty())
+		})
+	}
+}
+
+// TestScheduleAdmission: a schedule is a LabRun request made again and again by the manager, so its template is
+// checked against its writer's rights when it is written; the runs the manager then creates are admitted.
+func TestScheduleAdmission(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ensureTenantNamespace(t)
+	grant(t, "sally", tenantNamespace, rule(labsv1.GroupVersion.Group, "labschedules", "create", "update", "get", "patch"),
+		rule(labsv1.GroupVersion.Group, "labruns", "create", "get", "list"), rule("", "pods", "create"))
+	sally := asUser(t, "sally")
+	tenantSchedule := func(lab labsv1.LabName) *labsv1.LabSchedule {
+		ls := newSchedule("@every 1h")
+		ls.Namespace = tenantNamespace
+		ls.Spec.Template.Spec.Labs = []labsv1.LabName{lab}
+		ls.Spec.Template.Spec.Mesh.AuthorizationPolicy = nil
+		return ls
+	}
+	g.Eventually(func() error { return sally.Create(ctx, tenantSchedule(labsv1.LabMTLS), client.DryRunAll) }).
+		WithTimeout(10*time.Second).WithPolling(100*time.Millisecond).
+		Should(MatchError(ContainSubstring("user sally may not get pods/log in namespace istio-system")))
+	custom := tenantSchedule(labsv1.LabFootprint)
+	custom.Spec.Template.Spec.Probe.Image = "registry.example/sally/forger:1"
+	g.Expect(sally.Create(ctx, custom, client.DryRunAll)).
+		To(MatchError(ContainSubstring("user sally may not set-probe-image on labruns in namespace team-a")))
+
+	// An administrator's schedule that reads ztunnel logs: sally may not rewrite it, but may label it.
+	admins := tenantSchedule(labsv1.LabMTLS)
+	g.Expect(k8s.Create(ctx, admins)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(ctx, admins) })
+	mine := &labsv1.LabSchedule{}
+	g.Expect(sally.Get(ctx, client.ObjectKeyFromObject(admins), mine)).To(Succeed())
+	mine.Spec.Schedule = "@every 1m"
+	g.Expect(sally.Update(ctx, mine.DeepCopy())).
+		To(MatchError(ContainSubstring("user sally may not get pods/log in namespace istio-system")))
+	// kubectl label sends a patch of the labels alone. (A typed update that round-trips the spec rewrites the
+	// defaulted "2m" of maxExposure as "2m0s": a spec change, checked like any other.)
+	labelled := &labsv1.LabSchedule{}
+	g.Expect(sally.Get(ctx, client.ObjectKeyFromObject(admins), labelled)).To(Succeed())
+	patch := client.MergeFrom(labelled.DeepCopy())
+	labelled.Labels = map[string]string{"owner": "sally"}
+	g.Expect(sally.Patch(ctx, labelled, patch)).To(Succeed(), "a metadata-only change is not a new request")
+
+	// Without the right to create LabRuns, no schedule of them either.
+	grant(t, "sid", tenantNamespace, rule(labsv1.GroupVersion.Group, "labschedules", "create"), rule("", "pods", "create"))
+	g.Expect(asUser(t, "sid").Create(ctx, tenantSchedule(labsv1.LabFootprint), client.DryRunAll)).
+		To(MatchError(ContainSubstring("user sid may not create labruns in namespace team-a")))
+
+	// Her footprint schedule is admitted, and so is the run the manager creates from it.
+	startManager(t, managerOptions())
+	ls := tenantSchedule(labsv1.LabFootprint)
+	ls.Spec.Schedule = "@every 2s"
+	g.Expect(sally.Create(ctx, ls)).To(Succeed())
+	t.Cleanup(func() {
+		_ = k8s.Delete(ctx, ls)
+		g.Eventually(func(g Gomega) {
+			for _, run := range runsOf(g, ls) {
+				deleteAndWait(t, &run)
+			}
+			g.Expect(runsOf(g, ls)).To(BeEmpty())
+		}).WithTimeout(60 * time.Second).Should(Succeed())
+	})
+	g.Eventually(func(g Gomega) { g.Expect(runsOf(g, ls)).NotTo(BeEmpty()) }).WithTimeout(10 * time.Second).Should(Succeed())
+	run := runsOf(g, ls)[0]
+	g.Expect(metav1.IsControlledBy(&run, getSchedule(g, ls))).To(BeTrue())
+}
+
+// TestScheduleSampleIsAdmitted sends config/samples' LabSchedule to the API server (server-side dry run).
+func TestScheduleSampleIsAdmitted(t *testing.T) {
+	g := NewWithT(t)
+	raw, err := os.ReadFile(filepath.Join(sb.Env.Root, "config", "samples", "labs_v1alpha1_labschedule.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	ls := &labsv1.LabSchedule{}
+	g.Expect(yaml.UnmarshalStrict(raw, ls)).To(Succeed())
+	g.Expect(ls.Spec.Template.Spec.Mode).To(Equal(labsv1.ModeVerify))
+	g.Expect(k8s.Create(context.Background(), ls, client.DryRunAll)).To(Succeed())
+	g.Expect(apierrors.IsNotFound(k8s.Get(context.Background(), client.ObjectKeyFromObject(ls), &labsv1.LabSchedule{}))).
+		To(BeTrue(), "a dry run stores nothing")
+}
