@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -44,8 +45,8 @@ type Options struct {
 	// Install, when set, installs the operator's namespace, ServiceAccount, RBAC and admission policies instead
 	// of config/default (e.g. a Helm chart's rendered output); the sandbox then waits, as after config/default,
 	// until the admission policies are enforced for the manager's ServiceAccount (ManagerUser). ProbeImages is
-	// then the installer's business.
-	Install func(ctx context.Context, c client.Client) error
+	// then the installer's business. c and cfg are the admin's.
+	Install func(ctx context.Context, c client.Client, cfg *rest.Config) error
 }
 
 // Sandbox is a running simulated cluster.
@@ -109,11 +110,11 @@ func (s *Sandbox) start(ctx context.Context, o Options) error {
 	}
 	install := o.Install
 	if install == nil {
-		install = func(ctx context.Context, c client.Client) error {
+		install = func(ctx context.Context, c client.Client, _ *rest.Config) error {
 			return installDefault(ctx, c, s.Env.Root, o.ProbeImages)
 		}
 	}
-	if err := install(ctx, s.Client); err != nil {
+	if err := install(ctx, s.Client, s.Env.Config); err != nil {
 		return err
 	}
 	manager, err := client.New(s.ManagerConfig(), client.Options{Scheme: scheme})
