@@ -40,23 +40,38 @@ const observerInterval = 100 * time.Millisecond
 // observerPoll is how often a waiting step reads its observer's log again (a log is read, not watched).
 const observerPoll = 50 * time.Millisecond
 
-// observer is one caller calling one destination for the whole run.
+// observer is one caller calling one destination for the whole run; with a node, one of a caller's per-node
+// observers, pinned there and calling every endpoint of the target in turn (a per-node step's).
 type observer struct {
 	caller    labs.Caller
 	bystander bool
+	node      string
 }
 
 func observerOf(s labs.Step) observer { return observer{caller: s.Caller, bystander: s.Bystander} }
 
+// key names what the observer watches; a caller's per-node observers share it.
 func (o observer) key() string {
-	if o.bystander {
+	switch {
+	case o.bystander:
 		return string(o.caller) + "-bystander"
+	case o.node != "":
+		return string(o.caller) + "-nodes"
 	}
 	return string(o.caller) + "-target"
 }
 
+// observerPodName: a per-node observer's name is its caller's prefix (observerPrefix) and the node's hash.
 func observerPodName(run *labsv1.LabRun, o observer) string {
+	if o.node != "" {
+		return observerPrefix(run, o) + hash(o.node)[:6]
+	}
 	return shortName(run.Name, 40) + "-obs-" + hash(string(run.UID)+"/"+o.key())
+}
+
+// observerPrefix begins the names of a caller's per-node observers, which ztunnel logs as src.workload.
+func observerPrefix(run *labsv1.LabRun, o observer) string {
+	return shortName(run.Name, 40) + "-obs-" + hash(string(run.UID)+"/"+o.key()) + "-"
 }
 
 // bystander is another enrolled workload's Service in the target namespace that the run does not weaken: the
@@ -108,8 +123,8 @@ func (r *LabRunReconciler) observerBudget(run *labsv1.LabRun) time.Duration {
 	return min(time.Duration(max(n, 1))*r.stepBudget(run), 4*time.Hour-r.PodStartGrace)
 }
 
-// observerPod builds the observer; url is the destination.
-func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, url string) *corev1.Pod {
+// observerPod builds the observer; urls are the destinations it calls in turn.
+func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, urls []string) *corev1.Pod {
 	ns, sa := r.caller(run, o.caller)
 	image := run.Spec.Probe.Image
 	if image == "" {
@@ -120,8 +135,8 @@ func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, url strin
 		Labels: map[string]string{
 			labsv1.LabelProbe: "true", labsv1.LabelLabRun: string(run.UID), labsv1.LabelStep: "observe-" + o.key(),
 		},
-		Annotations: ownerAnnotation(run),
-		Options: probe.Options{URL: url, Observe: true, Timeout: run.Spec.Probe.RequestTimeout.Duration,
+		Annotations: ownerAnnotation(run), NodeName: o.node,
+		Options: probe.Options{URL: urls[0], URLs: urls[1:], Observe: true, Timeout: run.Spec.Probe.RequestTimeout.Duration,
 			Settle: r.observerBudget(run), Interval: observerInterval},
 	})
 }
@@ -130,6 +145,17 @@ func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, url strin
 // a reason the step cannot have one (refused for good, or no bystander to call).
 func (r *LabRunReconciler) ensureObserver(ctx context.Context, run *labsv1.LabRun, step labs.Step) (*corev1.Pod, string, error) {
 	o := observerOf(step)
+	return r.ensure(ctx, run, o, func() ([]string, string, error) {
+		if !o.bystander {
+			return []string{targetURL(run)}, "", nil
+		}
+		url, reason, err := r.bystander(ctx, run)
+		return []string{url}, reason, err
+	})
+}
+
+// ensure creates observer o if it is missing, calling the URLs dest gives (or not, for the reason it gives).
+func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, o observer, dest func() ([]string, string, error)) (*corev1.Pod, string, error) {
 	ns, _ := r.caller(run, o.caller)
 	pod := &corev1.Pod{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: observerPodName(run, o)}, pod)
@@ -148,15 +174,12 @@ func (r *LabRunReconciler) ensureObserver(ctx context.Context, run *labsv1.LabRu
 	if !apierrors.IsNotFound(err) {
 		return nil, "", fmt.Errorf("reading observer pod: %w", err)
 	}
-	url := targetURL(run)
-	if o.bystander {
-		var reason string
-		if url, reason, err = r.bystander(ctx, run); err != nil || reason != "" {
-			return nil, reason, err
-		}
+	urls, reason, err := dest()
+	if err != nil || reason != "" {
+		return nil, reason, err
 	}
-	pod = r.observerPod(run, o, url)
-	ctrl.LoggerFrom(ctx).Info("Creating observer pod", "pod", klog.KObj(pod), "url", url)
+	pod = r.observerPod(run, o, urls)
+	ctrl.LoggerFrom(ctx).Info("Creating observer pod", "pod", klog.KObj(pod), "urls", urls, "node", o.node)
 	if err := r.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
 		if awaitingServiceAccount(err) {
 			return nil, "", nil // a ServiceAccount just created is not admitted yet: the step's budget bounds this
@@ -177,6 +200,18 @@ func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRu
 		if needsFixture(plan, run, step) {
 			continue
 		}
+		if perNode(run, step) {
+			pods, _, err := r.ensureFleet(ctx, run, step)
+			if err != nil {
+				return nil, err
+			}
+			for node, pod := range pods {
+				if pod == nil || (pod.Status.Phase == corev1.PodPending && probe.Stuck(pod) == "") {
+					starting = append(starting, observerOf(step).key()+"@"+node)
+				}
+			}
+			continue
+		}
 		pod, reason, err := r.ensureObserver(ctx, run, step)
 		if err != nil {
 			return nil, err
@@ -195,6 +230,9 @@ func (r *LabRunReconciler) observersWatching(ctx context.Context, run *labsv1.La
 	var waiting []string
 	since := r.now().Add(-2 * ClockTolerance)
 	for _, step := range neededObservers(run, plan) {
+		if perNode(run, step) {
+			continue // Verify mode: no window waits for them
+		}
 		o := observerOf(step)
 		ns, _ := r.caller(run, o.caller)
 		pod := &corev1.Pod{}
@@ -223,8 +261,8 @@ func neededObservers(run *labsv1.LabRun, plan []labs.Step) []labs.Step {
 	var out []labs.Step
 	seen := map[string]bool{}
 	for i, step := range plan {
-		if step.Kind == labs.KindProbe && !terminal(run.Status.Steps[i].Verdict) && !seen[observerOf(step).key()] {
-			seen[observerOf(step).key()] = true
+		if step.Kind == labs.KindProbe && !terminal(run.Status.Steps[i].Verdict) && !seen[observerKey(run, step)] {
+			seen[observerKey(run, step)] = true
 			out = append(out, step)
 		}
 	}
@@ -249,11 +287,11 @@ func needsFixture(plan []labs.Step, run *labsv1.LabRun, step labs.Step) bool {
 func (r *LabRunReconciler) retireObservers(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) error {
 	needed, all := map[string]bool{}, map[string]labs.Step{}
 	for _, step := range neededObservers(run, plan) {
-		needed[observerOf(step).key()] = true
+		needed[observerKey(run, step)] = true
 	}
 	for _, step := range plan {
 		if step.Kind == labs.KindProbe {
-			all[observerOf(step).key()] = step
+			all[observerKey(run, step)] = step
 		}
 	}
 	for key, step := range all {
@@ -261,6 +299,12 @@ func (r *LabRunReconciler) retireObservers(ctx context.Context, run *labsv1.LabR
 			continue
 		}
 		ns, _ := r.caller(run, step.Caller)
+		if perNode(run, step) {
+			if err := r.retireFleet(ctx, run, ns, key); err != nil {
+				return err
+			}
+			continue
+		}
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: observerPodName(run, observerOf(step))}}
 		if err := r.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting observer pod %s: %w", klog.KObj(pod), err)
@@ -271,6 +315,9 @@ func (r *LabRunReconciler) retireObservers(ctx context.Context, run *labsv1.LabR
 
 // observeStep judges a probe step from its observer's attempts.
 func (r *LabRunReconciler) observeStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, plan []labs.Step) error {
+	if perNode(run, step) {
+		return r.observeFleet(ctx, run, st, step)
+	}
 	pod, reason, err := r.ensureObserver(ctx, run, step)
 	if err != nil {
 		return err

@@ -20,6 +20,8 @@ type Criteria struct {
 	ErrorAnyOf     []string  // substrings of which the error must contain one, or nil
 	NoSrcIdentity  bool      // require no src.identity (a plaintext, non-mesh source)
 	SrcWorkload    string    // exact src.workload (the source pod's name) or ""
+	// SrcWorkloadPrefix: src.workload must start with it (the per-node observers of one caller), or "".
+	SrcWorkloadPrefix string
 }
 
 // Match returns the entries satisfying every set criterion, in input order.
@@ -52,6 +54,7 @@ func (c Criteria) matches(e Entry) bool {
 		(len(c.ErrorAnyOf) == 0 || slices.ContainsFunc(c.ErrorAnyOf, func(s string) bool { return strings.Contains(e.Error(), s) })) &&
 		(!c.NoSrcIdentity || e.SrcIdentity() == "") &&
 		(c.SrcWorkload == "" || c.SrcWorkload == e.Fields["src.workload"]) &&
+		strings.HasPrefix(e.Fields["src.workload"], c.SrcWorkloadPrefix) &&
 		c.policyOK(e)
 }
 

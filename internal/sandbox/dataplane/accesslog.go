@@ -45,11 +45,15 @@ func (d *Dataplane) logFlow(f flow, o outcome) {
 	if d.opts.Log == nil {
 		return
 	}
-	if f.dst.Mesh {
+	if f.dst.Mesh && !f.refusedAtSource {
 		d.opts.Log(f.dst.Node, ztunnel.FormatText(d.entry(f, o, directionInbound)))
 	}
 	if f.src.Mesh {
-		d.opts.Log(f.src.Node, ztunnel.FormatText(d.entry(f, o, directionOutbound)))
+		e := d.entry(f, o, directionOutbound)
+		if f.refusedAtSource {
+			e.Fields[ztunnel.FieldError] = errFaultRefused
+		}
+		d.opts.Log(f.src.Node, ztunnel.FormatText(e))
 	}
 }
 

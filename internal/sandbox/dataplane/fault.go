@@ -59,7 +59,12 @@ func (d *Dataplane) fault(node string) Fault {
 // applyFaults changes what the ztunnels on the flow's path decide when one of them is faulty. Only a captured
 // end has a ztunnel in the path.
 func (d *Dataplane) applyFaults(f *flow) {
-	if (f.src.Mesh && d.fault(f.src.Node) == FaultRefuseAll) || (f.dst.Mesh && d.fault(f.dst.Node) == FaultRefuseAll) {
+	if f.src.Mesh && d.fault(f.src.Node) == FaultRefuseAll {
+		f.decision = policy.Decision{Allowed: false, Error: errFaultRefused}
+		f.refusedAtSource = true
+		return
+	}
+	if f.dst.Mesh && d.fault(f.dst.Node) == FaultRefuseAll {
 		f.decision = policy.Decision{Allowed: false, Error: errFaultRefused}
 		return
 	}

@@ -21,6 +21,9 @@ type flow struct {
 	hbone    bool
 	decision policy.Decision
 	start    time.Time
+	// refusedAtSource: the source node's ztunnel refused the connection (a fault), so it never reached the
+	// destination's ztunnel, which logs nothing.
+	refusedAtSource bool
 }
 
 // newFlow decides src's connection to t. Only a captured destination has a

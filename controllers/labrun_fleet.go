@@ -1,0 +1,415 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/labs"
+	"github.com/ambientlab/labrun-operator/internal/probe"
+	"github.com/ambientlab/labrun-operator/internal/ztunnel"
+)
+
+// Enforcement is per node: the source node's ztunnel sends (HBONE, mTLS) and the destination node's ztunnel
+// enforces inbound (STRICT, AuthorizationPolicy). A Verify run therefore probes from every node that runs a ready
+// ztunnel, to every ready endpoint of the target, and a failure names the node.
+
+// perNode tells whether a step probes from every node to every endpoint: Verify mode's probe steps (which
+// change nothing, so any number of observers is safe; the Lab mode's windows keep one observer per caller).
+func perNode(run *labsv1.LabRun, step labs.Step) bool {
+	return modeOf(run) == labsv1.ModeVerify && step.Kind == labs.KindProbe && !step.Bystander
+}
+
+// observerKey names the observer (or, per node, the observers) a probe step reads.
+func observerKey(run *labsv1.LabRun, step labs.Step) string {
+	o := observerOf(step)
+	if perNode(run, step) {
+		o.node = "any"
+	}
+	return o.key()
+}
+
+// endpoint is one ready pod behind the target Service, on the container port behind the target port.
+type endpoint struct {
+	pod, node, ip string
+	port          int32
+}
+
+func (e endpoint) addr() string { return net.JoinHostPort(e.ip, strconv.Itoa(int(e.port))) }
+
+func (e endpoint) String() string { return e.pod + " (" + e.addr() + ")" }
+
+// fleet is what a per-node step covers.
+type fleet struct {
+	nodes     []string   // nodes with a ready ztunnel, sorted
+	endpoints []endpoint // ready target pods, by name
+}
+
+// urls are the endpoints' URLs, in the fleet's order: what every per-node observer calls in turn.
+func (f fleet) urls(path string) []string {
+	out := make([]string, len(f.endpoints))
+	for i, e := range f.endpoints {
+		out[i] = "http://" + e.addr() + path
+	}
+	return out
+}
+
+// serving: running, Ready and not being deleted.
+func serving(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp.IsZero() && podReady(p)
+}
+
+// fleetOf reads the nodes with a ready ztunnel and the target's ready endpoints.
+func (r *LabRunReconciler) fleetOf(ctx context.Context, run *labsv1.LabRun) (fleet, error) {
+	var f fleet
+	z := run.Spec.Mesh.Ztunnel
+	zpods, err := r.appPods(ctx, client.InNamespace(z.Namespace), client.MatchingLabels(z.Labels()))
+	if err != nil {
+		return f, err
+	}
+	for i := range zpods {
+		if n := zpods[i].Spec.NodeName; serving(&zpods[i]) && n != "" && !slices.Contains(f.nodes, n) {
+			f.nodes = append(f.nodes, n)
+		}
+	}
+	sort.Strings(f.nodes)
+	svc, pods, err := r.targetPods(ctx, run)
+	if err != nil {
+		return f, err
+	}
+	for i := range pods {
+		p := &pods[i]
+		if serving(p) && p.Status.PodIP != "" {
+			f.endpoints = append(f.endpoints, endpoint{pod: p.Name, node: p.Spec.NodeName, ip: p.Status.PodIP,
+				port: containerPort(svc, run.Spec.Target.Port, p)})
+		}
+	}
+	sort.Slice(f.endpoints, func(i, j int) bool { return f.endpoints[i].pod < f.endpoints[j].pod })
+	switch {
+	case len(f.nodes) == 0:
+		return f, permanentError{fmt.Errorf("no ztunnel pod is ready (namespace %s, selector %v): no node can be verified", z.Namespace, z.Labels())}
+	case len(f.endpoints) == 0:
+		return f, permanentError{fmt.Errorf("no ready endpoint backs Service %s/%s", run.TargetNamespace(), run.Spec.Target.Service)}
+	}
+	return f, nil
+}
+
+// ensureFleet creates the step's per-node observers that are missing: node → pod (nil while just created).
+func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, step labs.Step) (map[string]*corev1.Pod, fleet, error) {
+	f, err := r.fleetOf(ctx, run)
+	if err != nil {
+		return nil, f, err
+	}
+	pods := map[string]*corev1.Pod{}
+	for _, node := range f.nodes {
+		o := observerOf(step)
+		o.node = node
+		pod, reason, err := r.ensure(ctx, run, o, func() ([]string, string, error) {
+			return f.urls(run.Spec.Target.Path), "", nil
+		})
+		if err != nil {
+			return nil, f, err
+		}
+		if reason != "" {
+			return nil, f, permanentError{fmt.Errorf("observer on node %s: %s", node, reason)}
+		}
+		pods[node] = pod
+	}
+	return pods, f, nil
+}
+
+// permanentError is a reason a step cannot go on, as opposed to a transient error to retry.
+type permanentError struct{ error }
+
+// retireFleet deletes a caller's per-node observers.
+func (r *LabRunReconciler) retireFleet(ctx context.Context, run *labsv1.LabRun, ns, key string) error {
+	pods := &corev1.PodList{}
+	if err := r.List(ctx, pods, client.InNamespace(ns),
+		client.MatchingLabels{labsv1.LabelLabRun: string(run.UID), labsv1.LabelStep: "observe-" + key}); err != nil {
+		return fmt.Errorf("listing observer pods: %w", err)
+	}
+	for i := range pods.Items {
+		if err := r.Delete(ctx, &pods.Items[i]); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting observer pod %s: %w", klog.KObj(&pods.Items[i]), err)
+		}
+	}
+	return nil
+}
+
+// pair is what one source node saw calling one endpoint.
+type pair struct {
+	node     string
+	endpoint endpoint
+	j        judgement
+}
+
+// observeFleet judges a per-node step: every source node must see the expected outcome at every endpoint. When
+// settle runs out first, the failures are laid at the nodes that explain them (attribute).
+func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
+	pods, f, err := r.ensureFleet(ctx, run, step)
+	if err != nil {
+		// Nothing to verify, or an observer refused for good: an Error, never a Pass.
+		if pe, ok := err.(permanentError); ok {
+			r.finishStep(run, st, labsv1.VerdictError, "", pe.Error())
+			return nil
+		}
+		return err
+	}
+	w := window{settleBy: st.StartTime.Add(run.Spec.Probe.SettleTimeout.Duration)}
+	var pairs []pair
+	var waiting []string
+	for _, node := range f.nodes {
+		pod := pods[node]
+		switch {
+		case pod == nil:
+			waiting = append(waiting, node)
+			continue
+		case probe.Stuck(pod) != "":
+			r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf("observer pod on node %s cannot start: %s", node, probe.Stuck(pod)))
+			return nil
+		case pod.Status.Phase == corev1.PodPending:
+			waiting = append(waiting, node)
+			continue
+		}
+		raw, err := r.Logs.PodLog(ctx, pod.Namespace, pod.Name, time.Time{})
+		if err != nil {
+			return fmt.Errorf("reading observer log on node %s: %w", node, err)
+		}
+		byURL := map[string][]probe.Attempt{}
+		for _, a := range probe.ParseAttempts(raw) {
+			u := a.URL
+			if u == "" && len(f.endpoints) == 1 {
+				u = f.urls(run.Spec.Target.Path)[0] // one URL: attempts do not name it
+			}
+			byURL[u] = append(byURL[u], a)
+		}
+		for i, e := range f.endpoints {
+			pairs = append(pairs, pair{node: node, endpoint: e,
+				j: judge(byURL[f.urls(run.Spec.Target.Path)[i]], step.Expect, max(step.Count, 1), w)})
+		}
+	}
+	if len(waiting) > 0 {
+		return r.waitObserver(run, fmt.Sprintf("observers on nodes %v to start", waiting), w)
+	}
+	failing := slices.ContainsFunc(pairs, func(p pair) bool { return !p.j.pass })
+	if failing && r.now().Before(w.settleBy) {
+		return r.waitObserver(run, fmt.Sprintf("every node to see %s at every endpoint", step.Expect), w)
+	}
+	cov, blamed := attribute(f, pairs)
+	st.Coverage = cov
+	st.Attempts = 0
+	for _, p := range pairs {
+		st.Attempts += int32(p.j.counted)
+	}
+	if failing {
+		r.finishStep(run, st, labsv1.VerdictFail, fleetObserved(step, pairs), fmt.Sprintf(
+			"Expected %s from every node at every endpoint; %s (settle %s)", step.Expected(), blamed,
+			run.Spec.Probe.SettleTimeout.Duration))
+		return nil
+	}
+	msg := fmt.Sprintf("Observed %s from %d node(s) at %d endpoint(s), as expected", step.Expect, len(f.nodes), len(f.endpoints))
+	if step.Denier != "" {
+		return r.judgeFleetDenier(ctx, run, st, step, f, pairs, w)
+	}
+	r.finishStep(run, st, labsv1.VerdictPass, fleetObserved(step, pairs), msg)
+	return nil
+}
+
+// judgeFleetDenier passes a denied per-node step only when each endpoint's node's ztunnel logged, for this
+// caller's observers, a refusal by the expected denier: the refusal is the one the lab demonstrates, on every
+// node that enforces. An endpoint whose newest line names another denier (or none) fails its node.
+func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, f fleet, pairs []pair, w window) error {
+	since := pairs[0].j.first.Time
+	for _, p := range pairs {
+		if p.j.first.Time.Before(since) {
+			since = p.j.first.Time
+		}
+	}
+	z := run.Spec.Mesh.Ztunnel
+	entries, err := r.Logs.Read(ctx, z.Namespace, z.Labels(), since.Add(-ClockTolerance))
+	if err != nil {
+		r.finishStep(run, st, labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error())
+		return nil
+	}
+	rejected := true
+	newest := map[string]ztunnel.Entry{} // endpoint pod → the newest refusal its node logged for the observers
+	for _, e := range ztunnel.Match(entries, ztunnel.Criteria{Since: since.Add(-ClockTolerance), Direction: "inbound",
+		SrcWorkloadPrefix: observerPrefix(run, observer{caller: step.Caller, node: "any"}), PolicyRejected: &rejected}) {
+		newest[e.Fields["dst.workload"]] = e
+	}
+	var wrong []string
+	var evidence []string
+	for _, e := range f.endpoints {
+		line, ok := newest[e.pod]
+		switch {
+		case !ok && r.now().Before(latestFirst(pairs).Add(r.EvidenceWait)):
+			return r.waitObserver(run, "endpoint "+e.pod+"'s ztunnel line naming "+string(step.Denier), w)
+		case !ok:
+			wrong = append(wrong, fmt.Sprintf("destination node %s (endpoint %s): no ztunnel line says who denied", e.node, e))
+			markFailed(st.Coverage, e)
+		case !deniedAsExpected(run, step.Denier, deniedBy(line)):
+			wrong = append(wrong, fmt.Sprintf("destination node %s (endpoint %s): denied by %s", e.node, e, deniedBy(line)))
+			markFailed(st.Coverage, e)
+			evidence = append(evidence, ztunnel.FormatText(line))
+		default:
+			evidence = append(evidence, ztunnel.FormatText(line))
+		}
+	}
+	st.Evidence = evidence[:min(len(evidence), 10)]
+	if len(wrong) > 0 {
+		r.finishStep(run, st, labsv1.VerdictFail, fleetObserved(step, pairs), fmt.Sprintf(
+			"Denied from every node, but not by %s at %s", step.Denier, strings.Join(wrong, "; ")))
+		return nil
+	}
+	r.finishStep(run, st, labsv1.VerdictPass, fleetObserved(step, pairs)+" by "+deniedBy(newest[f.endpoints[0].pod]), fmt.Sprintf(
+		"Denied by %s from %d node(s) at %d endpoint(s), each endpoint's ztunnel says so, as expected",
+		step.Denier, len(f.nodes), len(f.endpoints)))
+	return nil
+}
+
+// latestFirst is when the last pair first saw its outcome: a refusal's line is awaited from then.
+func latestFirst(pairs []pair) time.Time {
+	var t time.Time
+	for _, p := range pairs {
+		if p.j.first.Time.After(t) {
+			t = p.j.first.Time
+		}
+	}
+	return t
+}
+
+// markFailed fails the coverage entry of endpoint e.
+func markFailed(cov []labsv1.NodeResult, e endpoint) {
+	for i := range cov {
+		if cov[i].Role == labsv1.RoleDestination && cov[i].Endpoint == e.String() {
+			cov[i].Verdict = labsv1.VerdictFail
+		}
+	}
+}
+
+// fleetObserved sums a per-node step up in the terms of its Expected.
+func fleetObserved(step labs.Step, pairs []pair) string {
+	outcomes := map[string]int{}
+	var order []string
+	for _, p := range pairs {
+		o := p.j.outcome()
+		if outcomes[o] == 0 {
+			order = append(order, o)
+		}
+		outcomes[o]++
+	}
+	parts := make([]string, len(order))
+	for i, o := range order {
+		parts[i] = fmt.Sprintf("%s on %d of %d node-endpoint pairs", o, outcomes[o], len(pairs))
+	}
+	return string(step.Caller) + " " + strings.Join(parts, "; ")
+}
+
+// attribute lays failing pairs at the nodes that explain them. A source node is blamed when every endpoint
+// failed from it while some endpoint is reachable as expected from elsewhere; an endpoint (its node) is blamed
+// when it failed from every source while some source succeeded elsewhere. A failure neither explains is named
+// as the pair. If everything failed, no node is singled out: the mesh fails everywhere. It returns the coverage
+// (one entry per source node, one per endpoint) and a sentence naming what failed.
+func attribute(f fleet, pairs []pair) ([]labsv1.NodeResult, string) {
+	srcFail, dstFail := map[string]bool{}, map[string]bool{}
+	for _, n := range f.nodes {
+		srcFail[n] = !slices.ContainsFunc(pairs, func(p pair) bool { return p.node == n && p.j.pass })
+	}
+	for _, e := range f.endpoints {
+		dstFail[e.pod] = !slices.ContainsFunc(pairs, func(p pair) bool { return p.endpoint.pod == e.pod && p.j.pass })
+	}
+	allSrc := !slices.ContainsFunc(f.nodes, func(n string) bool { return !srcFail[n] })
+	allDst := !slices.ContainsFunc(f.endpoints, func(e endpoint) bool { return !dstFail[e.pod] })
+	blameSrc := func(n string) bool { return srcFail[n] && !allDst }
+	blameDst := func(e endpoint) bool { return dstFail[e.pod] && !allSrc }
+
+	var cov []labsv1.NodeResult
+	var names []string
+	for _, n := range f.nodes {
+		mine := filter(pairs, func(p pair) bool { return p.node == n })
+		v := verdictOf(mine, blameSrc(n))
+		if blameSrc(n) {
+			names = append(names, fmt.Sprintf("source node %s (%s to every endpoint)", n, mine[0].j.outcome()))
+		}
+		cov = append(cov, labsv1.NodeResult{Node: n, Role: labsv1.RoleSource, Verdict: v, Observed: tally(mine, "endpoints"),
+			Attempts: counted(mine)})
+	}
+	for _, e := range f.endpoints {
+		mine := filter(pairs, func(p pair) bool { return p.endpoint.pod == e.pod })
+		if blameDst(e) {
+			names = append(names, fmt.Sprintf("destination node %s (endpoint %s: %s from every node)", e.node, e, mine[0].j.outcome()))
+		}
+		cov = append(cov, labsv1.NodeResult{Node: e.node, Role: labsv1.RoleDestination, Endpoint: e.String(),
+			Verdict: verdictOf(mine, blameDst(e)), Observed: tally(mine, "nodes"), Attempts: counted(mine)})
+	}
+	for _, p := range pairs {
+		if !p.j.pass && !blameSrc(p.node) && !blameDst(p.endpoint) && !(allSrc && allDst) {
+			names = append(names, fmt.Sprintf("node %s to endpoint %s on node %s (%s)", p.node, p.endpoint, p.endpoint.node, p.j.outcome()))
+		}
+	}
+	if allSrc && allDst && len(pairs) > 0 {
+		names = append(names, fmt.Sprintf("every node at every endpoint saw %s: no single node is at fault", pairs[0].j.outcome()))
+	}
+	if len(cov) > 64 { // the API's bound: failures first
+		sort.SliceStable(cov, func(i, j int) bool {
+			return cov[i].Verdict != labsv1.VerdictPass && cov[j].Verdict == labsv1.VerdictPass
+		})
+		cov = cov[:64]
+	}
+	return cov, "failed at " + strings.Join(names, "; ")
+}
+
+func filter(pairs []pair, keep func(pair) bool) []pair {
+	var out []pair
+	for _, p := range pairs {
+		if keep(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// verdictOf a coverage entry: Fail when the node is to blame, else Pass (its other failures are explained by
+// the other end).
+func verdictOf(pairs []pair, blamed bool) labsv1.Verdict {
+	if blamed {
+		return labsv1.VerdictFail
+	}
+	return labsv1.VerdictPass
+}
+
+// tally says how many of a node's pairs saw the expected outcome, and what the others saw.
+func tally(pairs []pair, of string) string {
+	ok := 0
+	var other []string
+	for _, p := range pairs {
+		if p.j.pass {
+			ok++
+		} else if o := p.j.outcome(); !slices.Contains(other, o) {
+			other = append(other, o)
+		}
+	}
+	s := fmt.Sprintf("as expected at %d of %d %s", ok, len(pairs), of)
+	if len(other) > 0 {
+		s += "; otherwise " + strings.Join(other, ", ")
+	}
+	return s
+}
+
+func counted(pairs []pair) int32 {
+	n := 0
+	for _, p := range pairs {
+		n += p.j.counted
+	}
+	return int32(n)
+}
