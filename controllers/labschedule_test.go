@@ -56,22 +56,27 @@ func newSchedule(schedule string) *labsv1.LabSchedule {
 
 // createSchedule creates ls and, when the test ends, deletes it and then its runs (no garbage collector runs in
 // the sandbox). Call it after startManager: cleanups run last-in first-out, and deleting a run needs the manager
-// (its finalizer).
-func createSchedule(t *testing.T, ls *labsv1.LabSchedule) {
+// (its finalizer); a test that starts another manager later calls the returned cleanup itself before it ends.
+func createSchedule(t *testing.T, ls *labsv1.LabSchedule) (cleanup func()) {
 	t.Helper()
 	ctx := context.Background()
 	NewWithT(t).Expect(k8s.Create(ctx, ls)).To(Succeed())
-	t.Cleanup(func() {
-		if err := k8s.Delete(ctx, ls); client.IgnoreNotFound(err) != nil {
-			t.Errorf("deleting LabSchedule %s: %v", ls.Name, err)
-		}
-		NewWithT(t).Eventually(func(g Gomega) {
-			for _, run := range runsOf(g, ls) {
-				deleteAndWait(t, &run)
+	var once sync.Once
+	cleanup = func() {
+		once.Do(func() {
+			if err := k8s.Delete(ctx, ls); client.IgnoreNotFound(err) != nil {
+				t.Errorf("deleting LabSchedule %s: %v", ls.Name, err)
 			}
-			g.Expect(runsOf(g, ls)).To(BeEmpty())
-		}).WithTimeout(60 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
-	})
+			NewWithT(t).Eventually(func(g Gomega) {
+				for _, run := range runsOf(g, ls) {
+					deleteAndWait(t, &run)
+				}
+				g.Expect(runsOf(g, ls)).To(BeEmpty())
+			}).WithTimeout(60 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+		})
+	}
+	t.Cleanup(cleanup)
+	return cleanup
 }
 
 // runsOf lists the schedule's runs, oldest first.
@@ -198,7 +203,7 @@ func TestScheduleRunsPrunesAndSuspends(t *testing.T) {
 
 	names := log.names()
 	for i := 1; i < len(names); i++ {
-		g.Expect(scheduledAt(t, ls, names[i]) - scheduledAt(t, ls, names[i-1])).To(BeNumerically("==", 5),
+		g.Expect(scheduledAt(t, ls, names[i])-scheduledAt(t, ls, names[i-1])).To(BeNumerically("==", 5),
 			"runs %v are 5s apart", names)
 	}
 	cur := getSchedule(g, ls)
@@ -255,7 +260,7 @@ func TestScheduleConcurrencyPolicies(t *testing.T) {
 		ls := longRunSchedule(labsv1.ConcurrencyAllow)
 		log := watchRuns(t, ls)
 		createSchedule(t, ls)
-		g.Eventually(func() int { n, _ := log.snapshot(); return n }).WithTimeout(15 * time.Second).
+		g.Eventually(func() int { n, _ := log.snapshot(); return n }).WithTimeout(15*time.Second).
 			Should(BeNumerically(">=", 2), "runs active at once")
 		g.Eventually(func(g Gomega) { g.Expect(len(getSchedule(g, ls).Status.Active)).To(BeNumerically(">=", 2)) }).
 			WithTimeout(5 * time.Second).Should(Succeed())
@@ -267,7 +272,7 @@ func TestScheduleConcurrencyPolicies(t *testing.T) {
 		ls := longRunSchedule(labsv1.ConcurrencyReplace)
 		log := watchRuns(t, ls)
 		createSchedule(t, ls)
-		g.Eventually(func() []string { _, d := log.snapshot(); return d }).WithTimeout(15 * time.Second).
+		g.Eventually(func() []string { _, d := log.snapshot(); return d }).WithTimeout(15*time.Second).
 			ShouldNot(BeEmpty(), "a run deleted before it finished")
 		n, _ := log.snapshot()
 		g.Expect(n).To(Equal(1), "never two runs active at once")
@@ -281,7 +286,7 @@ func TestScheduleSurvivesRestart(t *testing.T) {
 	stop := startManager(t, managerOptions())
 	ls := newSchedule("@every 4s")
 	log := watchRuns(t, ls)
-	createSchedule(t, ls)
+	cleanup := createSchedule(t, ls)
 	g.Eventually(log.names).WithTimeout(15 * time.Second).Should(HaveLen(2))
 	stop()
 	first := log.names()
@@ -296,6 +301,7 @@ func TestScheduleSurvivesRestart(t *testing.T) {
 	g.Expect(names[:2]).To(Equal(first))
 	g.Expect(scheduledAt(t, ls, names[2])).To(Equal(last+8), "the most recent missed time, once: %v", names)
 	g.Expect(scheduledAt(t, ls, names[3])).To(Equal(last+12), "then on schedule: %v", names)
+	cleanup() // while the second manager runs: the runs' finalizers need it
 }
 
 // TestScheduleTriggers: a tenant-like edit of the AuthorizationPolicy's spec starts a run after the debounce; a
@@ -311,7 +317,7 @@ func TestScheduleTriggers(t *testing.T) {
 	createSchedule(t, ls)
 	quiet := func(why string) {
 		t.Helper()
-		g.Consistently(log.names).WithTimeout(3 * time.Second).WithPolling(100 * time.Millisecond).Should(BeEmpty(), why)
+		g.Consistently(log.names).WithTimeout(3*time.Second).WithPolling(100*time.Millisecond).Should(BeEmpty(), why)
 	}
 
 	editPolicy(t, func(ap *unstructured.Unstructured) {
@@ -344,7 +350,7 @@ func TestScheduleTriggers(t *testing.T) {
 	patch := client.MergeFrom(ds.DeepCopy())
 	ds.Spec.Template.Annotations = map[string]string{"example.com/restartedAt": time.Now().Format(time.RFC3339)}
 	g.Expect(k8s.Patch(ctx, ds, patch)).To(Succeed())
-	g.Eventually(log.names).WithTimeout(10 * time.Second).Should(HaveLen(3), "a new ztunnel pod template")
+	g.Eventually(log.names).WithTimeout(10*time.Second).Should(HaveLen(3), "a new ztunnel pod template")
 }
 
 // editPolicy changes the guide's AuthorizationPolicy as its owner would and returns how to put it back.
@@ -412,7 +418,7 @@ func TestScheduleAdmission(t *testing.T) {
 		return ls
 	}
 	g.Eventually(func() error { return sally.Create(ctx, tenantSchedule(labsv1.LabMTLS), client.DryRunAll) }).
-		WithTimeout(10*time.Second).WithPolling(100*time.Millisecond).
+		WithTimeout(10 * time.Second).WithPolling(100 * time.Millisecond).
 		Should(MatchError(ContainSubstring("user sally may not get pods/log in namespace istio-system")))
 	custom := tenantSchedule(labsv1.LabFootprint)
 	custom.Spec.Template.Spec.Probe.Image = "registry.example/sally/forger:1"
