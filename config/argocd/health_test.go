@@ -403,8 +403,8 @@ func TestConfigMapPatchEmbedsHealthLua(t *testing.T) {
 		t.Errorf("patch targets %s %s %s/%s, want v1 ConfigMap argocd/argocd-cm", cm.APIVersion, cm.Kind,
 			cm.Namespace, cm.Name)
 	}
-	if len(cm.Data) != 1 {
-		t.Errorf("data has keys %v, want only %s", cm.Data, healthKey)
+	if len(cm.Data) != 2 {
+		t.Errorf("data has %d keys, want only %s and %s", len(cm.Data), healthKey, scheduleHealthKey)
 	}
 	embedded, ok := cm.Data[healthKey]
 	if !ok {
