@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -24,12 +26,14 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/operator"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/dataplane"
 )
 
 type commandConfig struct {
 	kubeconfigOut    string
 	controller       bool
 	applySample      bool
+	faults           map[string]dataplane.Fault // node → the fault its ztunnel shows (--node-fault)
 	keep             bool
 	propagationDelay time.Duration
 	podStartLatency  time.Duration
@@ -68,6 +72,21 @@ func parseCommand(args []string, stderr io.Writer) (commandConfig, error) {
 	fs.DurationVar(&c.podStartLatency, "pod-start-latency", 0, "How long a pod takes to start")
 	fs.DurationVar(&c.runTimeout, "run-timeout", 5*time.Minute, "How long to wait for the applied LabRun")
 	fs.BoolVar(&c.verbose, "v", false, "Log the controller and the sandbox")
+	fs.Func("node-fault", "NODE=FAULT: make NODE's ztunnel misbehave, FAULT no-enforce or refuse-all (repeatable); a Verify run then fails and names NODE", func(v string) error {
+		node, name, ok := strings.Cut(v, "=")
+		if !ok || node == "" {
+			return fmt.Errorf("want NODE=FAULT, got %q", v)
+		}
+		f, err := dataplane.ParseFault(name)
+		if err != nil {
+			return err
+		}
+		if c.faults == nil {
+			c.faults = map[string]dataplane.Fault{}
+		}
+		c.faults[node] = f
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -98,6 +117,13 @@ func run(ctx context.Context, cfg commandConfig, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "stopping: %v\n", err)
 		}
 	}()
+	for node, f := range cfg.faults {
+		if !slices.Contains(sb.Nodes, node) {
+			return fmt.Errorf("--node-fault: no node %q (nodes: %v)", node, sb.Nodes)
+		}
+		sb.SetNodeFault(node, f)
+		fmt.Fprintf(stdout, "Fault switched on: the ztunnel of %s is %s.\n", node, f)
+	}
 	path, err := sb.writeKubeconfig(cfg.kubeconfigOut)
 	if err != nil {
 		return err

@@ -23,6 +23,16 @@ func TestMainRejectsBadFlag(t *testing.T) {
 	g.Expect(errOut.String()).To(ContainSubstring("-apply-sample"), "the usage lists the flags")
 }
 
+func TestMainRejectsAnUnknownFault(t *testing.T) {
+	g := NewWithT(t)
+	var out, errOut bytes.Buffer
+	g.Expect(sandbox.Main([]string{"--node-fault=node-2=sometimes"}, &out, &errOut)).To(Equal(2))
+	g.Expect(out.String()).To(BeEmpty(), "nothing started")
+	g.Expect(errOut.String()).To(ContainSubstring(`unknown fault "sometimes"`))
+	g.Expect(sandbox.Main([]string{"--node-fault=node-2"}, &out, &errOut)).To(Equal(2))
+	g.Expect(errOut.String()).To(ContainSubstring("want NODE=FAULT"))
+}
+
 func TestMainRejectsArguments(t *testing.T) {
 	g := NewWithT(t)
 	var out, errOut bytes.Buffer
