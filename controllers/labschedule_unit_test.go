@@ -1,0 +1,232 @@
+package controllers
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+)
+
+func at(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func schedule(spec string, zone string) *labsv1.LabSchedule {
+	ls := &labsv1.LabSchedule{Spec: labsv1.LabScheduleSpec{Schedule: spec}}
+	if zone != "" {
+		ls.Spec.TimeZone = &zone
+	}
+	return ls
+}
+
+func TestDueTimes(t *testing.T) {
+	cases := []struct {
+		name, spec, zone   string
+		earliest, now      string
+		wantLast, wantNext string // wantLast "" for none
+	}{
+		{"nothing due yet", "@every 5s", "", "2026-01-01T00:00:00Z", "2026-01-01T00:00:04Z", "", "2026-01-01T00:00:05Z"},
+		{"exactly due", "@every 5s", "", "2026-01-01T00:00:00Z", "2026-01-01T00:00:05Z", "2026-01-01T00:00:05Z", "2026-01-01T00:00:10Z"},
+		{"several missed: only the most recent", "@every 5s", "", "2026-01-01T00:00:00Z", "2026-01-01T00:00:23Z",
+			"2026-01-01T00:00:20Z", "2026-01-01T00:00:25Z"},
+		{"a year down with @every 1s", "@every 1s", "", "2025-01-01T00:00:00Z", "2026-01-01T00:00:00.5Z",
+			"2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"},
+		{"cron, missed hours", "0 * * * *", "", "2026-01-01T00:00:00Z", "2026-01-01T05:30:00Z",
+			"2026-01-01T05:00:00Z", "2026-01-01T06:00:00Z"},
+		{"cron in a time zone", "0 3 * * *", "Asia/Seoul", "2026-01-01T00:00:00Z", "2026-01-01T19:00:00Z",
+			"2026-01-01T18:00:00Z", "2026-01-02T18:00:00Z"},
+		{"descriptor", "@daily", "", "2026-01-01T12:00:00Z", "2026-01-03T01:00:00Z", "2026-01-03T00:00:00Z",
+			"2026-01-04T00:00:00Z"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sched, err := parseSchedule(schedule(tc.spec, tc.zone))
+			if err != nil {
+				t.Fatal(err)
+			}
+			last, next, err := dueTimes(sched, at(tc.earliest), at(tc.now))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantLast == "" && !last.IsZero() || tc.wantLast != "" && !last.Equal(at(tc.wantLast)) {
+				t.Errorf("last = %v, want %q", last, tc.wantLast)
+			}
+			if !next.Equal(at(tc.wantNext)) {
+				t.Errorf("next = %v, want %s", next, tc.wantNext)
+			}
+		})
+	}
+	t.Run("every minute for a year gives up on the missed time", func(t *testing.T) {
+		sched, _ := parseSchedule(schedule("* * * * *", ""))
+		last, next, err := dueTimes(sched, at("2025-01-01T00:00:00Z"), at("2026-01-01T00:00:30Z"))
+		if err == nil || !last.IsZero() || !next.Equal(at("2026-01-01T00:01:00Z")) {
+			t.Errorf("got %v, %v, %v; want an error, no missed time, next 00:01", last, next, err)
+		}
+	})
+}
+
+func TestParseScheduleRefuses(t *testing.T) {
+	for _, tc := range []struct{ spec, zone, msg string }{
+		{"61 * * * *", "", "does not parse"},
+		{"0 0 * * * *", "", "does not parse"},
+		{"@fortnightly", "", "does not parse"},
+		{"@every 5s", "Mars/Olympus", "unknown time zone"},
+	} {
+		if _, err := parseSchedule(schedule(tc.spec, tc.zone)); err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("parseSchedule(%q, %q) = %v, want an error with %q", tc.spec, tc.zone, err, tc.msg)
+		}
+	}
+}
+
+func TestTooLate(t *testing.T) {
+	ls := schedule("@every 5s", "")
+	if tooLate(ls, at("2026-01-01T00:00:00Z"), at("2026-01-02T00:00:00Z")) {
+		t.Error("no deadline: never too late")
+	}
+	ls.Spec.StartingDeadlineSeconds = ptr.To[int64](30)
+	if tooLate(ls, at("2026-01-01T00:00:00Z"), at("2026-01-01T00:00:30Z")) {
+		t.Error("at the deadline: still in time")
+	}
+	if !tooLate(ls, at("2026-01-01T00:00:00Z"), at("2026-01-01T00:00:31Z")) {
+		t.Error("past the deadline: too late")
+	}
+}
+
+func TestRunNames(t *testing.T) {
+	when := at("2026-01-01T00:00:00Z")
+	if got := scheduledRunName("verify", when); got != "verify-1767225600" {
+		t.Errorf("scheduledRunName = %s", got)
+	}
+	if got := triggeredRunName("verify", when); got != "verify-t-1767225600" {
+		t.Errorf("triggeredRunName = %s", got)
+	}
+	long1, long2 := strings.Repeat("a", 60)+"-one", strings.Repeat("a", 60)+"-two"
+	n1, n2 := triggeredRunName(long1, when), triggeredRunName(long2, when)
+	if n1 == n2 {
+		t.Errorf("two long names that share a prefix make the same run name %s", n1)
+	}
+	for _, n := range []string{n1, n2, scheduledRunName(strings.Repeat("b-", 126)+"b", when)} {
+		if len(n) > 63 || len(validation.IsDNS1123Label(n)) > 0 {
+			t.Errorf("run name %q (%d) is not a valid label value: %v", n, len(n), validation.IsDNS1123Label(n))
+		}
+	}
+}
+
+func TestFailedSteps(t *testing.T) {
+	steps := []labsv1.StepResult{
+		{Lab: "mtls", Name: "client-allowed", Verdict: labsv1.VerdictPass},
+		{Lab: "peer-authentication", Name: "non-mesh-denied", Verdict: labsv1.VerdictFail, Coverage: []labsv1.NodeResult{
+			{Node: "node-1", Verdict: labsv1.VerdictPass}, {Node: "node-2", Verdict: labsv1.VerdictFail},
+			{Node: "node-2", Role: labsv1.RoleDestination, Verdict: labsv1.VerdictFail}}},
+		{Lab: "authorization-policy", Name: "attacker-denied", Verdict: labsv1.VerdictFail, Coverage: []labsv1.NodeResult{
+			{Node: "node-1", Verdict: labsv1.VerdictFail}, {Node: "node-2", Verdict: labsv1.VerdictError}}},
+		{Lab: "hbone", Name: "evidence", Verdict: labsv1.VerdictError},
+		{Lab: "hbone", Name: "skipped", Verdict: labsv1.VerdictSkipped},
+	}
+	got := failedSteps(steps)
+	want := []string{"peer-authentication/non-mesh-denied@node-2", "authorization-policy/attacker-denied", "hbone/evidence"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("failedSteps = %v, want %v", got, want)
+	}
+	var many []labsv1.StepResult
+	for range 30 {
+		many = append(many, labsv1.StepResult{Lab: "mtls", Name: "x", Verdict: labsv1.VerdictFail})
+	}
+	if n := len(failedSteps(many)); n != maxFailedSteps {
+		t.Errorf("%d failed steps kept, want %d", n, maxFailedSteps)
+	}
+}
+
+func TestScheduleConditions(t *testing.T) {
+	ok := &labsv1.RunSummary{Name: "r", Phase: labsv1.PhaseSucceeded}
+	bad := &labsv1.RunSummary{Name: "r", Phase: labsv1.PhaseFailed}
+	cases := []struct {
+		name                 string
+		invalid              string
+		suspend              bool
+		last                 *labsv1.RunSummary
+		ready                metav1.ConditionStatus
+		reconciling, stalled bool
+	}{
+		{"invalid", "unknown time zone", false, ok, metav1.ConditionFalse, false, true},
+		{"no run yet", "", false, nil, metav1.ConditionUnknown, true, false},
+		{"suspended before any run", "", true, nil, metav1.ConditionUnknown, false, false},
+		{"last run succeeded", "", false, ok, metav1.ConditionTrue, false, false},
+		{"last run failed", "", false, bad, metav1.ConditionFalse, false, false},
+		{"suspended after a success", "", true, ok, metav1.ConditionTrue, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ls := &labsv1.LabSchedule{Spec: labsv1.LabScheduleSpec{Suspend: &tc.suspend},
+				Status: labsv1.LabScheduleStatus{LastRun: tc.last}}
+			ready, reconciling, stalled := scheduleConditions(ls, tc.invalid)
+			if ready == nil || ready.Status != tc.ready {
+				t.Errorf("Ready = %+v, want %s", ready, tc.ready)
+			}
+			if (reconciling != nil) != tc.reconciling || (stalled != nil) != tc.stalled {
+				t.Errorf("Reconciling %v, Stalled %v; want %v, %v", reconciling, stalled, tc.reconciling, tc.stalled)
+			}
+		})
+	}
+}
+
+// TestSchedulePolicyMatchesRequesterPolicy keeps config/admission/schedule_policy.yaml's checks of a template the
+// same as requester_policy.yaml's checks of a LabRun: a check added to one and not the other would let a tenant
+// have the manager create a run she could not create herself.
+func TestSchedulePolicyMatchesRequesterPolicy(t *testing.T) {
+	type policy struct {
+		Spec struct {
+			Variables   []struct{ Name, Expression string } `json:"variables"`
+			Validations []struct {
+				Expression        string `json:"expression"`
+				MessageExpression string `json:"messageExpression"`
+			} `json:"validations"`
+		} `json:"spec"`
+	}
+	read := func(name string) policy {
+		raw, err := os.ReadFile("../config/admission/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p policy
+		if err := yaml.Unmarshal([]byte(strings.Split(string(raw), "\n---\n")[0]), &p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	run, sched := read("requester_policy.yaml"), read("schedule_policy.yaml")
+	onTemplate := func(s string) string { return strings.ReplaceAll(s, "object.spec.", "variables.spec.") }
+	vars := map[string]string{}
+	for _, v := range sched.Spec.Variables {
+		vars[v.Name] = v.Expression
+	}
+	for _, v := range run.Spec.Variables {
+		if got := vars[v.Name]; got != onTemplate(v.Expression) {
+			t.Errorf("variable %s: schedule policy has %q, want %q", v.Name, got, onTemplate(v.Expression))
+		}
+	}
+	checks := map[string]bool{}
+	for _, v := range sched.Spec.Validations {
+		checks[v.Expression+"\n"+v.MessageExpression] = true
+	}
+	for _, v := range run.Spec.Validations {
+		if !checks[onTemplate(v.Expression)+"\n"+onTemplate(v.MessageExpression)] {
+			t.Errorf("the schedule policy lacks the LabRun check %q", v.Expression)
+		}
+	}
+	if len(sched.Spec.Validations) != len(run.Spec.Validations)+1 {
+		t.Errorf("schedule policy has %d checks, want the LabRun's %d and labruns create", len(sched.Spec.Validations),
+			len(run.Spec.Validations))
+	}
+}
