@@ -23,6 +23,10 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests.
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
 
+.PHONY: chart
+chart: ## Regenerate the Helm chart's generated templates and files from config/ (internal/chart's tests check them).
+	go run ./hack/chartgen
+
 $(CONTROLLER_GEN):
 	mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
