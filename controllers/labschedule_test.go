@@ -447,6 +447,12 @@ func TestScheduleAdmission(t *testing.T) {
 	g.Expect(asUser(t, "sid").Create(ctx, tenantSchedule(labsv1.LabFootprint), client.DryRunAll)).
 		To(MatchError(ContainSubstring("user sid may not create labruns in namespace team-a")))
 
+	// The manager itself may create only a schedule's runs (config/admission/manager_policy.yaml).
+	manager, err := client.New(sb.ManagerConfig(), client.Options{Scheme: k8s.Scheme()})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(manager.Create(ctx, newRun(labsv1.LabFootprint), client.DryRunAll)).To(MatchError(ContainSubstring(
+		"the labrun-operator may only create the LabRuns of a LabSchedule")))
+
 	// Her footprint schedule is admitted, and so is the run the manager creates from it.
 	startManager(t, managerOptions())
 	ls := tenantSchedule(labsv1.LabFootprint)
