@@ -19,8 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -219,6 +221,7 @@ func TestScheduleRunsPrunesAndSuspends(t *testing.T) {
 	g.Expect(ready).NotTo(BeNil())
 	g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), ready.Message)
 	g.Expect(meta.FindStatusCondition(cur.Status.Conditions, labsv1.ConditionStalled)).To(BeNil())
+	g.Expect(scheduleKstatus(t, cur)).To(Equal(status.CurrentStatus))
 
 	// Suspend: once the manager has seen it, no run is created for longer than an interval.
 	patch := client.MergeFrom(cur.DeepCopy())
@@ -397,6 +400,7 @@ func TestScheduleThatCannotRunIsStalled(t *testing.T) {
 				g.Expect(cur.Status.NextScheduleTime).To(BeNil())
 			}).WithTimeout(10 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 			g.Expect(runsOf(g, ls)).To(BeEmpty())
+			g.Expect(scheduleKstatus(t, getSchedule(g, ls))).To(Equal(status.FailedStatus))
 		})
 	}
 }
@@ -483,4 +487,18 @@ func TestScheduleSampleIsAdmitted(t *testing.T) {
 	g.Expect(k8s.Create(context.Background(), ls, client.DryRunAll)).To(Succeed())
 	g.Expect(apierrors.IsNotFound(k8s.Get(context.Background(), client.ObjectKeyFromObject(ls), &labsv1.LabSchedule{}))).
 		To(BeTrue(), "a dry run stores nothing")
+}
+
+// scheduleKstatus is what kstatus (Flux, Argo CD's kstatus-based tools, kubectl wait) makes of the schedule.
+func scheduleKstatus(t *testing.T, ls *labsv1.LabSchedule) status.Status {
+	t.Helper()
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := status.Compute(&unstructured.Unstructured{Object: obj})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Status
 }
