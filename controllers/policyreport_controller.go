@@ -43,7 +43,7 @@ const (
 	// ReportPrefix starts the name of every report the operator writes; config/admission's manager-limits lets
 	// the manager write no other PolicyReport.
 	ReportPrefix = "labrun-"
-	// labelManagedBy marks the reports the operator writes, so its watch ignores everyone else's.
+	// labelManagedBy marks the reports the operator writes, for people and selectors.
 	labelManagedBy = "app.kubernetes.io/managed-by"
 	reportOwner    = "labrun-operator"
 )
@@ -150,8 +150,8 @@ func (r *PolicyReportReconciler) apiServed(ctx context.Context) (bool, error) {
 	return true, r.watchReports(ctx)
 }
 
-// watchReports watches the metadata of the PolicyReports the operator wrote (not their content, nor anyone
-// else's reports: Kyverno may keep one per resource) so that an edit by someone else is overwritten.
+// watchReports watches the metadata of the PolicyReports (not their content: Kyverno may keep one per resource)
+// and reacts to those named like the operator's, so that an edit or deletion by someone else is undone.
 func (r *PolicyReportReconciler) watchReports(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -160,15 +160,30 @@ func (r *PolicyReportReconciler) watchReports(ctx context.Context) error {
 	}
 	reports := &metav1.PartialObjectMetadata{}
 	reports.SetGroupVersionKind(PolicyReportGVK)
-	ours := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()[labelManagedBy] == reportOwner })
-	src := source.Kind[client.Object](r.mgr.GetCache(), reports,
-		handler.EnqueueRequestForOwner(r.Scheme(), r.Mapper, &labsv1.LabRun{}, handler.OnlyControllerOwner()), ours)
+	src := source.Kind[client.Object](r.mgr.GetCache(), reports, handler.EnqueueRequestsFromMapFunc(reportRuns),
+		predicate.NewPredicateFuncs(func(o client.Object) bool { return strings.HasPrefix(o.GetName(), ReportPrefix) }))
 	if err := r.controller.Watch(src); err != nil {
 		return fmt.Errorf("watching PolicyReports: %w", err)
 	}
 	ctrl.LoggerFrom(ctx).Info("Watching PolicyReports: the API is served")
 	r.watching = true
 	return nil
+}
+
+// reportRuns names the run a report belongs to: its controller owner, and the run its name names (labrun-<run>),
+// so that a report someone stripped of its owner, or edited before the watch had listed it, is still taken back.
+// A report whose name was shortened (ReportName) is found through its owner only.
+func reportRuns(_ context.Context, report client.Object) []reconcile.Request {
+	names := map[string]bool{strings.TrimPrefix(report.GetName(), ReportPrefix): true}
+	if owner := metav1.GetControllerOf(report); owner != nil && owner.Kind == "LabRun" &&
+		strings.HasPrefix(owner.APIVersion, labsv1.GroupVersion.Group+"/") {
+		names[owner.Name] = true
+	}
+	reqs := make([]reconcile.Request, 0, len(names))
+	for name := range names {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: report.GetNamespace(), Name: name}})
+	}
+	return reqs
 }
 
 // pollAPI looks for the PolicyReport API every r.Poll until it is served, then wakes every run once.
