@@ -19,7 +19,6 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 
-
 func render(t *testing.T, vals map[string]any) *chart.Rendered {
 	t.Helper()
 	r, err := chart.Render(context.Background(), dir, release, sandbox.OperatorNamespace, vals)

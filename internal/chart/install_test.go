@@ -60,7 +60,7 @@ func TestHelmInstallRunsTheSample(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(sb.Client.Get(ctx, client.ObjectKeyFromObject(run), run)).To(Succeed())
 		g.Expect(run.Status.Phase).To(BeElementOf(labsv1.PhaseSucceeded, labsv1.PhaseFailed))
-	}).WithTimeout(4*time.Minute).WithPolling(500*time.Millisecond).Should(Succeed())
+	}).WithTimeout(4 * time.Minute).WithPolling(500 * time.Millisecond).Should(Succeed())
 	t.Logf("the sample finished in %s: %s, %s", time.Since(start).Round(time.Millisecond), run.Status.Phase, run.Status.Message)
 	g.Expect(run.Status.Phase).To(Equal(labsv1.PhaseSucceeded), run.Status.Message)
 	g.Expect(meta.IsStatusConditionTrue(run.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())

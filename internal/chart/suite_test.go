@@ -41,6 +41,8 @@ var (
 	installValues = map[string]any{"probeImage": map[string]any{"repository": probeRepository, "tag": probeTag}}
 	// installed is the release the sandbox was installed with.
 	installed *installResult
+	// helmConfig is the Helm action configuration of the sandbox (release records in labrun-system).
+	helmConfig *action.Configuration
 )
 
 type installResult struct {
@@ -106,7 +108,7 @@ func helmInstall(ctx context.Context, _ client.Client, cfg *rest.Config) error {
 	if err != nil {
 		return fmt.Errorf("helm install of %s: %w", dir, err)
 	}
-	installed = &installResult{Duration: time.Since(start)}
+	installed, helmConfig = &installResult{Duration: time.Since(start)}, ac
 	if r, ok := rel.(*releasev1.Release); ok {
 		installed.Manifest = r.Manifest
 	}
