@@ -220,8 +220,12 @@ func (r *LabScheduleReconciler) reconcileDue(ctx context.Context, ls *labsv1.Lab
 func (r *LabScheduleReconciler) reconcileTrigger(ctx context.Context, ls *labsv1.LabSchedule, runs *scheduleRuns,
 	now time.Time) (time.Time, error) {
 	key := client.ObjectKeyFromObject(ls)
+	if ls.Spec.Trigger == nil {
+		r.triggers.forget(key) // the trigger was turned off while a change was pending
+		return time.Time{}, nil
+	}
 	at, ok := r.triggers.pending(key)
-	if !ok || ls.Spec.Trigger == nil {
+	if !ok {
 		return time.Time{}, nil
 	}
 	if at.After(now) {

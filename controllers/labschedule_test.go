@@ -15,6 +15,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -485,6 +486,14 @@ func TestScheduleSampleIsAdmitted(t *testing.T) {
 	g.Expect(yaml.UnmarshalStrict(raw, ls)).To(Succeed())
 	g.Expect(ls.Spec.Template.Spec.Mode).To(Equal(labsv1.ModeVerify))
 	g.Expect(k8s.Create(context.Background(), ls, client.DryRunAll)).To(Succeed())
+	// The ClusterRole config/samples documents for running the samples is enough for it.
+	role := &rbacv1.ClusterRole{}
+	raw, err = os.ReadFile(filepath.Join(sb.Env.Root, "config", "samples", "mesh_tester_role.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(yaml.UnmarshalStrict(raw, role)).To(Succeed())
+	grant(t, "tess", "", role.Rules...)
+	g.Eventually(func() error { return asUser(t, "tess").Create(context.Background(), ls.DeepCopy(), client.DryRunAll) }).
+		WithTimeout(10 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 	g.Expect(apierrors.IsNotFound(k8s.Get(context.Background(), client.ObjectKeyFromObject(ls), &labsv1.LabSchedule{}))).
 		To(BeTrue(), "a dry run stores nothing")
 }
