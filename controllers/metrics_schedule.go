@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/robfig/cron/v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -212,7 +212,7 @@ func (v scheduleView) send(ch chan<- prometheus.Metric, namespace, name string) 
 // name, by anyone, do not count); the run object is preferred, for its per-node results, while it is kept.
 func viewSchedule(ls *labsv1.LabSchedule, runs []labsv1.LabRun, now time.Time) scheduleView {
 	v := scheduleView{created: ls.CreationTimestamp.Time, suspended: ls.Spec.Suspend != nil && *ls.Spec.Suspend,
-		interval: scheduleInterval(ls.Spec, now)}
+		interval: scheduleInterval(ls, now)}
 	if t := ls.Status.LastSuccessfulTime; t != nil {
 		v.lastSuccess = &t.Time
 	}
@@ -250,15 +250,8 @@ func newestFinished(ls *labsv1.LabSchedule, runs []labsv1.LabRun) *labsv1.LabRun
 	return newest
 }
 
-// ownedBy: the schedule created the run (an owner reference to its UID).
-func ownedBy(run *labsv1.LabRun, ls *labsv1.LabSchedule) bool {
-	for _, o := range run.OwnerReferences {
-		if o.UID == ls.UID {
-			return true
-		}
-	}
-	return false
-}
+// ownedBy: the schedule created the run (its controller reference), as the LabSchedule controller decides.
+func ownedBy(run *labsv1.LabRun, ls *labsv1.LabSchedule) bool { return metav1.IsControlledBy(run, ls) }
 
 // finishedAt is when a finished run ended, or nil while it has not.
 func finishedAt(run *labsv1.LabRun) *time.Time {
@@ -351,16 +344,10 @@ func catalogued(lab, step string) (string, string) {
 	return UnknownStep, UnknownStep
 }
 
-// cronParser reads schedules as the LabSchedule API documents: five fields, descriptors and @every.
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// scheduleInterval is the time between the schedule's next two due times after now, or 0 when it does not parse.
-func scheduleInterval(spec labsv1.LabScheduleSpec, now time.Time) time.Duration {
-	expr := spec.Schedule
-	if spec.TimeZone != nil && *spec.TimeZone != "" {
-		expr = "CRON_TZ=" + *spec.TimeZone + " " + expr
-	}
-	sched, err := cronParser.Parse(expr)
+// scheduleInterval is the time between the schedule's next two due times after now (read as the LabSchedule
+// controller reads it), or 0 when it does not parse.
+func scheduleInterval(ls *labsv1.LabSchedule, now time.Time) time.Duration {
+	sched, err := parseSchedule(ls)
 	if err != nil {
 		return 0
 	}
