@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -101,5 +100,3 @@ func finished(run *labsv1.LabRun) bool {
 }
 
 func meshRestored(run *labsv1.LabRun) (string, string) { return report.MeshRestored(run) }
-
-func readAll(r io.Reader) ([]byte, error) { return io.ReadAll(r) }

@@ -188,7 +188,7 @@ func TestRestoreWhenTheOperatorIsGone(t *testing.T) {
 	g.Expect(dry.out).To(MatchRegexp(`AuthorizationPolicy demo/backend-allow-frontend-only: changed by the run \(set aside\); would write back .*"spec":`))
 	wantSpec, _ := json.Marshal(origPolicy.Object["spec"])
 	g.Expect(dry.out).To(ContainSubstring(string(wantSpec)), "the spec written back is the one found")
-	g.Expect(dry.out).To(MatchRegexp(`PeerAuthentication demo/labrun-permissive-\S+: created by the run .*; would delete it`))
+	g.Expect(dry.out).To(MatchRegexp(`PeerAuthentication demo/labrun-permissive-\S+: created by the run; would delete it`))
 	g.Expect(temporaryPeerAuths(t)).To(ContainElement(HavePrefix(temporary)), "a dry run changes nothing")
 
 	refused := kubectlLabrun(t, "restore")
@@ -247,4 +247,39 @@ func temporaryPeerAuths(t *testing.T) []string {
 		}
 	}
 	return out
+}
+
+// TestRunTimeoutLeavesTheRunGoing: with no operator to move it, `run --timeout` gives up with exit 2 and says
+// the run goes on; the LabRun is left in place.
+func TestRunTimeoutLeavesTheRunGoing(t *testing.T) {
+	g := NewWithT(t)
+	key := client.ObjectKey{Namespace: sandbox.DemoNamespace, Name: "nobody-runs-it"}
+	t.Cleanup(func() { deleteRun(t, key) }) // no manager ever added a finalizer
+	res := kubectlLabrun(t, "run", "-n", key.Namespace, "--name", key.Name, "--target", "backend", "--labs", "mtls",
+		"--timeout", "2s")
+	g.Expect(res.code).To(Equal(plugin.ExitError))
+	g.Expect(res.errOut).To(ContainSubstring("LabRun demo/nobody-runs-it is still - after 2s; it goes on without the plugin"))
+	g.Expect(getRun(t, key).Status.Phase).To(BeEmpty())
+}
+
+// TestStatusTableListsFailingNodes: under the table, a failing step's message and what each node saw.
+func TestStatusTableListsFailingNodes(t *testing.T) {
+	g := NewWithT(t)
+	steps := []labsv1.StepResult{
+		{Lab: labsv1.LabMTLS, Name: "client-allowed", Expected: "allowed", Observed: "allowed", Verdict: labsv1.VerdictPass,
+			Coverage: []labsv1.NodeResult{{Node: "node-9", Role: labsv1.RoleSource, Verdict: labsv1.VerdictPass}}},
+		{Lab: labsv1.LabMTLS, Name: "non-mesh-denied", Expected: "denied", Observed: "allowed (HTTP 200)",
+			Verdict: labsv1.VerdictFail, Message: "plaintext got through on node-2",
+			Coverage: []labsv1.NodeResult{
+				{Node: "node-1", Role: labsv1.RoleDestination, Endpoint: "backend-0 (10.0.0.7:80)", Observed: "denied", Verdict: labsv1.VerdictPass},
+				{Node: "node-2", Role: labsv1.RoleDestination, Endpoint: "backend-1 (10.0.1.7:80)", Observed: "allowed (HTTP 200)", Verdict: labsv1.VerdictFail},
+			}},
+	}
+	var b strings.Builder
+	g.Expect(plugin.WriteStepTable(&b, steps)).To(Succeed())
+	out := b.String()
+	g.Expect(out).To(MatchRegexp(`(?m)^mtls\s+non-mesh-denied\s+denied\s+allowed \(HTTP 200\)\s+Fail\s+-$`))
+	g.Expect(out).To(ContainSubstring("mtls/non-mesh-denied: plaintext got through on node-2\n"))
+	g.Expect(out).To(ContainSubstring("  mtls/non-mesh-denied Destination node-2 backend-1 (10.0.1.7:80): Fail, observed allowed (HTTP 200)\n"))
+	g.Expect(out).NotTo(ContainSubstring("node-9"), "passing steps get no node lines")
 }

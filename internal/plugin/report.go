@@ -3,7 +3,6 @@ package plugin
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -39,20 +38,19 @@ func (o *Options) report(ctx context.Context, name string, format report.Format,
 	if err != nil {
 		return err
 	}
-	var w io.Writer = o.Streams.Out
-	if file != "" {
-		f, err := os.Create(file)
-		if err != nil {
-			return fmt.Errorf("creating the report file: %w", err)
-		}
-		defer f.Close()
-		w = f
+	if file == "" {
+		return report.Write(o.Streams.Out, run, format)
 	}
-	if err := report.Write(w, run, format); err != nil {
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("creating the report file: %w", err)
+	}
+	if err := report.Write(f, run, format); err != nil {
+		_ = f.Close()
 		return err
 	}
-	if f, ok := w.(*os.File); ok && file != "" {
-		return f.Close()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing the report file %s: %w", file, err)
 	}
 	return nil
 }

@@ -173,7 +173,7 @@ func restoreEntry(ctx context.Context, c client.Client, e labsv1.JournalEntry) e
 func describe(out io.Writer, e labsv1.JournalEntry) error {
 	ref := mesh.RefOf(e)
 	if e.Created {
-		_, err := fmt.Fprintf(out, "  %s: created by the run (%s); would delete it\n", ref, orDash(e.Change))
+		_, err := fmt.Fprintf(out, "  %s: created by the run; would delete it\n", ref)
 		return err
 	}
 	spec, err := mesh.DesiredSpec(e)

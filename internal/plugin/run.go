@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -133,7 +134,7 @@ func readRun(path string) (*labsv1.LabRun, error) {
 	var raw []byte
 	var err error
 	if path == "-" {
-		raw, err = readAll(os.Stdin)
+		raw, err = io.ReadAll(os.Stdin)
 	} else {
 		raw, err = os.ReadFile(path)
 	}
@@ -180,7 +181,7 @@ func (r *runOptions) fromFlags() (*labsv1.LabRun, error) {
 }
 
 // verdict prints the outcome and turns it into the exit code: 0 only for Succeeded with the mesh restored.
-func verdict(out interface{ Write([]byte) (int, error) }, run *labsv1.LabRun) error {
+func verdict(out io.Writer, run *labsv1.LabRun) error {
 	s := run.Status.Summary
 	restored, msg := meshRestored(run)
 	fmt.Fprintf(out, "LabRun %s/%s %s: %d passed, %d failed, %d errored, %d skipped of %d; MeshRestored %s",
