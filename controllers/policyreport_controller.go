@@ -8,7 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -50,12 +50,12 @@ const (
 
 // PolicyReportReconciler writes one wgpolicyk8s.io PolicyReport per LabRun, a result per judged step, when the
 // PolicyReport API is served. The report is derived from the run's status, which only the manager writes
-// (config/admission's status-writes), so it carries the same trust; anyone else's edit to it is overwritten
-// at once (the reconciler watches the reports it owns).
+// (config/admission's status-writes), so it carries the same trust; anyone else's edit to it is undone at once
+// (the reconciler watches the reports).
 //
-// The API may appear after the manager started (Kyverno or Policy Reporter installed later): the reconciler
-// checks it through the RESTMapper, which looks the group up again while it is missing, and a poller wakes
-// every run once it appears, so no restart is needed.
+// The API may appear after the manager started (Kyverno or Policy Reporter installed later): a poller looks it
+// up through the RESTMapper, which asks discovery again for a group it does not know yet, and once it is served
+// wakes every run, so no restart is needed. Until then a run's events cost nothing.
 type PolicyReportReconciler struct {
 	client.Client
 	// Mapper resolves the PolicyReport kind; controller-runtime's dynamic mapper re-reads discovery for a
@@ -67,8 +67,8 @@ type PolicyReportReconciler struct {
 	controller controller.Controller
 	mgr        ctrl.Manager
 	appeared   chan event.GenericEvent
-	mu         sync.Mutex
-	watching   bool
+	// served is set by the poller once the API is served and the reports are watched.
+	served atomic.Bool
 }
 
 // +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports,verbs=get;list;watch;create;update;patch;delete
@@ -108,9 +108,8 @@ func stepsChanged() predicate.Predicate {
 
 // Reconcile applies the run's report. Without the API it does nothing: the poller wakes the run later.
 func (r *PolicyReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	served, err := r.apiServed(ctx)
-	if err != nil || !served {
-		return ctrl.Result{}, err
+	if !r.served.Load() {
+		return ctrl.Result{}, nil
 	}
 	run := &labsv1.LabRun{}
 	if err := r.Get(ctx, req.NamespacedName, run); err != nil {
@@ -137,9 +136,9 @@ func (r *PolicyReportReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	return ctrl.Result{}, nil
 }
 
-// apiServed tells whether the PolicyReport API is served and, the first time it is, starts watching the
-// reports. While the API is missing each call costs one discovery request.
-func (r *PolicyReportReconciler) apiServed(ctx context.Context) (bool, error) {
+// apiServed tells whether the PolicyReport API is served; while it is missing each call costs one discovery
+// request.
+func (r *PolicyReportReconciler) apiServed() (bool, error) {
 	_, err := r.Mapper.RESTMapping(PolicyReportGVK.GroupKind(), PolicyReportGVK.Version)
 	if meta.IsNoMatchError(err) {
 		return false, nil
@@ -147,17 +146,12 @@ func (r *PolicyReportReconciler) apiServed(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("looking up the %s API: %w", PolicyReportGVK.GroupVersion(), err)
 	}
-	return true, r.watchReports(ctx)
+	return true, nil
 }
 
 // watchReports watches the metadata of the PolicyReports (not their content: Kyverno may keep one per resource)
 // and reacts to those named like the operator's, so that an edit or deletion by someone else is undone.
 func (r *PolicyReportReconciler) watchReports(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.watching {
-		return nil
-	}
 	reports := &metav1.PartialObjectMetadata{}
 	reports.SetGroupVersionKind(PolicyReportGVK)
 	src := source.Kind[client.Object](r.mgr.GetCache(), reports, handler.EnqueueRequestsFromMapFunc(reportRuns),
@@ -166,7 +160,6 @@ func (r *PolicyReportReconciler) watchReports(ctx context.Context) error {
 		return fmt.Errorf("watching PolicyReports: %w", err)
 	}
 	ctrl.LoggerFrom(ctx).Info("Watching PolicyReports: the API is served")
-	r.watching = true
 	return nil
 }
 
@@ -186,17 +179,22 @@ func reportRuns(_ context.Context, report client.Object) []reconcile.Request {
 	return reqs
 }
 
-// pollAPI looks for the PolicyReport API every r.Poll until it is served, then wakes every run once.
+// pollAPI looks for the PolicyReport API every r.Poll until it is served, then watches the reports and wakes
+// every run once.
 func (r *PolicyReportReconciler) pollAPI(ctx context.Context) error {
 	log := ctrl.LoggerFrom(ctx).WithName("policyreport")
 	tick := time.NewTicker(r.Poll)
 	defer tick.Stop()
 	for {
-		served, err := r.apiServed(ctx)
+		served, err := r.apiServed()
+		if err == nil && served {
+			err = r.watchReports(ctx)
+		}
 		if err != nil {
 			log.Error(err, "Looking for the PolicyReport API")
 		}
-		if served {
+		if err == nil && served {
+			r.served.Store(true)
 			select {
 			case r.appeared <- event.GenericEvent{Object: &labsv1.LabRun{}}:
 			case <-ctx.Done():
