@@ -82,8 +82,10 @@ func watchNext(ctx context.Context, c client.WithWatch, key client.ObjectKey, rv
 	}
 }
 
-// show prints phase changes and changed steps; it returns the phase shown.
+// show prints changed steps and phase changes; it returns the phase shown.
 func show(table *liveTable, run *labsv1.LabRun, shown labsv1.Phase) labsv1.Phase {
+	// Steps first: the rows that ended a run come before the line saying it ended.
+	table.update(run.Status.Steps)
 	if run.Status.Phase != shown && run.Status.Phase != "" {
 		line := fmt.Sprintf("LabRun %s/%s: %s", run.Namespace, run.Name, run.Status.Phase)
 		if run.Status.LockHolder != "" {
@@ -91,7 +93,6 @@ func show(table *liveTable, run *labsv1.LabRun, shown labsv1.Phase) labsv1.Phase
 		}
 		fmt.Fprintln(table.w, line)
 	}
-	table.update(run.Status.Steps)
 	return run.Status.Phase
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/report"
@@ -101,6 +102,9 @@ func (t *liveTable) format(cells []string) string {
 	return strings.TrimRight(b.String(), " ")
 }
 
+// maxLiveWidth caps the expected and observed columns of the live table.
+const maxLiveWidth = 60
+
 // columnWidths fit the header and the planned steps; observed gets at least the width of expected, as it is
 // usually said in the same words.
 func columnWidths(steps []labsv1.StepResult) []int {
@@ -110,10 +114,13 @@ func columnWidths(steps []labsv1.StepResult) []int {
 	}
 	for _, st := range steps {
 		for i, c := range stepCells(st) {
-			widths[i] = max(widths[i], len(c))
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
 		}
 	}
 	widths[3] = max(widths[3], widths[2])
 	widths[4] = max(widths[4], len(labsv1.VerdictSkipped))
+	// A long expectation (hbone's is 150 characters) would push every row off the screen: longer cells overflow
+	// their column instead, and `status` prints the table aligned in full.
+	widths[2], widths[3] = min(widths[2], maxLiveWidth), min(widths[3], maxLiveWidth)
 	return widths
 }
