@@ -103,7 +103,7 @@ func (r *runOptions) labRun() (*labsv1.LabRun, error) {
 		if r.specFlagsSet() {
 			return nil, errors.New("give either -f or spec flags (--target, --labs, ...), not both")
 		}
-		if run, err = readRun(r.file); err != nil {
+		if run, err = readRun(r.file, r.Streams.In); err != nil {
 			return nil, err
 		}
 	} else if run, err = r.fromFlags(); err != nil {
@@ -130,11 +130,11 @@ func (r *runOptions) specFlagsSet() bool {
 }
 
 // readRun reads a LabRun manifest; unknown fields are refused, as kubectl's server-side validation would.
-func readRun(path string) (*labsv1.LabRun, error) {
+func readRun(path string, stdin io.Reader) (*labsv1.LabRun, error) {
 	var raw []byte
 	var err error
 	if path == "-" {
-		raw, err = io.ReadAll(os.Stdin)
+		raw, err = io.ReadAll(stdin)
 	} else {
 		raw, err = os.ReadFile(path)
 	}
