@@ -351,9 +351,17 @@ func TestScheduleTriggers(t *testing.T) {
 
 	ds := &appsv1.DaemonSet{}
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: sandbox.RootNamespace, Name: "ztunnel"}, ds)).To(Succeed())
+	orig := ds.DeepCopy()
 	patch := client.MergeFrom(ds.DeepCopy())
 	ds.Spec.Template.Annotations = map[string]string{"example.com/restartedAt": time.Now().Format(time.RFC3339)}
 	g.Expect(k8s.Patch(ctx, ds, patch)).To(Succeed())
+	t.Cleanup(func() {
+		back := client.MergeFrom(ds.DeepCopy())
+		ds.Spec.Template.Annotations = orig.Spec.Template.Annotations
+		if err := k8s.Patch(ctx, ds, back); err != nil {
+			t.Errorf("restoring the ztunnel DaemonSet: %v", err)
+		}
+	})
 	g.Eventually(log.names).WithTimeout(10*time.Second).Should(HaveLen(3), "a new ztunnel pod template")
 }
 
