@@ -23,14 +23,16 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.timeZone) || !self.schedule.startsWith('CRON_TZ=') && !self.schedule.startsWith('TZ=')",message="set the time zone in timeZone, not in schedule"
 type LabScheduleSpec struct {
 	// Schedule in cron syntax: five fields ("0 * * * *"), a descriptor (@hourly, @daily) or @every <duration>
-	// ("@every 15m"). It is parsed with github.com/robfig/cron/v3; a schedule that does not parse is reported in
-	// the Ready condition and creates no run.
+	// ("@every 15m"). It is parsed with github.com/robfig/cron/v3. The API server refuses the wrong number of
+	// fields and unknown descriptors; a schedule that still does not parse (a minute of 61) sets Stalled and
+	// Ready=False and creates no run.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('CRON_TZ=') || self.startsWith('TZ=') || (self.startsWith('@') ? self in ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly'] || self.matches('^@every ([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') : self.split(' ').filter(f, f != '').size() == 5)",message="schedule must be five cron fields (minute hour day-of-month month day-of-week), a descriptor (@yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly) or @every <duration>"
 	Schedule string `json:"schedule"`
 
-	// TimeZone is the IANA time zone the schedule is read in, e.g. Europe/Berlin. Default: UTC.
+	// TimeZone is the IANA time zone the schedule is read in, e.g. Europe/Berlin. Default: UTC. An unknown zone
+	// sets Stalled and creates no run.
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	TimeZone *string `json:"timeZone,omitempty"`
