@@ -49,7 +49,7 @@ runs it restores by itself: you do not need this.
 Rights: you need get, list and update on ConfigMaps in the operator namespace, and get, update, create and
 delete on peerauthentications and authorizationpolicies (security.istio.io) where runs changed them.
 
-Admission: the operator's policy mesh-marks lets only its ServiceAccount add, change or remove labs.ambientlab.io/
+Admission: the operator's policy mesh-marks (installed as labrun-mesh-marks) lets only its ServiceAccount add, change or remove labs.ambientlab.io/
 marks on Istio policies, and restoring removes the run's marks. Run as yourself, a restore of a changed policy is
 therefore refused; --as-manager makes the plugin act as the operator's ServiceAccount (Kubernetes
 impersonation: you need the impersonate verb on that ServiceAccount, which cluster admins have, and the API
@@ -163,7 +163,7 @@ func restoreEntry(ctx context.Context, c client.Client, e labsv1.JournalEntry) e
 		err = mesh.Verify(ctx, c, e)
 	}
 	if err != nil && apierrors.IsForbidden(err) && strings.Contains(err.Error(), "labs.ambientlab.io/") {
-		return fmt.Errorf("%w\nThe admission policy mesh-marks lets only the operator's ServiceAccount remove a run's marks: "+
+		return fmt.Errorf("%w\nThe admission policy mesh-marks (labrun-mesh-marks) lets only the operator's ServiceAccount remove a run's marks: "+
 			"run kubectl labrun restore --as-manager (it impersonates that ServiceAccount; cluster admins may)", err)
 	}
 	return err
