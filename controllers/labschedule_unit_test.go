@@ -7,6 +7,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
@@ -228,5 +229,75 @@ func TestSchedulePolicyMatchesRequesterPolicy(t *testing.T) {
 	if len(sched.Spec.Validations) != len(run.Spec.Validations)+1 {
 		t.Errorf("schedule policy has %d checks, want the LabRun's %d and labruns create", len(sched.Spec.Validations),
 			len(run.Spec.Validations))
+	}
+}
+
+func TestOperatorsOwn(t *testing.T) {
+	obj := func(kind, name string, labels, annotations map[string]string) *metav1.PartialObjectMetadata {
+		return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{Kind: kind},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations}}
+	}
+	cases := []struct {
+		name string
+		obj  *metav1.PartialObjectMetadata
+		want bool
+	}{
+		{"a tenant's policy", obj("AuthorizationPolicy", "allow", map[string]string{"app": "x"},
+			map[string]string{"example.com/note": "x"}), false},
+		{"changed by a run", obj("AuthorizationPolicy", "allow", map[string]string{"labs.ambientlab.io/changed-by": "uid"}, nil), true},
+		{"annotated by a run", obj("PeerAuthentication", "default", nil, map[string]string{"labs.ambientlab.io/owner": "demo/r"}), true},
+		{"a temporary PeerAuthentication", obj("PeerAuthentication", "labrun-permissive-0123456789", nil, nil), true},
+		{"an AuthorizationPolicy named like one", obj("AuthorizationPolicy", "labrun-permissive-x", nil, nil), false},
+	}
+	for _, tc := range cases {
+		if got := operatorsOwn(tc.obj); got != tc.want {
+			t.Errorf("%s: operatorsOwn = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestDependsOnNamespace(t *testing.T) {
+	spec := &labsv1.LabRunSpec{Target: labsv1.TargetSpec{Namespace: "apps"},
+		Mesh: labsv1.MeshSpec{RootNamespace: "istio-system", AuthorizationPolicy: &labsv1.ObjectRef{Namespace: "policies", Name: "p"}}}
+	for ns, want := range map[string]bool{"istio-system": true, "apps": true, "policies": true, "demo": false, "other": false} {
+		if got := dependsOnNamespace(spec, "demo", ns); got != want {
+			t.Errorf("dependsOnNamespace(%s) = %v, want %v", ns, got, want)
+		}
+	}
+	// Defaults: the target is the schedule's namespace, the root istio-system, the policy the target's.
+	bare := &labsv1.LabRunSpec{}
+	if !dependsOnNamespace(bare, "demo", "demo") || !dependsOnNamespace(bare, "demo", "istio-system") ||
+		dependsOnNamespace(bare, "demo", "apps") {
+		t.Error("defaults: want demo and istio-system only")
+	}
+}
+
+func TestSelects(t *testing.T) {
+	if !selects(map[string]string{"app": "ztunnel"}, map[string]string{"app": "ztunnel", "x": "y"}) {
+		t.Error("a subset selects")
+	}
+	if selects(map[string]string{"app": "ztunnel"}, map[string]string{"app": "istiod"}) ||
+		selects(map[string]string{}, map[string]string{"app": "ztunnel"}) {
+		t.Error("another value, or an empty selector, selects nothing")
+	}
+}
+
+func TestPendingTriggersDebounce(t *testing.T) {
+	p := newPendingTriggers()
+	key := types.NamespacedName{Namespace: "demo", Name: "verify"}
+	first, later := at("2026-01-01T00:00:10Z"), at("2026-01-01T00:00:12Z")
+	p.note(key, first)
+	p.note(key, later)
+	p.note(key, first) // an older event read late does not shorten the wait
+	if got, _ := p.pending(key); !got.Equal(later) {
+		t.Fatalf("pending = %v, want the last change's %v", got, later)
+	}
+	p.done(key, first) // a run for an earlier deadline does not clear a later change
+	if _, ok := p.pending(key); !ok {
+		t.Fatal("a later change was cleared")
+	}
+	p.done(key, later)
+	if _, ok := p.pending(key); ok {
+		t.Fatal("still pending after its run")
 	}
 }
