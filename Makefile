@@ -52,6 +52,10 @@ controlplane: ## Build kube-apiserver and etcd from Go modules into bin/k8s (ski
 istiod: ## Build istiod (pilot-discovery) from the pinned istio.io/istio into bin/istiod (skipped when present).
 	hack/istiod.sh $(LOCALBIN)/istiod
 
+.PHONY: promtool
+promtool: ## Build promtool from the pinned github.com/prometheus/prometheus into bin/promtool (skipped when present).
+	hack/promtool.sh $(LOCALBIN)/promtool
+
 .PHONY: verify-generated
 verify-generated: ## Fail when 'make manifests generate' changes the tree.
 	hack/verify-generated.sh
@@ -61,7 +65,7 @@ vet:
 	go vet ./...
 
 .PHONY: test
-test: controlplane istiod verify-generated vet ## Build what is needed, check generated files, vet, run every test.
+test: controlplane istiod promtool verify-generated vet ## Build what is needed, check generated files, vet, run every test.
 	go test ./... -count=1
 
 .PHONY: demo
