@@ -8,10 +8,13 @@ package operator_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,6 +26,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -251,4 +255,37 @@ func restoreBinding(t *testing.T, b *rbacv1.ClusterRoleBinding) {
 		return
 	}
 	waitManagerMayReview(t, true)
+}
+
+// TestSecureMetricsServeTheGivenCertificate: with --metrics-cert-path (a cert-manager Secret mounted, say) the
+// endpoint serves that certificate, so a scraper can verify it instead of skipping verification.
+func TestSecureMetricsServeTheGivenCertificate(t *testing.T) {
+	s := scraperTokens(t)
+	const host = "labrun-controller-manager-metrics-service.labrun-system.svc"
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey(host, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, b := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(certPEM) {
+		t.Fatal("no certificate in the generated PEM")
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startManager(t, operator.Options{MetricsAddr: addr, MetricsSecure: true, MetricsCertDir: dir})
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: host}}}
+	t.Cleanup(c.CloseIdleConnections)
+	url := "https://" + addr + "/metrics"
+	waitServing(t, c, url) // fails with a certificate error if another certificate is served
+	got, err := get(c, url, s.reader)
+	g := NewWithT(t)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(got.code).To(Equal(http.StatusOK), got.body)
+	g.Expect(got.body).To(ContainSubstring("labrun_exposure_seconds"))
 }
