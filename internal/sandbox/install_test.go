@@ -67,7 +67,7 @@ func TestDefaultConfigIsConsistent(t *testing.T) {
 			}
 		}
 	}
-	g.Expect(policies).To(HaveLen(4))
+	g.Expect(policies).To(HaveLen(5)) // requester-rights, schedule-requester-rights, mesh-marks, status-writes, manager-limits
 
 	var paramNames []string
 	for _, u := range objs["ValidatingAdmissionPolicyBinding"] {
