@@ -60,6 +60,19 @@ func TestManagerRBACIsNarrow(t *testing.T) {
 		{access{"create", "rbac.authorization.k8s.io", "clusterrolebindings", "", "", ""}, false},
 		{access{"impersonate", "", "serviceaccounts", "", "demo", "frontend"}, false},
 		{access{"create", "", "events", "", sandbox.OperatorNamespace, ""}, true}, // leader election
+		// A LabSchedule's runs: RBAC lets it create and delete LabRuns, manager-limits only a schedule's.
+		{access{"create", labsv1.GroupVersion.Group, "labruns", "", "demo", ""}, true},
+		{access{"update", labsv1.GroupVersion.Group, "labschedules", "", "demo", "x"}, false},
+		{access{"delete", labsv1.GroupVersion.Group, "labschedules", "", "demo", "x"}, false},
+		{access{"patch", labsv1.GroupVersion.Group, "labschedules", "status", "demo", "x"}, true},
+		// The trigger reads the ztunnel DaemonSet, never changes it.
+		{access{"watch", "apps", "daemonsets", "", "istio-system", ""}, true},
+		{access{"update", "apps", "daemonsets", "", "istio-system", "ztunnel"}, false},
+		// PolicyReports (manager-limits: only labrun-*); secure metrics review callers' tokens.
+		{access{"create", "wgpolicyk8s.io", "policyreports", "", "demo", ""}, true},
+		{access{"create", "authentication.k8s.io", "tokenreviews", "", "", ""}, true},
+		{access{"create", "authorization.k8s.io", "subjectaccessreviews", "", "", ""}, true},
+		{access{"create", "", "serviceaccounts", "token", "demo", "frontend"}, false},
 	}
 	for _, tc := range cases {
 		a := tc.access
