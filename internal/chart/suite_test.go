@@ -41,6 +41,8 @@ var (
 	installValues = map[string]any{"probeImage": map[string]any{"repository": probeRepository, "tag": probeTag}}
 	// installed is the release the sandbox was installed with.
 	installed *installResult
+	// kubeconfig is the file Helm reads the sandbox's API server and credentials from.
+	kubeconfig string
 	// helmConfig is the Helm action configuration of the sandbox (release records in labrun-system).
 	helmConfig *action.Configuration
 )
@@ -74,6 +76,8 @@ func TestMain(m *testing.M) {
 	if err := sb.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping the sandbox:", err)
 	}
+	_ = os.Remove(kubeconfig) // a file in the temporary directory; nothing else to undo
+
 	os.Exit(code)
 }
 
@@ -128,6 +132,7 @@ func restClientGetter(cfg *rest.Config, namespace string) (genericclioptions.RES
 		return nil, err
 	}
 	f.Close()
+	kubeconfig = f.Name()
 	if err := clientcmd.WriteToFile(*kc, f.Name()); err != nil {
 		return nil, fmt.Errorf("writing the sandbox's kubeconfig: %w", err)
 	}
