@@ -1,0 +1,163 @@
+package controllers
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
+)
+
+var metricsNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func metricsAt(minutes int) *metav1.Time {
+	t := metav1.NewTime(metricsNow.Add(time.Duration(minutes) * time.Minute))
+	return &t
+}
+
+func scheduleFor(uid string) *labsv1.LabSchedule {
+	return &labsv1.LabSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "nightly", UID: types.UID(uid)},
+		Spec: labsv1.LabScheduleSpec{Schedule: "@every 15m"}}
+}
+
+// finishedRun is a run that ended at end minutes, controlled by the schedule with UID owner ("" for none).
+func finishedRun(owner string, phase labsv1.Phase, end int, steps ...labsv1.StepResult) labsv1.LabRun {
+	run := labsv1.LabRun{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("run-%d", end)},
+		Status: labsv1.LabRunStatus{Phase: phase, CompletionTime: metricsAt(end), Steps: steps}}
+	if owner != "" {
+		run.OwnerReferences = []metav1.OwnerReference{{APIVersion: labsv1.GroupVersion.String(), Kind: "LabSchedule",
+			Name: "nightly", UID: types.UID(owner), Controller: ptr.To(true)}}
+	}
+	for _, st := range steps {
+		switch st.Verdict {
+		case labsv1.VerdictPass:
+			run.Status.Summary.Passed++
+		case labsv1.VerdictFail:
+			run.Status.Summary.Failed++
+		}
+	}
+	return run
+}
+
+func step(lab labsv1.LabName, name string, v labsv1.Verdict, nodes ...labsv1.NodeResult) labsv1.StepResult {
+	return labsv1.StepResult{Lab: lab, Name: name, Verdict: v, Coverage: nodes}
+}
+
+// TestViewSchedule: which run the schedule metrics describe, and what they say of it.
+func TestViewSchedule(t *testing.T) {
+	failedOnNode2 := step(labsv1.LabMTLS, "client-allowed", labsv1.VerdictFail,
+		labsv1.NodeResult{Node: "node-1", Verdict: labsv1.VerdictPass}, labsv1.NodeResult{Node: "node-2", Verdict: labsv1.VerdictFail})
+	for _, tc := range []struct {
+		name        string
+		status      labsv1.LabScheduleStatus
+		runs        []labsv1.LabRun
+		lastRun     *metav1.Time
+		lastSuccess *metav1.Time
+		failing     []failingStep
+	}{
+		{name: "no run yet"},
+		{name: "the newest owned run wins; a failure names its node",
+			runs: []labsv1.LabRun{finishedRun("uid", labsv1.PhaseSucceeded, -20),
+				finishedRun("uid", labsv1.PhaseFailed, -5, failedOnNode2)},
+			lastRun: metricsAt(-5), lastSuccess: metricsAt(-20), failing: []failingStep{{"mtls", "client-allowed", "node-2"}}},
+		{name: "a run only labelled with the schedule's name does not count",
+			runs:    []labsv1.LabRun{finishedRun("uid", labsv1.PhaseSucceeded, -20), finishedRun("", labsv1.PhaseFailed, -5, failedOnNode2)},
+			lastRun: metricsAt(-20), lastSuccess: metricsAt(-20)},
+		{name: "a run of another schedule of the same name does not count",
+			runs: []labsv1.LabRun{finishedRun("other-uid", labsv1.PhaseFailed, -5, failedOnNode2)}},
+		{name: "a running run does not count",
+			runs: []labsv1.LabRun{{ObjectMeta: metav1.ObjectMeta{OwnerReferences: finishedRun("uid", "", 0).OwnerReferences},
+				Status: labsv1.LabRunStatus{Phase: labsv1.PhaseRunning}}}},
+		{name: "status.lastRun once the run is pruned, its failed steps parsed; a step not in the catalogue is unknown",
+			status: labsv1.LabScheduleStatus{LastSuccessfulTime: metricsAt(-60), LastRun: &labsv1.RunSummary{Name: "gone",
+				Phase: labsv1.PhaseFailed, CompletionTime: metricsAt(-10), Summary: labsv1.Summary{Failed: 3},
+				FailedSteps: []string{"hbone/hbone-tunnel@node-3", "hbone/hbone-tunnel@node-3", "mtls/client-allowed", "mtls/forged"}}},
+			runs:    []labsv1.LabRun{finishedRun("uid", labsv1.PhaseSucceeded, -30)},
+			lastRun: metricsAt(-10), lastSuccess: metricsAt(-30),
+			failing: []failingStep{{"hbone", "hbone-tunnel", "node-3"}, {"mtls", "client-allowed", ""}, {UnknownStep, UnknownStep, ""}}},
+		{name: "an unparsable failedSteps entry is unknown",
+			status:  labsv1.LabScheduleStatus{LastRun: &labsv1.RunSummary{CompletionTime: metricsAt(-1), FailedSteps: []string{"garbage"}}},
+			lastRun: metricsAt(-1), failing: []failingStep{{UnknownStep, UnknownStep, ""}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			ls := scheduleFor("uid")
+			ls.Status = tc.status
+			v := viewSchedule(ls, tc.runs, metricsNow)
+			g.Expect(timeOf(v.lastRun)).To(Equal(timeOf(ptrTime(tc.lastRun))))
+			g.Expect(timeOf(v.lastSuccess)).To(Equal(timeOf(ptrTime(tc.lastSuccess))))
+			g.Expect(v.failing).To(ConsistOf(tc.failing))
+			g.Expect(v.interval).To(Equal(15 * time.Minute))
+		})
+	}
+}
+
+func ptrTime(t *metav1.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	return &t.Time
+}
+
+func timeOf(t *time.Time) string {
+	if t == nil {
+		return "none"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// TestCapNodes: past MaxNodesPerSchedule distinct nodes the rest are "other", and series that then coincide merge.
+func TestCapNodes(t *testing.T) {
+	var in []failingStep
+	for i := range MaxNodesPerSchedule + 3 {
+		in = append(in, failingStep{"mtls", "client-allowed", fmt.Sprintf("node-%02d", i)})
+	}
+	in = append(in, failingStep{"mtls", "inbound-identity", ""}, failingStep{"mtls", "inbound-identity", "node-00"})
+	out := capNodes(in)
+	g := NewWithT(t)
+	g.Expect(out).To(HaveLen(MaxNodesPerSchedule + 1 + 2))
+	g.Expect(out).To(ContainElement(failingStep{"mtls", "client-allowed", NodeOther}))
+	g.Expect(out).NotTo(ContainElement(failingStep{"mtls", "client-allowed", fmt.Sprintf("node-%02d", MaxNodesPerSchedule)}))
+	g.Expect(out).To(ContainElements(failingStep{"mtls", "inbound-identity", ""}, failingStep{"mtls", "inbound-identity", "node-00"}))
+}
+
+// TestScheduleInterval: the interval is read as the LabSchedule controller reads the schedule.
+func TestScheduleInterval(t *testing.T) {
+	for _, tc := range []struct {
+		schedule string
+		tz       *string
+		want     time.Duration
+	}{
+		{"@every 5s", nil, 5 * time.Second},
+		{"*/10 * * * *", nil, 10 * time.Minute},
+		{"@daily", nil, 24 * time.Hour},
+		{"0 3 * * 1", ptr.To("Europe/Berlin"), 7 * 24 * time.Hour},
+		{"not a schedule", nil, 0},
+		{"0 3 * * *", ptr.To("Mars/Olympus"), 0},
+	} {
+		ls := scheduleFor("uid")
+		ls.Spec.Schedule, ls.Spec.TimeZone = tc.schedule, tc.tz
+		NewWithT(t).Expect(scheduleInterval(ls, metricsNow)).To(Equal(tc.want), tc.schedule)
+	}
+}
+
+// TestCountRestores: pending entries, and those of records past their restore-by deadline.
+func TestCountRestores(t *testing.T) {
+	entry := func(restored bool) labsv1.JournalEntry { return labsv1.JournalEntry{Restored: restored} }
+	recs := []*mesh.Record{
+		{RestoreBy: metricsAt(5), Entries: []labsv1.JournalEntry{entry(false), entry(true)}},   // pending, in time
+		{RestoreBy: metricsAt(-1), Entries: []labsv1.JournalEntry{entry(false), entry(false)}}, // overdue
+		{RestoreBy: metricsAt(-1), Entries: []labsv1.JournalEntry{entry(true)}},                // restored late: fine
+		{Entries: []labsv1.JournalEntry{}},
+	}
+	pending, overdue := countRestores(recs, metricsNow)
+	g := NewWithT(t)
+	g.Expect(pending).To(Equal(3))
+	g.Expect(overdue).To(Equal(2))
+}
