@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -116,12 +118,19 @@ func (c *scheduleCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
 	defer cancel()
 	now := c.now()
-	if err := collectSchedules(ctx, reader, now, ch); err != nil {
+	if err := collectSchedules(ctx, reader, now, ch); err != nil && !cacheNotStarted(err) {
 		ch <- prometheus.NewInvalidMetric(descLastRun, err)
 	}
-	if err := collectRestores(ctx, records, now, ch); err != nil {
+	if err := collectRestores(ctx, records, now, ch); err != nil && !cacheNotStarted(err) {
 		ch <- prometheus.NewInvalidMetric(descPendingRestores, err)
 	}
+}
+
+// cacheNotStarted: the metrics endpoint starts before the caches do; until then the series are absent, not an
+// error (no alert fires on their absence within the seconds a start takes).
+func cacheNotStarted(err error) bool {
+	var notStarted *cache.ErrCacheNotStarted
+	return errors.As(err, &notStarted)
 }
 
 func collectSchedules(ctx context.Context, reader client.Reader, now time.Time, ch chan<- prometheus.Metric) error {

@@ -1,14 +1,19 @@
 package controllers
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
@@ -160,4 +165,37 @@ func TestCountRestores(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(pending).To(Equal(3))
 	g.Expect(overdue).To(Equal(2))
+}
+
+// failingReader answers every read with err.
+type failingReader struct{ err error }
+
+func (r failingReader) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+	return r.err
+}
+
+func (r failingReader) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	return r.err
+}
+
+// TestCollectErrors: before the caches start the series are absent; any other failed read fails the scrape (an
+// invalid metric, which the registry reports as an error) instead of silently dropping series.
+func TestCollectErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		failed bool
+	}{{&cache.ErrCacheNotStarted{}, false}, {errors.New("connection refused"), true}} {
+		g := NewWithT(t)
+		c := &scheduleCollector{now: time.Now}
+		c.use(failingReader{tc.err}, mesh.Store{Reader: failingReader{tc.err}, Namespace: "labrun-system"})
+		reg := prometheus.NewPedanticRegistry()
+		g.Expect(reg.Register(c)).To(Succeed())
+		families, err := reg.Gather()
+		if tc.failed {
+			g.Expect(err).To(MatchError(ContainSubstring("connection refused")))
+		} else {
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(families).To(BeEmpty())
+		}
+	}
 }
