@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -72,9 +73,14 @@ func Start(o Options) (*Env, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases"), istioCRDs},
 		ErrorIfCRDPathMissing: true,
 	}
+	if os.Getenv("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT") == "" {
+		// envtest's 20 s is short when test packages start their control planes side by side on a busy machine.
+		env.ControlPlaneStartTimeout = 2 * time.Minute
+	}
 	cfg, err := env.Start()
 	if err != nil {
-		return nil, fmt.Errorf("starting the local control plane: %w", err)
+		// A start that timed out may have left etcd or kube-apiserver running.
+		return nil, errors.Join(fmt.Errorf("starting the local control plane: %w", err), env.Stop())
 	}
 	return &Env{Environment: env, Config: cfg, Root: root}, nil
 }
