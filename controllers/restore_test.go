@@ -227,7 +227,7 @@ func TestSecondRunQueuesBehindMeshLock(t *testing.T) {
 		g.Expect(kstatusOf(t, cur)).To(Equal(status.InProgressStatus))
 	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
 	firstDone := finished(t, first)
-	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded))
+	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(firstDone))
 	done := finished(t, second)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), done.Status.Message)
 	released := firstDone.Status.Steps[len(firstDone.Status.Steps)-1].CompletionTime.Time
