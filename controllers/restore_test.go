@@ -80,8 +80,7 @@ func TestExposureCapRestoresAtOnce(t *testing.T) {
 	startManager(t, managerOptions())
 	g := NewWithT(t)
 	// Policy changes now take longer to reach ztunnel than the run may keep the mesh weak.
-	sb.Dataplane.SetPropagationDelay(5 * time.Second)
-	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
+	slowPropagation(t, 5*time.Second)
 	run := newRun(labsv1.LabPeerAuthentication)
 	run.Spec.MaxExposure = &metav1.Duration{Duration: 2 * time.Second}
 	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: 2 * time.Second}
@@ -173,8 +172,7 @@ func TestForceDeletedRunIsRestoredByWatchdog(t *testing.T) {
 // mesh-wide PeerAuthentication put back to STRICT (Mesh scope), or the temporary one deleted (Workload scope).
 func TestThirdPartyChangeMidStepIsReported(t *testing.T) {
 	startManager(t, managerOptions())
-	sb.Dataplane.SetPropagationDelay(3 * time.Second) // keep the run inside non-mesh-allowed for a while
-	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
+	slowPropagation(t, 3*time.Second) // keep the run inside non-mesh-allowed for a while
 	for _, scope := range []labsv1.Scope{labsv1.ScopeMesh, labsv1.ScopeWorkload} {
 		t.Run(string(scope), func(t *testing.T) {
 			g := NewWithT(t)
@@ -202,6 +200,7 @@ func TestThirdPartyChangeMidStepIsReported(t *testing.T) {
 			}
 			g.Expect(interfered).To(BeTrue(), "a step should say the mesh was changed by someone else: %s", notPassed(done))
 			expectMeshAsFound(t)
+			waitPropagated(t, 3*time.Second) // the next case starts on a data plane that enforces STRICT again
 		})
 	}
 }
@@ -210,8 +209,7 @@ func TestThirdPartyChangeMidStepIsReported(t *testing.T) {
 // waits it creates what changes nothing in the mesh (its fixtures, its observers), so its window opens at once.
 func TestSecondRunQueuesBehindMeshLock(t *testing.T) {
 	startManager(t, managerOptions())
-	sb.Dataplane.SetPropagationDelay(2 * time.Second) // the first run holds the lock a while
-	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
+	slowPropagation(t, 2*time.Second) // the first run holds the lock a while
 	g := NewWithT(t)
 	first, second := newRun(labsv1.LabPeerAuthentication), newRun(labsv1.LabAuthorizationPolicy)
 	create(t, first)
@@ -341,8 +339,7 @@ func TestStandbyReplicaTakesOver(t *testing.T) {
 func TestPolicyDeletedMidRunIsRecreated(t *testing.T) {
 	startManager(t, managerOptions())
 	g := NewWithT(t)
-	sb.Dataplane.SetPropagationDelay(2 * time.Second) // keep the run inside its weakened steps for a while
-	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
+	slowPropagation(t, 2*time.Second) // keep the run inside its weakened steps for a while
 	run := newRun(labsv1.LabAuthorizationPolicy)
 	create(t, run)
 	g.Eventually(func() map[string]string {
@@ -364,8 +361,7 @@ func TestStepTimeoutStillRestores(t *testing.T) {
 	startManager(t, o)
 	g := NewWithT(t)
 	t.Cleanup(func() { sb.SetPodStartLatency(0) })
-	sb.Dataplane.SetPropagationDelay(3 * time.Second) // keep the run inside non-mesh-allowed for a while
-	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
+	slowPropagation(t, 3*time.Second) // keep the run inside non-mesh-allowed for a while
 	run := newRun(labsv1.LabPeerAuthentication)
 	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: time.Second}
 	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: 500 * time.Millisecond}

@@ -217,6 +217,24 @@ func stepOf(t *testing.T, run *labsv1.LabRun, lab labsv1.LabName, name string) l
 	return labsv1.StepResult{}
 }
 
+// slowPropagation makes policy changes take delay to reach the simulated ztunnel until the test ends. Then the
+// delay goes back to testDelay and the test waits until every push already sent has landed: a push still on its
+// way would otherwise land in the next test's run, as a change nobody made then.
+func slowPropagation(t testing.TB, delay time.Duration) {
+	sb.Dataplane.SetPropagationDelay(delay)
+	t.Cleanup(func() {
+		sb.Dataplane.SetPropagationDelay(testDelay)
+		waitPropagated(t, delay)
+	})
+}
+
+// waitPropagated waits until no policy push is on its way to the simulated ztunnel (bounded by the slowest delay).
+func waitPropagated(t testing.TB, delay time.Duration) {
+	t.Helper()
+	NewWithT(t).Eventually(sb.Dataplane.Pending).WithTimeout(delay+5*time.Second).
+		WithPolling(20*time.Millisecond).Should(BeZero(), "policy pushes still on their way to ztunnel")
+}
+
 // waitForMode waits until the run's change is visible: for "PERMISSIVE", a temporary PeerAuthentication a run
 // created (Workload or Namespace scope) or the mesh-wide one PERMISSIVE (Mesh scope); else the mesh-wide mode.
 func waitForMode(t *testing.T, mode string) {

@@ -190,7 +190,10 @@ func TestTakeoverLeavesARunBetweenWindowsToResume(t *testing.T) {
 		}
 		return nil
 	}
-	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
+	t.Cleanup(func() {
+		sb.Dataplane.SetPropagationDelay(testDelay)
+		waitPropagated(t, 3*time.Second)
+	})
 	stop := startManager(t, o)
 	run := newRun(labsv1.LabPeerAuthentication, labsv1.LabAuthorizationPolicy)
 	create(t, run)

@@ -95,8 +95,7 @@ func TestStatusEditedMidRunIsRestoredAtOnce(t *testing.T) {
 	startManager(t, managerOptions())
 	g := NewWithT(t)
 	ctx := context.Background()
-	sb.Dataplane.SetPropagationDelay(3 * time.Second) // keep the run inside its weakened steps
-	t.Cleanup(func() { sb.Dataplane.SetPropagationDelay(testDelay) })
+	slowPropagation(t, 3*time.Second) // keep the run inside its weakened steps
 	run := newRun(labsv1.LabPeerAuthentication)
 	run.Spec.MaxExposure = &metav1.Duration{Duration: 10 * time.Minute}
 	create(t, run)

@@ -63,3 +63,11 @@ func (d *Dataplane) SetPropagationDelay(delay time.Duration) {
 	defer d.mu.Unlock()
 	d.opts.PropagationDelay = delay
 }
+
+// Pending counts the pushes sent but not yet in force (tests wait for none, so that the next one starts on a data
+// plane that enforces what istiod last computed).
+func (d *Dataplane) Pending() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.timers)
+}
