@@ -22,6 +22,7 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/sandboxtest"
 )
 
 var (
@@ -67,54 +68,28 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-var (
-	peerAuthRef = mesh.Ref{Kind: mesh.KindPeerAuthentication, Namespace: sandbox.RootNamespace, Name: "default"}
-	policyRef   = mesh.Ref{Kind: mesh.KindAuthorizationPolicy, Namespace: sandbox.DemoNamespace, Name: sandbox.PolicyName}
-)
+var peerAuthRef, policyRef = sandboxtest.PeerAuthRef, sandboxtest.PolicyRef
 
 func readMesh(ref mesh.Ref) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(mesh.GVK(ref.Kind))
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u); err != nil {
+	u, err := sandboxtest.ReadMesh(k8s, ref)
+	if err != nil {
 		panic(err)
 	}
 	return u
 }
 
 // managerOptions are what tests run the manager with; PodStartGrace is short so stuck pods fail fast.
-func managerOptions() operator.Options {
-	return operator.Options{ProbeImage: testProbeImage, PodStartGrace: 20 * time.Second,
-		SkipNameValidation: true, WatchdogGrace: time.Second, Namespace: sandbox.OperatorNamespace}
-}
+func managerOptions() operator.Options { return sandboxtest.ManagerOptions(testProbeImage) }
 
 // startManager runs the operator's manager, as main.go builds it, under the manager ServiceAccount's identity
 // (config/default's RBAC and admission policies apply), until the test ends or stop is called.
 func startManager(t testing.TB, o operator.Options) (stop func()) {
 	t.Helper()
-	mgr, err := operator.NewManager(sb.ManagerConfig(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return runManager(t, mgr)
+	return sandboxtest.StartManager(t, sb, o)
 }
 
 // runManager starts mgr until the test ends or stop is called.
-func runManager(t testing.TB, mgr ctrl.Manager) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var stopped atomic.Bool
-	stop = func() {
-		if stopped.CompareAndSwap(false, true) {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("manager: %v", err)
-			}
-		}
-	}
-	t.Cleanup(stop)
-	return stop
-}
+func runManager(t testing.TB, mgr ctrl.Manager) (stop func()) { return sandboxtest.RunManager(t, mgr) }
 
 var runCounter atomic.Int32
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/sandboxtest"
 )
 
 // sb is the one sandbox the package's tests share: a real kube-apiserver and etcd with config/default's RBAC and
@@ -45,17 +46,5 @@ func TestMain(m *testing.M) {
 func startManager(t *testing.T, o operator.Options) {
 	t.Helper()
 	o.SkipNameValidation, o.Namespace, o.ProbeImage = true, sandbox.OperatorNamespace, sandbox.SandboxProbeImage
-	mgr, err := operator.NewManager(sb.ManagerConfig(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager stopped with an error: %v", err)
-		}
-	})
+	sandboxtest.StartManager(t, sb, o)
 }

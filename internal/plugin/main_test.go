@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/plugin"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/sandboxtest"
 )
 
 const testProbeImage = "labrun-operator:test"
@@ -105,47 +105,23 @@ func kubectlLabrun(t testing.TB, args ...string) result {
 	return result{code: code, out: out.String(), errOut: errOut.String()}
 }
 
-var (
-	peerAuthRef = mesh.Ref{Kind: mesh.KindPeerAuthentication, Namespace: sandbox.RootNamespace, Name: "default"}
-	policyRef   = mesh.Ref{Kind: mesh.KindAuthorizationPolicy, Namespace: sandbox.DemoNamespace, Name: sandbox.PolicyName}
-)
+var peerAuthRef, policyRef = sandboxtest.PeerAuthRef, sandboxtest.PolicyRef
 
 func readMesh(ref mesh.Ref) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(mesh.GVK(ref.Kind))
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u); err != nil {
+	u, err := sandboxtest.ReadMesh(k8s, ref)
+	if err != nil {
 		panic(err)
 	}
 	return u
 }
 
 // managerOptions run the operator's manager as main.go builds it, in the sandbox's operator namespace.
-func managerOptions() operator.Options {
-	return operator.Options{ProbeImage: testProbeImage, PodStartGrace: 20 * time.Second,
-		SkipNameValidation: true, WatchdogGrace: time.Second, Namespace: sandbox.OperatorNamespace}
-}
+func managerOptions() operator.Options { return sandboxtest.ManagerOptions(testProbeImage) }
 
 // startManager runs the manager under its ServiceAccount's identity until stop is called or the test ends.
 func startManager(t testing.TB, o operator.Options) (stop func()) {
 	t.Helper()
-	mgr, err := operator.NewManager(sb.ManagerConfig(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var stopped atomic.Bool
-	stop = func() {
-		if stopped.CompareAndSwap(false, true) {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("manager: %v", err)
-			}
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return sandboxtest.StartManager(t, sb, o)
 }
 
 // deleteRun deletes a LabRun and waits until it is gone (a manager must run: the run has a finalizer).
