@@ -52,19 +52,25 @@ func allPassed(steps []labsv1.StepResult) bool {
 // run failed, Ready when it succeeded. Reconciling and Stalled are present only while True.
 func setConditions(run *labsv1.LabRun, now time.Time) {
 	ready, reconciling, stalled := phaseConditions(run)
+	applyKstatus(&run.Status.Conditions, run.Generation, now, ready, reconciling, stalled)
+}
+
+// applyKstatus writes the kstatus conditions of an object at generation, keeping Reconciling and Stalled only
+// while True (nil removes them).
+func applyKstatus(conds *[]metav1.Condition, generation int64, now time.Time, ready, reconciling, stalled *metav1.Condition) {
 	for _, c := range []*metav1.Condition{ready, reconciling, stalled} {
 		if c == nil {
 			continue
 		}
-		c.ObservedGeneration = run.Generation
+		c.ObservedGeneration = generation
 		c.LastTransitionTime = metav1.NewTime(now)
-		meta.SetStatusCondition(&run.Status.Conditions, *c)
+		meta.SetStatusCondition(conds, *c)
 	}
 	if reconciling == nil {
-		meta.RemoveStatusCondition(&run.Status.Conditions, labsv1.ConditionReconciling)
+		meta.RemoveStatusCondition(conds, labsv1.ConditionReconciling)
 	}
 	if stalled == nil {
-		meta.RemoveStatusCondition(&run.Status.Conditions, labsv1.ConditionStalled)
+		meta.RemoveStatusCondition(conds, labsv1.ConditionStalled)
 	}
 }
 

@@ -219,9 +219,9 @@ func TestHBONELabCountsTunnels(t *testing.T) {
 }
 
 // kstatusOf computes the object's status the way Argo CD and Flux do.
-func kstatusOf(t *testing.T, run *labsv1.LabRun) status.Status {
+func kstatusOf(t *testing.T, o any) status.Status {
 	t.Helper()
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(run)
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"sort"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
@@ -155,18 +154,5 @@ func scheduleConditions(ls *labsv1.LabSchedule, invalid string) (ready, reconcil
 // setScheduleConditions writes the conditions, keeping Reconciling and Stalled only while True.
 func setScheduleConditions(ls *labsv1.LabSchedule, invalid string, now time.Time) {
 	ready, reconciling, stalled := scheduleConditions(ls, invalid)
-	for _, c := range []*metav1.Condition{ready, reconciling, stalled} {
-		if c == nil {
-			continue
-		}
-		c.ObservedGeneration = ls.Generation
-		c.LastTransitionTime = metav1.NewTime(now)
-		meta.SetStatusCondition(&ls.Status.Conditions, *c)
-	}
-	if reconciling == nil {
-		meta.RemoveStatusCondition(&ls.Status.Conditions, labsv1.ConditionReconciling)
-	}
-	if stalled == nil {
-		meta.RemoveStatusCondition(&ls.Status.Conditions, labsv1.ConditionStalled)
-	}
+	applyKstatus(&ls.Status.Conditions, ls.Generation, now, ready, reconciling, stalled)
 }

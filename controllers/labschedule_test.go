@@ -20,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -507,15 +506,4 @@ func TestScheduleSampleIsAdmitted(t *testing.T) {
 }
 
 // scheduleKstatus is what kstatus (Flux, Argo CD's kstatus-based tools, kubectl wait) makes of the schedule.
-func scheduleKstatus(t *testing.T, ls *labsv1.LabSchedule) status.Status {
-	t.Helper()
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := status.Compute(&unstructured.Unstructured{Object: obj})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Status
-}
+func scheduleKstatus(t *testing.T, ls *labsv1.LabSchedule) status.Status { return kstatusOf(t, ls) }
