@@ -337,7 +337,7 @@ func attribute(f fleet, pairs []pair) ([]labsv1.NodeResult, string) {
 	var names []string
 	for _, n := range f.nodes {
 		mine := filter(pairs, func(p pair) bool { return p.node == n })
-		v := verdictOf(mine, blameSrc(n))
+		v := verdictOf(blameSrc(n))
 		if blameSrc(n) {
 			names = append(names, fmt.Sprintf("source node %s (%s to every endpoint)", n, mine[0].j.outcome()))
 		}
@@ -350,7 +350,7 @@ func attribute(f fleet, pairs []pair) ([]labsv1.NodeResult, string) {
 			names = append(names, fmt.Sprintf("destination node %s (endpoint %s: %s from every node)", e.node, e, mine[0].j.outcome()))
 		}
 		cov = append(cov, labsv1.NodeResult{Node: e.node, Role: labsv1.RoleDestination, Endpoint: e.String(),
-			Verdict: verdictOf(mine, blameDst(e)), Observed: tally(mine, "nodes"), Attempts: counted(mine)})
+			Verdict: verdictOf(blameDst(e)), Observed: tally(mine, "nodes"), Attempts: counted(mine)})
 	}
 	for _, p := range pairs {
 		if !p.j.pass && !blameSrc(p.node) && !blameDst(p.endpoint) && !(allSrc && allDst) {
@@ -381,7 +381,7 @@ func filter(pairs []pair, keep func(pair) bool) []pair {
 
 // verdictOf a coverage entry: Fail when the node is to blame, else Pass (its other failures are explained by
 // the other end).
-func verdictOf(pairs []pair, blamed bool) labsv1.Verdict {
+func verdictOf(blamed bool) labsv1.Verdict {
 	if blamed {
 		return labsv1.VerdictFail
 	}
