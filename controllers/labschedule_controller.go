@@ -129,7 +129,9 @@ func (r *LabScheduleReconciler) listRuns(ctx context.Context, ls *labsv1.LabSche
 }
 
 // observeRuns copies what the runs show into status: the active ones, the last finished one, the last success.
-// The last run and success outlive pruning: they move only forward.
+// The last run and success outlive pruning: they move only forward. A run that ended in the same second as the
+// recorded one (the API keeps whole seconds) replaces it: a run that fails fast right after another must not be
+// lost.
 func observeRuns(ls *labsv1.LabSchedule, runs scheduleRuns) {
 	ls.Status.Active = nil
 	for _, run := range runs.active {
@@ -138,7 +140,7 @@ func observeRuns(ls *labsv1.LabSchedule, runs scheduleRuns) {
 	if last := runs.lastFinished(); last != nil {
 		prev := ls.Status.LastRun
 		if prev == nil || prev.Name == last.Name || prev.CompletionTime == nil ||
-			endTime(last).After(prev.CompletionTime.Time) {
+			!endTime(last).Before(prev.CompletionTime.Time) {
 			ls.Status.LastRun = summarizeRun(last)
 		}
 	}

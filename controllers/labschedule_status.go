@@ -52,15 +52,26 @@ func sortRuns(items []labsv1.LabRun) scheduleRuns {
 	return out
 }
 
-// lastFinished is the finished run that ended last (nil if none).
+// lastFinished is the finished run that ended last (nil if none). Times have the API's one-second resolution, so
+// runs that ended in the same second are ordered by creation, then name: the later one counts as last.
 func (s scheduleRuns) lastFinished() *labsv1.LabRun {
 	var last *labsv1.LabRun
 	for _, run := range append(append([]*labsv1.LabRun{}, s.succeeded...), s.failed...) {
-		if last == nil || endTime(run).After(endTime(last)) {
+		if last == nil || endedAfter(run, last) {
 			last = run
 		}
 	}
 	return last
+}
+
+func endedAfter(a, b *labsv1.LabRun) bool {
+	if ea, eb := endTime(a), endTime(b); !ea.Equal(eb) {
+		return ea.After(eb)
+	}
+	if ca, cb := a.CreationTimestamp, b.CreationTimestamp; !ca.Equal(&cb) {
+		return cb.Before(&ca)
+	}
+	return a.Name > b.Name
 }
 
 func endTime(run *labsv1.LabRun) time.Time {

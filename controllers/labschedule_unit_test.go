@@ -301,3 +301,42 @@ func TestPendingTriggersDebounce(t *testing.T) {
 		t.Fatal("still pending after its run")
 	}
 }
+
+// TestObserveRunsInTheSameSecond: the API keeps whole seconds, so a run that fails right after another ends "at
+// the same time" as the recorded one; it must still become the last run, or an alert on it never fires once the
+// run is pruned. Among runs that ended in the same second the later-created one is last; an older run never
+// replaces a newer record.
+func TestObserveRunsInTheSameSecond(t *testing.T) {
+	run := func(name string, phase labsv1.Phase, created, ended string) *labsv1.LabRun {
+		r := &labsv1.LabRun{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(at(created))}}
+		r.Status.Phase = phase
+		r.Status.CompletionTime = ptr.To(metav1.NewTime(at(ended)))
+		return r
+	}
+	passed := run("s-1", labsv1.PhaseSucceeded, "2026-11-28T03:00:00Z", "2026-11-28T03:00:05Z")
+	failed := run("s-2", labsv1.PhaseFailed, "2026-11-28T03:00:05Z", "2026-11-28T03:00:05Z")
+	older := run("s-0", labsv1.PhaseFailed, "2026-11-28T02:00:00Z", "2026-11-28T02:00:04Z")
+
+	ls := &labsv1.LabSchedule{}
+	observeRuns(ls, scheduleRuns{succeeded: []*labsv1.LabRun{passed}})
+	if ls.Status.LastRun == nil || ls.Status.LastRun.Name != "s-1" {
+		t.Fatalf("last run = %+v, want s-1", ls.Status.LastRun)
+	}
+	// s-1 was deleted; s-2 ended in the same second.
+	observeRuns(ls, scheduleRuns{failed: []*labsv1.LabRun{failed}})
+	if ls.Status.LastRun.Name != "s-2" || ls.Status.LastRun.Phase != labsv1.PhaseFailed {
+		t.Errorf("last run = %s %s, want s-2 Failed", ls.Status.LastRun.Name, ls.Status.LastRun.Phase)
+	}
+	// Both listed: the later-created is last, whichever list it is in.
+	if got := (scheduleRuns{succeeded: []*labsv1.LabRun{passed}, failed: []*labsv1.LabRun{failed}}).lastFinished(); got != failed {
+		t.Errorf("lastFinished = %s, want s-2", got.Name)
+	}
+	if got := (scheduleRuns{succeeded: []*labsv1.LabRun{failed}, failed: []*labsv1.LabRun{passed}}).lastFinished(); got != failed {
+		t.Errorf("lastFinished = %s, want s-2", got.Name)
+	}
+	// An older run left behind does not move the record back.
+	observeRuns(ls, scheduleRuns{failed: []*labsv1.LabRun{older}})
+	if ls.Status.LastRun.Name != "s-2" {
+		t.Errorf("last run = %s after an older run was observed, want s-2", ls.Status.LastRun.Name)
+	}
+}

@@ -119,14 +119,19 @@ func createRun(t *testing.T, run *labsv1.LabRun) {
 	t.Helper()
 	ctx := context.Background()
 	NewWithT(t).Expect(k8s.Create(ctx, run)).To(Succeed())
-	t.Cleanup(func() {
-		if err := k8s.Delete(ctx, run); client.IgnoreNotFound(err) != nil {
-			t.Errorf("deleting LabRun %s: %v", run.Name, err)
-		}
-		NewWithT(t).Eventually(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(run), &labsv1.LabRun{}))
-		}).WithTimeout(30 * time.Second).Should(BeTrue())
-	})
+	t.Cleanup(func() { deleteRun(t, run) })
+}
+
+// deleteRun deletes run and waits until it is gone.
+func deleteRun(t *testing.T, run *labsv1.LabRun) {
+	t.Helper()
+	ctx := context.Background()
+	if err := k8s.Delete(ctx, run); client.IgnoreNotFound(err) != nil {
+		t.Errorf("deleting LabRun %s: %v", run.Name, err)
+	}
+	NewWithT(t).Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(run), &labsv1.LabRun{}))
+	}).WithTimeout(30 * time.Second).Should(BeTrue())
 }
 
 // finished waits for the run to end and returns it.
@@ -233,6 +238,29 @@ func TestScheduleMetrics(t *testing.T) {
 		for _, f := range want {
 			g.Expect(f["node"]).To(BeElementOf(append(slices.Clone(sb.Nodes), "")), "a failing step's node is a node")
 		}
+
+		// The alert must not resolve because the run is gone: once the schedule's status has recorded the run,
+		// deleting it (as pruning does) leaves its failing steps exported, now from the status's summary
+		// (<lab>/<step>, with @<node> only when one node failed).
+		g.Eventually(func(g Gomega) {
+			cur := &labsv1.LabSchedule{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ls), cur)).To(Succeed())
+			g.Expect(cur.Status.LastRun).NotTo(BeNil())
+			g.Expect(cur.Status.LastRun.Name).To(Equal(done.Name))
+		}).WithTimeout(10 * time.Second).Should(Succeed())
+		deleteRun(t, done)
+		wantSteps := map[string]bool{}
+		for _, f := range want {
+			wantSteps[f["lab"]+"/"+f["step"]] = true
+		}
+		g.Eventually(func(g Gomega) {
+			got := map[string]bool{}
+			for _, s := range of(gather(g), "labrun_schedule_failing_step", sel) {
+				got[s.labels["lab"]+"/"+s.labels["step"]] = true
+				g.Expect(s.labels["node"]).To(BeElementOf(append(slices.Clone(sb.Nodes), "")))
+			}
+			g.Expect(got).To(Equal(wantSteps))
+		}).WithTimeout(10 * time.Second).Should(Succeed())
 	})
 
 	t.Run("a suspended schedule", func(t *testing.T) {
