@@ -252,7 +252,7 @@ func newestFinished(ls *labsv1.LabSchedule, runs []labsv1.LabRun) *labsv1.LabRun
 		if !ownedBy(r, ls) || finishedAt(r) == nil {
 			continue
 		}
-		if newest == nil || finishedAt(r).After(*finishedAt(newest)) {
+		if newest == nil || endedAfter(r, newest) { // the LabSchedule controller's order, ties included
 			newest = r
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -71,6 +72,12 @@ func TestViewSchedule(t *testing.T) {
 			runs: []labsv1.LabRun{finishedRun("uid", labsv1.PhaseSucceeded, -20),
 				finishedRun("uid", labsv1.PhaseFailed, -5, failedOnNode2)},
 			lastRun: metricsAt(-5), lastSuccess: metricsAt(-20), failing: []failingStep{{"mtls", "client-allowed", "node-2"}}},
+		{name: "of two runs that ended in the same second, the later-created one (as status.lastRun says)",
+			runs:    sameSecond(failedOnNode2),
+			lastRun: metricsAt(-5), lastSuccess: metricsAt(-5), failing: []failingStep{{"mtls", "client-allowed", "node-2"}}},
+		{name: "the same, listed the other way round",
+			runs:    reversed(sameSecond(failedOnNode2)),
+			lastRun: metricsAt(-5), lastSuccess: metricsAt(-5), failing: []failingStep{{"mtls", "client-allowed", "node-2"}}},
 		{name: "a run only labelled with the schedule's name does not count",
 			runs:    []labsv1.LabRun{finishedRun("uid", labsv1.PhaseSucceeded, -20), finishedRun("", labsv1.PhaseFailed, -5, failedOnNode2)},
 			lastRun: metricsAt(-20), lastSuccess: metricsAt(-20)},
@@ -101,6 +108,20 @@ func TestViewSchedule(t *testing.T) {
 			g.Expect(v.interval).To(Equal(15 * time.Minute))
 		})
 	}
+}
+
+// sameSecond: a run that passed and, created after it, one that failed with failing, both ended at -5 minutes.
+func sameSecond(failing labsv1.StepResult) []labsv1.LabRun {
+	passed := finishedRun("uid", labsv1.PhaseSucceeded, -5)
+	passed.Name, passed.CreationTimestamp = "run-a", *metricsAt(-6)
+	failed := finishedRun("uid", labsv1.PhaseFailed, -5, failing)
+	failed.Name, failed.CreationTimestamp = "run-b", *metricsAt(-5)
+	return []labsv1.LabRun{passed, failed}
+}
+
+func reversed(runs []labsv1.LabRun) []labsv1.LabRun {
+	slices.Reverse(runs)
+	return runs
 }
 
 func ptrTime(t *metav1.Time) *time.Time {
