@@ -73,11 +73,13 @@ func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, lab
 	td := run.Spec.Mesh.TrustDomain
 	// ztunnel names the source pod, in the mesh or not: only the observer of the step the evidence is about
 	// counts, however close in time another observer's connections were (the bystander's, for one).
-	if src := planStep(run, lab, ev.Since); perNode(run, src) {
+	src := planStep(run, lab, ev.Since)
+	if perNode(run, src) {
 		c.SrcWorkloadPrefix = observerPrefix(run, observer{caller: src.Caller, node: "any"})
 	} else {
 		c.SrcWorkload = observerPodName(run, observerOf(src))
 	}
+	c.SrcNamespace, _ = r.caller(run, src.Caller) // where the observer runs: a tenant's namesake pod is not it
 	if ev.SrcCaller != "" {
 		ns, sa := r.caller(run, ev.SrcCaller)
 		c.SrcIdentity = ztunnel.SPIFFEID(td, ns, sa)

@@ -243,9 +243,11 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 	}
 	rejected := true
 	newest := map[string]ztunnel.Entry{} // endpoint pod → the newest refusal its node logged for the observers
+	callerNS, _ := r.caller(run, step.Caller)
 	for _, e := range ztunnel.Match(entries, ztunnel.Criteria{Since: since.Add(-ClockTolerance), Direction: "inbound",
-		SrcWorkloadPrefix: observerPrefix(run, observer{caller: step.Caller, node: "any"}), PolicyRejected: &rejected}) {
-		newest[e.Fields["dst.workload"]] = e
+		SrcWorkloadPrefix: observerPrefix(run, observer{caller: step.Caller, node: "any"}), SrcNamespace: callerNS,
+		DstNamespace: run.TargetNamespace(), PolicyRejected: &rejected}) {
+		newest[e.Fields[ztunnel.FieldDstWorkload]] = e
 	}
 	var wrong []string
 	var evidence []string

@@ -39,7 +39,8 @@ type denial struct {
 	who  string
 }
 
-// denial reads the destination ztunnel's inbound lines from the probe's pod (src.workload) since the step started.
+// denial reads the destination ztunnel's inbound lines from the probe's pod (src.workload in src.namespace) since
+// the step started.
 func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod) (denial, error) {
 	z := run.Spec.Mesh.Ztunnel
 	entries, err := r.Logs.Read(ctx, z.Namespace, z.Labels(), since)
@@ -48,7 +49,7 @@ func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since
 	}
 	rejected := true
 	matched := ztunnel.Match(entries, ztunnel.Criteria{Since: since, Direction: "inbound", SrcWorkload: pod.Name,
-		PolicyRejected: &rejected})
+		SrcNamespace: pod.Namespace, PolicyRejected: &rejected})
 	if len(matched) == 0 {
 		return denial{}, nil
 	}

@@ -8,14 +8,18 @@ import (
 
 // Well-known field keys, spelled exactly as ztunnel prints them.
 const (
-	FieldSrcAddr     = "src.addr"
-	FieldSrcIdentity = "src.identity"
-	FieldDstAddr     = "dst.addr"
-	FieldHBONEAddr   = "dst.hbone_addr"
-	FieldDstService  = "dst.service"
-	FieldDstIdentity = "dst.identity"
-	FieldDirection   = "direction"
-	FieldError       = "error"
+	FieldSrcAddr      = "src.addr"
+	FieldSrcWorkload  = "src.workload"
+	FieldSrcNamespace = "src.namespace"
+	FieldSrcIdentity  = "src.identity"
+	FieldDstAddr      = "dst.addr"
+	FieldHBONEAddr    = "dst.hbone_addr"
+	FieldDstService   = "dst.service"
+	FieldDstWorkload  = "dst.workload"
+	FieldDstNamespace = "dst.namespace"
+	FieldDstIdentity  = "dst.identity"
+	FieldDirection    = "direction"
+	FieldError        = "error"
 )
 
 // Messages of ztunnel's access target (istio/ztunnel src/proxy/metrics.rs).

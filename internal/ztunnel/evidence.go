@@ -22,6 +22,10 @@ type Criteria struct {
 	SrcWorkload    string    // exact src.workload (the source pod's name) or ""
 	// SrcWorkloadPrefix: src.workload must start with it (the per-node observers of one caller), or "".
 	SrcWorkloadPrefix string
+	// SrcNamespace and DstNamespace: exact src.namespace / dst.namespace, or "". A pod's name is unique only in
+	// its namespace: a tenant may name a pod of their own like an observer, so a name without its namespace
+	// does not say whose connection a line is.
+	SrcNamespace, DstNamespace string
 }
 
 // Match returns the entries satisfying every set criterion, in input order.
@@ -53,8 +57,10 @@ func (c Criteria) matches(e Entry) bool {
 		(c.ErrorContains == "" || strings.Contains(e.Error(), c.ErrorContains)) &&
 		(len(c.ErrorAnyOf) == 0 || slices.ContainsFunc(c.ErrorAnyOf, func(s string) bool { return strings.Contains(e.Error(), s) })) &&
 		(!c.NoSrcIdentity || e.SrcIdentity() == "") &&
-		(c.SrcWorkload == "" || c.SrcWorkload == e.Fields["src.workload"]) &&
-		strings.HasPrefix(e.Fields["src.workload"], c.SrcWorkloadPrefix) &&
+		(c.SrcWorkload == "" || c.SrcWorkload == e.Fields[FieldSrcWorkload]) &&
+		strings.HasPrefix(e.Fields[FieldSrcWorkload], c.SrcWorkloadPrefix) &&
+		(c.SrcNamespace == "" || c.SrcNamespace == e.Fields[FieldSrcNamespace]) &&
+		(c.DstNamespace == "" || c.DstNamespace == e.Fields[FieldDstNamespace]) &&
 		c.policyOK(e)
 }
 

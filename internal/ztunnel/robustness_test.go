@@ -169,6 +169,13 @@ func TestMatchNeverCountsConnectionOpened(t *testing.T) {
 		{name: "hbone", c: Criteria{HBONE: true}, want: []int{a3CompleteIn, a4CompleteOut, b3DeniedIn, b4DeniedOut, e2TimeoutOut}},
 		{name: "no src identity", c: Criteria{NoSrcIdentity: true}, want: []int{c2DeniedIn, d1FailedIn}},
 		{name: "src workload", c: Criteria{SrcWorkload: frontendPod}, want: []int{a3CompleteIn, a4CompleteOut, e2TimeoutOut}},
+		{name: "src workload in its namespace", c: Criteria{SrcWorkload: frontendPod, SrcNamespace: "demo"},
+			want: []int{a3CompleteIn, a4CompleteOut, e2TimeoutOut}},
+		{name: "the same pod name in another namespace", c: Criteria{SrcWorkload: frontendPod, SrcNamespace: "tenant"}},
+		// D1, an early "connection failed", names no workload or namespace.
+		{name: "src namespace", c: Criteria{SrcNamespace: "outside"}, want: []int{c2DeniedIn}},
+		{name: "dst namespace", c: Criteria{DstNamespace: "demo", PolicyRejected: &yes}, want: []int{b3DeniedIn, b4DeniedOut, c2DeniedIn}},
+		{name: "another dst namespace", c: Criteria{DstNamespace: "tenant"}},
 		{name: "error contains", c: Criteria{ErrorContains: "deadline has elapsed"}, want: []int{e2TimeoutOut}},
 		// The criteria the controller builds for the lab guide's evidence steps.
 		{name: "lab mtls outbound-identity", c: Criteria{Since: first, Until: last, Direction: "outbound",

@@ -17,10 +17,6 @@ const (
 	levelError           = "error"
 	directionInbound     = "inbound"
 	directionOutbound    = "outbound"
-	fieldSrcWorkload     = "src.workload"
-	fieldSrcNamespace    = "src.namespace"
-	fieldDstWorkload     = "dst.workload"
-	fieldDstNamespace    = "dst.namespace"
 	fieldBytesSent       = "bytes_sent"
 	fieldBytesRecv       = "bytes_recv"
 	fieldDuration        = "duration"
@@ -79,17 +75,17 @@ func (d *Dataplane) entry(f flow, o outcome, direction string) ztunnel.Entry {
 // does.
 func (d *Dataplane) fields(f flow, o outcome, direction string) map[string]string {
 	fields := map[string]string{
-		ztunnel.FieldSrcAddr:    o.srcAddr,
-		fieldSrcWorkload:        f.src.Name,
-		fieldSrcNamespace:       f.src.Namespace,
-		ztunnel.FieldDstAddr:    net.JoinHostPort(f.dst.IP, strconv.Itoa(f.port)),
-		ztunnel.FieldDstService: f.service,
-		fieldDstWorkload:        f.dst.Name,
-		fieldDstNamespace:       f.dst.Namespace,
-		ztunnel.FieldDirection:  direction,
-		fieldBytesSent:          strconv.FormatInt(o.sent, 10),
-		fieldBytesRecv:          strconv.FormatInt(o.recv, 10),
-		fieldDuration:           strconv.FormatInt(max(o.end.Sub(f.start).Milliseconds(), 0), 10) + "ms",
+		ztunnel.FieldSrcAddr:      o.srcAddr,
+		ztunnel.FieldSrcWorkload:  f.src.Name,
+		ztunnel.FieldSrcNamespace: f.src.Namespace,
+		ztunnel.FieldDstAddr:      net.JoinHostPort(f.dst.IP, strconv.Itoa(f.port)),
+		ztunnel.FieldDstService:   f.service,
+		ztunnel.FieldDstWorkload:  f.dst.Name,
+		ztunnel.FieldDstNamespace: f.dst.Namespace,
+		ztunnel.FieldDirection:    direction,
+		fieldBytesSent:            strconv.FormatInt(o.sent, 10),
+		fieldBytesRecv:            strconv.FormatInt(o.recv, 10),
+		fieldDuration:             strconv.FormatInt(max(o.end.Sub(f.start).Milliseconds(), 0), 10) + "ms",
 	}
 	if f.hbone {
 		// HBONE evidence: the tunnel goes to the peer's port 15008 and carries
