@@ -19,7 +19,9 @@ func (s staticLogs) Read(context.Context, string, map[string]string, time.Time) 
 	return s, nil
 }
 
-func (s staticLogs) PodLog(context.Context, string, string, time.Time) ([]byte, error) { return nil, nil }
+func (s staticLogs) PodLog(context.Context, string, string, time.Time) ([]byte, error) {
+	return nil, nil
+}
 
 // refusal is the destination ztunnel's line for a plaintext connection from pod namespace/name that denier refused.
 func refusal(at time.Time, namespace, name, denier string) ztunnel.Entry {
