@@ -114,8 +114,9 @@ func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, 
 	for _, node := range f.nodes {
 		o := observerOf(step)
 		o.node = node
-		pod, reason, err := r.ensure(ctx, run, o, func() ([]string, string, error) {
-			return f.urls(run.Spec.Target.Path), "", nil
+		pod, reason, err := r.ensure(ctx, run, o, func() (observerDest, string, error) {
+			tolerations, err := r.noExecuteTolerations(ctx, node)
+			return observerDest{urls: f.urls(run.Spec.Target.Path), tolerations: tolerations}, "", err
 		})
 		if err != nil {
 			return nil, f, err
@@ -126,6 +127,27 @@ func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, 
 		pods[node] = pod
 	}
 	return pods, f, nil
+}
+
+// noExecuteTolerations tolerates the node's NoExecute taints as they are now. An observer pinned by
+// spec.nodeName bypasses the scheduler, so NoSchedule taints do not keep it off a node, but kubelet still refuses
+// a pod that does not tolerate the node's NoExecute taints (pkg/kubelet/lifecycle/predicate.go). ztunnel
+// tolerates every taint (the Istio chart), so without these the observer could not run on a node whose ztunnel
+// enforces. The taints are read from the Node, which only the cluster's administrators and kubelet write, not from
+// a pod spec a tenant could shape.
+func (r *LabRunReconciler) noExecuteTolerations(ctx context.Context, node string) ([]corev1.Toleration, error) {
+	n := &corev1.Node{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: node}, n); err != nil {
+		return nil, fmt.Errorf("reading node %s's taints: %w", node, err)
+	}
+	var out []corev1.Toleration
+	for _, t := range n.Spec.Taints {
+		if t.Effect == corev1.TaintEffectNoExecute {
+			out = append(out, corev1.Toleration{Key: t.Key, Operator: corev1.TolerationOpEqual, Value: t.Value,
+				Effect: corev1.TaintEffectNoExecute})
+		}
+	}
+	return out, nil
 }
 
 // permanentError is a reason a step cannot go on, as opposed to a transient error to retry.

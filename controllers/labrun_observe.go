@@ -124,7 +124,7 @@ func (r *LabRunReconciler) observerBudget(run *labsv1.LabRun) time.Duration {
 }
 
 // observerPod builds the observer; urls are the destinations it calls in turn.
-func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, urls []string) *corev1.Pod {
+func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, urls []string, tolerations []corev1.Toleration) *corev1.Pod {
 	ns, sa := r.caller(run, o.caller)
 	image := run.Spec.Probe.Image
 	if image == "" {
@@ -135,7 +135,7 @@ func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, urls []st
 		Labels: map[string]string{
 			labsv1.LabelProbe: "true", labsv1.LabelLabRun: string(run.UID), labsv1.LabelStep: "observe-" + o.key(),
 		},
-		Annotations: ownerAnnotation(run), NodeName: o.node,
+		Annotations: ownerAnnotation(run), NodeName: o.node, Tolerations: tolerations,
 		Options: probe.Options{URL: urls[0], URLs: urls[1:], Observe: true, Timeout: run.Spec.Probe.RequestTimeout.Duration,
 			Settle: r.observerBudget(run), Interval: observerInterval},
 	})
@@ -145,20 +145,34 @@ func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, urls []st
 // a reason the step cannot have one (refused for good, or no bystander to call).
 func (r *LabRunReconciler) ensureObserver(ctx context.Context, run *labsv1.LabRun, step labs.Step) (*corev1.Pod, string, error) {
 	o := observerOf(step)
-	return r.ensure(ctx, run, o, func() ([]string, string, error) {
+	return r.ensure(ctx, run, o, func() (observerDest, string, error) {
 		if !o.bystander {
-			return []string{targetURL(run)}, "", nil
+			return observerDest{urls: []string{targetURL(run)}}, "", nil
 		}
 		url, reason, err := r.bystander(ctx, run)
-		return []string{url}, reason, err
+		return observerDest{urls: []string{url}}, reason, err
 	})
 }
 
-// ensure creates observer o if it is missing, calling the URLs dest gives (or not, for the reason it gives).
-func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, o observer, dest func() ([]string, string, error)) (*corev1.Pod, string, error) {
+// observerDest is what a new observer calls, and the tolerations it needs where it is pinned.
+type observerDest struct {
+	urls        []string
+	tolerations []corev1.Toleration
+}
+
+// ensure creates observer o if it is missing, as dest describes it (or not, for the reason dest gives).
+func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, o observer,
+	dest func() (observerDest, string, error)) (*corev1.Pod, string, error) {
 	ns, _ := r.caller(run, o.caller)
 	pod := &corev1.Pod{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: observerPodName(run, o)}, pod)
+	if err == nil && pod.Status.Phase == corev1.PodFailed && pod.Status.StartTime == nil {
+		// kubelet refused it before starting it (its admission: an untolerated NoExecute taint, no room, …). A
+		// copy would be refused alike; the step ends with the node's reason rather than replace it until its
+		// deadline.
+		return nil, fmt.Sprintf("node %s refused observer pod %s: %s: %s", pod.Spec.NodeName, pod.Name,
+			pod.Status.Reason, pod.Status.Message), nil
+	}
 	if err == nil && (pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed) {
 		// Its budget ran out (a run queued for long): a fresh observer replaces it, and a window waits until
 		// that one has been watching.
@@ -174,12 +188,12 @@ func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, o obs
 	if !apierrors.IsNotFound(err) {
 		return nil, "", fmt.Errorf("reading observer pod: %w", err)
 	}
-	urls, reason, err := dest()
+	d, reason, err := dest()
 	if err != nil || reason != "" {
 		return nil, reason, err
 	}
-	pod = r.observerPod(run, o, urls)
-	ctrl.LoggerFrom(ctx).Info("Creating observer pod", "pod", klog.KObj(pod), "urls", urls, "node", o.node)
+	pod = r.observerPod(run, o, d.urls, d.tolerations)
+	ctrl.LoggerFrom(ctx).Info("Creating observer pod", "pod", klog.KObj(pod), "urls", d.urls, "node", o.node)
 	if err := r.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
 		if awaitingServiceAccount(err) {
 			return nil, "", nil // a ServiceAccount just created is not admitted yet: the step's budget bounds this

@@ -145,3 +145,62 @@ func secondBackend(t *testing.T, node string) *corev1.Pod {
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	return pod
 }
+
+// TestVerifyRunsOnANodeTaintedNoExecute: ztunnel runs on every node whatever its taints (the Istio chart tolerates
+// them all), and an observer pinned by spec.nodeName bypasses the scheduler, but kubelet still refuses a pod that
+// does not tolerate the node's NoExecute taints. A Verify run must still cover such a node: its observers tolerate
+// the node's NoExecute taints.
+func TestVerifyRunsOnANodeTaintedNoExecute(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	nodes := sb.Nodes
+	tainted := nodes[2]
+	taint := corev1.Taint{Key: "labrun.test/dedicated", Value: "infra", Effect: corev1.TaintEffectNoExecute}
+	setTaints(t, tainted, taint)
+	t.Cleanup(func() { setTaints(t, tainted) })
+	startManager(t, managerOptions())
+
+	t.Run("premise: the node refuses a pinned pod that does not tolerate the taint", func(t *testing.T) {
+		g := NewWithT(t)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.DemoNamespace, Name: "untolerating"},
+			Spec: corev1.PodSpec{NodeName: tainted, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+		g.Expect(k8s.Create(ctx, pod)).To(Succeed())
+		t.Cleanup(func() { _ = k8s.Delete(ctx, pod) })
+		g.Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
+			g.Expect(pod.Status.Phase).To(Equal(corev1.PodFailed))
+			g.Expect(pod.Status.Reason).To(Equal("TaintToleration"))
+		}).WithTimeout(30 * time.Second).Should(Succeed())
+	})
+
+	done := verifyRun(t, []labsv1.LabName{labsv1.LabPeerAuthentication, labsv1.LabAuthorizationPolicy})
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
+	covered := 0
+	for _, st := range done.Status.Steps {
+		var sources []string
+		for _, c := range st.Coverage {
+			if c.Role == labsv1.RoleSource {
+				sources = append(sources, c.Node)
+			}
+		}
+		if len(st.Coverage) > 0 {
+			covered++
+			g.Expect(sources).To(ConsistOf(nodes), "%s/%s: a source on every node, the tainted one too", st.Lab, st.Name)
+		}
+	}
+	g.Expect(covered).To(BeNumerically(">", 0), "per-node steps ran")
+}
+
+// setTaints replaces node's taints.
+func setTaints(t *testing.T, node string, taints ...corev1.Taint) {
+	t.Helper()
+	ctx := context.Background()
+	NewWithT(t).Eventually(func() error {
+		n := &corev1.Node{}
+		if err := k8s.Get(ctx, client.ObjectKey{Name: node}, n); err != nil {
+			return err
+		}
+		n.Spec.Taints = taints
+		return k8s.Update(ctx, n)
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+}

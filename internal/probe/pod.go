@@ -27,7 +27,10 @@ type PodRequest struct {
 	Annotations    map[string]string
 	// NodeName pins the pod to a node (an observer that probes from every node); "" lets the scheduler pick.
 	NodeName string
-	Options  Options
+	// Tolerations let a pinned pod past the node's NoExecute taints, which kubelet still enforces when the
+	// scheduler is bypassed: an observer takes those of the node's ztunnel, so it runs wherever ztunnel does.
+	Tolerations []corev1.Toleration
+	Options     Options
 }
 
 // Args is the command line of `manager probe` for o; the sandbox's node agent parses it back with ParseArgs.
@@ -101,6 +104,7 @@ func Pod(req PodRequest) *corev1.Pod {
 		},
 		Spec: corev1.PodSpec{
 			NodeName:                      req.NodeName,
+			Tolerations:                   req.Tolerations,
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			ServiceAccountName:            req.ServiceAccount,
 			AutomountServiceAccountToken:  ptr.To(false),

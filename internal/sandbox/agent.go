@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,7 +55,11 @@ func (a *nodeAgent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	case !pod.DeletionTimestamp.IsZero():
 		return ctrl.Result{}, a.confirmDeletion(ctx, pod)
 	case pod.Spec.NodeName == "":
-		return ctrl.Result{}, a.bind(ctx, pod)
+		bound, err := a.bind(ctx, pod)
+		if err == nil && !bound {
+			return ctrl.Result{RequeueAfter: time.Second}, nil // unschedulable: the scheduler retries too
+		}
+		return ctrl.Result{}, err
 	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
 		return ctrl.Result{}, nil
 	case pod.Status.Phase == corev1.PodRunning && !isProbe(pod):
@@ -66,6 +72,12 @@ func (a *nodeAgent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 		return ctrl.Result{}, a.markPullFailure(ctx, pod, img)
 	}
 	if pod.Status.Phase != corev1.PodRunning {
+		if taint, err := a.untolerated(ctx, pod.Spec.NodeName, pod, corev1.TaintEffectNoExecute); err != nil || taint != nil {
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			return ctrl.Result{}, a.reject(ctx, pod, taint)
+		}
 		if err := a.markRunning(ctx, pod); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -107,19 +119,64 @@ func (a *nodeAgent) markPullFailure(ctx context.Context, pod *corev1.Pod, image 
 
 func isProbe(pod *corev1.Pod) bool { return pod.Labels[labsv1.LabelProbe] == "true" }
 
-// bind schedules the pod as the scheduler would, through the binding subresource.
-func (a *nodeAgent) bind(ctx context.Context, pod *corev1.Pod) error {
+// untolerated is the first of the node's taints with one of effects that the pod does not tolerate, or nil.
+func (a *nodeAgent) untolerated(ctx context.Context, node string, pod *corev1.Pod, effects ...corev1.TaintEffect) (*corev1.Taint, error) {
+	n := &corev1.Node{}
+	if err := a.Get(ctx, client.ObjectKey{Name: node}, n); err != nil {
+		return nil, fmt.Errorf("reading node %s: %w", node, err)
+	}
+	for i := range n.Spec.Taints {
+		t := &n.Spec.Taints[i]
+		if !slices.Contains(effects, t.Effect) {
+			continue
+		}
+		if !slices.ContainsFunc(pod.Spec.Tolerations, func(tol corev1.Toleration) bool { return tol.ToleratesTaint(logr.Discard(), t, false) }) {
+			return t, nil
+		}
+	}
+	return nil, nil
+}
+
+// reject is kubelet's admission refusing a pod bound to a node whose NoExecute taint it does not tolerate: kubelet
+// checks only NoExecute taints (pkg/kubelet/lifecycle/predicate.go), since NoSchedule is the scheduler's, which a
+// pod with spec.nodeName bypasses. The pod fails for good, as kubelet's rejectPod leaves it.
+func (a *nodeAgent) reject(ctx context.Context, pod *corev1.Pod, taint *corev1.Taint) error {
+	return a.updateStatus(ctx, pod, func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodFailed
+		p.Status.Reason = "TaintToleration"
+		p.Status.Message = fmt.Sprintf("Pod was rejected: Predicate TaintToleration failed: node(s) had untolerated taint {%s: %s}",
+			taint.Key, taint.Value)
+	})
+}
+
+// bind schedules the pod as the scheduler would, through the binding subresource: on a node whose NoSchedule and
+// NoExecute taints it tolerates (the scheduler's TaintToleration filter), picked by a hash of its name.
+// It tells whether it bound the pod: an unschedulable pod stays Pending.
+func (a *nodeAgent) bind(ctx context.Context, pod *corev1.Pod) (bool, error) {
+	var fit []string
+	for _, n := range a.nodes {
+		taint, err := a.untolerated(ctx, n, pod, corev1.TaintEffectNoSchedule, corev1.TaintEffectNoExecute)
+		if err != nil {
+			return false, err
+		}
+		if taint == nil {
+			fit = append(fit, n)
+		}
+	}
+	if len(fit) == 0 {
+		return false, nil
+	}
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(pod.Namespace + "/" + pod.Name))
-	node := a.nodes[int(h.Sum32())%len(a.nodes)]
+	node := fit[int(h.Sum32())%len(fit)]
 	binding := &corev1.Binding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name},
 		Target:     corev1.ObjectReference{Kind: "Node", Name: node},
 	}
 	if err := a.SubResource("binding").Create(ctx, pod, binding); err != nil && !apierrors.IsConflict(err) {
-		return fmt.Errorf("binding pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		return false, fmt.Errorf("binding pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	return nil
+	return true, nil
 }
 
 // confirmDeletion is kubelet's part of a graceful delete: stop the containers, then remove the pod for good.

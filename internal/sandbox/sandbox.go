@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -208,7 +210,17 @@ func registerNode(ctx context.Context, c client.Client, name string, port int) e
 	if err := c.Status().Update(ctx, node); err != nil {
 		return fmt.Errorf("posting status of node %s: %w", name, err)
 	}
-	return nil
+	// The API server taints a new node not-ready (TaintNodesByCondition); the node lifecycle controller, which the
+	// sandbox stands in for, lifts the taint once the node reports Ready.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(node), node); err != nil {
+			return err
+		}
+		node.Spec.Taints = slices.DeleteFunc(node.Spec.Taints, func(t corev1.Taint) bool {
+			return t.Key == corev1.TaintNodeNotReady
+		})
+		return c.Update(ctx, node)
+	})
 }
 
 // startAgent runs the node agent and the ztunnel feed in their own manager.

@@ -123,9 +123,15 @@ func appService(app string) *corev1.Service {
 	}
 }
 
-// ztunnelSpec carries the Istio chart's default requests, which the footprint lab reads.
+// ztunnelSpec carries the Istio chart's default requests, which the footprint lab reads, and its tolerations
+// (manifests/charts/ztunnel/templates/daemonset.yaml: ztunnel runs on every node, whatever its taints).
 func ztunnelSpec() corev1.PodSpec {
 	return corev1.PodSpec{
+		Tolerations: []corev1.Toleration{
+			{Effect: corev1.TaintEffectNoSchedule, Operator: corev1.TolerationOpExists},
+			{Key: "CriticalAddonsOnly", Operator: corev1.TolerationOpExists},
+			{Effect: corev1.TaintEffectNoExecute, Operator: corev1.TolerationOpExists},
+		},
 		Containers: []corev1.Container{{
 			Name: ztunnelContainer, Image: "istio/ztunnel:1.28.0",
 			Ports: []corev1.ContainerPort{{Name: "ztunnel-stats", ContainerPort: 15020}},
