@@ -274,7 +274,7 @@ func TestValues(t *testing.T) {
 // checkServiceMonitor compares the chart's ServiceMonitor with config/prometheus's, less the chart's labels.
 func checkServiceMonitor(t *testing.T) {
 	g := NewWithT(t)
-	objs, err := chart.Kustomize(filepath.Join(root, "config", "prometheus"))
+	objs, err := sandbox.Kustomize(filepath.Join(root, "config", "prometheus"))
 	g.Expect(err).NotTo(HaveOccurred())
 	var want *unstructured.Unstructured
 	for _, u := range objs {

@@ -14,8 +14,6 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
@@ -152,7 +150,7 @@ func generateServiceMonitor(root string, out map[string][]byte) error {
 	if _, err := os.Stat(filepath.Join(root, "config", "prometheus", "kustomization.yaml")); os.IsNotExist(err) {
 		return nil
 	}
-	objs, err := Kustomize(filepath.Join(root, "config", "prometheus"))
+	objs, err := sandbox.Kustomize(filepath.Join(root, "config", "prometheus"))
 	if err != nil {
 		return err
 	}
@@ -170,24 +168,6 @@ func generateServiceMonitor(root string, out map[string][]byte) error {
 			"{{- if and .Values.serviceMonitor.enabled .Values.metrics.enabled }}\n" + doc + "{{- end }}\n")
 	}
 	return nil
-}
-
-// Kustomize renders the kustomization in dir, as `kubectl kustomize` would.
-func Kustomize(dir string) ([]*unstructured.Unstructured, error) {
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	resources, err := k.Run(filesys.MakeFsOnDisk(), dir)
-	if err != nil {
-		return nil, fmt.Errorf("rendering %s: %w", dir, err)
-	}
-	var out []*unstructured.Unstructured
-	for _, r := range resources.Resources() {
-		m, err := r.Map()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, &unstructured.Unstructured{Object: m})
-	}
-	return out, nil
 }
 
 // placeOf says which generated file an object of config/default goes to and the value that enables it.

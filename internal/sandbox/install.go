@@ -37,10 +37,15 @@ var installed = []string{
 
 // RenderDefault renders config/default as `kubectl apply -k config/default` would.
 func RenderDefault(root string) ([]*unstructured.Unstructured, error) {
+	return Kustomize(filepath.Join(root, "config", "default"))
+}
+
+// Kustomize renders the kustomization in dir, as `kubectl kustomize` would.
+func Kustomize(dir string) ([]*unstructured.Unstructured, error) {
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	resources, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(root, "config", "default"))
+	resources, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
-		return nil, fmt.Errorf("rendering config/default: %w", err)
+		return nil, fmt.Errorf("rendering %s: %w", dir, err)
 	}
 	var out []*unstructured.Unstructured
 	for _, r := range resources.Resources() {
