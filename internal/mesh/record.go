@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,8 +54,54 @@ type Record struct {
 	// Interrupted is when a newly started or elected manager found changes of this run still pending (left by a
 	// manager that is gone) and restored them at once; the run then ends instead of resuming.
 	Interrupted *metav1.Time `json:"interrupted,omitempty"`
+	// Pods are the probe pods the run created, as the API server returned them at creation. Only these are the
+	// run's observers: a pod found under an observer's name is believed only if it is one of them, unchanged.
+	Pods []PodRecord `json:"pods,omitempty"`
 
 	resourceVersion string
+}
+
+// PodRecord is a probe pod as the run created it.
+type PodRecord struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid"`
+	// Digest sums what makes the pod the operator's prober (see probe.Digest); it must never change.
+	Digest string `json:"digest"`
+	// ContainerID is the prober's container as first seen running; another one means the log is not the one
+	// the run started.
+	ContainerID string `json:"containerID,omitempty"`
+}
+
+// Pod returns the record of the probe pod namespace/name, or nil.
+func (r *Record) Pod(namespace, name string) *PodRecord {
+	for i := range r.Pods {
+		if r.Pods[i].Namespace == namespace && r.Pods[i].Name == name {
+			return &r.Pods[i]
+		}
+	}
+	return nil
+}
+
+// PutPod adds or replaces the record of a probe pod (by namespace and name).
+func (r *Record) PutPod(p PodRecord) {
+	if old := r.Pod(p.Namespace, p.Name); old != nil {
+		*old = p
+		return
+	}
+	r.Pods = append(r.Pods, p)
+}
+
+// ForgetPod drops the record of a probe pod the run is about to replace.
+func (r *Record) ForgetPod(namespace, name string) bool {
+	n := len(r.Pods)
+	r.Pods = slices.DeleteFunc(r.Pods, func(p PodRecord) bool { return p.Namespace == namespace && p.Name == name })
+	return len(r.Pods) != n
+}
+
+// OwnsPod tells whether the pod with this UID is one the run created.
+func (r *Record) OwnsPod(uid string) bool {
+	return uid != "" && slices.ContainsFunc(r.Pods, func(p PodRecord) bool { return p.UID == uid })
 }
 
 // Stored tells whether the record was read from or written to the store.

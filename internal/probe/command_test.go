@@ -16,7 +16,7 @@ import (
 )
 
 func TestMainWritesResultToStdoutAndTerminationLog(t *testing.T) {
-	target := closedPortURL(t)
+	target := startScripted(t, always(actReset)).url() // ztunnel's refusal: a reset
 	logPath := filepath.Join(t.TempDir(), "termination-log")
 	var stdout bytes.Buffer
 
@@ -39,9 +39,9 @@ func TestMainWritesResultToStdoutAndTerminationLog(t *testing.T) {
 	if err := json.Unmarshal(logged, &r); err != nil {
 		t.Fatalf("termination log is not a JSON Result: %v", err)
 	}
-	if r.URL != target || r.Observed != "denied" || !r.Matched || r.ExitCode != 7 || r.Reason != "refused" ||
+	if r.URL != target || r.Observed != "denied" || !r.Matched || r.ExitCode != 56 || r.Reason != "reset" ||
 		r.HTTPCode != 0 || r.Attempts != 1 {
-		t.Errorf("result = %+v, want one matched refusal of %s", r, target)
+		t.Errorf("result = %+v, want one matched reset of %s", r, target)
 	}
 }
 
@@ -60,7 +60,7 @@ func TestMainNotMatched(t *testing.T) {
 func TestMainTerminationLogFailureKeepsResult(t *testing.T) {
 	badPath := filepath.Join(t.TempDir(), "missing-dir", "termination-log")
 	var stdout, stderr bytes.Buffer
-	code := run(t.Context(), []string{"--url", closedPortURL(t), "--expect", "denied", "--settle", "0",
+	code := run(t.Context(), []string{"--url", startScripted(t, always(actReset)).url(), "--expect", "denied", "--settle", "0",
 		"--termination-log", badPath}, &stdout, &stderr)
 	if code != ExitMatched {
 		t.Errorf("exit status = %d, want %d despite the unwritable termination log", code, ExitMatched)

@@ -122,7 +122,7 @@ func TestObserveCallsEachURLInTurn(t *testing.T) {
 	for i, a := range attempts {
 		want, observed := allowed.URL+"/get", "allowed"
 		if i%2 == 1 {
-			want, observed = refused, "denied"
+			want, observed = refused, "error" // a closed port is not the mesh's refusal
 		}
 		if a.URL != want || a.Observed != observed {
 			t.Errorf("attempt %d called %q and saw %s, want %q and %s", i, a.URL, a.Observed, want, observed)
@@ -192,8 +192,8 @@ func TestObserveOutcomes(t *testing.T) {
 		url  string
 		want Attempt
 	}{
-		{"waypoint 403", forbidden.URL, Attempt{Observed: "denied", HTTPCode: 403, Reason: "http"}},
-		{"refused", closedPortURL(t), Attempt{Observed: "denied", ExitCode: 7, Reason: "refused"}},
+		{"403, the workload's answer", forbidden.URL, Attempt{Observed: "workload-denied", HTTPCode: 403, Reason: "http"}},
+		{"refused, not the mesh's", closedPortURL(t), Attempt{Observed: "error", ExitCode: 7, Reason: "refused"}},
 		{"dns", "http://probe-target.invalid/get", Attempt{Observed: "error", ExitCode: 6, Reason: "dns"}},
 	}
 	for _, tc := range tests {

@@ -1,6 +1,8 @@
 package probe
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -194,4 +196,58 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// Digest sums what makes a pod the operator's prober: its ServiceAccount, its node, and every container's name,
+// image, command and args, with the number of init and ephemeral containers. A probe pod's image is a mutable
+// field and ephemeral containers can be added to a running pod: a pod whose digest changed since the operator
+// created it no longer runs (only) what the operator started, and its log is not the prober's record.
+func Digest(pod *corev1.Pod) string {
+	type container struct {
+		Name, Image   string
+		Command, Args []string
+	}
+	var cs []container
+	for _, c := range pod.Spec.Containers {
+		cs = append(cs, container{Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args})
+	}
+	raw, _ := json.Marshal(struct {
+		ServiceAccount, Node string
+		Containers           []container
+		Init, Ephemeral      int
+	}{pod.Spec.ServiceAccountName, pod.Spec.NodeName, cs, len(pod.Spec.InitContainers), len(pod.Spec.EphemeralContainers)})
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// Tampering tells how a probe pod differs from what was recorded when it was created (digest) and first seen
+// running (container ID): "" when it is the same pod running the same container that never restarted.
+func Tampering(pod *corev1.Pod, digest, containerID string) string {
+	if got := Digest(pod); got != digest {
+		images := make([]string, 0, len(pod.Spec.Containers))
+		for _, c := range pod.Spec.Containers {
+			images = append(images, c.Image)
+		}
+		return fmt.Sprintf("its spec is not the one the operator wrote (containers %s, %d ephemeral)",
+			strings.Join(images, ","), len(pod.Spec.EphemeralContainers))
+	}
+	for _, s := range pod.Status.ContainerStatuses {
+		if s.RestartCount > 0 {
+			return fmt.Sprintf("container %s restarted %d time(s)", s.Name, s.RestartCount)
+		}
+		if s.Name == ContainerName && containerID != "" && s.ContainerID != "" && s.ContainerID != containerID {
+			return fmt.Sprintf("container %s is %s, not %s as first seen", s.Name, s.ContainerID, containerID)
+		}
+	}
+	return ""
+}
+
+// ContainerID is the prober's container ID, "" until it runs.
+func ContainerID(pod *corev1.Pod) string {
+	for _, s := range pod.Status.ContainerStatuses {
+		if s.Name == ContainerName {
+			return s.ContainerID
+		}
+	}
+	return ""
 }

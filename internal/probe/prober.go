@@ -23,14 +23,20 @@ type Expectation string
 const (
 	// ExpectAllowed expects an HTTP response with a status below 400.
 	ExpectAllowed Expectation = "allowed"
-	// ExpectDenied expects the connection to be reset, refused or timed out, or an HTTP 401/403.
+	// ExpectDenied expects the mesh to refuse: ztunnel resets a connection it denies (curl 56), whether the
+	// refusal is STRICT's or an AuthorizationPolicy's (ISTIO-FACTS.md, "What a client sees").
 	ExpectDenied Expectation = "denied"
 )
 
 // Observed outcomes besides the two expectations.
 const (
-	// ObservedError is an outcome that is neither a mesh allow nor a mesh deny (DNS failure, HTTP 500, ...).
+	// ObservedError is an outcome that is neither a mesh allow nor a mesh deny (DNS failure, HTTP 500, a
+	// refused port, a timeout or an empty reply: ztunnel denies by resetting, so a hang or a closed port is not
+	// its answer).
 	ObservedError = "error"
+	// ObservedWorkloadDenied is an HTTP 401 or 403: an answer, so the connection got through the mesh to
+	// something that refused the request (the workload, or a waypoint's L7 policy), not ztunnel's L4 refusal.
+	ObservedWorkloadDenied = "workload-denied"
 )
 
 // Defaults applied by Run when the matching Options field is zero.
@@ -77,7 +83,8 @@ type Result struct {
 	URL string `json:"url"`
 	// Expect is the awaited outcome: "allowed" or "denied".
 	Expect string `json:"expect"`
-	// Observed is the outcome of the final attempt: "allowed", "denied" or "error".
+	// Observed is the outcome of the final attempt: "allowed", "denied" (reset by the mesh), "workload-denied"
+	// (HTTP 401/403) or "error".
 	Observed string `json:"observed"`
 	// Matched is true when Observed equals Expect for the final attempt(s).
 	Matched bool `json:"matched"`
@@ -269,23 +276,25 @@ func fromError(out outcome, err error) outcome {
 	return out
 }
 
-// observeStatus reads an HTTP status the way the mesh means it: 401/403 come from a waypoint's RBAC.
+// observeStatus reads an HTTP status: any answer means the mesh let the connection through; a 401/403 is the
+// refusal of whatever answered (the workload, or a waypoint), never ztunnel's.
 func observeStatus(code int) string {
 	switch {
 	case code < 400:
 		return string(ExpectAllowed)
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		return string(ExpectDenied)
+		return ObservedWorkloadDenied
 	default:
 		return ObservedError
 	}
 }
 
-// observeReason reads a connection failure the way the mesh means it: ztunnel denies by resetting, and a
-// refused or silent port also keeps the client out.
+// observeReason reads a connection failure the way the mesh means it: ztunnel denies by resetting the
+// connection (ISTIO-FACTS.md). A refused port, a hang or an empty reply come from elsewhere (no listener, a
+// NetworkPolicy, the workload itself) and are not the mesh's refusal.
 func observeReason(reason string) string {
 	switch reason {
-	case "reset", "refused", "timeout", "empty-reply":
+	case "reset":
 		return string(ExpectDenied)
 	default:
 		return ObservedError

@@ -170,12 +170,12 @@ func TestRunOutcomes(t *testing.T) {
 	}{
 		{"200 is allowed", ok.URL, ExpectAllowed, want{"allowed", true, 200, 0, "http", 1}},
 		{"302 is not followed", redirect.URL, ExpectAllowed, want{"allowed", true, 302, 0, "http", 1}},
-		{"waypoint 403 is denied", forbidden.URL, ExpectDenied, want{"denied", true, 403, 0, "http", 1}},
-		{"401 is denied", unauthorized.URL, ExpectDenied, want{"denied", true, 401, 0, "http", 1}},
+		{"403 is the workload's answer, not the mesh's", forbidden.URL, ExpectDenied, want{"workload-denied", false, 403, 0, "http", 1}},
+		{"401 is the workload's answer, not the mesh's", unauthorized.URL, ExpectDenied, want{"workload-denied", false, 401, 0, "http", 1}},
 		{"500 is an error", broken.URL, ExpectDenied, want{"error", false, 500, 0, "http", 1}},
 		{"reset is denied", reset.url(), ExpectDenied, want{"denied", true, 0, 56, "reset", 1}},
-		{"refused is denied", closedPortURL(t), ExpectDenied, want{"denied", true, 0, 7, "refused", 1}},
-		{"silence is a timeout", silent.url(), ExpectDenied, want{"denied", true, 0, 28, "timeout", 1}},
+		{"refused is not the mesh's refusal", closedPortURL(t), ExpectDenied, want{"error", false, 0, 7, "refused", 1}},
+		{"silence is a timeout, not the mesh's refusal", silent.url(), ExpectDenied, want{"error", false, 0, 28, "timeout", 1}},
 		{"200 when denied expected", ok.URL, ExpectDenied, want{"allowed", false, 200, 0, "http", 1}},
 		{"reset when allowed expected", reset.url(), ExpectAllowed, want{"denied", false, 0, 56, "reset", 1}},
 	}
@@ -257,7 +257,7 @@ func TestRunCountStopsAtFirstMismatch(t *testing.T) {
 	})
 	r := Run(t.Context(), Options{URL: srv.URL, Expect: ExpectAllowed, Count: 3, Settle: time.Second})
 
-	checkResult(t, r, want{"denied", false, 403, 0, "http", 2})
+	checkResult(t, r, want{"workload-denied", false, 403, 0, "http", 2})
 	if !strings.Contains(r.LastError, "403") {
 		t.Errorf("lastError = %q, want the unexpected 403", r.LastError)
 	}

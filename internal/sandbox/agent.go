@@ -229,10 +229,17 @@ func (a *nodeAgent) markRunning(ctx context.Context, pod *corev1.Pod) error {
 		for _, c := range p.Spec.Containers {
 			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
 				Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: true, Started: ptrBool(true),
-				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+				ContainerID: containerID(p, c.Name),
+				State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
 			})
 		}
 	})
+}
+
+// containerID names a container as a runtime would (kubelet writes "<runtime>://<id>"): one per pod and
+// container, so a pod created anew under the same name has other containers.
+func containerID(p *corev1.Pod, container string) string {
+	return "sandbox://" + string(p.UID) + "/" + container
 }
 
 func podConditions(s corev1.ConditionStatus, now metav1.Time) []corev1.PodCondition {
@@ -361,6 +368,7 @@ func (a *nodeAgent) writeTerminated(ctx context.Context, pod *corev1.Pod, exit i
 		p.Status.Conditions = podConditions(corev1.ConditionFalse, now)
 		p.Status.ContainerStatuses = []corev1.ContainerStatus{{
 			Name: probe.ContainerName, Image: p.Spec.Containers[0].Image, ImageID: p.Spec.Containers[0].Image,
+			ContainerID: containerID(p, probe.ContainerName),
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
 				ExitCode: exit, Reason: reason, Message: msg,
 				StartedAt: metav1.NewTime(started), FinishedAt: now,
