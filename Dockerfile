@@ -9,6 +9,8 @@ COPY main.go main.go
 COPY api/ api/
 COPY controllers/ controllers/
 COPY internal/ internal/
+# The manager compares the installed admission policies with config/'s (embedded).
+COPY config/ config/
 RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath -ldflags "-s -w" -o manager .
 
 # distroless static, non-root: the probe pods run as UID 65532 with a read-only root filesystem.
