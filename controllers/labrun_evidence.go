@@ -37,8 +37,7 @@ func (r *LabRunReconciler) evidence(ctx context.Context, run *labsv1.LabRun, st 
 		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
 		return nil
 	}
-	z := run.Spec.Mesh.Ztunnel
-	entries, err := r.Logs.Read(ctx, z.Namespace, z.Labels(), since.Add(-clockSlack))
+	entries, err := r.readZtunnel(ctx, run, st, since.Add(-clockSlack))
 	if err != nil {
 		r.finishStep(run, st, labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error())
 		return nil

@@ -257,8 +257,7 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 			since = p.j.first.Time
 		}
 	}
-	z := run.Spec.Mesh.Ztunnel
-	entries, err := r.Logs.Read(ctx, z.Namespace, z.Labels(), since.Add(-ClockTolerance))
+	entries, err := r.readZtunnel(ctx, run, st, since.Add(-ClockTolerance))
 	if err != nil {
 		r.finishStep(run, st, labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error())
 		return nil

@@ -410,6 +410,7 @@ func (r *LabRunReconciler) judgeDenier(ctx context.Context, run *labsv1.LabRun, 
 		r.finishStep(run, st, labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error())
 		return nil
 	}
+	st.EvidenceSources = d.sources
 	now := r.now()
 	if (d.line == nil && now.Before(j.last.Time.Add(r.EvidenceWait))) ||
 		(d.line != nil && !deniedAsExpected(run, step.Denier, d.who) && now.Before(w.settleBy)) {

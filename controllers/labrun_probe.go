@@ -37,13 +37,14 @@ func (r *LabRunReconciler) probeBudget(run *labsv1.LabRun) time.Duration {
 type denial struct {
 	line *ztunnel.Entry
 	who  string
+	// sources are the ztunnel pods read.
+	sources []labsv1.EvidenceSource
 }
 
 // denial reads the destination ztunnel's inbound lines from the probe's pod (src.workload in src.namespace) since
 // the step started.
 func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod) (denial, error) {
-	z := run.Spec.Mesh.Ztunnel
-	entries, err := r.Logs.Read(ctx, z.Namespace, z.Labels(), since)
+	entries, sources, err := r.readZtunnelSources(ctx, run, since)
 	if err != nil {
 		return denial{}, err
 	}
@@ -51,10 +52,10 @@ func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since
 	matched := ztunnel.Match(entries, ztunnel.Criteria{Since: since, Direction: "inbound", SrcWorkload: pod.Name,
 		SrcNamespace: pod.Namespace, PolicyRejected: &rejected})
 	if len(matched) == 0 {
-		return denial{}, nil
+		return denial{sources: sources}, nil
 	}
 	last := matched[len(matched)-1]
-	return denial{line: &last, who: deniedBy(last)}, nil
+	return denial{line: &last, who: deniedBy(last), sources: sources}, nil
 }
 
 // deniedBy names what refused a connection, from ztunnel's line (ISTIO-FACTS.md).

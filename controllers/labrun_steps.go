@@ -191,7 +191,7 @@ func (r *LabRunReconciler) finishStep(run *labsv1.LabRun, st *labsv1.StepResult,
 		st.Observed = observed
 	}
 	st.Message = msg
-	observeStep(st)
+	observeStep(run, st)
 	typ, reason := corev1.EventTypeNormal, "StepPassed"
 	switch v {
 	case labsv1.VerdictFail:

@@ -15,8 +15,8 @@ import (
 // staticLogs is a LogSource that returns fixed ztunnel entries.
 type staticLogs []ztunnel.Entry
 
-func (s staticLogs) Read(context.Context, string, map[string]string, time.Time) ([]ztunnel.Entry, error) {
-	return s, nil
+func (s staticLogs) Read(context.Context, string, map[string]string, time.Time) ([]ztunnel.Entry, []ztunnel.Source, error) {
+	return s, nil, nil
 }
 
 func (s staticLogs) PodLog(context.Context, string, string, time.Time) ([]byte, error) {

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/report"
 )
 
 // PolicyReportGVK is the wg-policy PolicyReport version Kyverno's Policy Reporter reads.
@@ -321,12 +322,23 @@ func stepProperties(run *labsv1.LabRun, st labsv1.StepResult) map[string]any {
 		"change":   st.Change,
 		"node":     strings.Join(failingNodes(st.Coverage), ","),
 		"spiffe":   strings.Join(SPIFFEIdentities(st.Evidence), ","),
+		// Where the evidence came from: the ztunnel pods whose logs the step read.
+		"evidenceSources": strings.Join(sourceLines(st.EvidenceSources), ","),
 	} {
 		if v != "" {
 			props[k] = v
 		}
 	}
 	return props
+}
+
+// sourceLines names each ztunnel pod a step read, as the other reports do.
+func sourceLines(sources []labsv1.EvidenceSource) []string {
+	out := make([]string, 0, len(sources))
+	for _, s := range sources {
+		out = append(out, report.SourceLine(s))
+	}
+	return out
 }
 
 // failingNodes names, once each and in order, the nodes where a per-node step did not pass.

@@ -409,6 +409,15 @@ type StepResult struct {
 	// +optional
 	Coverage []NodeResult `json:"coverage,omitempty"`
 
+	// EvidenceSources are the ztunnel pods whose access logs were read for this step's evidence or for who
+	// denied its connections: every pod the ztunnel namespace and selector matched when the step last read the
+	// logs, whether or not it had lines for the step. Empty for a step that read no ztunnel log. At most 64,
+	// ordered by node and name.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	EvidenceSources []EvidenceSource `json:"evidenceSources,omitempty"`
+
 	// StartTime is when the step started (microsecond precision: evidence windows and reaction latency are
 	// measured from it).
 	// +optional
@@ -448,6 +457,20 @@ type NodeResult struct {
 	// Attempts counted there.
 	// +optional
 	Attempts int32 `json:"attempts,omitempty"`
+}
+
+// EvidenceSource is one ztunnel pod whose log a step read.
+type EvidenceSource struct {
+	// Namespace of the ztunnel pod.
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// Pod is the ztunnel pod's name.
+	// +kubebuilder:validation:MaxLength=253
+	Pod string `json:"pod"`
+	// Node the ztunnel pod runs on (its spec.nodeName): the node whose traffic its log records.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Node string `json:"node,omitempty"`
 }
 
 // Summary counts step verdicts.

@@ -317,7 +317,8 @@ func with(m map[string]string, k, v string) map[string]string {
 }
 
 // TestMeshRestoreMetrics: while a Lab-mode run has the mesh weakened, its journaled changes count as pending
-// restores; once it has restored them, none is pending and none overdue.
+// restores; once it has restored them, none is pending and none overdue. The run's own metrics (its verdicts,
+// its end, its exposure) carry its namespace, so an alert on them says whose run it was.
 func TestMeshRestoreMetrics(t *testing.T) {
 	needSandbox(t)
 	g := NewWithT(t)
@@ -332,6 +333,25 @@ func TestMeshRestoreMetrics(t *testing.T) {
 		g.Expect(value(g, "labrun_mesh_overdue_restores", nil)).To(BeZero())
 		g.Expect(value(g, "labrun_mesh_unreadable_records", nil)).To(BeZero())
 	}).WithTimeout(30 * time.Second).Should(Succeed())
+
+	ns := map[string]string{"namespace": done.Namespace}
+	exported := gather(g)
+	g.Expect(total(of(exported, "labrun_runs_finished_total", with(with(ns, "phase", string(done.Status.Phase)), "mesh_restored", "true")))).
+		To(BeNumerically(">=", 1), "the run's end, with its namespace")
+	for _, st := range done.Status.Steps {
+		g.Expect(total(of(exported, "labrun_step_verdicts_total", with(with(with(ns, "lab", string(st.Lab)), "step", st.Name), "verdict", string(st.Verdict))))).
+			To(BeNumerically(">=", 1), "the verdict of step %s, with the run's namespace", st.Name)
+	}
+	g.Expect(total(of(exported, "labrun_exposure_seconds_count", ns))).To(BeNumerically(">=", 1), "the run's exposure, with its namespace")
+}
+
+// total adds up the series' values.
+func total(ss []series) float64 {
+	var sum float64
+	for _, s := range ss {
+		sum += s.value
+	}
+	return sum
 }
 
 type query struct{ where, expr string }

@@ -168,6 +168,10 @@ func stepProperties(st labsv1.StepResult) *JUnitProperties {
 	for _, n := range st.Coverage {
 		add("coverage."+strings.ToLower(string(n.Role))+"."+n.Node, CoverageLine(n))
 	}
+	// Where the evidence came from: one property per ztunnel pod whose log was read.
+	for _, s := range st.EvidenceSources {
+		add("evidenceSource", SourceLine(s))
+	}
 	if len(p.Properties) == 0 {
 		return nil
 	}

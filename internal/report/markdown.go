@@ -42,6 +42,16 @@ func writeLab(b *strings.Builder, lab labSteps) {
 			verdictCell(st.Verdict), cell(Settle(st)), cell(st.Message))
 	}
 	for _, st := range lab.Steps {
+		if len(st.EvidenceSources) == 0 {
+			continue
+		}
+		srcs := make([]string, 0, len(st.EvidenceSources))
+		for _, s := range st.EvidenceSources {
+			srcs = append(srcs, SourceLine(s))
+		}
+		fmt.Fprintf(b, "\n%s: evidence read from the logs of ztunnel %s.\n", cell(st.Name), cell(strings.Join(srcs, ", ")))
+	}
+	for _, st := range lab.Steps {
 		if !Failing(st.Verdict) || len(st.Coverage) == 0 {
 			continue
 		}

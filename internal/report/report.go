@@ -106,5 +106,14 @@ func CoverageLine(n labsv1.NodeResult) string {
 	return s
 }
 
+// SourceLine names a ztunnel pod whose log a step read, e.g. "istio-system/ztunnel-abcde on node-2".
+func SourceLine(s labsv1.EvidenceSource) string {
+	line := s.Namespace + "/" + s.Pod
+	if s.Node != "" {
+		line += " on " + s.Node
+	}
+	return line
+}
+
 // Failing tells whether a verdict counts against the run.
 func Failing(v labsv1.Verdict) bool { return v == labsv1.VerdictFail || v == labsv1.VerdictError }

@@ -31,6 +31,8 @@ func sampleRun() *labsv1.LabRun {
 	fail.Expected, fail.Observed = "denied (connection reset, curl 56)", "allowed (HTTP 200)"
 	fail.Message = "plaintext from outside the mesh got through on node-2"
 	fail.Evidence = []string{`ztunnel node-1: error access connection complete src.addr=10.0.0.9 "connection reset"`, "line <2> & more"}
+	fail.EvidenceSources = []labsv1.EvidenceSource{{Namespace: "istio-system", Pod: "ztunnel-a1b2c", Node: "node-1"},
+		{Namespace: "istio-system", Pod: "ztunnel-d3e4f", Node: "node-2"}}
 	fail.Coverage = []labsv1.NodeResult{
 		{Node: "node-1", Role: labsv1.RoleDestination, Endpoint: "backend-0 (10.0.0.7:80)", Observed: "denied", Verdict: labsv1.VerdictPass},
 		{Node: "node-2", Role: labsv1.RoleDestination, Endpoint: "backend-1 (10.0.1.7:80)", Observed: "allowed (HTTP 200)", Verdict: labsv1.VerdictFail, Attempts: 3},
@@ -122,9 +124,15 @@ func TestJUnitParsesBackWithCountsAndMessages(t *testing.T) {
 	g.Expect(failed.Failure.Text).NotTo(ContainSubstring("node-1"), "only failing nodes in the failure body")
 	g.Expect(failed.SystemOut).To(Equal(sampleRun().Status.Steps[1].Evidence[0] + "\nline <2> & more"))
 	props := map[string]string{}
+	var sources []string
 	for _, p := range failed.Properties {
 		props[p.Name] = p.Value
+		if p.Name == "evidenceSource" {
+			sources = append(sources, p.Value)
+		}
 	}
+	g.Expect(sources).To(Equal([]string{"istio-system/ztunnel-a1b2c on node-1", "istio-system/ztunnel-d3e4f on node-2"}),
+		"the ztunnel pods whose logs the step read")
 	g.Expect(props).To(HaveKeyWithValue("expected", "denied (connection reset, curl 56)"))
 	g.Expect(props).To(HaveKeyWithValue("observed", "allowed (HTTP 200)"))
 	g.Expect(props).To(HaveKeyWithValue("coverage.destination.node-2",
@@ -163,6 +171,9 @@ func TestJSONKeepsEveryStepByLab(t *testing.T) {
 	g.Expect(doc.Labs).To(HaveLen(3))
 	g.Expect(doc.Labs[0].Steps).To(HaveLen(2))
 	g.Expect(doc.Labs[0].Steps[1].Coverage).To(HaveLen(2))
+	g.Expect(doc.Labs[0].Steps[1].EvidenceSources).To(Equal(sampleRun().Status.Steps[1].EvidenceSources))
+	g.Expect(buf.String()).To(ContainSubstring(`"evidenceSources": [`))
+	g.Expect(buf.String()).To(ContainSubstring(`"pod": "ztunnel-d3e4f"`))
 	g.Expect(doc.Summary.Failed).To(Equal(int32(1)))
 }
 
@@ -176,6 +187,8 @@ func TestMarkdownHasATablePerLab(t *testing.T) {
 	g.Expect(md).To(ContainSubstring("| non-mesh-refused | denied (connection reset, curl 56) | allowed (HTTP 200) | **Fail** |"))
 	g.Expect(md).To(ContainSubstring("| client-allowed | allowed (HTTP 200) | allowed (HTTP 200) | Pass | 1.234s |"))
 	g.Expect(md).To(ContainSubstring("- Destination node-2 backend-1 (10.0.1.7:80): Fail"))
+	g.Expect(md).To(ContainSubstring("non-mesh-refused: evidence read from the logs of ztunnel " +
+		"istio-system/ztunnel-a1b2c on node-1, istio-system/ztunnel-d3e4f on node-2."))
 	g.Expect(md).To(ContainSubstring(`Restored \| all`), "pipes in text are escaped")
 }
 

@@ -17,27 +17,35 @@ type LogReader struct {
 	Client kubernetes.Interface
 }
 
+// Source is a ztunnel pod whose log was read: reports name where their evidence came from.
+type Source struct {
+	Namespace, Pod, Node string
+}
+
 // Read returns the parsed log entries of every ztunnel pod matching selector in namespace, written since the
-// given time. It fails when no ztunnel pod is found or a pod's logs cannot be read: no logs is not evidence.
-func (r LogReader) Read(ctx context.Context, namespace string, selector map[string]string, since time.Time) ([]Entry, error) {
+// given time, and the pods it read. It fails when no ztunnel pod is found or a pod's logs cannot be read: no
+// logs is not evidence.
+func (r LogReader) Read(ctx context.Context, namespace string, selector map[string]string, since time.Time) ([]Entry, []Source, error) {
 	pods, err := r.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: labels.SelectorFromSet(selector).String(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("listing ztunnel pods in %s: %w", namespace, err)
+		return nil, nil, fmt.Errorf("listing ztunnel pods in %s: %w", namespace, err)
 	}
 	if len(pods.Items) == 0 {
-		return nil, fmt.Errorf("no ztunnel pods match %s in namespace %s", labels.SelectorFromSet(selector), namespace)
+		return nil, nil, fmt.Errorf("no ztunnel pods match %s in namespace %s", labels.SelectorFromSet(selector), namespace)
 	}
 	var all []Entry
+	sources := make([]Source, 0, len(pods.Items))
 	for _, p := range pods.Items {
 		entries, err := r.readPod(ctx, &p, since)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		all = append(all, entries...)
+		sources = append(sources, Source{Namespace: p.Namespace, Pod: p.Name, Node: p.Spec.NodeName})
 	}
-	return all, nil
+	return all, sources, nil
 }
 
 func (r LogReader) readPod(ctx context.Context, p *corev1.Pod, since time.Time) ([]Entry, error) {

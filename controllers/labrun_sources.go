@@ -1,0 +1,54 @@
+package controllers
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/ztunnel"
+)
+
+// maxEvidenceSources is status.steps[].evidenceSources' MaxItems.
+const maxEvidenceSources = 64
+
+// readZtunnel reads the run's ztunnel access logs since the given time and records on st the pods it read, so
+// that the step's reports say where its evidence came from. A failed read leaves st's sources as they were.
+func (r *LabRunReconciler) readZtunnel(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, since time.Time) ([]ztunnel.Entry, error) {
+	entries, sources, err := r.readZtunnelSources(ctx, run, since)
+	if err != nil {
+		return nil, err
+	}
+	st.EvidenceSources = sources
+	return entries, nil
+}
+
+// readZtunnelSources reads the run's ztunnel access logs since the given time and names the pods it read.
+func (r *LabRunReconciler) readZtunnelSources(ctx context.Context, run *labsv1.LabRun, since time.Time) ([]ztunnel.Entry, []labsv1.EvidenceSource, error) {
+	z := run.Spec.Mesh.Ztunnel
+	entries, sources, err := r.Logs.Read(ctx, z.Namespace, z.Labels(), since)
+	if err != nil {
+		return nil, nil, err
+	}
+	return entries, evidenceSources(sources), nil
+}
+
+// evidenceSources orders the pods read by node and name and keeps the first maxEvidenceSources.
+func evidenceSources(sources []ztunnel.Source) []labsv1.EvidenceSource {
+	out := make([]labsv1.EvidenceSource, 0, len(sources))
+	for _, s := range sources {
+		out = append(out, labsv1.EvidenceSource{Namespace: s.Namespace, Pod: s.Pod, Node: s.Node})
+	}
+	slices.SortFunc(out, func(a, b labsv1.EvidenceSource) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Pod, b.Pod))
+	})
+	out = slices.CompactFunc(out, func(a, b labsv1.EvidenceSource) bool { return a == b })
+	if len(out) > maxEvidenceSources {
+		out = out[:maxEvidenceSources]
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
