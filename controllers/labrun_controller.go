@@ -49,6 +49,9 @@ type LabRunReconciler struct {
 	// EnabledLabel, when set, is a namespace label (value "true") an administrator puts on each namespace runs
 	// may touch; preflight refuses a run that would touch another, with nothing changed.
 	EnabledLabel string
+	// Admission says whether the admission policies are installed as shipped and enforced; Lab runs wait until
+	// they are (admission_guard.go). Nil: they are taken as not enforced.
+	Admission AdmissionGate
 	// ProbeImage runs `manager probe` when a LabRun names no image.
 	ProbeImage string
 	// PodStartGrace is how long a probe pod may take to start before its step errors out.
@@ -129,8 +132,8 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		return ctrl.Result{}, r.reconcileFinished(ctx, run)
 	}
 	for _, phase := range []func(context.Context, *labsv1.LabRun) error{
-		r.reconcilePlan, r.reconcilePreflight, r.reconcileInterrupted, r.reconcileLock, r.reconcileSteps, r.reconcileRestore,
-		r.reconcileFinish,
+		r.reconcilePlan, r.reconcileAdmission, r.reconcilePreflight, r.reconcileInterrupted, r.reconcileLock,
+		r.reconcileSteps, r.reconcileRestore, r.reconcileFinish,
 	} {
 		if err := phase(ctx, run); err != nil {
 			return r.outcome(ctx, run, err)
@@ -300,6 +303,7 @@ func (r *LabRunReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&securityv1.AuthorizationPolicy{}, handler.EnqueueRequestsFromMapFunc(ownerOf), owned).
 		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(r.queuedRuns),
 			builder.WithPredicates(predicate.NewPredicateFuncs(isMeshLock))).
+		WatchesRawSource(r.admissionSource()).
 		Named("labrun").
 		Complete(r)
 }

@@ -73,6 +73,11 @@ func TestManagerRBACIsNarrow(t *testing.T) {
 		{access{"create", "authentication.k8s.io", "tokenreviews", "", "", ""}, true},
 		{access{"create", "authorization.k8s.io", "subjectaccessreviews", "", "", ""}, true},
 		{access{"create", "", "serviceaccounts", "token", "demo", "frontend"}, false},
+		// It checks its admission policies are installed as shipped (admission_guard.go), never changes them.
+		{access{"watch", "admissionregistration.k8s.io", "validatingadmissionpolicies", "", "", ""}, true},
+		{access{"list", "admissionregistration.k8s.io", "validatingadmissionpolicybindings", "", "", ""}, true},
+		{access{"delete", "admissionregistration.k8s.io", "validatingadmissionpolicybindings", "", "", "labrun-requester-rights"}, false},
+		{access{"update", "admissionregistration.k8s.io", "validatingadmissionpolicies", "", "", "labrun-requester-rights"}, false},
 	}
 	for _, tc := range cases {
 		a := tc.access

@@ -87,11 +87,10 @@ func TestRefusedProbePodEndsTheRunAndFreesTheLock(t *testing.T) {
 	expectNoLock(t)
 }
 
-// TestStatusEditedMidRunIsRestoredAtOnce: with the status-writes policy off, someone marks a weakened run
-// Succeeded. The operator notices at once (not after maxExposure plus the watchdog's grace), restores and
-// fails the run saying why.
+// TestStatusEditedMidRunIsRestoredAtOnce: with the status-writes policy switched off mid-run, someone marks a
+// weakened run Succeeded. The operator notices at once (not after maxExposure plus the watchdog's grace),
+// restores and fails the run saying why. (A Lab run does not start while a policy is off: admission_guard.go.)
 func TestStatusEditedMidRunIsRestoredAtOnce(t *testing.T) {
-	withoutBinding(t, "labrun-status-writes")
 	startManager(t, managerOptions())
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -100,6 +99,7 @@ func TestStatusEditedMidRunIsRestoredAtOnce(t *testing.T) {
 	run.Spec.MaxExposure = &metav1.Duration{Duration: 10 * time.Minute}
 	create(t, run)
 	waitForMode(t, "PERMISSIVE")
+	withoutBinding(t, "labrun-status-writes")
 	forged := time.Now()
 	g.Eventually(func() error {
 		cur := &labsv1.LabRun{}

@@ -28,6 +28,9 @@ const (
 	ReasonWasNotStrict     = "WasNotStrict"
 	ReasonExposureExceeded = "ExposureExceeded"
 	ReasonStatusTampered   = "StatusTampered"
+	// ReasonAdmissionNotEnforced: a Lab run waits, before any change, until the admission policies that hold
+	// the trust boundary are installed as shipped and enforced; the message names what is missing or altered.
+	ReasonAdmissionNotEnforced = "AdmissionNotEnforced"
 )
 
 // Labels, annotations and the finalizer, all under the labs.ambientlab.io/ prefix.

@@ -28,6 +28,7 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/controllers"
+	"github.com/ambientlab/labrun-operator/internal/admissioncheck"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
@@ -61,6 +62,9 @@ type Options struct {
 	KeepLeaseOnStop bool
 	// WatchdogGrace is how long past an object's restore-by deadline its run gets before the watchdog restores it.
 	WatchdogGrace time.Duration
+	// AdmissionCheckInterval is how often the manager checks that its admission policies are installed as
+	// shipped and enforced (zero: a minute); it also checks at start and whenever one of them changes.
+	AdmissionCheckInterval time.Duration
 	// PolicyReportPoll is how often the manager looks for the wgpolicyk8s.io PolicyReport API while it is not
 	// served (zero: a minute); once it is, every LabRun gets its report.
 	PolicyReportPoll time.Duration
@@ -111,7 +115,13 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := mgr.Add(takeover); err != nil {
 		return nil, err
 	}
+	// Lab runs wait while the admission policies that hold the trust boundary are not as shipped and enforced.
+	admission, err := newAdmissionGuard(mgr, o)
+	if err != nil {
+		return nil, err
+	}
 	r := &controllers.LabRunReconciler{
+		Admission:     admission,
 		Client:        mgr.GetClient(),
 		APIReader:     takeover.Gate(mgr.GetAPIReader()),
 		Records:       records,
@@ -259,4 +269,22 @@ func durationOrNil(d time.Duration) *time.Duration {
 		return nil
 	}
 	return &d
+}
+
+// newAdmissionGuard registers the check of the admission policies config/default ships (embedded in the binary)
+// against those on the cluster, for an operator in o's namespace.
+func newAdmissionGuard(mgr ctrl.Manager, o Options) (*admissioncheck.Guard, error) {
+	shipped, err := admissioncheck.LoadShipped(o.namespace())
+	if err != nil {
+		return nil, fmt.Errorf("loading the shipped admission policies: %w", err)
+	}
+	g := &admissioncheck.Guard{
+		Checker:   &admissioncheck.Checker{Reader: mgr.GetClient(), Client: mgr.GetClient(), Shipped: shipped},
+		Informers: mgr.GetCache(),
+		Interval:  o.AdmissionCheckInterval,
+	}
+	if err := mgr.Add(g); err != nil {
+		return nil, err
+	}
+	return g, nil
 }
