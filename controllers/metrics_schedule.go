@@ -64,9 +64,11 @@ var (
 			UnknownStep, MaxNodesPerSchedule, NodeOther),
 		append(slices.Clone(scheduleLabels), "lab", "step", "node"), nil)
 	descPendingRestores = prometheus.NewDesc("labrun_mesh_pending_restores",
-		"Journaled mesh changes not restored yet, from the trusted run records.", nil, nil)
+		"Journaled mesh changes not restored yet, from the trusted run records, by the namespace of their LabRun "+
+			"(one series per namespace with a record).", []string{"namespace"}, nil)
 	descOverdueRestores = prometheus.NewDesc("labrun_mesh_overdue_restores",
-		"Journaled mesh changes not restored yet although their run's restore-by deadline has passed.", nil, nil)
+		"Journaled mesh changes not restored yet although their run's restore-by deadline has passed, by the "+
+			"namespace of their LabRun (one series per namespace with a record).", []string{"namespace"}, nil)
 	descUnreadableRecords = prometheus.NewDesc("labrun_mesh_unreadable_records",
 		"Trusted run records that cannot be decoded: nothing can be restored from them.", nil, nil)
 )
@@ -155,24 +157,33 @@ func collectRestores(ctx context.Context, records mesh.Store, now time.Time, ch 
 	if err != nil {
 		return fmt.Errorf("reading the trusted records for metrics: %w", err)
 	}
-	pending, overdue := countRestores(recs, now)
-	ch <- prometheus.MustNewConstMetric(descPendingRestores, prometheus.GaugeValue, float64(pending))
-	ch <- prometheus.MustNewConstMetric(descOverdueRestores, prometheus.GaugeValue, float64(overdue))
+	for ns, c := range countRestores(recs, now) {
+		ch <- prometheus.MustNewConstMetric(descPendingRestores, prometheus.GaugeValue, float64(c.pending), ns)
+		ch <- prometheus.MustNewConstMetric(descOverdueRestores, prometheus.GaugeValue, float64(c.overdue), ns)
+	}
 	ch <- prometheus.MustNewConstMetric(descUnreadableRecords, prometheus.GaugeValue, float64(len(undecodable)))
 	return nil
 }
 
-// countRestores counts the journal entries not restored yet, and those of them past their record's restore-by
-// deadline (without the watchdog's grace: an alert should see the mesh weak as soon as the promise is broken).
-func countRestores(recs []*mesh.Record, now time.Time) (pending, overdue int) {
+// restoreCounts are the journal entries not restored yet, and those of them past their record's deadline.
+type restoreCounts struct{ pending, overdue int }
+
+// countRestores counts, by the namespace of the run that made them, the journal entries not restored yet and
+// those of them past their record's restore-by deadline (without the watchdog's grace: an alert should see the
+// mesh weak as soon as the promise is broken). The namespace is the trusted record's, so an alert says whose run
+// left the mesh weak.
+func countRestores(recs []*mesh.Record, now time.Time) map[string]restoreCounts {
+	out := map[string]restoreCounts{}
 	for _, rec := range recs {
+		c := out[rec.Run.Namespace]
 		n := len(rec.Pending())
-		pending += n
+		c.pending += n
 		if late, _ := rec.Overdue(now, 0); late {
-			overdue += n
+			c.overdue += n
 		}
+		out[rec.Run.Namespace] = c
 	}
-	return pending, overdue
+	return out
 }
 
 // scheduleView is what the metrics say of one schedule.

@@ -173,19 +173,20 @@ func TestScheduleInterval(t *testing.T) {
 	}
 }
 
-// TestCountRestores: pending entries, and those of records past their restore-by deadline.
+// TestCountRestores: pending entries, and those of records past their restore-by deadline, by the namespace of
+// the run that made them.
 func TestCountRestores(t *testing.T) {
 	entry := func(restored bool) labsv1.JournalEntry { return labsv1.JournalEntry{Restored: restored} }
+	team := func(ns string) mesh.RunRef { return mesh.RunRef{Namespace: ns, Name: "run"} }
 	recs := []*mesh.Record{
-		{RestoreBy: metricsAt(5), Entries: []labsv1.JournalEntry{entry(false), entry(true)}},   // pending, in time
-		{RestoreBy: metricsAt(-1), Entries: []labsv1.JournalEntry{entry(false), entry(false)}}, // overdue
-		{RestoreBy: metricsAt(-1), Entries: []labsv1.JournalEntry{entry(true)}},                // restored late: fine
-		{Entries: []labsv1.JournalEntry{}},
+		{Run: team("team-a"), RestoreBy: metricsAt(5), Entries: []labsv1.JournalEntry{entry(false), entry(true)}},   // pending, in time
+		{Run: team("team-b"), RestoreBy: metricsAt(-1), Entries: []labsv1.JournalEntry{entry(false), entry(false)}}, // overdue
+		{Run: team("team-a"), RestoreBy: metricsAt(-1), Entries: []labsv1.JournalEntry{entry(true)}},                // restored late: fine
+		{Run: team("team-c"), Entries: []labsv1.JournalEntry{}},
 	}
-	pending, overdue := countRestores(recs, metricsNow)
-	g := NewWithT(t)
-	g.Expect(pending).To(Equal(3))
-	g.Expect(overdue).To(Equal(2))
+	NewWithT(t).Expect(countRestores(recs, metricsNow)).To(Equal(map[string]restoreCounts{
+		"team-a": {pending: 1}, "team-b": {pending: 2, overdue: 2}, "team-c": {},
+	}))
 }
 
 // failingReader answers every read with err.

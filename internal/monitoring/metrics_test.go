@@ -317,24 +317,26 @@ func with(m map[string]string, k, v string) map[string]string {
 }
 
 // TestMeshRestoreMetrics: while a Lab-mode run has the mesh weakened, its journaled changes count as pending
-// restores; once it has restored them, none is pending and none overdue. The run's own metrics (its verdicts,
+// restores of its namespace; once it has restored them, none is pending and none overdue. The run's own metrics (its verdicts,
 // its end, its exposure) carry its namespace, so an alert on them says whose run it was.
 func TestMeshRestoreMetrics(t *testing.T) {
 	needSandbox(t)
 	g := NewWithT(t)
 	run := newRun(labsv1.ModeLab, labsv1.LabPeerAuthentication)
 	createRun(t, run)
-	g.Eventually(func(g Gomega) float64 { return value(g, "labrun_mesh_pending_restores", nil) }).
-		WithTimeout(2 * time.Minute).WithPolling(20 * time.Millisecond).Should(BeNumerically(">", 0))
+	ns := map[string]string{"namespace": run.Namespace}
+	g.Eventually(func(g Gomega) float64 { return value(g, "labrun_mesh_pending_restores", ns) }).
+		WithTimeout(2*time.Minute).WithPolling(20*time.Millisecond).Should(BeNumerically(">", 0),
+		"pending restores, under the namespace of the run that made them")
 	done := finished(t, run)
 	g.Expect(done.Status.Journal).NotTo(BeEmpty(), "the run changed the mesh")
 	g.Eventually(func(g Gomega) {
-		g.Expect(value(g, "labrun_mesh_pending_restores", nil)).To(BeZero())
-		g.Expect(value(g, "labrun_mesh_overdue_restores", nil)).To(BeZero())
+		// A namespace's series is there while a record of its runs is, and says 0 once all is restored.
+		g.Expect(total(of(gather(g), "labrun_mesh_pending_restores", ns))).To(BeZero())
+		g.Expect(total(of(gather(g), "labrun_mesh_overdue_restores", ns))).To(BeZero())
 		g.Expect(value(g, "labrun_mesh_unreadable_records", nil)).To(BeZero())
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 
-	ns := map[string]string{"namespace": done.Namespace}
 	exported := gather(g)
 	g.Expect(total(of(exported, "labrun_runs_finished_total", with(with(ns, "phase", string(done.Status.Phase)), "mesh_restored", "true")))).
 		To(BeNumerically(">=", 1), "the run's end, with its namespace")

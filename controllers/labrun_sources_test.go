@@ -1,0 +1,48 @@
+package controllers
+
+import (
+	"fmt"
+	"testing"
+
+	. "github.com/onsi/gomega"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/ztunnel"
+)
+
+// TestEvidenceSources: the pods read are ordered by node and name, named once each, and bounded by the API's
+// MaxItems; no pods read leaves the field empty.
+func TestEvidenceSources(t *testing.T) {
+	many := make([]ztunnel.Source, 0, maxEvidenceSources+6)
+	for i := range maxEvidenceSources + 6 {
+		many = append(many, ztunnel.Source{Namespace: "istio-system", Pod: fmt.Sprintf("ztunnel-%03d", i), Node: fmt.Sprintf("node-%03d", i)})
+	}
+	for _, tc := range []struct {
+		name string
+		in   []ztunnel.Source
+		want []labsv1.EvidenceSource
+		n    int
+	}{
+		{name: "none", in: nil, want: nil},
+		{name: "ordered by node, once each", in: []ztunnel.Source{
+			{Namespace: "istio-system", Pod: "ztunnel-b", Node: "node-2"},
+			{Namespace: "istio-system", Pod: "ztunnel-a", Node: "node-1"},
+			{Namespace: "istio-system", Pod: "ztunnel-b", Node: "node-2"},
+		}, want: []labsv1.EvidenceSource{
+			{Namespace: "istio-system", Pod: "ztunnel-a", Node: "node-1"},
+			{Namespace: "istio-system", Pod: "ztunnel-b", Node: "node-2"},
+		}},
+		{name: "bounded", in: many, n: maxEvidenceSources},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			got := evidenceSources(tc.in)
+			if tc.n > 0 {
+				g.Expect(got).To(HaveLen(tc.n))
+				g.Expect(got[0].Node).To(Equal("node-000"))
+				return
+			}
+			g.Expect(got).To(Equal(tc.want))
+		})
+	}
+}
