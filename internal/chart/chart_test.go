@@ -241,11 +241,18 @@ func TestValues(t *testing.T) {
 		g.Expect(managerArgs(t, r)).To(ContainElement("--leader-elect=false"))
 		g.Expect(strings.Join(managerArgs(t, r), " ")).NotTo(ContainSubstring("lease-duration"))
 	})
-	t.Run("admission policies off", func(t *testing.T) {
+	t.Run("admission policies cannot be switched off", func(t *testing.T) {
+		// They hold the trust boundary and exist on every Kubernetes the chart installs on (>= 1.30); the
+		// manager holds Lab runs while they are missing, so a switch would only stall the operator.
 		g := NewWithT(t)
-		for _, u := range render(t, map[string]any{"admissionPolicies": map[string]any{"enabled": false}}).Objects {
-			g.Expect(u.GetKind()).NotTo(HavePrefix("ValidatingAdmissionPolicy"), key(u))
+		_, err := chart.Render(context.Background(), dir, release, sandbox.OperatorNamespace,
+			map[string]any{"admissionPolicies": map[string]any{"enabled": false}})
+		g.Expect(err).To(MatchError(ContainSubstring("admissionPolicies")))
+		var kinds []string
+		for _, u := range render(t, map[string]any{"metrics": map[string]any{"enabled": false}}).Objects {
+			kinds = append(kinds, u.GetKind())
 		}
+		g.Expect(kinds).To(ContainElements("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"))
 	})
 	t.Run("monitoring and Argo CD extras", func(t *testing.T) {
 		g := NewWithT(t)

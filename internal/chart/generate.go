@@ -175,7 +175,7 @@ func placeOf(u *unstructured.Unstructured) (file, cond string) {
 	kind, name := u.GetKind(), u.GetName()
 	switch {
 	case strings.HasPrefix(kind, "ValidatingAdmissionPolicy"), kind == "ConfigMap" && name == sandbox.ProbeImagesConfigMap:
-		return "admission.yaml", ".Values.admissionPolicies.enabled"
+		return "admission.yaml", "" // always: the manager holds Lab runs while they are missing
 	case strings.Contains(name, "metrics") && (kind == "Service" || strings.HasPrefix(kind, "ClusterRole")):
 		return "metrics.yaml", ".Values.metrics.enabled"
 	case strings.HasPrefix(kind, "Role") || strings.HasPrefix(kind, "ClusterRole") || kind == "ServiceAccount":
