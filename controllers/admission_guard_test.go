@@ -13,6 +13,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/admissioncheck"
+	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 
 // removeBinding deletes an admission policy binding of config/default and returns what puts it back, which also
@@ -75,4 +77,28 @@ func TestLabRunWaitsWhileRequesterRightsAreNotEnforced(t *testing.T) {
 	done = finished(t, lab)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
 	expectMeshAsFound(t)
+}
+
+// TestAdmissionCheckProvesEnforcement: as installed, the check finds nothing wrong; with the manager-limits binding
+// gone, its dry run is admitted and the check says the API server does not enforce the policy (besides the
+// missing binding); put back, the check passes again.
+func TestAdmissionCheckProvesEnforcement(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	shipped, err := admissioncheck.LoadShipped(sandbox.OperatorNamespace)
+	g.Expect(err).NotTo(HaveOccurred())
+	manager, err := client.New(sb.ManagerConfig(), client.Options{Scheme: k8s.Scheme()})
+	g.Expect(err).NotTo(HaveOccurred())
+	check := &admissioncheck.Checker{Reader: manager, Client: manager, Shipped: shipped}
+	g.Expect(check.Check(ctx)).To(BeEmpty())
+
+	restore := removeBinding(t, "labrun-manager-limits")
+	g.Eventually(func() []admissioncheck.Problem { return check.Check(ctx) }).WithTimeout(30 * time.Second).
+		WithPolling(100 * time.Millisecond).Should(ConsistOf(
+		admissioncheck.Problem("ValidatingAdmissionPolicyBinding labrun-manager-limits is missing"),
+		admissioncheck.Problem("the API server does not enforce ValidatingAdmissionPolicy labrun-manager-limits: "+
+			"a dry-run create of Namespace "+admissioncheck.ProbeNamespace+" by the manager was admitted")))
+	restore()
+	g.Eventually(func() []admissioncheck.Problem { return check.Check(ctx) }).WithTimeout(30 * time.Second).
+		WithPolling(100 * time.Millisecond).Should(BeEmpty())
 }
