@@ -72,8 +72,8 @@ func serving(p *corev1.Pod) bool {
 // fleetOf reads the nodes with a ready ztunnel and the target's ready endpoints.
 func (r *LabRunReconciler) fleetOf(ctx context.Context, run *labsv1.LabRun) (fleet, error) {
 	var f fleet
-	z := run.Spec.Mesh.Ztunnel
-	zpods, err := r.appPods(ctx, client.InNamespace(z.Namespace), client.MatchingLabels(z.Labels()))
+	z := r.meshConfig()
+	zpods, err := r.appPods(ctx, client.InNamespace(z.ZtunnelNamespace), client.MatchingLabels(z.ZtunnelSelector))
 	if err != nil {
 		return f, err
 	}
@@ -97,7 +97,7 @@ func (r *LabRunReconciler) fleetOf(ctx context.Context, run *labsv1.LabRun) (fle
 	sort.Slice(f.endpoints, func(i, j int) bool { return f.endpoints[i].pod < f.endpoints[j].pod })
 	switch {
 	case len(f.nodes) == 0:
-		return f, permanentError{fmt.Errorf("no ztunnel pod is ready (namespace %s, selector %v): no node can be verified", z.Namespace, z.Labels())}
+		return f, permanentError{fmt.Errorf("no ztunnel pod is ready (namespace %s, selector %s): no node can be verified", z.ZtunnelNamespace, SelectorString(z.ZtunnelSelector))}
 	case len(f.endpoints) == 0:
 		return f, permanentError{fmt.Errorf("no ready endpoint backs Service %s/%s", run.TargetNamespace(), run.Spec.Target.Service)}
 	}
@@ -110,11 +110,15 @@ func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, 
 	if err != nil {
 		return nil, f, err
 	}
+	rec, err := r.trustedRecord(ctx, run)
+	if err != nil {
+		return nil, f, err
+	}
 	pods := map[string]*corev1.Pod{}
 	for _, node := range f.nodes {
 		o := observerOf(step)
 		o.node = node
-		pod, reason, err := r.ensure(ctx, run, o, func() (observerDest, string, error) {
+		pod, reason, err := r.ensure(ctx, run, rec, o, func() (observerDest, string, error) {
 			tolerations, err := r.noExecuteTolerations(ctx, node)
 			return observerDest{urls: f.urls(run.Spec.Target.Path), tolerations: tolerations}, "", err
 		})
@@ -280,7 +284,7 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 		case !ok:
 			wrong = append(wrong, fmt.Sprintf("destination node %s (endpoint %s): no ztunnel line says who denied", e.node, e))
 			markFailed(st.Coverage, e)
-		case !deniedAsExpected(run, step.Denier, deniedBy(line)):
+		case !r.deniedAsExpected(run, step.Denier, deniedBy(line)):
 			wrong = append(wrong, fmt.Sprintf("destination node %s (endpoint %s): denied by %s", e.node, e, deniedBy(line)))
 			markFailed(st.Coverage, e)
 			evidence = append(evidence, ztunnel.FormatText(line))

@@ -40,7 +40,7 @@ func (r *LabRunReconciler) footprint(ctx context.Context, run *labsv1.LabRun, st
 var sidecarNames = map[string]bool{"istio-proxy": true, "istio-init": true, "istio-validation": true}
 
 func (r *LabRunReconciler) noSidecars(ctx context.Context, run *labsv1.LabRun) (labsv1.Verdict, string, string, error) {
-	pods, err := r.appPods(ctx, client.InNamespace(run.TargetNamespace()))
+	pods, err := r.countedPods(ctx, run, client.InNamespace(run.TargetNamespace()))
 	if err != nil {
 		return "", "", "", err
 	}
@@ -70,25 +70,33 @@ func containers(pods []corev1.Pod) int {
 	return n
 }
 
-// appPods lists pods, leaving out the run's own probe pods.
+// appPods lists pods live. It leaves none out for a label: a label on a pod is its owner's to write, and a target
+// pod hidden by one would escape every check. Counts leave out the run's own probe pods by UID (ownPods).
 func (r *LabRunReconciler) appPods(ctx context.Context, opts ...client.ListOption) ([]corev1.Pod, error) {
 	list := &corev1.PodList{}
 	if err := r.APIReader.List(ctx, list, opts...); err != nil {
 		return nil, fmt.Errorf("listing pods: %w", err)
 	}
-	var pods []corev1.Pod
-	for _, p := range list.Items {
-		if p.Labels[labsv1.LabelProbe] == "" {
-			pods = append(pods, p)
-		}
+	return list.Items, nil
+}
+
+// countedPods lists pods, leaving out those the run created (by UID in its trusted record).
+func (r *LabRunReconciler) countedPods(ctx context.Context, run *labsv1.LabRun, opts ...client.ListOption) ([]corev1.Pod, error) {
+	pods, err := r.appPods(ctx, opts...)
+	if err != nil {
+		return nil, err
 	}
-	return pods, nil
+	rec, err := r.Records.Get(ctx, string(run.UID))
+	if err != nil {
+		return nil, err
+	}
+	return ownPods(rec, pods), nil
 }
 
 // ztunnelUsage measures ztunnel: live usage from metrics.k8s.io when it is served, else the pods' requests.
 func (r *LabRunReconciler) ztunnelUsage(ctx context.Context, run *labsv1.LabRun) (labsv1.Verdict, string, string, error) {
-	z := run.Spec.Mesh.Ztunnel
-	pods, err := r.appPods(ctx, client.InNamespace(z.Namespace), client.MatchingLabels(z.Labels()))
+	z := r.meshConfig()
+	pods, err := r.appPods(ctx, client.InNamespace(z.ZtunnelNamespace), client.MatchingLabels(z.ZtunnelSelector))
 	if err != nil {
 		return "", "", "", err
 	}
@@ -99,7 +107,7 @@ func (r *LabRunReconciler) ztunnelUsage(ctx context.Context, run *labsv1.LabRun)
 	fp := footprintOf(run)
 	fp.Nodes, fp.ZtunnelPods = int32(len(nodes.Items)), int32(len(pods))
 	fp.Source, fp.AmbientCPU, fp.AmbientMemory = "metrics.k8s.io", resource.Quantity{}, resource.Quantity{}
-	if !r.usage(ctx, z.Namespace, z.Labels(), fp) {
+	if !r.usage(ctx, z.ZtunnelNamespace, z.ZtunnelSelector, fp) {
 		fp.Source = "requests"
 		for _, p := range pods {
 			for _, c := range p.Spec.Containers {
@@ -162,7 +170,7 @@ func (r *LabRunReconciler) sidecarEstimate(ctx context.Context, run *labsv1.LabR
 	}
 	fp.MeshPods = 0
 	for _, ns := range nss.Items {
-		pods, err := r.appPods(ctx, client.InNamespace(ns.Name))
+		pods, err := r.countedPods(ctx, run, client.InNamespace(ns.Name))
 		if err != nil {
 			return "", "", "", err
 		}

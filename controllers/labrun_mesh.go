@@ -28,7 +28,7 @@ func (r *LabRunReconciler) changeOf(run *labsv1.LabRun, s labs.Step) string {
 	case labs.KindSetAside:
 		return fmt.Sprintf("set %s aside (its selector then matches no workload)", policyRef(run))
 	case labs.KindSetPermissive:
-		return permissiveChange(run)
+		return r.permissiveChange(run)
 	case labs.KindRestore:
 		return "restore the journaled originals (PeerAuthentication mode STRICT)"
 	case labs.KindCreateFixture, labs.KindRemoveFixture:
@@ -74,14 +74,14 @@ func (r *LabRunReconciler) targetModes(ctx context.Context, run *labsv1.LabRun) 
 	if err != nil {
 		return nil, err
 	}
-	pas, err := mesh.PeerAuthentications(ctx, r.APIReader, run.Spec.Mesh.RootNamespace, run.TargetNamespace())
+	pas, err := mesh.PeerAuthentications(ctx, r.APIReader, r.meshConfig().RootNamespace, run.TargetNamespace())
 	if err != nil {
 		return nil, err
 	}
 	var out []podMode
 	for i := range pods {
 		port := containerPort(svc, run.Spec.Target.Port, &pods[i])
-		d := mesh.EffectiveMode(pas, run.Spec.Mesh.RootNamespace, run.TargetNamespace(), pods[i].Labels, port)
+		d := mesh.EffectiveMode(pas, r.meshConfig().RootNamespace, run.TargetNamespace(), pods[i].Labels, port)
 		out = append(out, podMode{ModeDecision: d, pod: pods[i].Name})
 	}
 	return out, nil
@@ -122,7 +122,7 @@ func orUnset(mode string) string {
 func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
 	ref, change := policyRef(run), changeSetAside
 	if step.Kind == labs.KindSetPermissive {
-		ref, change = permissiveRef(run), "mode "+modePermissive
+		ref, change = r.permissiveRef(run), "mode "+modePermissive
 	}
 	rec, err := r.record(ctx, run)
 	if err != nil {
@@ -373,6 +373,20 @@ func (r *LabRunReconciler) restoreAll(ctx context.Context, run *labsv1.LabRun) e
 		if err := r.restoreEntry(ctx, run, rec, e); err != nil {
 			setMeshRestored(run, metav1.ConditionFalse, labsv1.ReasonRestoreFailed, err.Error(), r.now())
 			return fmt.Errorf("restoring %s: %w", mesh.RefOf(*e), err)
+		}
+	}
+	// Whoever marked them restored (this run, or the watchdog), the temporary objects the run created must be
+	// gone now, not merely deleted: MeshRestored never says so while one is still in force.
+	for _, e := range rec.Entries {
+		if !e.Created {
+			continue
+		}
+		if err := mesh.Restore(ctx, r.Client, e); err != nil {
+			return err
+		}
+		if err := mesh.Verify(ctx, r.APIReader, e); err != nil {
+			setMeshRestored(run, metav1.ConditionFalse, labsv1.ReasonRestoreFailed, err.Error(), r.now())
+			return fmt.Errorf("restoring %s: %w", mesh.RefOf(e), err)
 		}
 	}
 	mirrorJournal(run, rec)

@@ -19,6 +19,7 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/labs"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
@@ -145,7 +146,11 @@ func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, urls []st
 // a reason the step cannot have one (refused for good, or no bystander to call).
 func (r *LabRunReconciler) ensureObserver(ctx context.Context, run *labsv1.LabRun, step labs.Step) (*corev1.Pod, string, error) {
 	o := observerOf(step)
-	return r.ensure(ctx, run, o, func() (observerDest, string, error) {
+	rec, err := r.trustedRecord(ctx, run)
+	if err != nil {
+		return nil, "", err
+	}
+	return r.ensure(ctx, run, rec, o, func() (observerDest, string, error) {
 		if !o.bystander {
 			return observerDest{urls: []string{targetURL(run)}}, "", nil
 		}
@@ -160,12 +165,20 @@ type observerDest struct {
 	tolerations []corev1.Toleration
 }
 
-// ensure creates observer o if it is missing, as dest describes it (or not, for the reason dest gives).
-func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, o observer,
+// ensure creates observer o if it is missing, as dest describes it (or not, for the reason dest gives), and
+// records it in rec. A pod found under its name is returned only if it is the one the run created, unchanged
+// (trustObserver); else the reason names the tampering.
+func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, rec *mesh.Record, o observer,
 	dest func() (observerDest, string, error)) (*corev1.Pod, string, error) {
 	ns, _ := r.caller(run, o.caller)
 	pod := &corev1.Pod{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: observerPodName(run, o)}, pod)
+	if err == nil {
+		trusted, reason, err := r.trustObserver(ctx, rec, pod)
+		if trusted == nil {
+			return nil, reason, err
+		}
+	}
 	if err == nil && pod.Status.Phase == corev1.PodFailed && pod.Status.StartTime == nil {
 		// kubelet refused it before starting it (its admission: an untolerated NoExecute taint, no room, …). A
 		// copy would be refused alike; the step ends with the node's reason rather than replace it until its
@@ -177,10 +190,7 @@ func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, o obs
 		// Its budget ran out (a run queued for long): a fresh observer replaces it, and a window waits until
 		// that one has been watching.
 		ctrl.LoggerFrom(ctx).Info("Replacing an observer that ended", "pod", klog.KObj(pod), "phase", pod.Status.Phase)
-		if err := r.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
-			return nil, "", fmt.Errorf("deleting observer pod: %w", err)
-		}
-		return nil, "", nil
+		return nil, "", r.replaceObserver(ctx, rec, pod)
 	}
 	if err == nil {
 		return pod, "", nil
@@ -194,7 +204,7 @@ func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, o obs
 	}
 	pod = r.observerPod(run, o, d.urls, d.tolerations)
 	ctrl.LoggerFrom(ctx).Info("Creating observer pod", "pod", klog.KObj(pod), "urls", d.urls, "node", o.node)
-	if err := r.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := r.createObserver(ctx, rec, pod); err != nil && !apierrors.IsAlreadyExists(err) {
 		if awaitingServiceAccount(err) {
 			return nil, "", nil // a ServiceAccount just created is not admitted yet: the step's budget bounds this
 		}
@@ -208,8 +218,9 @@ func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, o obs
 
 // startObservers creates every observer the run's remaining probe steps need, at once, so that they start
 // together and before any change (fixtures first: the non-mesh namespace and the attacker ServiceAccount). It
-// reports the observers not running yet.
-func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) (starting []string, err error) {
+// reports the observers not running yet, and why an observer cannot run (refused, tampered with): no window may
+// open then.
+func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) (starting, blocked []string, err error) {
 	for _, step := range neededObservers(run, plan) {
 		if needsFixture(plan, run, step) {
 			continue
@@ -217,7 +228,7 @@ func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRu
 		if perNode(run, step) {
 			pods, _, err := r.ensureFleet(ctx, run, step)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			for node, pod := range pods {
 				if pod == nil || (pod.Status.Phase == corev1.PodPending && probe.Stuck(pod) == "") {
@@ -228,13 +239,26 @@ func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRu
 		}
 		pod, reason, err := r.ensureObserver(ctx, run, step)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if reason == "" && (pod == nil || (pod.Status.Phase == corev1.PodPending && probe.Stuck(pod) == "")) {
+		if reason == "" && pod != nil && probe.Stuck(pod) != "" {
+			reason = "observer pod " + klog.KObj(pod).String() + " cannot start: " + probe.Stuck(pod)
+		}
+		if reason != "" && blocksWindow(step, reason) {
+			blocked = append(blocked, observerOf(step).key()+": "+reason)
+		}
+		if reason == "" && (pod == nil || pod.Status.Phase == corev1.PodPending) {
 			starting = append(starting, observerOf(step).key())
 		}
 	}
-	return starting, nil
+	return starting, blocked, nil
+}
+
+// blocksWindow: an observer that cannot run for this reason leaves its steps unobserved. Only a bystander with
+// nothing to call is skipped without one.
+func blocksWindow(step labs.Step, reason string) bool {
+	return !step.Bystander || strings.HasPrefix(reason, "probe pod refused") || strings.HasPrefix(reason, tamperPrefix) ||
+		strings.HasPrefix(reason, "observer pod ")
 }
 
 // observersWatching reports the observers the remaining probe steps need that have not been watching long
@@ -243,6 +267,10 @@ func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRu
 func (r *LabRunReconciler) observersWatching(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) ([]string, error) {
 	var waiting []string
 	since := r.now().Add(-2 * ClockTolerance)
+	rec, err := r.trustedRecord(ctx, run)
+	if err != nil {
+		return nil, err
+	}
 	for _, step := range neededObservers(run, plan) {
 		if perNode(run, step) {
 			continue // Verify mode: no window waits for them
@@ -255,6 +283,14 @@ func (r *LabRunReconciler) observersWatching(ctx context.Context, run *labsv1.La
 				continue // refused or not needed: its steps say so
 			}
 			return nil, err
+		}
+		if trusted, _, err := r.trustObserver(ctx, rec, pod); trusted == nil || err != nil {
+			// Not the run's own (startObservers names the tampering) or being replaced: not watching.
+			if err != nil {
+				return nil, err
+			}
+			waiting = append(waiting, o.key())
+			continue
 		}
 		if pod.Status.Phase != corev1.PodRunning {
 			continue
@@ -338,7 +374,7 @@ func (r *LabRunReconciler) observeStep(ctx context.Context, run *labsv1.LabRun, 
 	}
 	if reason != "" {
 		verdict := labsv1.VerdictError
-		if step.Bystander && !strings.HasPrefix(reason, "probe pod refused") {
+		if !blocksWindow(step, reason) {
 			verdict = labsv1.VerdictSkipped
 		}
 		r.finishStep(run, st, verdict, "", reason)
@@ -405,7 +441,18 @@ func (r *LabRunReconciler) observeStep(ctx context.Context, run *labsv1.LabRun, 
 // the step's range names the expected denier; another denier is waited out until settle ends (the change this
 // step waits for has not reached the data plane yet).
 func (r *LabRunReconciler) judgeDenier(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, pod *corev1.Pod, j judgement, w window) error {
-	d, err := r.denial(ctx, run, j.first.Time.Add(-ClockTolerance), pod)
+	var dst []string
+	if !step.Bystander {
+		_, targets, err := r.targetPods(ctx, run)
+		if err != nil {
+			r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
+			return nil
+		}
+		for _, p := range targets {
+			dst = append(dst, p.Name)
+		}
+	}
+	d, err := r.denial(ctx, run, j.first.Time.Add(-ClockTolerance), pod, dst)
 	if err != nil {
 		r.finishStep(run, st, labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error())
 		return nil
@@ -413,7 +460,7 @@ func (r *LabRunReconciler) judgeDenier(ctx context.Context, run *labsv1.LabRun, 
 	st.EvidenceSources = d.sources
 	now := r.now()
 	if (d.line == nil && now.Before(j.last.Time.Add(r.EvidenceWait))) ||
-		(d.line != nil && !deniedAsExpected(run, step.Denier, d.who) && now.Before(w.settleBy)) {
+		(d.line != nil && !r.deniedAsExpected(run, step.Denier, d.who) && now.Before(w.settleBy)) {
 		return r.waitObserver(run, "the destination ztunnel's line naming "+string(step.Denier), w)
 	}
 	if d.line == nil {
@@ -423,7 +470,7 @@ func (r *LabRunReconciler) judgeDenier(ctx context.Context, run *labsv1.LabRun, 
 		return nil
 	}
 	st.Evidence = []string{ztunnel.FormatText(*d.line)}
-	if !deniedAsExpected(run, step.Denier, d.who) {
+	if !r.deniedAsExpected(run, step.Denier, d.who) {
 		r.finishObserved(run, st, step, j, labsv1.VerdictFail, fmt.Sprintf(
 			"Denied, but by %s, not by %s, until settle ran out: the refusal is not the one the lab demonstrates", d.who, step.Denier))
 		st.Observed += " by " + d.who

@@ -57,12 +57,15 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 		return nil
 	}
 	plan, _ := planOf(run)
-	checks := []func(context.Context, *labsv1.LabRun) error{r.checkEnabled, r.checkTarget, r.checkZtunnel}
+	checks := []func(context.Context, *labsv1.LabRun) error{r.checkMesh, r.checkEnabled, r.checkTarget, r.checkZtunnel}
 	if needs(plan, labs.KindCheckMode, labs.KindSetPermissive) {
 		checks = append(checks, r.checkPeerAuthentication)
 	}
 	if needs(plan, labs.KindSetAside) {
 		checks = append(checks, r.checkAuthorizationPolicy)
+	}
+	if needs(plan, labs.KindProbe) {
+		checks = append(checks, r.checkClient)
 	}
 	for _, check := range checks {
 		if err := check(ctx, run); err != nil {
@@ -81,8 +84,8 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 }
 
 // checkEnabled refuses a run that would touch a namespace an administrator has not enabled for runs: the
-// target's (probe pods, the attacker), and for runs that change the mesh the root namespace (mesh lock,
-// PeerAuthentication) and the AuthorizationPolicy's.
+// target's (probe pods, the attacker), and for runs that change the mesh the root namespace (PeerAuthentication)
+// and the AuthorizationPolicy's.
 func (r *LabRunReconciler) checkEnabled(ctx context.Context, run *labsv1.LabRun) error {
 	if r.EnabledLabel == "" {
 		return nil
@@ -90,7 +93,7 @@ func (r *LabRunReconciler) checkEnabled(ctx context.Context, run *labsv1.LabRun)
 	plan, _ := planOf(run)
 	touched := []string{run.TargetNamespace()}
 	if labs.Mutates(plan) && !run.Spec.DryRun {
-		touched = append(touched, run.Spec.Mesh.RootNamespace)
+		touched = append(touched, r.meshConfig().RootNamespace)
 	}
 	if needs(plan, labs.KindSetAside) && !run.Spec.DryRun {
 		touched = append(touched, policyRef(run).Namespace)
@@ -105,6 +108,21 @@ func (r *LabRunReconciler) checkEnabled(ctx context.Context, run *labsv1.LabRun)
 			return stalled(labsv1.ReasonPreflightFailed,
 				"namespace %s is not enabled for LabRuns: an administrator must label it %s=true", ns, r.EnabledLabel)
 		}
+	}
+	return nil
+}
+
+// checkClient: the client's ServiceAccount must exist, or no observer of the client can start. Waiting for it
+// would hold the run (and, for a Lab run, the lock) a whole step budget for an observer that can never run.
+func (r *LabRunReconciler) checkClient(ctx context.Context, run *labsv1.LabRun) error {
+	ns, name := run.TargetNamespace(), run.Spec.Client.ServiceAccount
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &corev1.ServiceAccount{})
+	if apierrors.IsNotFound(err) {
+		return stalled(labsv1.ReasonPreflightFailed,
+			"ServiceAccount %s/%s (spec.client.serviceAccount) does not exist: the client's probe pods run as it", ns, name)
+	}
+	if err != nil {
+		return fmt.Errorf("reading ServiceAccount %s/%s: %w", ns, name, err)
 	}
 	return nil
 }
@@ -155,13 +173,13 @@ func hasPort(svc *corev1.Service, port int32) bool {
 
 // checkZtunnel needs at least one ready ztunnel pod: without one there is no ambient data plane to test.
 func (r *LabRunReconciler) checkZtunnel(ctx context.Context, run *labsv1.LabRun) error {
-	z := run.Spec.Mesh.Ztunnel
-	// The API refuses bad selectors at the door; this keeps a bad one from ever widening into "every pod".
-	if _, err := labels.ValidatedSelectorFromSet(z.Labels()); err != nil {
-		return stalled(labsv1.ReasonPreflightFailed, "mesh.ztunnel.selector is not a valid label selector: %v", err)
+	z := r.meshConfig()
+	// The manager's flags are checked at start; this keeps an empty one from ever widening into "every pod".
+	if _, err := labels.ValidatedSelectorFromSet(z.ZtunnelSelector); err != nil {
+		return stalled(labsv1.ReasonPreflightFailed, "the operator's ztunnel selector is not a valid label selector: %v", err)
 	}
 	pods := &corev1.PodList{}
-	if err := r.APIReader.List(ctx, pods, client.InNamespace(z.Namespace), client.MatchingLabels(z.Labels())); err != nil {
+	if err := r.APIReader.List(ctx, pods, client.InNamespace(z.ZtunnelNamespace), client.MatchingLabels(z.ZtunnelSelector)); err != nil {
 		return fmt.Errorf("listing ztunnel pods: %w", err)
 	}
 	for i := range pods.Items {
@@ -169,8 +187,8 @@ func (r *LabRunReconciler) checkZtunnel(ctx context.Context, run *labsv1.LabRun)
 			return nil
 		}
 	}
-	return stalled(labsv1.ReasonPreflightFailed, "no ready ztunnel pod matches %v in namespace %s (%d found)",
-		z.Selector, z.Namespace, len(pods.Items))
+	return stalled(labsv1.ReasonPreflightFailed, "no ready ztunnel pod matches %s in namespace %s (%d found)",
+		SelectorString(z.ZtunnelSelector), z.ZtunnelNamespace, len(pods.Items))
 }
 
 func podReady(p *corev1.Pod) bool {
@@ -183,7 +201,7 @@ func podReady(p *corev1.Pod) bool {
 }
 
 func (r *LabRunReconciler) checkPeerAuthentication(ctx context.Context, run *labsv1.LabRun) error {
-	return r.checkExists(ctx, peerAuthRef(run))
+	return r.checkExists(ctx, r.peerAuthRef(run))
 }
 
 func (r *LabRunReconciler) checkAuthorizationPolicy(ctx context.Context, run *labsv1.LabRun) error {
@@ -200,8 +218,8 @@ func (r *LabRunReconciler) checkExists(ctx context.Context, ref mesh.Ref) error 
 	return nil
 }
 
-func peerAuthRef(run *labsv1.LabRun) mesh.Ref {
-	return mesh.Ref{Kind: mesh.KindPeerAuthentication, Namespace: run.Spec.Mesh.RootNamespace,
+func (r *LabRunReconciler) peerAuthRef(run *labsv1.LabRun) mesh.Ref {
+	return mesh.Ref{Kind: mesh.KindPeerAuthentication, Namespace: r.meshConfig().RootNamespace,
 		Name: run.Spec.Mesh.PeerAuthentication}
 }
 
@@ -263,8 +281,12 @@ func holderOf(run *labsv1.LabRun) mesh.Holder {
 	return mesh.NewHolder(run.Namespace, run.Name, string(run.UID))
 }
 
+// lock is the mesh lock. Its Lease lives in the operator's own namespace (where the trusted records are), not in
+// a namespace a spec names or the mesh root namespace: there only the manager may create or hold a Lease
+// (config/rbac/leader_election_role.yaml, config/admission/manager_policy.yaml), so no tenant can take the lock
+// or pre-create it, and every run, whatever its spec, queues on the same one.
 func (r *LabRunReconciler) lock(run *labsv1.LabRun) mesh.Lock {
-	return mesh.Lock{Client: r.Client, Namespace: run.Spec.Mesh.RootNamespace, Duration: 15 * time.Minute,
+	return mesh.Lock{Client: r.Client, Namespace: r.Records.Namespace, Duration: 15 * time.Minute,
 		Alive: r.holderAlive}
 }
 
@@ -287,7 +309,8 @@ func (r *LabRunReconciler) reconcileFinish(ctx context.Context, run *labsv1.LabR
 	run.Status.CompletionTime = &now
 	s := summarize(run.Status.Steps)
 	if run.Status.Reason == labsv1.ReasonExposureExceeded || !allPassed(run.Status.Steps) {
-		msg := fmt.Sprintf("%d of %d steps passed (%d failed, %d errored)", s.Passed, s.Total, s.Failed, s.Errored)
+		msg := fmt.Sprintf("%d of %d steps passed (%d failed, %d errored)", s.Passed, s.Total, s.Failed, s.Errored) +
+			firstCause(run.Status.Steps)
 		reason := labsv1.ReasonStepsFailed
 		if run.Status.Reason == labsv1.ReasonExposureExceeded {
 			reason, msg = labsv1.ReasonExposureExceeded, run.Status.Message+"; "+msg
@@ -324,6 +347,17 @@ func (r *LabRunReconciler) fail(ctx context.Context, run *labsv1.LabRun, reason,
 	r.event(run, corev1.EventTypeWarning, "RunFailed", "Finish", "%s", msg)
 	observeRun(run, meta.IsStatusConditionTrue(run.Status.Conditions, labsv1.ConditionMeshRestored))
 	ctrl.LoggerFrom(ctx).Info("Run failed", "reason", reason, "message", msg)
+}
+
+// firstCause names the first step that did not pass, so the run's message says why without a reader scanning
+// the steps.
+func firstCause(steps []labsv1.StepResult) string {
+	for _, st := range steps {
+		if st.Verdict == labsv1.VerdictFail || st.Verdict == labsv1.VerdictError {
+			return fmt.Sprintf("; first: %s/%s %s: %s", st.Lab, st.Name, st.Verdict, st.Message)
+		}
+	}
+	return ""
 }
 
 func skipRemaining(run *labsv1.LabRun, msg string) {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,14 +44,23 @@ type denial struct {
 
 // denial reads the destination ztunnel's inbound lines from the probe's pod (src.workload in src.namespace) since
 // the step started.
-func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod) (denial, error) {
+//
+// The line must name the destination too: a pod of the target namespace (dst.namespace), and, when dst is not
+// nil, one of those pods (dst.workload). A refusal of the same source by any other workload (say a deny-all
+// Service of a tenant's) says nothing about the target.
+func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod, dst []string) (denial, error) {
 	entries, sources, err := r.readZtunnelSources(ctx, run, since)
 	if err != nil {
 		return denial{}, err
 	}
 	rejected := true
 	matched := ztunnel.Match(entries, ztunnel.Criteria{Since: since, Direction: "inbound", SrcWorkload: pod.Name,
-		SrcNamespace: pod.Namespace, PolicyRejected: &rejected})
+		SrcNamespace: pod.Namespace, DstNamespace: run.TargetNamespace(), PolicyRejected: &rejected})
+	if dst != nil {
+		matched = slices.DeleteFunc(matched, func(e ztunnel.Entry) bool {
+			return !slices.Contains(dst, e.Fields[ztunnel.FieldDstWorkload])
+		})
+	}
 	if len(matched) == 0 {
 		return denial{sources: sources}, nil
 	}
@@ -71,17 +81,17 @@ func deniedBy(e ztunnel.Entry) string {
 
 // strictDenials are the names istiod gives STRICT's DENY policy (ISTIO-FACTS.md): the static one in the root
 // namespace, or for a workload PeerAuthentication with portLevelMtls its own converted policy (a prefix).
-func strictDenials(run *labsv1.LabRun) (static, convertedPrefix string) {
-	return run.Spec.Mesh.RootNamespace + "/istio_converted_static_strict",
+func (r *LabRunReconciler) strictDenials(run *labsv1.LabRun) (static, convertedPrefix string) {
+	return r.meshConfig().RootNamespace + "/istio_converted_static_strict",
 		run.TargetNamespace() + "/converted_peer_authentication_"
 }
 
 // deniedAsExpected: STRICT's refusal is the DENY policy istiod generates from the PeerAuthentication; the
 // AuthorizationPolicy's is an ALLOW policy that did not match, or the policy itself denying.
-func deniedAsExpected(run *labsv1.LabRun, denier labs.Denier, who string) bool {
+func (r *LabRunReconciler) deniedAsExpected(run *labsv1.LabRun, denier labs.Denier, who string) bool {
 	switch denier {
 	case labs.DenierStrict:
-		static, converted := strictDenials(run)
+		static, converted := r.strictDenials(run)
 		return who == static || strings.HasPrefix(who, converted)
 	case labs.DenierPolicy:
 		ref := policyRef(run)
@@ -93,6 +103,9 @@ func deniedAsExpected(run *labsv1.LabRun, denier labs.Denier, who string) bool {
 // describe puts a probe result in the words of the lab guide: "allowed (HTTP 200)",
 // "denied (connection reset, curl 56)".
 func describe(res probe.Result) string {
+	if res.Observed == probe.ObservedWorkloadDenied {
+		return fmt.Sprintf("answered by the workload, not refused by the mesh (HTTP %d)", res.HTTPCode)
+	}
 	if res.ExitCode == 0 {
 		return fmt.Sprintf("%s (HTTP %d)", res.Observed, res.HTTPCode)
 	}

@@ -71,10 +71,17 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 				now := metav1.NewMicroTime(r.now())
 				st.StartTime, st.Verdict = &now, labsv1.VerdictRunning
 			}
-			if starting, err := r.startObservers(ctx, run, plan); err != nil || len(starting) > 0 {
-				if err != nil {
-					return err
-				}
+			starting, blocked, err := r.startObservers(ctx, run, plan)
+			if err != nil {
+				return err
+			}
+			if len(blocked) > 0 {
+				// Weakening for nothing: a window nobody observes proves nothing and exposes the mesh.
+				r.finishStep(run, st, labsv1.VerdictError, "", "The mesh was not weakened: observer "+blocked[0])
+				skipRemaining(run, fmt.Sprintf("Not run: step %s/%s did not pass", st.Lab, st.Name))
+				break
+			}
+			if len(starting) > 0 {
 				return waitFor(fmt.Sprintf("observers %v to start before the mesh is weakened", starting),
 					r.deadlineAfter(run, r.PodStartGrace))
 			}
@@ -139,7 +146,7 @@ func (r *LabRunReconciler) prepare(ctx context.Context, run *labsv1.LabRun, plan
 			return true, nil
 		}
 	}
-	if _, err := r.startObservers(ctx, run, plan); err != nil {
+	if _, _, err := r.startObservers(ctx, run, plan); err != nil {
 		return progressed, err
 	}
 	return progressed, nil

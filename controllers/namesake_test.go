@@ -43,7 +43,7 @@ func TestNamesakePodIsNotTheObserver(t *testing.T) {
 		Spec: labsv1.LabRunSpec{Labs: []labsv1.LabName{labsv1.LabPeerAuthentication},
 			Target: labsv1.TargetSpec{Service: "backend"}, Mesh: labsv1.MeshSpec{RootNamespace: "istio-system"}},
 	}
-	static, _ := strictDenials(run)
+	static, _ := (&LabRunReconciler{}).strictDenials(run)
 	step := planStep(run, labsv1.LabPeerAuthentication, "non-mesh-denied")
 	observerName := observerPodName(run, observerOf(step))
 	ownNS, _ := (&LabRunReconciler{}).caller(run, step.Caller)
@@ -55,7 +55,7 @@ func TestNamesakePodIsNotTheObserver(t *testing.T) {
 	t.Run("the probe's denial lookup", func(t *testing.T) {
 		r := &LabRunReconciler{Logs: staticLogs{observer, namesake}}
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ownNS, Name: observerName}}
-		d, err := r.denial(context.Background(), run, t0, pod)
+		d, err := r.denial(context.Background(), run, t0, pod, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +63,7 @@ func TestNamesakePodIsNotTheObserver(t *testing.T) {
 			t.Errorf("denied by %q, want the observer's own line (demo/some-other-policy), not the namesake's", d.who)
 		}
 		r.Logs = staticLogs{namesake}
-		if d, _ := r.denial(context.Background(), run, t0, pod); d.line != nil {
+		if d, _ := r.denial(context.Background(), run, t0, pod, nil); d.line != nil {
 			t.Errorf("the namesake's line was taken as the observer's: denied by %q", d.who)
 		}
 	})

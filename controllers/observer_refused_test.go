@@ -14,6 +14,8 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/labs"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
+	"github.com/ambientlab/labrun-operator/internal/probe"
 )
 
 // TestEnsureEndsOnAnObserverTheNodeRefused: an observer that kubelet refused before starting it (Failed, never
@@ -29,7 +31,7 @@ func TestEnsureEndsOnAnObserverTheNodeRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := func(started bool, reason string) *corev1.Pod {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: observerPodName(run, o)},
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: observerPodName(run, o), UID: "observer-uid"},
 			Spec:   corev1.PodSpec{NodeName: "node-3"},
 			Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: reason, Message: "Pod was rejected: no"}}
 		if started {
@@ -50,8 +52,10 @@ func TestEnsureEndsOnAnObserverTheNodeRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(tc.pod).Build()
-			r := &LabRunReconciler{Client: c}
-			got, reason, err := r.ensure(context.Background(), run, o, dest)
+			r := &LabRunReconciler{Client: c, Records: mesh.Store{Client: c, Reader: c, Namespace: "labrun-system"}}
+			rec := &mesh.Record{Run: mesh.RunRef{Namespace: run.Namespace, Name: run.Name, UID: string(run.UID)}}
+			rec.PutPod(mesh.PodRecord{Namespace: ns, Name: tc.pod.Name, UID: string(tc.pod.UID), Digest: probe.Digest(tc.pod)})
+			got, reason, err := r.ensure(context.Background(), run, rec, o, dest)
 			if err != nil || got != nil {
 				t.Fatalf("ensure = %v, %q, %v", got, reason, err)
 			}

@@ -77,7 +77,7 @@ func (t *Takeover) pass(ctx context.Context) error {
 			rec.Interrupted = &now
 		}
 		log.Info("Taking over a run that a previous manager left with the mesh changed", "run", rec.Run.String())
-		if err := restorePending(ctx, t.client, t.records, rec); err != nil {
+		if err := restorePending(ctx, t.client, t.records.Reader, t.records, rec); err != nil {
 			// What is still pending is left to the run's own restore (if the record is marked, the run ends and
 			// restores; if not, it resumes with the mesh still weakened, as it is) or to the watchdog if the run
 			// is gone. Holding every other run back for this one would keep those from restoring too.

@@ -60,7 +60,7 @@ func (w *Watchdog) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 		return ctrl.Result{}, nil
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("run", rec.Run.String(), "ownerGone", ownerGone, "overdue", overdue)
-	if err := restorePending(ctrl.LoggerInto(ctx, log), w.Client, w.Records, rec); err != nil {
+	if err := restorePending(ctrl.LoggerInto(ctx, log), w.Client, w.APIReader, w.Records, rec); err != nil {
 		return ctrl.Result{}, err
 	}
 	if !ownerGone {
@@ -75,10 +75,15 @@ func (w *Watchdog) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 
 // restorePending puts back every object of rec not restored yet from the record alone, saving the record after
 // each, so a manager that dies midway leaves only what is still pending to the next one.
-func restorePending(ctx context.Context, c client.Client, records mesh.Store, rec *mesh.Record) error {
+func restorePending(ctx context.Context, c client.Client, reader client.Reader, records mesh.Store, rec *mesh.Record) error {
 	for _, e := range rec.Pending() {
 		ctrl.LoggerFrom(ctx).Info("Restoring mesh object left changed", "object", mesh.RefOf(*e).String())
 		if err := mesh.Restore(ctx, c, *e); err != nil {
+			return err
+		}
+		// Restored only once read back so: a write that did not take (a temporary object someone's finalizer
+		// still holds, say) is tried again, never recorded as done.
+		if err := mesh.Verify(ctx, reader, *e); err != nil {
 			return err
 		}
 		e.Restored, e.Change = true, ""

@@ -93,7 +93,9 @@ func ours(u *unstructured.Unstructured, e labsv1.JournalEntry) bool {
 	return uid != "" && u.GetLabels()[LabelChangedBy] == uid
 }
 
-// removeCreated deletes the run's temporary object; one that is gone, or that is not the run's, is done.
+// removeCreated deletes the run's temporary object; one that is gone, or that is not the run's, is done. Any
+// finalizer on it is removed first: the run created it with none, and someone else's finalizer would keep it, weakened,
+// after the delete (a deleted object is still in force until it is gone).
 func removeCreated(ctx context.Context, c client.Client, e labsv1.JournalEntry) error {
 	ref := RefOf(e)
 	u := newObject(ref)
@@ -102,6 +104,18 @@ func removeCreated(ctx context.Context, c client.Client, e labsv1.JournalEntry) 
 	}
 	if !ours(u, e) {
 		return nil
+	}
+	if len(u.GetFinalizers()) > 0 {
+		u.SetFinalizers(nil)
+		if err := c.Update(ctx, u); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("removing the finalizers someone put on %s: %w", ref, err)
+		}
+	}
+	if u.GetDeletionTimestamp() != nil {
+		return nil // being deleted, and nothing holds it any more
 	}
 	uid := u.GetUID()
 	err := c.Delete(ctx, u, client.Preconditions{UID: &uid})
@@ -124,6 +138,9 @@ func verifyRemoved(ctx context.Context, r client.Reader, e labsv1.JournalEntry) 
 		return fmt.Errorf("reading back %s: %w", RefOf(e), err)
 	}
 	if ours(u, e) {
+		if u.GetDeletionTimestamp() != nil {
+			return fmt.Errorf("%s, which the run created, is being deleted but still there (finalizers %v)", RefOf(e), u.GetFinalizers())
+		}
 		return fmt.Errorf("%s, which the run created, is still there", RefOf(e))
 	}
 	return nil

@@ -17,6 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 )
 
 // The manager's identity as config/default installs it: the sandbox's in-process manager runs as this
@@ -26,13 +28,16 @@ const (
 	ManagerUser           = "system:serviceaccount:" + OperatorNamespace + ":" + ManagerServiceAccount
 	// ProbeImagesConfigMap lists the images the manager may start probe pods with (config/admission).
 	ProbeImagesConfigMap = "labrun-probe-images"
+	// MeshConfigMap says where the mesh lives, as the manager's flags do (config/admission/mesh.yaml): the
+	// requester policies' parameter.
+	MeshConfigMap = "labrun-mesh"
 )
 
 // installed are the kinds of config/default the sandbox applies. The CRD is installed with the control plane,
 // and the Deployment is left out: no kubelet pulls images here, the manager runs in-process instead.
 var installed = []string{
 	"Namespace", "ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-	"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+	"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding",
 }
 
 // RenderDefault renders config/default as `kubectl apply -k config/default` would.
@@ -85,8 +90,8 @@ func installDefault(ctx context.Context, c client.Client, root string, probeImag
 }
 
 // waitForAdmission waits until the API server enforces the admission policies just installed (it loads them
-// asynchronously): a marked PeerAuthentication from the admin and a foreign namespace from the manager are
-// refused. Both are server-side dry runs.
+// asynchronously): a LabSchedule gets its author stamped, a marked PeerAuthentication from the admin and a foreign
+// namespace from the manager are refused, and so is a pod the admin marks as a probe. All are server-side dry runs.
 func waitForAdmission(ctx context.Context, admin client.Client, manager client.Client) error {
 	pa := &unstructured.Unstructured{}
 	pa.SetAPIVersion("security.istio.io/v1")
@@ -95,10 +100,22 @@ func waitForAdmission(ctx context.Context, admin client.Client, manager client.C
 	pa.SetName("labrun-sandbox-admission-check")
 	pa.SetLabels(map[string]string{"labs.ambientlab.io/changed-by": "nobody"})
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "labrun-sandbox-admission-check"}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: RootNamespace, Name: "labrun-sandbox-admission-check",
+		Labels: map[string]string{labsv1.LabelProbe: "true"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "none"}}}}
+	// A LabSchedule gets its author stamped (schedule-author, a MutatingAdmissionPolicy).
+	sched := &labsv1.LabSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: OperatorNamespace, Name: "labrun-sandbox-admission-check"},
+		Spec: labsv1.LabScheduleSpec{Schedule: "@every 1h", Template: labsv1.LabRunTemplate{Spec: labsv1.LabRunSpec{
+			Mode: labsv1.ModeVerify, Labs: []labsv1.LabName{labsv1.LabMTLS}, Target: labsv1.TargetSpec{Service: "backend"}}}}}
 	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		stamped := sched.DeepCopy()
+		if err := admin.Create(ctx, stamped, client.DryRunAll); err != nil || stamped.Annotations[labsv1.AnnotationAuthor] == "" {
+			return false, nil
+		}
 		marks := admin.Create(ctx, pa.DeepCopy(), client.DryRunAll)
 		limits := manager.Create(ctx, ns.DeepCopy(), client.DryRunAll)
-		return refused(marks) && refused(limits), nil
+		podMarks := admin.Create(ctx, pod.DeepCopy(), client.DryRunAll)
+		return refused(marks) && refused(limits) && refused(podMarks), nil
 	})
 }
 

@@ -45,8 +45,8 @@ func as[T any](t *testing.T, u *unstructured.Unstructured) *T {
 }
 
 // TestDefaultConfigIsConsistent checks what kustomize cannot: the admission policies name the manager's
-// ServiceAccount and namespace in CEL, the bindings name their policies and parameters, and the manager's probe
-// image is one the policy permits.
+// ServiceAccount and namespace in CEL, the bindings name their policies and parameters, the manager's probe
+// image is one the policy permits, and the requester policies' mesh parameter says what the manager's flags say.
 func TestDefaultConfigIsConsistent(t *testing.T) {
 	g := NewWithT(t)
 	objs := rendered(t)
@@ -67,7 +67,16 @@ func TestDefaultConfigIsConsistent(t *testing.T) {
 			}
 		}
 	}
-	g.Expect(policies).To(HaveLen(5)) // requester-rights, schedule-requester-rights, mesh-marks, status-writes, manager-limits
+	g.Expect(policies).To(HaveLen(7)) // requester-rights, schedule-requester-rights, schedule-author, mesh-marks, object-marks, status-writes, manager-limits
+
+	// schedule-author: the mutating half stamps who wrote a LabSchedule's spec; it fails closed and is bound.
+	g.Expect(objs["MutatingAdmissionPolicy"]).To(HaveLen(1))
+	mp := as[admissionv1.MutatingAdmissionPolicy](t, objs["MutatingAdmissionPolicy"][0])
+	g.Expect(*mp.Spec.FailurePolicy).To(Equal(admissionv1.Fail), mp.Name)
+	g.Expect(policies).To(HaveKey(mp.Name), "the validating half guards what %s stamps", mp.Name)
+	g.Expect(objs["MutatingAdmissionPolicyBinding"]).To(HaveLen(1))
+	g.Expect(as[admissionv1.MutatingAdmissionPolicyBinding](t, objs["MutatingAdmissionPolicyBinding"][0]).Spec.PolicyName).
+		To(Equal(mp.Name))
 
 	var paramNames []string
 	for _, u := range objs["ValidatingAdmissionPolicyBinding"] {
@@ -79,12 +88,17 @@ func TestDefaultConfigIsConsistent(t *testing.T) {
 			paramNames = append(paramNames, b.Spec.ParamRef.Name)
 		}
 	}
-	g.Expect(paramNames).To(ConsistOf(sandbox.ProbeImagesConfigMap))
+	// manager-limits: the probe images; requester-rights and schedule-requester-rights: where the mesh lives.
+	g.Expect(paramNames).To(ConsistOf(sandbox.ProbeImagesConfigMap, sandbox.MeshConfigMap, sandbox.MeshConfigMap))
 
 	var images string
+	var meshData map[string]string
 	for _, u := range objs["ConfigMap"] {
 		if u.GetName() == sandbox.ProbeImagesConfigMap && u.GetNamespace() == sa.GetNamespace() {
 			images = as[corev1.ConfigMap](t, u).Data["probeImages"]
+		}
+		if u.GetName() == sandbox.MeshConfigMap && u.GetNamespace() == sa.GetNamespace() {
+			meshData = as[corev1.ConfigMap](t, u).Data
 		}
 	}
 	g.Expect(objs["Deployment"]).To(HaveLen(1))
@@ -97,6 +111,17 @@ func TestDefaultConfigIsConsistent(t *testing.T) {
 		}
 	}
 	g.Expect(strings.Split(images, ",")).To(ContainElement(probeImage), "the manager's --probe-image must be permitted")
+	flags := map[string]string{}
+	for _, a := range d.Spec.Template.Spec.Containers[0].Args {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(a, "--"), "="); ok {
+			flags[k] = v
+		}
+	}
+	g.Expect(meshData).To(Equal(map[string]string{"rootNamespace": flags["mesh-root-namespace"],
+		"ztunnelNamespace": flags["ztunnel-namespace"], "ztunnelSelector": flags["ztunnel-selector"]}),
+		"the mesh ConfigMap must say what the manager's flags say")
+	g.Expect(meshData).To(Equal(map[string]string{"rootNamespace": sandbox.RootNamespace,
+		"ztunnelNamespace": sandbox.RootNamespace, "ztunnelSelector": "app=ztunnel"}), "the sandbox's world is Istio's")
 }
 
 // TestSandboxRunsLikeACluster: the sandbox installed config/default's admission policies and RBAC.
@@ -105,6 +130,9 @@ func TestSandboxRunsLikeACluster(t *testing.T) {
 	ctx := context.Background()
 	for _, u := range rendered(t)["ValidatingAdmissionPolicyBinding"] {
 		g.Expect(sb.Client.Get(ctx, client.ObjectKey{Name: u.GetName()}, &admissionv1.ValidatingAdmissionPolicyBinding{})).To(Succeed())
+	}
+	for _, u := range rendered(t)["MutatingAdmissionPolicyBinding"] {
+		g.Expect(sb.Client.Get(ctx, client.ObjectKey{Name: u.GetName()}, &admissionv1.MutatingAdmissionPolicyBinding{})).To(Succeed())
 	}
 	manager, err := client.New(sb.ManagerConfig(), client.Options{Scheme: sb.Client.Scheme()})
 	g.Expect(err).NotTo(HaveOccurred())

@@ -153,16 +153,28 @@ const (
 
 var probeCounter atomic.Int32
 
-// newProbePod builds a probe pod as the operator does, labelled as a probe so the node agent runs it.
+// newProbePod builds a probe pod as the operator does, labelled as a probe so the node agent runs it. Only the
+// manager may create pods with the operator's marks (config/admission): create it with asManager.
 func newProbePod(ns, serviceAccount string, o probe.Options) *corev1.Pod {
 	return probe.Pod(probe.PodRequest{
 		Name:           fmt.Sprintf("probe-%d", probeCounter.Add(1)),
 		Namespace:      ns,
 		ServiceAccount: serviceAccount,
-		Image:          "labrun-operator:test",
-		Labels:         map[string]string{labsv1.LabelProbe: "true"},
+		Image:          sandbox.SandboxProbeImage,
+		Labels:         map[string]string{labsv1.LabelProbe: "true", labsv1.LabelLabRun: "sandbox-test"},
 		Options:        o,
 	})
+}
+
+// asManager is a client acting as the manager's ServiceAccount, the only identity admission lets create probe
+// pods.
+func asManager(t *testing.T) client.Client {
+	t.Helper()
+	c, err := client.New(sb.ManagerConfig(), client.Options{Scheme: sb.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // runProbe creates the pod, waits until its container terminated and returns the result it reported.
@@ -170,7 +182,7 @@ func runProbe(t *testing.T, pod *corev1.Pod) probe.Result {
 	t.Helper()
 	g := NewWithT(t)
 	ctx := t.Context()
-	g.Expect(sb.Client.Create(ctx, pod)).To(Succeed())
+	g.Expect(asManager(t).Create(ctx, pod)).To(Succeed())
 	t.Cleanup(func() {
 		err := sb.Client.Delete(context.Background(), pod)
 		if err != nil && !apierrors.IsNotFound(err) {

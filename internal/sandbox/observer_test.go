@@ -22,7 +22,7 @@ func startObserver(t *testing.T, serviceAccount string, budget time.Duration) *c
 	pod := newProbePod(sandbox.DemoNamespace, serviceAccount, probe.Options{
 		Observe: true, URL: backendURL, Timeout: 2 * time.Second, Settle: budget, Interval: 100 * time.Millisecond,
 	})
-	NewWithT(t).Expect(sb.Client.Create(t.Context(), pod)).To(Succeed())
+	NewWithT(t).Expect(asManager(t).Create(t.Context(), pod)).To(Succeed())
 	t.Cleanup(func() {
 		err := sb.Client.Delete(context.Background(), pod)
 		if err != nil && !apierrors.IsNotFound(err) {
