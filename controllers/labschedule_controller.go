@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
 // LabScheduleReconciler creates LabRuns from a LabSchedule's template on its cron schedule and, when asked, after
@@ -38,10 +39,17 @@ type LabScheduleReconciler struct {
 	// its run has been pruned.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	// Records is the operator's trusted run records: a policy marked by a recorded run is the operator's own
+	// change, which triggers nothing.
+	Records mesh.Store
+	// Mesh says where the mesh root namespace and ztunnel are (the manager's flags; empty: Istio's defaults):
+	// the policies and the ztunnel DaemonSet whose changes trigger runs.
+	Mesh MeshConfig
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 
-	triggers *pendingTriggers
+	triggers     *pendingTriggers
+	recordedRuns recordedRuns
 }
 
 // The schedule controller's rights: LabSchedules, and create/delete of the LabRuns they own. The runs are
@@ -87,13 +95,27 @@ func (r *LabScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		// Bad input: nothing will change until the spec does, so no requeue.
 		ctrl.LoggerFrom(ctx).Info("Schedule cannot run", "reason", err.Error())
 		ls.Status.NextScheduleTime = nil
-		setScheduleConditions(ls, err.Error()+"; no run is created", now)
+		setScheduleConditions(ls, reasonInvalidSchedule, err.Error()+"; no run is created", now)
 		return ctrl.Result{}, nil
 	}
-	setScheduleConditions(ls, "", now)
+	setScheduleConditions(ls, "", "", now)
 	if ls.Spec.Suspend != nil && *ls.Spec.Suspend {
 		ls.Status.NextScheduleTime = nil
 		return ctrl.Result{}, nil // a spec change (resume) wakes it; pending triggers wait
+	}
+	// The schedule acts with its author's rights of today (labschedule_author.go).
+	lacks, err := r.authorLacks(ctx, ls)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if lacks != "" {
+		ctrl.LoggerFrom(ctx).Info("Schedule may not run: its author lacks a right", "reason", lacks)
+		ls.Status.NextScheduleTime = nil
+		setScheduleConditions(ls, reasonAuthorLacksRight, lacks+"; no run is created", now)
+		r.triggers.forget(req.NamespacedName)
+		// Nothing tells the schedule when a right comes back: look again later. A run missed meanwhile is run
+		// then, once (reconcileDue).
+		return ctrl.Result{RequeueAfter: authorRecheck}, nil
 	}
 	return r.reconcileDue(ctx, ls, sched, &runs, now)
 }
@@ -200,7 +222,7 @@ func (r *LabScheduleReconciler) reconcileDue(ctx context.Context, ls *labsv1.Lab
 		log.Info("Skipping a missed run: past startingDeadlineSeconds", "scheduled", due)
 		ls.Status.LastScheduleTime = &metav1.Time{Time: due}
 	default:
-		started, err := r.start(ctx, ls, runs, scheduledRunName(ls.Name, due))
+		started, err := r.start(ctx, ls, runs, scheduledRunName(ls.Name, due), ls.Spec.ConcurrencyPolicy)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -218,38 +240,49 @@ func (r *LabScheduleReconciler) reconcileDue(ctx context.Context, ls *labsv1.Lab
 	return ctrl.Result{RequeueAfter: max(wake.Sub(now), 10*time.Millisecond)}, nil
 }
 
-// reconcileTrigger starts the run of a trigger whose debounce ran out; it returns when a pending one is due.
+// reconcileTrigger starts the run of pending changes once it is due (triggerDue); it returns when a pending one
+// is due. A triggered run never replaces an active one: whoever changes a policy the schedule depends on must not
+// be able to abort its runs.
 func (r *LabScheduleReconciler) reconcileTrigger(ctx context.Context, ls *labsv1.LabSchedule, runs *scheduleRuns,
 	now time.Time) (time.Time, error) {
 	key := client.ObjectKeyFromObject(ls)
+	ls.Status.NextTriggerAllowedTime = nextTriggerAllowed(ls)
 	if ls.Spec.Trigger == nil {
 		r.triggers.forget(key) // the trigger was turned off while a change was pending
 		return time.Time{}, nil
 	}
-	at, ok := r.triggers.pending(key)
+	p, ok := r.triggers.pending(key)
 	if !ok {
 		return time.Time{}, nil
 	}
+	set := triggerSettings(ls.Spec.Trigger)
+	at := triggerDue(p, set.debounce, set.minInterval, ls.Status.NextTriggerAllowedTime)
 	if at.After(now) {
 		return at, nil
 	}
-	started, err := r.start(ctx, ls, runs, triggeredRunName(ls.Name, at))
+	policy := ls.Spec.ConcurrencyPolicy
+	if policy == labsv1.ConcurrencyReplace {
+		policy = labsv1.ConcurrencyForbid
+	}
+	started, err := r.start(ctx, ls, runs, triggeredRunName(ls.Name, at), policy)
 	if err != nil || !started {
 		return time.Time{}, err // Forbid: tried again when the active run ends (its change wakes the schedule)
 	}
-	r.triggers.done(key, at)
-	ls.Status.LastTriggerTime = &metav1.Time{Time: at}
+	r.triggers.done(key, p)
+	ls.Status.LastTriggerTime = &metav1.Time{Time: ceilSecond(now)}
+	ls.Status.NextTriggerAllowedTime = nextTriggerAllowed(ls)
 	return time.Time{}, nil
 }
 
 // start creates the run named name unless it exists, applying the concurrency policy. It tells whether the run
 // now exists (false: Forbid skipped it while another is active).
-func (r *LabScheduleReconciler) start(ctx context.Context, ls *labsv1.LabSchedule, runs *scheduleRuns, name string) (bool, error) {
+func (r *LabScheduleReconciler) start(ctx context.Context, ls *labsv1.LabSchedule, runs *scheduleRuns, name string,
+	policy labsv1.ConcurrencyPolicy) (bool, error) {
 	log := ctrl.LoggerFrom(ctx)
 	if runs.has(name) {
 		return true, nil
 	}
-	switch ls.Spec.ConcurrencyPolicy {
+	switch policy {
 	case labsv1.ConcurrencyAllow:
 	case labsv1.ConcurrencyReplace:
 		for _, run := range runs.active {

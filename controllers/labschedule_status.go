@@ -16,7 +16,12 @@ const (
 	reasonSuspended       = "Suspended"
 	reasonNoRunYet        = "NoRunYet"
 	reasonLastRunFailed   = "LastRunFailed"
+	// reasonAuthorLacksRight: the schedule's author no longer has a right its runs need (labschedule_author.go).
+	reasonAuthorLacksRight = "AuthorLacksRight"
 )
+
+// authorRecheck is how often a schedule stalled by its author's rights looks at them again.
+const authorRecheck = time.Minute
 
 // maxFailedSteps bounds RunSummary.FailedSteps (the CRD allows 20).
 const maxFailedSteps = 20
@@ -136,12 +141,12 @@ func soleFailingNode(coverage []labsv1.NodeResult) string {
 }
 
 // scheduleConditions is the pure part of the schedule's kstatus conditions. invalid is why the schedule cannot
-// run (empty if it can). Ready says whether the last finished run succeeded; Reconciling holds until the first
-// run finished; Stalled only for a schedule that cannot run.
-func scheduleConditions(ls *labsv1.LabSchedule, invalid string) (ready, reconciling, stalled *metav1.Condition) {
+// run (empty if it can), reason its condition reason. Ready says whether the last finished run succeeded;
+// Reconciling holds until the first run finished; Stalled only for a schedule that cannot run.
+func scheduleConditions(ls *labsv1.LabSchedule, reason, invalid string) (ready, reconciling, stalled *metav1.Condition) {
 	if invalid != "" {
-		return cond(labsv1.ConditionReady, metav1.ConditionFalse, reasonInvalidSchedule, invalid), nil,
-			cond(labsv1.ConditionStalled, metav1.ConditionTrue, reasonInvalidSchedule, invalid)
+		return cond(labsv1.ConditionReady, metav1.ConditionFalse, reason, invalid), nil,
+			cond(labsv1.ConditionStalled, metav1.ConditionTrue, reason, invalid)
 	}
 	last := ls.Status.LastRun
 	switch {
@@ -163,7 +168,7 @@ func scheduleConditions(ls *labsv1.LabSchedule, invalid string) (ready, reconcil
 }
 
 // setScheduleConditions writes the conditions, keeping Reconciling and Stalled only while True.
-func setScheduleConditions(ls *labsv1.LabSchedule, invalid string, now time.Time) {
-	ready, reconciling, stalled := scheduleConditions(ls, invalid)
+func setScheduleConditions(ls *labsv1.LabSchedule, reason, invalid string, now time.Time) {
+	ready, reconciling, stalled := scheduleConditions(ls, reason, invalid)
 	applyKstatus(&ls.Status.Conditions, ls.Generation, now, ready, reconciling, stalled)
 }

@@ -315,7 +315,7 @@ func TestScheduleTriggers(t *testing.T) {
 	startManager(t, managerOptions())
 	ls := newSchedule("@every 1h")
 	ls.Spec.Trigger = &labsv1.TriggerSpec{OnPolicyChange: true, OnZtunnelChange: true,
-		Debounce: &metav1.Duration{Duration: time.Second}}
+		Debounce: &metav1.Duration{Duration: time.Second}, MinInterval: &metav1.Duration{Duration: time.Second}}
 	log := watchRuns(t, ls)
 	createSchedule(t, ls)
 	quiet := func(why string) {
@@ -421,6 +421,7 @@ func TestScheduleAdmission(t *testing.T) {
 	ensureTenantNamespace(t)
 	grant(t, "sally", tenantNamespace, rule(labsv1.GroupVersion.Group, "labschedules", "create", "update", "get", "patch"),
 		rule(labsv1.GroupVersion.Group, "labruns", "create", "get", "list"), rule("", "pods", "create"))
+	grantFootprintReads(t, "sally") // her footprint schedules read pods across the cluster
 	sally := asUser(t, "sally")
 	tenantSchedule := func(lab labsv1.LabName) *labsv1.LabSchedule {
 		ls := newSchedule("@every 1h")

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -31,45 +31,108 @@ import (
 // have a status subresource, so status and metadata writes leave it alone). DaemonSets are held whole, to
 // compare the pod template.
 //
-// A pending trigger lives in memory only: a debounce still running when the manager stops is lost (the next
-// scheduled run checks the change). status.lastTriggerTime reports a triggered run, for people.
+// A pending trigger lives in memory only: changes still pending when the manager stops are lost (the next
+// scheduled run checks them). Whoever may change a policy a schedule depends on can cause its triggered runs, so
+// they are rate-limited: status.lastTriggerTime (the manager's own record) plus trigger.minInterval is the
+// earliest next one (status.nextTriggerAllowedTime), and a triggered run never replaces an active one.
 
-// defaultDebounce is trigger.debounce when unset (the API server defaults it too).
-const defaultDebounce = 10 * time.Second
+// Defaults of trigger.debounce and trigger.minInterval when unset (the API server defaults them too).
+const (
+	defaultDebounce    = 10 * time.Second
+	defaultMinInterval = 5 * time.Minute
+)
 
-// pendingTriggers holds, per schedule, when its debounced trigger run is due.
+// pendingTrigger is the span of a schedule's changes not run yet: the first and the last.
+type pendingTrigger struct{ first, last time.Time }
+
+// pendingTriggers holds, per schedule, the changes its next triggered run is for.
 type pendingTriggers struct {
 	mu sync.Mutex
-	at map[types.NamespacedName]time.Time
+	at map[types.NamespacedName]pendingTrigger
 }
 
 func newPendingTriggers() *pendingTriggers {
-	return &pendingTriggers{at: map[types.NamespacedName]time.Time{}}
+	return &pendingTriggers{at: map[types.NamespacedName]pendingTrigger{}}
 }
 
-// note records a change: the run is due at `at`, later than any earlier change's (a burst starts one run).
+// note records a change made at `at`: a burst of changes is one pending trigger.
 func (p *pendingTriggers) note(key types.NamespacedName, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if at.After(p.at[key]) {
-		p.at[key] = at
+	cur, ok := p.at[key]
+	if !ok {
+		p.at[key] = pendingTrigger{first: at, last: at}
+		return
 	}
+	if at.After(cur.last) {
+		cur.last = at
+	}
+	p.at[key] = cur
 }
 
-func (p *pendingTriggers) pending(key types.NamespacedName) (time.Time, bool) {
+func (p *pendingTriggers) pending(key types.NamespacedName) (pendingTrigger, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	at, ok := p.at[key]
 	return at, ok
 }
 
-// done clears the trigger due at `at`, unless a later change has moved it since.
-func (p *pendingTriggers) done(key types.NamespacedName, at time.Time) {
+// done clears the changes a run was started for; a change noted since stays pending, from its own time.
+func (p *pendingTriggers) done(key types.NamespacedName, ran pendingTrigger) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.at[key].Equal(at) {
+	cur, ok := p.at[key]
+	switch {
+	case !ok:
+	case cur.last.Equal(ran.last):
 		delete(p.at, key)
+	default:
+		p.at[key] = pendingTrigger{first: cur.last, last: cur.last}
 	}
+}
+
+// triggerDue is when the run of pending changes may start: debounce after the last change, but no later than
+// max(debounce, minInterval) after the first (changes that keep coming cannot put it off for ever), and never
+// before the schedule's next allowed trigger time. Whole seconds, rounded up: a run's name carries its time.
+func triggerDue(p pendingTrigger, debounce, minInterval time.Duration, allowed *metav1.Time) time.Time {
+	due := p.last.Add(debounce)
+	if bound := p.first.Add(max(debounce, minInterval)); bound.Before(due) {
+		due = bound
+	}
+	if allowed != nil && due.Before(allowed.Time) {
+		due = allowed.Time
+	}
+	return ceilSecond(due)
+}
+
+func ceilSecond(t time.Time) time.Time {
+	if s := t.Truncate(time.Second); !s.Equal(t) {
+		return s.Add(time.Second)
+	}
+	return t
+}
+
+// nextTriggerAllowed is lastTriggerTime plus the schedule's minimum interval, or nil before the first
+// triggered run.
+func nextTriggerAllowed(ls *labsv1.LabSchedule) *metav1.Time {
+	last := ls.Status.LastTriggerTime
+	if ls.Spec.Trigger == nil || last == nil {
+		return nil
+	}
+	return &metav1.Time{Time: last.Add(triggerSettings(ls.Spec.Trigger).minInterval)}
+}
+
+type triggerDurations struct{ debounce, minInterval time.Duration }
+
+func triggerSettings(t *labsv1.TriggerSpec) triggerDurations {
+	d := triggerDurations{debounce: defaultDebounce, minInterval: defaultMinInterval}
+	if t.Debounce != nil {
+		d.debounce = t.Debounce.Duration
+	}
+	if t.MinInterval != nil {
+		d.minInterval = t.MinInterval.Duration
+	}
+	return d
 }
 
 func (p *pendingTriggers) forget(key types.NamespacedName) {
@@ -100,39 +163,83 @@ func (r *LabScheduleReconciler) watchTriggers(mgr ctrl.Manager, b *builder.Build
 type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
 
 // policyChanges turns a policy's creation, spec change or deletion into a pending trigger of the schedules that
-// depend on it — never an object the operator marked (its own temporary change or restore) or the initial list.
+// depend on it — never the operator's own change or restore, nor the initial list.
 func (r *LabScheduleReconciler) policyChanges() handler.TypedEventHandler[*metav1.PartialObjectMetadata, reconcile.Request] {
 	return handler.TypedFuncs[*metav1.PartialObjectMetadata, reconcile.Request]{
 		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[*metav1.PartialObjectMetadata], q queue) {
-			if !e.IsInInitialList && !operatorsOwn(e.Object) {
+			if !e.IsInInitialList && !r.operatorsOwn(ctx, e.Object) {
 				r.notePolicyChange(ctx, e.Object, q)
 			}
 		},
 		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[*metav1.PartialObjectMetadata], q queue) {
-			if e.ObjectOld.Generation != e.ObjectNew.Generation && !operatorsOwn(e.ObjectOld) && !operatorsOwn(e.ObjectNew) {
+			if e.ObjectOld.Generation != e.ObjectNew.Generation && !r.operatorsOwn(ctx, e.ObjectOld) &&
+				!r.operatorsOwn(ctx, e.ObjectNew) {
 				r.notePolicyChange(ctx, e.ObjectNew, q)
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.TypedDeleteEvent[*metav1.PartialObjectMetadata], q queue) {
-			if !operatorsOwn(e.Object) {
+			if !r.operatorsOwn(ctx, e.Object) {
 				r.notePolicyChange(ctx, e.Object, q)
 			}
 		},
 	}
 }
 
-// operatorsOwn tells whether a policy carries the operator's marks (only the manager may write them:
-// config/admission/marks_policy.yaml) or is one of its temporary PeerAuthentications.
-func operatorsOwn(obj *metav1.PartialObjectMetadata) bool {
-	if _, ok := obj.Labels[mesh.LabelChangedBy]; ok {
+// operatorsOwn tells whether a policy is the operator's own change: it carries the changed-by mark (only the
+// manager may write labs.ambientlab.io/ marks on policies: config/admission/marks_policy.yaml), and the mark names
+// a run the operator recorded (its trusted record exists, or existed when the object was last seen marked). Its
+// name proves nothing: a tenant may call a policy anything. When in doubt the change triggers a run.
+func (r *LabScheduleReconciler) operatorsOwn(ctx context.Context, obj *metav1.PartialObjectMetadata) bool {
+	uid := obj.Labels[mesh.LabelChangedBy]
+	if uid == "" {
+		return false
+	}
+	if r.recordedRuns.has(uid) {
 		return true
 	}
-	for k := range obj.Annotations {
-		if strings.HasPrefix(k, "labs.ambientlab.io/") {
-			return true
+	rec, err := r.Records.Get(ctx, uid)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Reading the record of the run a policy's mark names", "run", uid)
+		return false
+	}
+	if rec == nil {
+		ctrl.LoggerFrom(ctx).Info("Policy marked by a run the operator has no record of", "run", uid,
+			"object", klog.KObj(obj))
+		return false
+	}
+	r.recordedRuns.add(uid, r.now())
+	return true
+}
+
+// recordedRuns remembers, for a while, the runs whose records the trigger found: a temporary policy's deletion
+// may be seen after its run's record is gone.
+type recordedRuns struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+// recordedRunsTTL outlives any run's exposure and restore.
+const recordedRunsTTL = 24 * time.Hour
+
+func (s *recordedRuns) has(uid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.seen[uid]
+	return ok
+}
+
+func (s *recordedRuns) add(uid string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = map[string]time.Time{}
+	}
+	for k, t := range s.seen {
+		if now.Sub(t) > recordedRunsTTL {
+			delete(s.seen, k)
 		}
 	}
-	return obj.Kind == mesh.KindPeerAuthentication && strings.HasPrefix(obj.Name, "labrun-permissive-")
+	s.seen[uid] = now
 }
 
 // ztunnelChanges turns a change of a ztunnel DaemonSet's pod template into a pending trigger.
@@ -153,15 +260,15 @@ func (r *LabScheduleReconciler) ztunnelChanges() handler.TypedEventHandler[*apps
 
 func (r *LabScheduleReconciler) notePolicyChange(ctx context.Context, obj client.Object, q queue) {
 	r.noteChange(ctx, q, "policy", obj, func(t *labsv1.TriggerSpec, spec *labsv1.LabRunSpec, ns string) bool {
-		return t.OnPolicyChange && dependsOnNamespace(spec, ns, obj.GetNamespace())
+		return t.OnPolicyChange && dependsOnNamespace(spec, r.Mesh.WithDefaults().RootNamespace, ns, obj.GetNamespace())
 	})
 }
 
 func (r *LabScheduleReconciler) noteZtunnelChange(ctx context.Context, ds *appsv1.DaemonSet, q queue) {
 	r.noteChange(ctx, q, "ztunnel", ds, func(t *labsv1.TriggerSpec, spec *labsv1.LabRunSpec, _ string) bool {
-		z := spec.Mesh.Ztunnel
-		return t.OnZtunnelChange && ds.Namespace == orDefaultString(z.Namespace, "istio-system") &&
-			selects(z.Labels(), ds.Spec.Template.Labels)
+		// The operator's ztunnel, which its runs read, whatever the template names.
+		z := r.Mesh.WithDefaults()
+		return t.OnZtunnelChange && ds.Namespace == z.ZtunnelNamespace && selects(z.ZtunnelSelector, ds.Spec.Template.Labels)
 	})
 }
 
@@ -179,22 +286,20 @@ func (r *LabScheduleReconciler) noteChange(ctx context.Context, q queue, what st
 		if ls.Spec.Trigger == nil || !wants(ls.Spec.Trigger, &ls.Spec.Template.Spec, ls.Namespace) {
 			continue
 		}
-		debounce := defaultDebounce
-		if d := ls.Spec.Trigger.Debounce; d != nil {
-			debounce = d.Duration
-		}
+		debounce := triggerSettings(ls.Spec.Trigger).debounce
 		key := client.ObjectKeyFromObject(ls)
 		log.V(1).Info("Noting a trigger", "labSchedule", key, "change", what, "object", client.ObjectKeyFromObject(obj))
-		r.triggers.note(key, r.now().Add(debounce).Truncate(time.Second))
+		r.triggers.note(key, r.now())
 		q.AddAfter(reconcile.Request{NamespacedName: key}, debounce)
 	}
 }
 
 // dependsOnNamespace tells whether a run of spec, in namespace ns, reads the policies of namespace policyNs: the
-// mesh root namespace, the target's and the AuthorizationPolicy's.
-func dependsOnNamespace(spec *labsv1.LabRunSpec, ns, policyNs string) bool {
+// mesh root namespace (the operator's, rootNs, whatever the spec names), the target's and the
+// AuthorizationPolicy's.
+func dependsOnNamespace(spec *labsv1.LabRunSpec, rootNs, ns, policyNs string) bool {
 	target := orDefaultString(spec.Target.Namespace, ns)
-	deps := []string{orDefaultString(spec.Mesh.RootNamespace, "istio-system"), target}
+	deps := []string{rootNs, target}
 	if ap := spec.Mesh.AuthorizationPolicy; ap != nil {
 		deps = append(deps, orDefaultString(ap.Namespace, target))
 	}

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -171,7 +172,7 @@ func TestScheduleConditions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ls := &labsv1.LabSchedule{Spec: labsv1.LabScheduleSpec{Suspend: &tc.suspend},
 				Status: labsv1.LabScheduleStatus{LastRun: tc.last}}
-			ready, reconciling, stalled := scheduleConditions(ls, tc.invalid)
+			ready, reconciling, stalled := scheduleConditions(ls, reasonInvalidSchedule, tc.invalid)
 			if ready == nil || ready.Status != tc.ready {
 				t.Errorf("Ready = %+v, want %s", ready, tc.ready)
 			}
@@ -232,11 +233,15 @@ func TestSchedulePolicyMatchesRequesterPolicy(t *testing.T) {
 	}
 }
 
+// TestOperatorsOwn: only the changed-by mark of a run the operator recorded makes a policy its own; a name, or an
+// annotation, never does. (The sandbox test TestScheduleTriggersIgnoreOnlyTheOperator reads real records.)
 func TestOperatorsOwn(t *testing.T) {
 	obj := func(kind, name string, labels, annotations map[string]string) *metav1.PartialObjectMetadata {
 		return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{Kind: kind},
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations}}
 	}
+	r := &LabScheduleReconciler{}
+	r.recordedRuns.add("recorded-uid", time.Now())
 	cases := []struct {
 		name string
 		obj  *metav1.PartialObjectMetadata
@@ -244,13 +249,14 @@ func TestOperatorsOwn(t *testing.T) {
 	}{
 		{"a tenant's policy", obj("AuthorizationPolicy", "allow", map[string]string{"app": "x"},
 			map[string]string{"example.com/note": "x"}), false},
-		{"changed by a run", obj("AuthorizationPolicy", "allow", map[string]string{"labs.ambientlab.io/changed-by": "uid"}, nil), true},
-		{"annotated by a run", obj("PeerAuthentication", "default", nil, map[string]string{"labs.ambientlab.io/owner": "demo/r"}), true},
-		{"a temporary PeerAuthentication", obj("PeerAuthentication", "labrun-permissive-0123456789", nil, nil), true},
-		{"an AuthorizationPolicy named like one", obj("AuthorizationPolicy", "labrun-permissive-x", nil, nil), false},
+		{"changed by a recorded run", obj("AuthorizationPolicy", "allow",
+			map[string]string{"labs.ambientlab.io/changed-by": "recorded-uid"}, nil), true},
+		{"annotated only", obj("PeerAuthentication", "default", nil, map[string]string{"labs.ambientlab.io/owner": "demo/r"}), false},
+		{"named like a temporary PeerAuthentication", obj("PeerAuthentication", "labrun-permissive-0123456789", nil, nil), false},
+		{"an empty mark", obj("PeerAuthentication", "labrun-permissive-x", map[string]string{"labs.ambientlab.io/changed-by": ""}, nil), false},
 	}
 	for _, tc := range cases {
-		if got := operatorsOwn(tc.obj); got != tc.want {
+		if got := r.operatorsOwn(context.Background(), tc.obj); got != tc.want {
 			t.Errorf("%s: operatorsOwn = %v, want %v", tc.name, got, tc.want)
 		}
 	}
@@ -260,15 +266,19 @@ func TestDependsOnNamespace(t *testing.T) {
 	spec := &labsv1.LabRunSpec{Target: labsv1.TargetSpec{Namespace: "apps"},
 		Mesh: labsv1.MeshSpec{RootNamespace: "istio-system", AuthorizationPolicy: &labsv1.ObjectRef{Namespace: "policies", Name: "p"}}}
 	for ns, want := range map[string]bool{"istio-system": true, "apps": true, "policies": true, "demo": false, "other": false} {
-		if got := dependsOnNamespace(spec, "demo", ns); got != want {
+		if got := dependsOnNamespace(spec, "istio-system", "demo", ns); got != want {
 			t.Errorf("dependsOnNamespace(%s) = %v, want %v", ns, got, want)
 		}
 	}
-	// Defaults: the target is the schedule's namespace, the root istio-system, the policy the target's.
+	// Defaults: the target is the schedule's namespace, the policy the target's.
 	bare := &labsv1.LabRunSpec{}
-	if !dependsOnNamespace(bare, "demo", "demo") || !dependsOnNamespace(bare, "demo", "istio-system") ||
-		dependsOnNamespace(bare, "demo", "apps") {
+	if !dependsOnNamespace(bare, "istio-system", "demo", "demo") || !dependsOnNamespace(bare, "istio-system", "demo", "istio-system") ||
+		dependsOnNamespace(bare, "istio-system", "demo", "apps") {
 		t.Error("defaults: want demo and istio-system only")
+	}
+	// The root namespace is the operator's, not the one a spec names.
+	if !dependsOnNamespace(spec, "mesh-root", "demo", "mesh-root") || dependsOnNamespace(spec, "mesh-root", "demo", "istio-system") {
+		t.Error("root namespace: want the operator's (mesh-root), not the spec's (istio-system)")
 	}
 }
 
@@ -289,16 +299,45 @@ func TestPendingTriggersDebounce(t *testing.T) {
 	p.note(key, first)
 	p.note(key, later)
 	p.note(key, first) // an older event read late does not shorten the wait
-	if got, _ := p.pending(key); !got.Equal(later) {
-		t.Fatalf("pending = %v, want the last change's %v", got, later)
+	got, _ := p.pending(key)
+	if !got.first.Equal(first) || !got.last.Equal(later) {
+		t.Fatalf("pending = %+v, want %v to %v", got, first, later)
 	}
-	p.done(key, first) // a run for an earlier deadline does not clear a later change
-	if _, ok := p.pending(key); !ok {
-		t.Fatal("a later change was cleared")
+	p.done(key, pendingTrigger{first: first, last: first}) // a run for earlier changes does not clear a later one
+	if got, ok := p.pending(key); !ok || !got.first.Equal(later) {
+		t.Fatalf("a later change was cleared or not restarted from its own time: %+v", got)
 	}
-	p.done(key, later)
+	p.done(key, pendingTrigger{first: later, last: later})
 	if _, ok := p.pending(key); ok {
 		t.Fatal("still pending after its run")
+	}
+}
+
+// TestTriggerDue: debounce after the last change; changes that keep coming wait at most max(debounce,
+// minInterval) from the first; never before the next allowed time; whole seconds, rounded up.
+func TestTriggerDue(t *testing.T) {
+	t0 := at("2026-01-01T00:00:00Z")
+	sec := func(n float64) time.Time { return t0.Add(time.Duration(n * float64(time.Second))) }
+	allowed := func(n float64) *metav1.Time { return &metav1.Time{Time: sec(n)} }
+	for _, tc := range []struct {
+		name                  string
+		first, last           float64
+		debounce, minInterval time.Duration
+		allowed               *metav1.Time
+		want                  float64
+	}{
+		{"one change", 0, 0, 10 * time.Second, 5 * time.Minute, nil, 10},
+		{"a burst", 0, 30, 10 * time.Second, 5 * time.Minute, nil, 40},
+		{"endless changes", 0, 400, 10 * time.Second, 5 * time.Minute, nil, 300},
+		{"a long debounce bounds itself", 0, 400, time.Hour, time.Minute, nil, 3600},
+		{"not before the next allowed time", 0, 0, time.Second, time.Minute, allowed(50), 50},
+		{"allowed already", 0, 0, time.Second, time.Minute, allowed(-5), 1},
+		{"rounded up", 0.2, 0.2, time.Second, time.Minute, nil, 2},
+	} {
+		got := triggerDue(pendingTrigger{first: sec(tc.first), last: sec(tc.last)}, tc.debounce, tc.minInterval, tc.allowed)
+		if !got.Equal(sec(tc.want)) {
+			t.Errorf("%s: due %v, want %v", tc.name, got.Sub(t0), sec(tc.want).Sub(t0))
+		}
 	}
 }
 

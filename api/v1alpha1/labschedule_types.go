@@ -4,6 +4,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// Annotations admission stamps on a LabSchedule when its spec is written (config/admission/
+// schedule_author_policy.yaml): who wrote it. Nobody can set, change or remove them by hand; the manager checks
+// that author's rights before each run.
+const (
+	// AnnotationAuthor is the author's username.
+	AnnotationAuthor = "labs.ambientlab.io/author"
+	// AnnotationAuthorUID is the author's UID (empty when the authenticator gives none).
+	AnnotationAuthorUID = "labs.ambientlab.io/author-uid"
+	// AnnotationAuthorGroups is the author's groups: a comma-separated list of quoted strings ("a","b").
+	AnnotationAuthorGroups = "labs.ambientlab.io/author-groups"
+)
+
 // ConcurrencyPolicy says what a LabSchedule does when a run is due while an earlier one is still active.
 // +kubebuilder:validation:Enum=Forbid;Replace;Allow
 type ConcurrencyPolicy string
@@ -13,7 +25,8 @@ const (
 	// ConcurrencyForbid skips the due run while one is active (the default: a check that is still running
 	// is still the current check).
 	ConcurrencyForbid ConcurrencyPolicy = "Forbid"
-	// ConcurrencyReplace deletes the active run (which restores the mesh) and starts a new one.
+	// ConcurrencyReplace deletes the active run (which restores the mesh) and starts a new one. A triggered run
+	// never replaces one: it waits, as with Forbid.
 	ConcurrencyReplace ConcurrencyPolicy = "Replace"
 	// ConcurrencyAllow starts the new run anyway. Lab-mode runs still take the mesh lock one at a time.
 	ConcurrencyAllow ConcurrencyPolicy = "Allow"
@@ -43,7 +56,9 @@ type LabScheduleSpec struct {
 
 	// ConcurrencyPolicy says what to do when a run is due while an earlier one is still active: Forbid (skip
 	// it), Replace (delete the active run, which restores the mesh, then start a new one) or Allow (start it;
-	// Lab-mode runs still take the mesh lock one at a time, so they queue). Default: Forbid.
+	// Lab-mode runs still take the mesh lock one at a time, so they queue). Default: Forbid. A run started by a
+	// trigger never replaces an active run, whatever the policy: it waits until that run ends (changes made by
+	// others must not abort the schedule's runs).
 	// +kubebuilder:default=Forbid
 	// +optional
 	ConcurrencyPolicy ConcurrencyPolicy `json:"concurrencyPolicy,omitempty"`
@@ -76,7 +91,9 @@ type LabScheduleSpec struct {
 }
 
 // TriggerSpec starts a run when the mesh's protections may have changed. The operator's own temporary
-// changes (objects carrying its marks, written by its ServiceAccount) never trigger a run.
+// changes never trigger a run: it recognises them by its labs.ambientlab.io/changed-by mark (which only its
+// ServiceAccount may write) naming a run it recorded, never by an object's name. Anyone who may change a policy
+// the runs depend on can cause a triggered run, so triggered runs are rate-limited per schedule (minInterval).
 type TriggerSpec struct {
 	// OnPolicyChange starts a run when a PeerAuthentication or AuthorizationPolicy that the template's runs
 	// depend on (in the mesh root namespace or the target namespace) is created, changed or deleted.
@@ -97,6 +114,18 @@ type TriggerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="trigger.debounce must be at most 1h"
 	// +optional
 	Debounce *metav1.Duration `json:"debounce,omitempty"`
+
+	// MinInterval is the least time between two runs started by this schedule's trigger: changes made in
+	// between are folded into one run, started once the interval has passed (status.nextTriggerAllowedTime). It
+	// also bounds the debounce: changes that keep coming start a run at most max(debounce, minInterval) after
+	// the first of them. Scheduled runs are not limited by it. Default: 5m; 1s to 24h.
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="trigger.minInterval must be between 1s and 24h"
+	// +optional
+	MinInterval *metav1.Duration `json:"minInterval,omitempty"`
 }
 
 // LabRunTemplate is the part of a LabRun a schedule stamps out.
@@ -147,10 +176,15 @@ type LabScheduleStatus struct {
 	// +optional
 	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
 
-	// LastTriggerTime is the debounced time of the last run a trigger created, for people (a pending trigger
-	// is kept in the manager's memory only).
+	// LastTriggerTime is when the last run a trigger created was started (a pending trigger is kept in the
+	// manager's memory only).
 	// +optional
 	LastTriggerTime *metav1.Time `json:"lastTriggerTime,omitempty"`
+
+	// NextTriggerAllowedTime is the earliest time a trigger may start another run: lastTriggerTime plus
+	// trigger.minInterval. Changes before it are folded into one run started then.
+	// +optional
+	NextTriggerAllowedTime *metav1.Time `json:"nextTriggerAllowedTime,omitempty"`
 
 	// LastSuccessfulTime is when the last successful run ended.
 	// +optional
@@ -169,7 +203,8 @@ type LabScheduleStatus struct {
 	LastRun *RunSummary `json:"lastRun,omitempty"`
 
 	// Conditions: Ready (the schedule parses and its last finished run succeeded), Reconciling, Stalled
-	// (the schedule cannot run: it does not parse, or the time zone is unknown).
+	// (the schedule cannot run: it does not parse, the time zone is unknown, or its author no longer has a
+	// right its runs need, named in the message).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
