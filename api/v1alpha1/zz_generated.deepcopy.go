@@ -418,6 +418,10 @@ func (in *LabScheduleStatus) DeepCopyInto(out *LabScheduleStatus) {
 		in, out := &in.LastTriggerTime, &out.LastTriggerTime
 		*out = (*in).DeepCopy()
 	}
+	if in.NextTriggerAllowedTime != nil {
+		in, out := &in.NextTriggerAllowedTime, &out.NextTriggerAllowedTime
+		*out = (*in).DeepCopy()
+	}
 	if in.LastSuccessfulTime != nil {
 		in, out := &in.LastSuccessfulTime, &out.LastSuccessfulTime
 		*out = (*in).DeepCopy()
@@ -673,6 +677,11 @@ func (in *TriggerSpec) DeepCopyInto(out *TriggerSpec) {
 	*out = *in
 	if in.Debounce != nil {
 		in, out := &in.Debounce, &out.Debounce
+		*out = new(v1.Duration)
+		**out = **in
+	}
+	if in.MinInterval != nil {
+		in, out := &in.MinInterval, &out.MinInterval
 		*out = new(v1.Duration)
 		**out = **in
 	}

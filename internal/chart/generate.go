@@ -42,6 +42,17 @@ const (
 	probeImages = `{{ include "labrun-operator.probeImages" . | quote }}`
 )
 
+// meshValues are the mesh ConfigMap's keys and the values that set them, as they set the manager's flags
+// (templates/deployment.yaml): admission checks rights where the manager reads.
+var meshValues = map[string]string{
+	"rootNamespace":    `{{ .Values.mesh.rootNamespace | quote }}`,
+	"ztunnelNamespace": `{{ .Values.mesh.ztunnel.namespace | quote }}`,
+	"ztunnelSelector":  `{{ include "labrun-operator.ztunnelSelector" . | quote }}`,
+}
+
+// meshPlaceholder stands for the mesh ConfigMap's value of key until it is swapped for its template.
+func meshPlaceholder(key string) string { return "ZZ_CHART_MESH_" + strings.ToUpper(key) }
+
 // ChartLabels are the labels the chart puts on every object (templates/_helpers.tpl).
 var ChartLabels = []string{"helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance",
 	"app.kubernetes.io/version", "app.kubernetes.io/managed-by"}
@@ -174,7 +185,8 @@ func generateServiceMonitor(root string, out map[string][]byte) error {
 func placeOf(u *unstructured.Unstructured) (file, cond string) {
 	kind, name := u.GetKind(), u.GetName()
 	switch {
-	case strings.HasPrefix(kind, "ValidatingAdmissionPolicy"), kind == "ConfigMap" && name == sandbox.ProbeImagesConfigMap:
+	case strings.HasPrefix(kind, "ValidatingAdmissionPolicy"), strings.HasPrefix(kind, "MutatingAdmissionPolicy"),
+		kind == "ConfigMap" && (name == sandbox.ProbeImagesConfigMap || name == sandbox.MeshConfigMap):
 		return "admission.yaml", "" // always: the manager holds Lab runs while they are missing
 	case strings.Contains(name, "metrics") && (kind == "Service" || strings.HasPrefix(kind, "ClusterRole")):
 		return "metrics.yaml", ".Values.metrics.enabled"
@@ -209,6 +221,13 @@ func templateOf(u *unstructured.Unstructured, release bool, extraLabels string) 
 				return "", err
 			}
 		}
+		if u.GetKind() == "ConfigMap" && u.GetName() == sandbox.MeshConfigMap {
+			for key := range meshValues {
+				if err := unstructured.SetNestedField(u.Object, meshPlaceholder(key), "data", key); err != nil {
+					return "", err
+				}
+			}
+		}
 	}
 	b, err := yaml.Marshal(u.Object)
 	if err != nil {
@@ -233,6 +252,9 @@ func templateOf(u *unstructured.Unstructured, release bool, extraLabels string) 
 	s = strings.Join(lines, "\n")
 	s = strings.ReplaceAll(s, sandbox.OperatorNamespace, "{{ .Release.Namespace }}")
 	s = strings.ReplaceAll(s, probeImagesPlaceholder, probeImages)
+	for key, tmpl := range meshValues {
+		s = strings.ReplaceAll(s, meshPlaceholder(key), tmpl)
+	}
 	return s, nil
 }
 

@@ -52,7 +52,10 @@ type Options struct {
 	// AllowAnyNamespace turns off the namespace opt-in: without it a run may only touch namespaces labelled
 	// labs.ambientlab.io/enabled=true.
 	AllowAnyNamespace bool
-	PodStartGrace     time.Duration
+	// Mesh says where the mesh lives: the root namespace and the ztunnel pods (empty fields: Istio's,
+	// istio-system and app=ztunnel). LabRuns may only repeat it (controllers.MeshConfig).
+	Mesh          controllers.MeshConfig
+	PodStartGrace time.Duration
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election (zero: controller-runtime's defaults,
 	// 15s, 10s, 2s; main.go's flags default shorter). The Lease is released on a clean shutdown so a standby
 	// replica takes over at once; after a crash, about LeaseDuration later (measured: main.go), which is how
@@ -130,6 +133,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Fault:         o.Fault,
 		ProbeImage:    o.ProbeImage,
 		PodStartGrace: o.PodStartGrace,
+		Mesh:          o.Mesh.WithDefaults(),
 	}
 	if !o.AllowAnyNamespace {
 		r.EnabledLabel = labsv1.LabelEnabled
@@ -138,7 +142,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("setting up the LabRun controller: %w", err)
 	}
 	schedules := &controllers.LabScheduleReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
-		Recorder: mgr.GetEventRecorder("labschedule-controller")}
+		Records: records, Recorder: mgr.GetEventRecorder("labschedule-controller"), Mesh: o.Mesh.WithDefaults()}
 	if err := schedules.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LabSchedule controller: %w", err)
 	}
@@ -176,6 +180,9 @@ func managerOptions(o Options) (ctrl.Options, error) {
 	if err := o.checkLeaderElection(); err != nil {
 		return ctrl.Options{}, err
 	}
+	if err := o.Mesh.WithDefaults().Validate(); err != nil {
+		return ctrl.Options{}, err
+	}
 	return ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOptions(o),
@@ -192,7 +199,9 @@ func managerOptions(o Options) (ctrl.Options, error) {
 			&corev1.Pod{}:                     {Label: labels.SelectorFromSet(labels.Set{labsv1.LabelProbe: "true"})},
 			&securityv1.PeerAuthentication{}:  {Label: changed},
 			&securityv1.AuthorizationPolicy{}: {Label: changed},
-			&coordinationv1.Lease{}:           {Field: fields.OneTermEqualSelector("metadata.name", mesh.LockName)},
+			// The mesh lock lives in the operator's namespace (controllers' lock), where its RBAC is.
+			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{o.namespace(): {}},
+				Field: fields.OneTermEqualSelector("metadata.name", mesh.LockName)},
 			// The manager may read ConfigMaps only in its own namespace (config/rbac): the trusted records.
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.namespace(): {}},
 				Label: labels.SelectorFromSet(labels.Set{mesh.LabelRecord: "true"})},

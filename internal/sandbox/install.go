@@ -58,10 +58,17 @@ func Kustomize(dir string) ([]*unstructured.Unstructured, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &unstructured.Unstructured{Object: m})
+		u := &unstructured.Unstructured{Object: m}
+		if clusterScopedUnknownToKustomize[u.GetKind()] {
+			u.SetNamespace("") // kustomize's namespace transformer gave it one
+		}
+		out = append(out, u)
 	}
 	return out, nil
 }
+
+// clusterScopedUnknownToKustomize are cluster-scoped kinds newer than kustomize's built-in list (kyaml's openapi).
+var clusterScopedUnknownToKustomize = map[string]bool{"MutatingAdmissionPolicy": true, "MutatingAdmissionPolicyBinding": true}
 
 // installDefault applies config/default's namespace, ServiceAccount, RBAC and admission policies, with the
 // sandbox's probe images permitted.
