@@ -11,6 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/ambientlab/labrun-operator/controllers"
 	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
@@ -60,10 +61,23 @@ func runManager() int {
 	flag.StringVar(&o.Namespace, "namespace", "", "The operator's namespace, where the trusted run records live (default $POD_NAMESPACE, else labrun-system)")
 	flag.BoolVar(&o.AllowAnyNamespace, "allow-any-namespace", false, "Let runs touch any namespace; by default only namespaces labelled labs.ambientlab.io/enabled=true")
 	flag.DurationVar(&o.PodStartGrace, "pod-start-grace", 2*time.Minute, "How long a probe pod may take to start")
+	// Where the mesh lives is the operator's to say, not a LabRun's: a run may only repeat these values.
+	flag.StringVar(&o.Mesh.RootNamespace, "mesh-root-namespace", controllers.DefaultRootNamespace,
+		"Istio's root namespace, where the mesh-wide PeerAuthentication lives (LabRuns may only name this one)")
+	flag.StringVar(&o.Mesh.ZtunnelNamespace, "ztunnel-namespace", controllers.DefaultZtunnelNamespace,
+		"Namespace of the ztunnel pods whose readiness and logs runs read (LabRuns may only name this one)")
+	ztunnelSelector := flag.String("ztunnel-selector", controllers.SelectorString(controllers.DefaultZtunnelSelector()),
+		"Labels of the ztunnel pods, key=value[,key=value] (LabRuns may only name these)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	selector, err := controllers.ParseSelector(*ztunnelSelector)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "manager: --ztunnel-selector: %v\n", err)
+		return 2
+	}
+	o.Mesh.ZtunnelSelector = selector
 	log := ctrl.Log.WithName("setup")
 
 	cfg, err := ctrl.GetConfig()

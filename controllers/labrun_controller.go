@@ -49,6 +49,9 @@ type LabRunReconciler struct {
 	// EnabledLabel, when set, is a namespace label (value "true") an administrator puts on each namespace runs
 	// may touch; preflight refuses a run that would touch another, with nothing changed.
 	EnabledLabel string
+	// Mesh says where the mesh root namespace and ztunnel are (the manager's flags; empty: Istio's defaults).
+	// Every read of ztunnel pods and logs and of the root namespace goes there, whatever a spec names.
+	Mesh MeshConfig
 	// Admission says whether the admission policies are installed as shipped and enforced; Lab runs wait until
 	// they are (admission_guard.go). Nil: they are taken as not enforced.
 	Admission AdmissionGate
@@ -70,7 +73,8 @@ var errAborted = errors.New("pass aborted by fault injection")
 
 // The manager's rights, narrowed to what the code uses (config/rbac is generated from these markers). Where RBAC
 // cannot say enough (which pods, namespaces, ServiceAccounts and Leases it may create or delete), the admission
-// policy config/admission/manager_policy.yaml constrains the manager's own ServiceAccount.
+// policy config/admission/manager_policy.yaml constrains the manager's own ServiceAccount. The mesh lock's Lease
+// rights are those of its namespace's Role (config/rbac/leader_election_role.yaml).
 // +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labruns,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labruns/status,verbs=get;patch
 // +kubebuilder:rbac:groups=labs.ambientlab.io,resources=labruns/finalizers,verbs=update
@@ -79,8 +83,6 @@ var errAborted = errors.New("pass aborted by fault injection")
 // +kubebuilder:rbac:groups="",resources=services;nodes,verbs=get;list
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;create;delete
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;create;delete
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=create
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,resourceNames=labrun-mesh-lock,verbs=get;list;watch;update;delete
 // +kubebuilder:rbac:groups=security.istio.io,resources=authorizationpolicies,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=metrics.k8s.io,resources=pods,verbs=get;list

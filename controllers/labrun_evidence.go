@@ -66,7 +66,7 @@ func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, lab
 	c := ztunnel.Criteria{Since: since.Add(-clockSlack), Until: r.now().Add(clockSlack), Direction: ev.Direction,
 		HBONE: ev.HBONE, PolicyRejected: &rejected, NoSrcIdentity: ev.Plaintext}
 	if ev.DeniedByStrict {
-		static, converted := strictDenials(run)
+		static, converted := r.strictDenials(run)
 		c.ErrorAnyOf = []string{"explicitly denied by: " + static, "explicitly denied by: " + converted}
 	}
 	td := run.Spec.Mesh.TrustDomain

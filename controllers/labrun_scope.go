@@ -34,30 +34,30 @@ func temporaryPeerAuthName(run *labsv1.LabRun) string {
 }
 
 // permissiveRef is the object the set-permissive step changes (Mesh) or creates (Workload, Namespace).
-func permissiveRef(run *labsv1.LabRun) mesh.Ref {
+func (r *LabRunReconciler) permissiveRef(run *labsv1.LabRun) mesh.Ref {
 	if scopeOf(run) == labsv1.ScopeMesh {
-		return peerAuthRef(run)
+		return r.peerAuthRef(run)
 	}
 	return mesh.Ref{Kind: mesh.KindPeerAuthentication, Namespace: run.TargetNamespace(), Name: temporaryPeerAuthName(run)}
 }
 
 // permissiveChange says what the set-permissive step does, by scope.
-func permissiveChange(run *labsv1.LabRun) string {
+func (r *LabRunReconciler) permissiveChange(run *labsv1.LabRun) string {
 	switch scopeOf(run) {
 	case labsv1.ScopeMesh:
-		return fmt.Sprintf("set %s mode %s (every workload of the mesh)", peerAuthRef(run), modePermissive)
+		return fmt.Sprintf("set %s mode %s (every workload of the mesh)", r.peerAuthRef(run), modePermissive)
 	case labsv1.ScopeNamespace:
-		return fmt.Sprintf("create %s, mode %s for namespace %s only; removed on restore", permissiveRef(run),
+		return fmt.Sprintf("create %s, mode %s for namespace %s only; removed on restore", r.permissiveRef(run),
 			modePermissive, run.TargetNamespace())
 	}
-	return fmt.Sprintf("create %s selecting only Service %s's pods, port %d %s; removed on restore", permissiveRef(run),
+	return fmt.Sprintf("create %s selecting only Service %s's pods, port %d %s; removed on restore", r.permissiveRef(run),
 		run.Spec.Target.Service, run.Spec.Target.Port, modePermissive)
 }
 
 // temporaryEntry is the journal entry of the PeerAuthentication a narrow scope creates: for Workload, the target
 // Service's selector (exactly its pods) with only the container ports behind the target port PERMISSIVE.
 func (r *LabRunReconciler) temporaryEntry(ctx context.Context, run *labsv1.LabRun, owner mesh.Owner, now time.Time) (labsv1.JournalEntry, error) {
-	ref := permissiveRef(run)
+	ref := r.permissiveRef(run)
 	if scopeOf(run) == labsv1.ScopeNamespace {
 		return mesh.TemporaryPeerAuthentication(ref.Namespace, ref.Name, nil, nil, owner, metav1.NewTime(now))
 	}
@@ -84,11 +84,11 @@ func (r *LabRunReconciler) permissiveBlocked(ctx context.Context, run *labsv1.La
 	if err != nil {
 		return fmt.Sprintf("scope %s: %v", scopeOf(run), err), nil
 	}
-	pas, err := mesh.PeerAuthentications(ctx, r.APIReader, run.Spec.Mesh.RootNamespace, run.TargetNamespace())
+	pas, err := mesh.PeerAuthentications(ctx, r.APIReader, r.meshConfig().RootNamespace, run.TargetNamespace())
 	if err != nil {
 		return "", err
 	}
-	ref := permissiveRef(run)
+	ref := r.permissiveRef(run)
 	changed := make([]unstructured.Unstructured, 0, len(pas)+1)
 	for _, pa := range pas {
 		if pa.GetNamespace() == ref.Namespace && pa.GetName() == ref.Name {
@@ -114,7 +114,7 @@ func (r *LabRunReconciler) permissiveBlocked(ctx context.Context, run *labsv1.La
 	}
 	for i := range pods {
 		port := containerPort(svc, run.Spec.Target.Port, &pods[i])
-		d := mesh.EffectiveMode(changed, run.Spec.Mesh.RootNamespace, run.TargetNamespace(), pods[i].Labels, port)
+		d := mesh.EffectiveMode(changed, r.meshConfig().RootNamespace, run.TargetNamespace(), pods[i].Labels, port)
 		if d.Mode != modePermissive {
 			return fmt.Sprintf("scope %s cannot make target pod %s PERMISSIVE on port %d: it would stay %s; nothing "+
 				"was changed for it (use another scope, or change that policy)", scopeOf(run), pods[i].Name, port, d), nil
@@ -133,7 +133,7 @@ func (r *LabRunReconciler) weakenedPods(ctx context.Context, run *labsv1.LabRun,
 	}
 	selector, _, _ := unstructured.NestedStringMap(spec, "selector", "matchLabels")
 	namespaces := []string{e.Namespace}
-	if e.Kind == mesh.KindPeerAuthentication && e.Namespace == run.Spec.Mesh.RootNamespace {
+	if e.Kind == mesh.KindPeerAuthentication && e.Namespace == r.meshConfig().RootNamespace {
 		list := &corev1.NamespaceList{}
 		if err := r.APIReader.List(ctx, list, client.MatchingLabels{ambientLabel: ambientValue}); err != nil {
 			return nil, fmt.Errorf("listing ambient namespaces: %w", err)

@@ -26,8 +26,8 @@ func (r *LabRunReconciler) readZtunnel(ctx context.Context, run *labsv1.LabRun, 
 
 // readZtunnelSources reads the run's ztunnel access logs since the given time and names the pods it read.
 func (r *LabRunReconciler) readZtunnelSources(ctx context.Context, run *labsv1.LabRun, since time.Time) ([]ztunnel.Entry, []labsv1.EvidenceSource, error) {
-	z := run.Spec.Mesh.Ztunnel
-	entries, sources, err := r.Logs.Read(ctx, z.Namespace, z.Labels(), since)
+	z := r.meshConfig() // the operator's ztunnel, never one a spec names
+	entries, sources, err := r.Logs.Read(ctx, z.ZtunnelNamespace, z.ZtunnelSelector, since)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -47,7 +47,10 @@ func TestManagerRBACIsNarrow(t *testing.T) {
 		{access{"update", "", "configmaps", "", sandbox.OperatorNamespace, "labrun-record-x"}, true},
 		{access{"create", "", "configmaps", "", "demo", ""}, false},
 		{access{"list", "", "configmaps", "", "", ""}, false},
-		{access{"update", "coordination.k8s.io", "leases", "", "istio-system", "labrun-mesh-lock"}, true},
+		{access{"update", "coordination.k8s.io", "leases", "", sandbox.OperatorNamespace, "labrun-mesh-lock"}, true},
+		{access{"watch", "coordination.k8s.io", "leases", "", sandbox.OperatorNamespace, "labrun-mesh-lock"}, true},
+		{access{"update", "coordination.k8s.io", "leases", "", "istio-system", "labrun-mesh-lock"}, false}, // the lock lives at home
+		{access{"create", "coordination.k8s.io", "leases", "", "istio-system", ""}, false},
 		{access{"update", "coordination.k8s.io", "leases", "", "kube-system", "kube-controller-manager"}, false},
 		{access{"watch", "coordination.k8s.io", "leases", "", "", ""}, false},
 		{access{"update", "coordination.k8s.io", "leases", "", sandbox.OperatorNamespace, "labrun-operator.labs.ambientlab.io"}, true},
@@ -166,11 +169,14 @@ func TestManagerMayCreateOnlyWhatARunNeeds(t *testing.T) {
 			return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "deployer", Labels: labelled}}
 		}, "its attacker ServiceAccounts"},
 		{"the mesh lock", func() client.Object {
-			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "labrun-mesh-lock"}}
+			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.OperatorNamespace, Name: "labrun-mesh-lock"}}
 		}, ""},
+		{"the mesh lock outside its namespace", func() client.Object {
+			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "labrun-mesh-lock"}}
+		}, "only create Leases in its own namespace"},
 		{"another Lease outside its namespace", func() client.Object {
 			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-scheduler"}}
-		}, "only create the labrun-mesh-lock Lease outside its namespace"},
+		}, "only create Leases in its own namespace"},
 		{"its temporary PeerAuthentication", func() client.Object {
 			return peerAuthentication("labrun-permissive-0123456789", map[string]string{mesh.LabelChangedBy: "uid"})
 		}, ""},

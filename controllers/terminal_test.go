@@ -56,10 +56,10 @@ func refuseProbePods(t *testing.T, step string) {
 	}).WithTimeout(10 * time.Second).WithPolling(50 * time.Millisecond).Should(BeTrue())
 }
 
-// expectNoLock asserts the mesh lock is free.
+// expectNoLock asserts the mesh lock is free (it lives in the operator's namespace).
 func expectNoLock(t *testing.T) {
 	t.Helper()
-	err := k8s.Get(context.Background(), client.ObjectKey{Namespace: sandbox.RootNamespace, Name: mesh.LockName}, &coordinationv1.Lease{})
+	err := k8s.Get(context.Background(), client.ObjectKey{Namespace: sandbox.OperatorNamespace, Name: mesh.LockName}, &coordinationv1.Lease{})
 	NewWithT(t).Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the mesh lock is still held: %v", err)
 }
 

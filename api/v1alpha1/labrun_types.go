@@ -165,8 +165,10 @@ type ClientSpec struct {
 
 // MeshSpec names the Istio objects of the mesh under test.
 type MeshSpec struct {
-	// RootNamespace is Istio's root namespace, where the mesh-wide PeerAuthentication lives.
-	// +kubebuilder:default=istio-system
+	// RootNamespace is Istio's root namespace, where the mesh-wide PeerAuthentication lives. It is the
+	// operator's configuration (the manager's --mesh-root-namespace, default istio-system), not the run's: leave
+	// it empty, or name the operator's; a run naming another is refused (admission, else preflight: Failed,
+	// nothing changed).
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +optional
@@ -186,8 +188,9 @@ type MeshSpec struct {
 	// +optional
 	AuthorizationPolicy *ObjectRef `json:"authorizationPolicy,omitempty"`
 
-	// Ztunnel says where the ztunnel pods run, for readiness checks and log evidence.
-	// +kubebuilder:default={}
+	// Ztunnel says where the ztunnel pods run, for readiness checks and log evidence. It is the operator's
+	// configuration (the manager's --ztunnel-namespace and --ztunnel-selector, default istio-system and
+	// app=ztunnel), not the run's: leave it empty, or repeat the operator's; a run naming another is refused.
 	// +optional
 	Ztunnel ZtunnelSpec `json:"ztunnel,omitempty"`
 
@@ -214,17 +217,17 @@ type ObjectRef struct {
 	Name string `json:"name"`
 }
 
-// ZtunnelSpec locates the ztunnel pods.
+// ZtunnelSpec repeats where the operator reads ztunnel pods; it cannot point the operator elsewhere.
 type ZtunnelSpec struct {
-	// Namespace the ztunnel DaemonSet runs in.
-	// +kubebuilder:default=istio-system
+	// Namespace the ztunnel DaemonSet runs in: empty, or the operator's (--ztunnel-namespace, default
+	// istio-system). A run naming another is refused.
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
 
-	// Selector is the label selector of the ztunnel pods: label keys and values as Kubernetes allows them.
-	// +kubebuilder:default={app:ztunnel}
+	// Selector is the label selector of the ztunnel pods: empty, or exactly the operator's (--ztunnel-selector,
+	// default app: ztunnel). A run naming another is refused.
 	// +kubebuilder:validation:MinProperties=1
 	// +kubebuilder:validation:MaxProperties=16
 	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$') && (k.contains('/') ? size(k.split('/')[0]) <= 253 && size(k.split('/')[1]) <= 63 : size(k) <= 63))",message="mesh.ztunnel.selector keys must be label keys: an optional DNS subdomain prefix and '/', then a name of at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric"

@@ -209,6 +209,21 @@ func TestValues(t *testing.T) {
 		g.Expect(managerArgs(t, r)).To(ContainElement("--probe-image=registry.example/labrun:v2"))
 		g.Expect(probeImagesOf(t, r)).To(Equal("registry.example/labrun:v2"))
 	})
+	t.Run("where the mesh lives", func(t *testing.T) {
+		g := NewWithT(t)
+		r := render(t, map[string]any{"mesh": map[string]any{"rootNamespace": "istio-root",
+			"ztunnel": map[string]any{"namespace": "ztunnel-ns", "selector": map[string]any{"k8s-app": "ztunnel", "app": "zt"}}}})
+		g.Expect(managerArgs(t, r)).To(ContainElements("--mesh-root-namespace=istio-root", "--ztunnel-namespace=ztunnel-ns",
+			"--ztunnel-selector=app=zt,k8s-app=ztunnel"))
+		cm := find(r.Objects, "ConfigMap", sandbox.MeshConfigMap)
+		g.Expect(cm).NotTo(BeNil(), "the admission policies' mesh parameter")
+		data, _, _ := unstructured.NestedStringMap(cm.Object, "data")
+		g.Expect(data).To(Equal(map[string]string{"rootNamespace": "istio-root", "ztunnelNamespace": "ztunnel-ns",
+			"ztunnelSelector": "app=zt,k8s-app=ztunnel"}), "the same values as the manager's flags")
+		_, err := chart.Render(context.Background(), dir, release, sandbox.OperatorNamespace,
+			map[string]any{"mesh": map[string]any{"rootNamespace": "Istio_System"}})
+		g.Expect(err).To(MatchError(ContainSubstring("rootNamespace")), "not a namespace name")
+	})
 	t.Run("namespace opt-in off", func(t *testing.T) {
 		g := NewWithT(t)
 		g.Expect(managerArgs(t, render(t, nil))).NotTo(ContainElement("--allow-any-namespace"))

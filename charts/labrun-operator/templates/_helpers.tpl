@@ -39,3 +39,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "labrun-operator.probeImages" -}}
 {{ join "," (prepend .Values.probeImage.extra (include "labrun-operator.probeImage" .)) }}
 {{- end }}
+
+{{/* The ztunnel pods' labels as a selector, key=value[,key=value] (keys sorted): --ztunnel-selector. */}}
+{{- define "labrun-operator.ztunnelSelector" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := .Values.mesh.ztunnel.selector -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{ join "," $pairs }}
+{{- end }}
