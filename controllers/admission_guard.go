@@ -20,6 +20,7 @@ import (
 // The manager reads the admission policies and bindings to check they are installed as shipped
 // (internal/admissioncheck); it never writes them.
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingadmissionpolicies;validatingadmissionpolicybindings,verbs=get;list;watch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingadmissionpolicies;mutatingadmissionpolicybindings,verbs=get;list;watch
 
 // AdmissionGate says whether the admission policies that hold the trust boundary (a run is admitted only within
 // its requester's rights; only the manager writes runs' status and the operator's marks) are installed as

@@ -69,6 +69,30 @@ func (c *Checker) Check(ctx context.Context) []Problem {
 		}
 		problems = append(problems, compareBinding(b, live)...)
 	}
+	for _, p := range c.Shipped.MutatingPolicies {
+		live := &admissionv1.MutatingAdmissionPolicy{}
+		found, err := c.get(ctx, p.Name, live)
+		if err != nil {
+			problems = append(problems, Problem(fmt.Sprintf("reading MutatingAdmissionPolicy %s: %v", p.Name, err)))
+			continue
+		}
+		if !found {
+			live = nil
+		}
+		problems = append(problems, compareMutatingPolicy(p, live)...)
+	}
+	for _, b := range c.Shipped.MutatingBindings {
+		live := &admissionv1.MutatingAdmissionPolicyBinding{}
+		found, err := c.get(ctx, b.Name, live)
+		if err != nil {
+			problems = append(problems, Problem(fmt.Sprintf("reading MutatingAdmissionPolicyBinding %s: %v", b.Name, err)))
+			continue
+		}
+		if !found {
+			live = nil
+		}
+		problems = append(problems, compareMutatingBinding(b, live)...)
+	}
 	return append(problems, c.prove(ctx)...)
 }
 

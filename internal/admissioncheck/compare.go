@@ -43,6 +43,45 @@ func compareBinding(shipped admissionv1.ValidatingAdmissionPolicyBinding, live *
 	return differ(what, want, live.Spec)
 }
 
+// compareObject says how the installed object (nil: not found) of kind named name differs from want, the
+// shipped spec with the API server's defaults filled in.
+func compareObject(kind, name string, want, live any, deleting bool, found bool) []Problem {
+	what := kind + " " + name
+	switch {
+	case !found:
+		return []Problem{Problem(what + " is missing")}
+	case deleting:
+		return []Problem{Problem(what + " is being deleted")}
+	}
+	return differ(what, want, live)
+}
+
+func compareMutatingPolicy(shipped admissionv1.MutatingAdmissionPolicy, live *admissionv1.MutatingAdmissionPolicy) []Problem {
+	want := *shipped.Spec.DeepCopy()
+	if want.FailurePolicy == nil {
+		fail := admissionv1.Fail
+		want.FailurePolicy = &fail
+	}
+	if want.MatchConstraints != nil {
+		defaultMatchResources(want.MatchConstraints)
+	}
+	if live == nil {
+		return compareObject("MutatingAdmissionPolicy", shipped.Name, want, nil, false, false)
+	}
+	return compareObject("MutatingAdmissionPolicy", shipped.Name, want, live.Spec, live.DeletionTimestamp != nil, true)
+}
+
+func compareMutatingBinding(shipped admissionv1.MutatingAdmissionPolicyBinding, live *admissionv1.MutatingAdmissionPolicyBinding) []Problem {
+	want := *shipped.Spec.DeepCopy()
+	if want.MatchResources != nil {
+		defaultMatchResources(want.MatchResources)
+	}
+	if live == nil {
+		return compareObject("MutatingAdmissionPolicyBinding", shipped.Name, want, nil, false, false)
+	}
+	return compareObject("MutatingAdmissionPolicyBinding", shipped.Name, want, live.Spec, live.DeletionTimestamp != nil, true)
+}
+
 // differ names the top-level spec fields in which live differs from want (both as the API server serves them).
 func differ(what string, want, live any) []Problem {
 	w, err := asMap(want)

@@ -80,7 +80,11 @@ func (g *Guard) NeedLeaderElection() bool { return false }
 func (g *Guard) Start(ctx context.Context) error {
 	g.init()
 	if g.Informers != nil {
-		for _, obj := range []client.Object{&admissionv1.ValidatingAdmissionPolicy{}, &admissionv1.ValidatingAdmissionPolicyBinding{}} {
+		watched := []client.Object{&admissionv1.ValidatingAdmissionPolicy{}, &admissionv1.ValidatingAdmissionPolicyBinding{}}
+		if s := g.Checker.Shipped; len(s.MutatingPolicies)+len(s.MutatingBindings) > 0 {
+			watched = append(watched, &admissionv1.MutatingAdmissionPolicy{}, &admissionv1.MutatingAdmissionPolicyBinding{})
+		}
+		for _, obj := range watched {
 			inf, err := g.Informers.GetInformer(ctx, obj)
 			if err != nil {
 				return fmt.Errorf("watching %T: %w", obj, err)

@@ -28,6 +28,9 @@ const defaultDir = "default"
 type Shipped struct {
 	Policies []admissionv1.ValidatingAdmissionPolicy
 	Bindings []admissionv1.ValidatingAdmissionPolicyBinding
+	// MutatingPolicies and MutatingBindings stamp what the validating ones then rely on (a schedule's author).
+	MutatingPolicies []admissionv1.MutatingAdmissionPolicy
+	MutatingBindings []admissionv1.MutatingAdmissionPolicyBinding
 }
 
 // LoadShipped renders the embedded config/default and returns its admission policies and bindings for an
@@ -67,6 +70,18 @@ func loadShipped(files fs.FS, namespace string) (*Shipped, error) {
 				return nil, fmt.Errorf("reading a shipped ValidatingAdmissionPolicyBinding: %w", err)
 			}
 			s.Bindings = append(s.Bindings, b)
+		case "MutatingAdmissionPolicy":
+			p := admissionv1.MutatingAdmissionPolicy{}
+			if err := yaml.UnmarshalStrict(raw, &p); err != nil {
+				return nil, fmt.Errorf("reading a shipped MutatingAdmissionPolicy: %w", err)
+			}
+			s.MutatingPolicies = append(s.MutatingPolicies, p)
+		case "MutatingAdmissionPolicyBinding":
+			b := admissionv1.MutatingAdmissionPolicyBinding{}
+			if err := yaml.UnmarshalStrict(raw, &b); err != nil {
+				return nil, fmt.Errorf("reading a shipped MutatingAdmissionPolicyBinding: %w", err)
+			}
+			s.MutatingBindings = append(s.MutatingBindings, b)
 		}
 	}
 	if len(s.Policies) == 0 || len(s.Bindings) == 0 {
