@@ -7,6 +7,7 @@
 package admissioncheck
 
 import (
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"path"
@@ -90,7 +91,7 @@ func loadShipped(files fs.FS, namespace string) (*Shipped, error) {
 	return s, nil
 }
 
-// render runs kustomize over config/default in memory; it returns each object as YAML and the namespace the
+// render runs kustomize over config/default in memory; it returns each object as JSON and the namespace the
 // kustomization installs into.
 func render(files fs.FS) ([][]byte, string, error) {
 	mem := filesys.MakeFsInMemory()
@@ -123,7 +124,13 @@ func render(files fs.FS) ([][]byte, string, error) {
 	}
 	var out [][]byte
 	for _, r := range resources.Resources() {
-		b, err := r.AsYAML()
+		// As JSON from kustomize's map, as the sandbox applies it: kyaml's YAML output of folded (>-) scalars
+		// with more-indented lines does not read back to the same string.
+		m, err := r.Map()
+		if err != nil {
+			return nil, "", err
+		}
+		b, err := json.Marshal(m)
 		if err != nil {
 			return nil, "", err
 		}
