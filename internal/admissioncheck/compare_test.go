@@ -8,6 +8,9 @@ import (
 	. "github.com/onsi/gomega"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ambientlab/labrun-operator/config"
 )
 
 // served is p as an API server returns it: the defaulted fields filled in.
@@ -138,4 +141,25 @@ func TestCompareBinding(t *testing.T) {
 		})
 	}
 	NewWithT(t).Expect(compareBinding(shipped, nil)).To(ConsistOf(Problem("ValidatingAdmissionPolicyBinding labrun-x is missing")))
+}
+
+// TestShippedReadsAsWritten: a policy's CEL reads back from the rendered config/default exactly as written in
+// config/admission (folded scalars included), or every installed policy would look altered.
+func TestShippedReadsAsWritten(t *testing.T) {
+	g := NewWithT(t)
+	s, err := LoadShipped("labrun-system")
+	g.Expect(err).NotTo(HaveOccurred())
+	raw, err := config.Files.ReadFile("admission/marks_policy.yaml")
+	g.Expect(err).NotTo(HaveOccurred())
+	written := admissionv1.ValidatingAdmissionPolicy{}
+	g.Expect(yaml.Unmarshal([]byte(strings.Split(string(raw), "\n---\n")[0]), &written)).To(Succeed())
+	var got *admissionv1.ValidatingAdmissionPolicy
+	for i := range s.Policies {
+		if s.Policies[i].Name == "labrun-"+written.Name {
+			got = &s.Policies[i]
+		}
+	}
+	g.Expect(got).NotTo(BeNil())
+	g.Expect(got.Spec.Variables).To(Equal(written.Spec.Variables))
+	g.Expect(got.Spec.Validations).To(Equal(written.Spec.Validations))
 }
