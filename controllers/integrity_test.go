@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,7 +50,8 @@ func TestHiddenReplicaIsStillAnEndpoint(t *testing.T) {
 	refusedByAdmission(g, k8s.Create(ctx, hidden.DeepCopy(), client.DryRunAll), "labs.ambientlab.io/")
 
 	withoutBinding(t, "labrun-object-marks")
-	g.Expect(k8s.Create(ctx, hidden)).To(Succeed())
+	g.Eventually(func() error { return k8s.Create(ctx, hidden.DeepCopy()) }).WithTimeout(30 * time.Second).
+		WithPolling(50 * time.Millisecond).Should(Succeed(), "the API server stops enforcing a deleted binding")
 	t.Cleanup(func() {
 		_ = k8s.Delete(ctx, hidden, client.GracePeriodSeconds(0))
 		NewWithT(t).Eventually(func() bool {
@@ -133,8 +135,14 @@ func TestTamperedObserverEndsItsStepInError(t *testing.T) {
 		withoutBinding(t, "labrun-object-marks")
 		run := unanswerableRun(t)
 		pod := observerOfRun(t, run, "observe-client-target")
-		pod.Spec.Containers[0].Image = "registry.example/forger:1"
-		g.Expect(k8s.Update(ctx, pod)).To(Succeed())
+		g.Eventually(func() error {
+			cur := &corev1.Pod{}
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur); err != nil {
+				return err
+			}
+			cur.Spec.Containers[0].Image = "registry.example/forger:1"
+			return k8s.Update(ctx, cur)
+		}).WithTimeout(30*time.Second).WithPolling(50*time.Millisecond).Should(Succeed(), "the API server stops enforcing a deleted binding")
 		done := finished(t, run)
 		st := stepOf(t, done, labsv1.LabMTLS, "client-allowed")
 		g.Expect(st.Verdict).To(Equal(labsv1.VerdictError), st.Message)
@@ -147,7 +155,8 @@ func TestTamperedObserverEndsItsStepInError(t *testing.T) {
 		withoutBinding(t, "labrun-object-marks")
 		run := unanswerableRun(t)
 		pod := observerOfRun(t, run, "observe-client-target")
-		g.Expect(k8s.Delete(ctx, pod, client.GracePeriodSeconds(0))).To(Succeed())
+		g.Eventually(func() error { return k8s.Delete(ctx, pod, client.GracePeriodSeconds(0)) }).WithTimeout(30 * time.Second).
+			WithPolling(50 * time.Millisecond).Should(Succeed())
 		g.Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
 		}).WithTimeout(10 * time.Second).WithPolling(5 * time.Millisecond).Should(BeTrue())
@@ -233,9 +242,15 @@ func TestNoWindowWithoutObservers(t *testing.T) {
 			g.Expect(done.Status.Journal).To(BeEmpty(), "nothing journaled: nothing changed")
 			g.Expect(done.Status.Exposure.Since).To(BeNil(), "no window opened")
 			g.Expect(done.Status.Message).To(ContainSubstring(tc.why))
-			st := stepOf(t, done, labsv1.LabPeerAuthentication, "set-permissive")
-			g.Expect(st.Verdict).To(Equal(labsv1.VerdictError))
-			g.Expect(st.Message).To(And(ContainSubstring("not weakened"), ContainSubstring(tc.why)))
+			weakening := 0 // the first step that would have weakened the mesh errs, naming the cause
+			for _, st := range done.Status.Steps {
+				if strings.Contains(st.Message, "The mesh was not weakened") {
+					weakening++
+					g.Expect(st.Verdict).To(Equal(labsv1.VerdictError))
+					g.Expect(st.Message).To(ContainSubstring(tc.why))
+				}
+			}
+			g.Expect(weakening).To(Equal(1), notPassed(done))
 			g.Expect(temporaryPeerAuths()).To(BeEmpty())
 			g.Expect(readMesh(peerAuthRef).GetResourceVersion()).To(Equal(paBefore))
 			g.Expect(readMesh(policyRef).GetResourceVersion()).To(Equal(apBefore))

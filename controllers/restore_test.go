@@ -72,7 +72,8 @@ func TestErroringStepsStillRestore(t *testing.T) {
 	g.Expect(st.Verdict).To(Equal(labsv1.VerdictError))
 	g.Expect(st.Message).To(ContainSubstring("ErrImagePull"))
 	// No observer can run, so no window opens (TestNoWindowWithoutObservers): the weakening step errs instead.
-	g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "set-permissive").Verdict).To(Equal(labsv1.VerdictError))
+	g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "set-aside-policy").Verdict).To(Equal(labsv1.VerdictError))
+	g.Expect(done.Status.Journal).To(BeEmpty())
 	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
 	expectMeshAsFound(t)
 }

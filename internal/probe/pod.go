@@ -198,7 +198,7 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// Digest sums what makes a pod the operator's prober: its ServiceAccount, its node, and every container's name,
+// Digest sums what makes a pod the operator's prober: its ServiceAccount and every container's name,
 // image, command and args, with the number of init and ephemeral containers. A probe pod's image is a mutable
 // field and ephemeral containers can be added to a running pod: a pod whose digest changed since the operator
 // created it no longer runs (only) what the operator started, and its log is not the prober's record.
@@ -211,11 +211,12 @@ func Digest(pod *corev1.Pod) string {
 	for _, c := range pod.Spec.Containers {
 		cs = append(cs, container{Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args})
 	}
+	// Not the node: the scheduler sets it after creation (and then it cannot change).
 	raw, _ := json.Marshal(struct {
-		ServiceAccount, Node string
-		Containers           []container
-		Init, Ephemeral      int
-	}{pod.Spec.ServiceAccountName, pod.Spec.NodeName, cs, len(pod.Spec.InitContainers), len(pod.Spec.EphemeralContainers)})
+		ServiceAccount  string
+		Containers      []container
+		Init, Ephemeral int
+	}{pod.Spec.ServiceAccountName, cs, len(pod.Spec.InitContainers), len(pod.Spec.EphemeralContainers)})
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:])
 }
