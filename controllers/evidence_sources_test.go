@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/report"
@@ -133,5 +134,41 @@ func expectReportsNameZtunnelPods(t *testing.T, run *labsv1.LabRun, policyReport
 		props := resultOf(t, policyReport, step)["properties"].(map[string]any)
 		g.Expect(props).To(HaveKey("evidenceSources"), "PolicyReport result %s", step)
 		g.Expect(strings.Split(props["evidenceSources"].(string), ",")).To(ConsistOf(want), "PolicyReport result %s", step)
+	}
+}
+
+// expectRunMetricsCarryNamespace: the end and every step verdict of a finished run are counted under the run's
+// namespace, so an alert on them says whose run it was.
+func expectRunMetricsCarryNamespace(t *testing.T, run *labsv1.LabRun) {
+	t.Helper()
+	g := NewWithT(t)
+	families, err := ctrlmetrics.Registry.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	has := func(name string, want map[string]string) bool {
+		for _, f := range families {
+			if f.GetName() != name {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				got := map[string]string{}
+				for _, l := range m.GetLabel() {
+					got[l.GetName()] = l.GetValue()
+				}
+				match := true
+				for k, v := range want {
+					match = match && got[k] == v
+				}
+				if match && m.GetCounter().GetValue() >= 1 {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	g.Expect(has("labrun_runs_finished_total", map[string]string{"namespace": run.Namespace,
+		"phase": string(run.Status.Phase)})).To(BeTrue(), "the run's end is counted under its namespace %s", run.Namespace)
+	for _, st := range run.Status.Steps {
+		g.Expect(has("labrun_step_verdicts_total", map[string]string{"namespace": run.Namespace, "lab": string(st.Lab),
+			"step": st.Name, "verdict": string(st.Verdict)})).To(BeTrue(), "step %s's verdict is counted under the run's namespace", st.Name)
 	}
 }

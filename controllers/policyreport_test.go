@@ -52,6 +52,7 @@ func TestPolicyReports(t *testing.T) {
 	outbound := resultOf(t, report, "outbound-identity")
 	g.Expect(outbound["properties"]).To(HaveKeyWithValue("spiffe", ContainSubstring("spiffe://cluster.local/ns/demo/sa/frontend")))
 	expectReportsNameZtunnelPods(t, done, report)
+	expectRunMetricsCarryNamespace(t, done)
 
 	t.Run("an edit or deletion by someone else is taken back", func(t *testing.T) {
 		forged := report.DeepCopy()
