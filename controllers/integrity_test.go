@@ -50,8 +50,8 @@ func TestHiddenReplicaIsStillAnEndpoint(t *testing.T) {
 	refusedByAdmission(g, k8s.Create(ctx, hidden.DeepCopy(), client.DryRunAll), "labs.ambientlab.io/")
 
 	withoutBinding(t, "labrun-object-marks")
-	g.Eventually(func() error { return k8s.Create(ctx, hidden.DeepCopy()) }).WithTimeout(30 * time.Second).
-		WithPolling(50 * time.Millisecond).Should(Succeed(), "the API server stops enforcing a deleted binding")
+	g.Eventually(func() error { return k8s.Create(ctx, hidden.DeepCopy()) }).WithTimeout(30*time.Second).
+		WithPolling(50*time.Millisecond).Should(Succeed(), "the API server stops enforcing a deleted binding")
 	t.Cleanup(func() {
 		_ = k8s.Delete(ctx, hidden, client.GracePeriodSeconds(0))
 		NewWithT(t).Eventually(func() bool {
