@@ -66,7 +66,7 @@ vet:
 
 .PHONY: test
 test: controlplane istiod promtool verify-generated vet ## Build what is needed, check generated files, vet, run every test.
-	go test ./... -count=1
+	go test ./... -count=1 -timeout 30m
 
 .PHONY: demo
 demo: controlplane istiod build ## Run the sample LabRun in the sandbox (local API server + simulated ambient data plane).

@@ -208,7 +208,10 @@ func TestSchedulePolicyMatchesRequesterPolicy(t *testing.T) {
 		return p
 	}
 	run, sched := read("requester_policy.yaml"), read("schedule_policy.yaml")
-	onTemplate := func(s string) string { return strings.ReplaceAll(s, "object.spec.", "variables.spec.") }
+	onTemplate := func(s string) string {
+		// The template's fields, and the messages that name them.
+		return strings.NewReplacer("object.spec.", "variables.spec.", "'spec.", "'spec.template.spec.").Replace(s)
+	}
 	vars := map[string]string{}
 	for _, v := range sched.Spec.Variables {
 		vars[v.Name] = v.Expression

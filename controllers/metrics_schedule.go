@@ -65,10 +65,10 @@ var (
 		append(slices.Clone(scheduleLabels), "lab", "step", "node"), nil)
 	descPendingRestores = prometheus.NewDesc("labrun_mesh_pending_restores",
 		"Journaled mesh changes not restored yet, from the trusted run records, by the namespace of their LabRun "+
-			"(one series per namespace with a record).", []string{"namespace"}, nil)
+			"(one series per namespace with a record or a LabRun).", []string{"namespace"}, nil)
 	descOverdueRestores = prometheus.NewDesc("labrun_mesh_overdue_restores",
 		"Journaled mesh changes not restored yet although their run's restore-by deadline has passed, by the "+
-			"namespace of their LabRun (one series per namespace with a record).", []string{"namespace"}, nil)
+			"namespace of their LabRun (one series per namespace with a record or a LabRun).", []string{"namespace"}, nil)
 	descUnreadableRecords = prometheus.NewDesc("labrun_mesh_unreadable_records",
 		"Trusted run records that cannot be decoded: nothing can be restored from them.", nil, nil)
 )
@@ -123,7 +123,7 @@ func (c *scheduleCollector) Collect(ch chan<- prometheus.Metric) {
 	if err := collectSchedules(ctx, reader, now, ch); err != nil && !cacheNotStarted(err) {
 		ch <- prometheus.NewInvalidMetric(descLastRun, err)
 	}
-	if err := collectRestores(ctx, records, now, ch); err != nil && !cacheNotStarted(err) {
+	if err := collectRestores(ctx, reader, records, now, ch); err != nil && !cacheNotStarted(err) {
 		ch <- prometheus.NewInvalidMetric(descPendingRestores, err)
 	}
 }
@@ -152,12 +152,24 @@ func collectSchedules(ctx context.Context, reader client.Reader, now time.Time, 
 	return nil
 }
 
-func collectRestores(ctx context.Context, records mesh.Store, now time.Time, ch chan<- prometheus.Metric) error {
+func collectRestores(ctx context.Context, reader client.Reader, records mesh.Store, now time.Time, ch chan<- prometheus.Metric) error {
 	recs, undecodable, err := records.List(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the trusted records for metrics: %w", err)
 	}
-	for ns, c := range countRestores(recs, now) {
+	counts := countRestores(recs, now)
+	// Every namespace with a LabRun has its series, 0 when nothing is pending: an alert or a panel grouped by
+	// namespace then sees the metric exported, not absent, while the mesh is whole.
+	runs := &labsv1.LabRunList{}
+	if err := reader.List(ctx, runs); err != nil {
+		return fmt.Errorf("listing LabRuns for metrics: %w", err)
+	}
+	for _, run := range runs.Items {
+		if _, ok := counts[run.Namespace]; !ok {
+			counts[run.Namespace] = restoreCounts{}
+		}
+	}
+	for ns, c := range counts {
 		ch <- prometheus.MustNewConstMetric(descPendingRestores, prometheus.GaugeValue, float64(c.pending), ns)
 		ch <- prometheus.MustNewConstMetric(descOverdueRestores, prometheus.GaugeValue, float64(c.overdue), ns)
 	}

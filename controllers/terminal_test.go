@@ -22,6 +22,9 @@ import (
 
 // refuseProbePods installs, for the test, an admission policy that refuses the probe pods of one step with 403,
 // as a cluster's own webhook or policy might, and waits until the API server enforces it.
+// testStepLabel stands for labs.ambientlab.io/step in refuseProbePods' own check that its policy is enforced.
+const testStepLabel = "labrun.test/step"
+
 func refuseProbePods(t *testing.T, step string) {
 	t.Helper()
 	ctx := context.Background()
@@ -35,7 +38,7 @@ func refuseProbePods(t *testing.T, step string) {
 					Rule: admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}},
 			}}},
 			Validations: []admissionv1.Validation{{
-				Expression: "!has(object.metadata.labels) || !('" + labsv1.LabelStep + "' in object.metadata.labels) || object.metadata.labels['" + labsv1.LabelStep + "'] != '" + step + "'",
+				Expression: "!has(object.metadata.labels) || ['" + labsv1.LabelStep + "', '" + testStepLabel + "'].all(l, !(l in object.metadata.labels) || object.metadata.labels[l] != '" + step + "')",
 				Message:    "the cluster's policy refuses probe pods of step " + step,
 				Reason:     ptr.To(metav1.StatusReasonForbidden),
 			}},
@@ -48,8 +51,10 @@ func refuseProbePods(t *testing.T, step string) {
 		NewWithT(t).Expect(k8s.Create(ctx, o)).To(Succeed())
 		t.Cleanup(func() { _ = k8s.Delete(ctx, o) })
 	}
+	// Only the manager may label a pod with the operator's marks (labrun-object-marks): the check uses a label
+	// of its own that the policy refuses alike.
 	probe := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.DemoNamespace, Name: "admission-check",
-		Labels: map[string]string{labsv1.LabelStep: step}},
+		Labels: map[string]string{testStepLabel: step}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}}}
 	NewWithT(t).Eventually(func() bool {
 		return apierrors.IsForbidden(k8s.Create(ctx, probe.DeepCopy(), client.DryRunAll))
@@ -64,22 +69,25 @@ func expectNoLock(t *testing.T) {
 }
 
 // TestRefusedProbePodEndsTheRunAndFreesTheLock: a probe pod refused at creation (403 from the cluster's
-// admission) ends its step in Error with the server's message while the mesh is weakened; the run restores,
-// releases the mesh lock and fails, and the run queued behind it then runs.
+// admission) ends its step in Error with the server's message; as every observer starts before a window opens,
+// the window never opens (nothing to observe it with): the run fails with the mesh untouched, releases the mesh
+// lock, and the run queued behind it then runs.
 func TestRefusedProbePodEndsTheRunAndFreesTheLock(t *testing.T) {
 	refuseProbePods(t, "observe-non-mesh-bystander") // the observer the window's bystander step reads
 	startManager(t, managerOptions())
 	g := NewWithT(t)
 	first, second := newRun(labsv1.LabPeerAuthentication), newRun(labsv1.LabAuthorizationPolicy)
 	create(t, first)
-	waitForMode(t, "PERMISSIVE")
 	create(t, second)
 	done := finished(t, first)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
-	st := stepOf(t, done, labsv1.LabPeerAuthentication, "bystander-denied")
+	st := stepOf(t, done, labsv1.LabPeerAuthentication, "set-aside-policy") // the window's first change
 	g.Expect(st.Verdict).To(Equal(labsv1.VerdictError))
+	g.Expect(st.Message).To(ContainSubstring("The mesh was not weakened"))
 	g.Expect(st.Message).To(ContainSubstring("probe pod refused"))
 	g.Expect(st.Message).To(ContainSubstring("the cluster's policy refuses probe pods of step observe-non-mesh-bystander"))
+	g.Expect(done.Status.Journal).To(BeEmpty(), "no window opened without its observers")
+	g.Expect(done.Status.Message).To(ContainSubstring("the cluster's policy refuses probe pods"))
 	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
 	next := finished(t, second)
 	g.Expect(next.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(next))

@@ -49,7 +49,8 @@ func TestScheduleDefaults(t *testing.T) {
 	g.Expect(ls.Spec.Trigger.Debounce).To(Equal(&metav1.Duration{Duration: 10 * time.Second}))
 	// The template is a LabRun spec and gets a LabRun's defaults.
 	g.Expect(ls.Spec.Template.Spec.Target.Port).To(BeEquivalentTo(80))
-	g.Expect(ls.Spec.Template.Spec.Mesh.RootNamespace).To(Equal("istio-system"))
+	g.Expect(ls.Spec.Template.Spec.Mesh.RootNamespace).To(BeEmpty(), "no default: where the mesh lives is the operator's configuration")
+	g.Expect(ls.Spec.Trigger.MinInterval).To(Equal(&metav1.Duration{Duration: 5 * time.Minute}))
 	g.Expect(ls.Spec.Template.Spec.Mode).To(Equal(labsv1.ModeVerify))
 }
 

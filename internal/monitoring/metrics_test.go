@@ -274,6 +274,11 @@ func TestScheduleMetrics(t *testing.T) {
 	})
 
 	t.Run("the rules and the dashboard query exported metrics", func(t *testing.T) {
+		// A Lab-mode run too: exposure is observed, and restores counted, by the namespace of the run that
+		// weakened the mesh (Verify runs weaken nothing).
+		lab := newRun(labsv1.ModeLab, labsv1.LabPeerAuthentication)
+		createRun(t, lab)
+		finished(t, lab)
 		exported := gather(NewWithT(t))
 		for _, q := range ruleQueries(t) {
 			checkQuery(t, exported, "config/prometheus/rules.yaml: "+q.where, q.expr)

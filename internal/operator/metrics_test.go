@@ -193,7 +193,7 @@ func TestSecureMetrics(t *testing.T) {
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(got.code).To(Equal(tc.code), got.body)
 			if tc.code == http.StatusOK {
-				g.Expect(got.body).To(ContainSubstring("# TYPE labrun_exposure_seconds histogram"))
+				g.Expect(got.body).To(ContainSubstring("# TYPE labrun_mesh_unreadable_records gauge"))
 				g.Expect(got.body).To(ContainSubstring("controller_runtime_reconcile_total"))
 			} else {
 				g.Expect(got.body).NotTo(ContainSubstring("labrun_"))
@@ -287,5 +287,5 @@ func TestSecureMetricsServeTheGivenCertificate(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(got.code).To(Equal(http.StatusOK), got.body)
-	g.Expect(got.body).To(ContainSubstring("labrun_exposure_seconds"))
+	g.Expect(got.body).To(ContainSubstring("labrun_mesh_unreadable_records"))
 }

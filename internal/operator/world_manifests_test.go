@@ -179,7 +179,11 @@ func sampleRunFits(t *testing.T, world map[string]*unstructured.Unstructured) {
 	svc := decode[corev1.Service](t, world[worldKey("Service", ns, run.Spec.Target.Service)])
 	g.Expect(svc.Spec.Ports).To(ContainElement(HaveField("Port", run.Spec.Target.Port)))
 	g.Expect(world).To(HaveKey(worldKey("ServiceAccount", ns, run.Spec.Client.ServiceAccount)))
-	g.Expect(world).To(HaveKey(worldKey("PeerAuthentication", run.Spec.Mesh.RootNamespace, run.Spec.Mesh.PeerAuthentication)))
+	root := run.Spec.Mesh.RootNamespace
+	if root == "" {
+		root = sandbox.RootNamespace // the operator's configuration, Istio's default
+	}
+	g.Expect(world).To(HaveKey(worldKey("PeerAuthentication", root, run.Spec.Mesh.PeerAuthentication)))
 	g.Expect(run.Spec.Mesh.AuthorizationPolicy).NotTo(BeNil())
 	ap := run.Spec.Mesh.AuthorizationPolicy
 	apNamespace := ap.Namespace
