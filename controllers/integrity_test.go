@@ -276,3 +276,14 @@ func TestMissingClientServiceAccountFailsAtPreflight(t *testing.T) {
 		g.Expect(st.StartTime).To(BeNil(), "no step ran: %s/%s", st.Lab, st.Name)
 	}
 }
+
+// TestForgedScheduleRunIsRefused: a LabSchedule's history is the runs labelled as its own; only the manager may
+// write that label, so no one slips a run of her own (with her own verdict) into another team's schedule.
+func TestForgedScheduleRunIsRefused(t *testing.T) {
+	g := NewWithT(t)
+	run := newRun(labsv1.LabMTLS)
+	run.Labels = map[string]string{labsv1.LabelSchedule: "platform-nightly"}
+	refusedByAdmission(g, k8s.Create(context.Background(), run, client.DryRunAll), "labs.ambientlab.io/")
+	run.Labels = nil
+	g.Expect(k8s.Create(context.Background(), run, client.DryRunAll)).To(Succeed(), "the same run without the mark")
+}

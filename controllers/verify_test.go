@@ -51,8 +51,9 @@ func TestVerifyModeChangesNothing(t *testing.T) {
 // namespace, but change no policy. A Verify run of every lab is admitted; the same run in Lab mode is refused,
 // naming the PeerAuthentication it would create.
 func TestVerifyNeedsNoRightToChangePolicies(t *testing.T) {
-	grant(t, "vera", "", rule(labsv1.GroupVersion.Group, "labruns", "create"), rule("", "pods", "create"),
-		rule("", "serviceaccounts", "create"), rule("", "pods/log", "get"), rule("", "namespaces", "create"))
+	grant(t, "vera", "", rule(labsv1.GroupVersion.Group, "labruns", "create"), rule("", "pods", "create", "list"),
+		rule("", "serviceaccounts", "create"), rule("", "pods/log", "get"), rule("", "namespaces", "create"),
+		rule("metrics.k8s.io", "pods", "list")) // list: what the footprint lab reads
 	vera := asUser(t, "vera")
 	run := newRun(labsv1.AllLabs...)
 	run.Spec.Mode = labsv1.ModeVerify

@@ -118,7 +118,15 @@ func newRun(mode labsv1.Mode, names ...labsv1.LabName) *labsv1.LabRun {
 func createRun(t *testing.T, run *labsv1.LabRun) {
 	t.Helper()
 	ctx := context.Background()
-	NewWithT(t).Expect(k8s.Create(ctx, run)).To(Succeed())
+	var creator client.Client = k8s
+	if _, owned := run.Labels[labsv1.LabelSchedule]; owned {
+		// Only the manager may label a LabRun as a schedule's (labrun-object-marks), as the schedule controller
+		// does.
+		manager, err := client.New(sb.ManagerConfig(), client.Options{Scheme: k8s.Scheme()})
+		NewWithT(t).Expect(err).NotTo(HaveOccurred())
+		creator = manager
+	}
+	NewWithT(t).Expect(creator.Create(ctx, run)).To(Succeed())
 	t.Cleanup(func() { deleteRun(t, run) })
 }
 
