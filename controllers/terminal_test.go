@@ -59,6 +59,16 @@ func refuseProbePods(t *testing.T, step string) {
 	NewWithT(t).Eventually(func() bool {
 		return apierrors.IsForbidden(k8s.Create(ctx, probe.DeepCopy(), client.DryRunAll))
 	}).WithTimeout(10 * time.Second).WithPolling(50 * time.Millisecond).Should(BeTrue())
+	// Registered last, so it runs first at the end: wait until the API server no longer enforces the policy
+	// deleted by the cleanups above (it drops it asynchronously), or the next test's observers are refused.
+	t.Cleanup(func() {
+		for _, o := range []client.Object{binding, policy} {
+			_ = k8s.Delete(ctx, o)
+		}
+		NewWithT(t).Eventually(func() error {
+			return k8s.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+		}).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed(), "the refusal is lifted")
+	})
 }
 
 // expectNoLock asserts the mesh lock is free (it lives in the operator's namespace).
