@@ -67,7 +67,7 @@ func refuseProbePods(t *testing.T, step string) {
 		}
 		NewWithT(t).Eventually(func() error {
 			return k8s.Create(ctx, probe.DeepCopy(), client.DryRunAll)
-		}).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed(), "the refusal is lifted")
+		}).WithTimeout(30*time.Second).WithPolling(50*time.Millisecond).Should(Succeed(), "the refusal is lifted")
 	})
 }
 
