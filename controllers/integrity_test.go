@@ -30,6 +30,14 @@ func refusedByAdmission(g Gomega, err error, why string) {
 	g.ExpectWithOffset(1, err.Error()).To(ContainSubstring(why))
 }
 
+// eventuallyRefused: the API server refuses try (a dry run), naming why. Eventually: a binding another test put
+// back is enforced again only once the API server has loaded it.
+func eventuallyRefused(t *testing.T, try func() error, why string) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) { refusedByAdmission(g, try(), why) }).
+		WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+}
+
 // TestHiddenReplicaIsStillAnEndpoint: a replica of the target labelled as a probe, taking plaintext through a
 // workload PERMISSIVE PeerAuthentication, must fail a Verify run, not be left out of it. Admission refuses the
 // label; with admission off, the controller does not leave a target pod out for a label.
@@ -47,7 +55,7 @@ func TestHiddenReplicaIsStillAnEndpoint(t *testing.T) {
 	}
 	hidden.Spec.NodeName = sb.Nodes[2]
 
-	refusedByAdmission(g, k8s.Create(ctx, hidden.DeepCopy(), client.DryRunAll), "labs.ambientlab.io/")
+	eventuallyRefused(t, func() error { return k8s.Create(ctx, hidden.DeepCopy(), client.DryRunAll) }, "labs.ambientlab.io/")
 
 	withoutBinding(t, "labrun-object-marks")
 	g.Eventually(func() error { return k8s.Create(ctx, hidden.DeepCopy()) }).WithTimeout(30*time.Second).
@@ -119,15 +127,23 @@ func TestTamperedObserverEndsItsStepInError(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("admission refuses changing or deleting a probe pod", func(t *testing.T) {
-		g := NewWithT(t)
 		run := unanswerableRun(t)
 		pod := observerOfRun(t, run, "observe-client-target")
 		grant(t, "tenant-forger", sandbox.DemoNamespace, rule("", "pods", "get", "update", "delete"))
-		swapped := pod.DeepCopy()
-		swapped.Spec.Containers[0].Image = "registry.example/forger:1"
-		refusedByAdmission(g, asUser(t, "tenant-forger").Update(ctx, swapped), "only the operator changes it")
-		refusedByAdmission(g, k8s.Update(ctx, swapped), "only the operator changes it")
-		refusedByAdmission(g, asUser(t, "tenant-forger").Delete(ctx, pod), "removes it when the run ends")
+		swap := func(c client.Client) func() error {
+			return func() error {
+				cur := &corev1.Pod{}
+				if err := k8s.Get(ctx, client.ObjectKeyFromObject(pod), cur); err != nil {
+					return err
+				}
+				cur.Spec.Containers[0].Image = "registry.example/forger:1"
+				return c.Update(ctx, cur, client.DryRunAll)
+			}
+		}
+		tenant := asUser(t, "tenant-forger")
+		eventuallyRefused(t, swap(tenant), "only the operator changes it")
+		eventuallyRefused(t, swap(k8s), "only the operator changes it")
+		eventuallyRefused(t, func() error { return tenant.Delete(ctx, pod.DeepCopy(), client.DryRunAll) }, "removes it when the run ends")
 	})
 
 	t.Run("image swapped", func(t *testing.T) {
@@ -196,9 +212,11 @@ func TestFinalizerCannotKeepTheTemporaryPeerAuthentication(t *testing.T) {
 	var pa *unstructured.Unstructured
 	g.Eventually(func(g Gomega) { pa = temporary(g) }).WithTimeout(60 * time.Second).WithPolling(10 * time.Millisecond).Should(Succeed())
 
-	held := pa.DeepCopy()
-	held.SetFinalizers([]string{"tenant.example/keep"})
-	refusedByAdmission(g, k8s.Update(ctx, held.DeepCopy()), "finalizers")
+	eventuallyRefused(t, func() error {
+		held := temporary(g)
+		held.SetFinalizers([]string{"tenant.example/keep"})
+		return k8s.Update(ctx, held, client.DryRunAll)
+	}, "finalizers")
 
 	withoutBinding(t, "labrun-mesh-marks")
 	g.Eventually(func() error {
@@ -283,7 +301,7 @@ func TestForgedScheduleRunIsRefused(t *testing.T) {
 	g := NewWithT(t)
 	run := newRun(labsv1.LabMTLS)
 	run.Labels = map[string]string{labsv1.LabelSchedule: "platform-nightly"}
-	refusedByAdmission(g, k8s.Create(context.Background(), run, client.DryRunAll), "labs.ambientlab.io/")
+	eventuallyRefused(t, func() error { return k8s.Create(context.Background(), run.DeepCopy(), client.DryRunAll) }, "labs.ambientlab.io/")
 	run.Labels = nil
 	g.Expect(k8s.Create(context.Background(), run, client.DryRunAll)).To(Succeed(), "the same run without the mark")
 }
