@@ -77,16 +77,7 @@ func (r *LabRunReconciler) admissionSource() source.Source {
 }
 
 func (r *LabRunReconciler) admissionWaiters(ctx context.Context, _ client.Object) []reconcile.Request {
-	runs := &labsv1.LabRunList{}
-	if err := r.List(ctx, runs); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing LabRuns waiting for the admission policies")
-		return nil
-	}
-	var reqs []reconcile.Request
-	for _, run := range runs.Items {
-		if run.Status.Reason == labsv1.ReasonAdmissionNotEnforced {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&run)})
-		}
-	}
-	return reqs
+	return r.runsWhere(ctx, "waiting for the admission policies", func(run *labsv1.LabRun) bool {
+		return run.Status.Reason == labsv1.ReasonAdmissionNotEnforced
+	})
 }

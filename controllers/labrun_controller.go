@@ -316,14 +316,22 @@ func isMeshLock(obj client.Object) bool { return obj.GetName() == mesh.LockName 
 
 // queuedRuns wakes the runs waiting for the mesh lock when it changes hands.
 func (r *LabRunReconciler) queuedRuns(ctx context.Context, _ client.Object) []reconcile.Request {
+	return r.runsWhere(ctx, "waiting for the mesh lock", func(run *labsv1.LabRun) bool {
+		return run.Status.Phase == labsv1.PhaseQueued
+	})
+}
+
+// runsWhere are the requests of the cached LabRuns that match: whom an event wakes.
+func (r *LabRunReconciler) runsWhere(ctx context.Context, what string, match func(*labsv1.LabRun) bool) []reconcile.Request {
 	runs := &labsv1.LabRunList{}
 	if err := r.List(ctx, runs); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing LabRuns "+what)
 		return nil
 	}
 	var reqs []reconcile.Request
-	for _, run := range runs.Items {
-		if run.Status.Phase == labsv1.PhaseQueued {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&run)})
+	for i := range runs.Items {
+		if match(&runs.Items[i]) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&runs.Items[i])})
 		}
 	}
 	return reqs
