@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -37,6 +38,8 @@ func runManager() int {
 	flag.StringVar(&o.MetricsCertDir, "metrics-cert-path", "",
 		"Directory with tls.crt and tls.key for the metrics endpoint, reloaded on change (default: a self-signed certificate)")
 	flag.StringVar(&o.HealthAddr, "health-probe-bind-address", ":8081", "Address of the health endpoints (0 disables them)")
+	flag.StringVar(&o.PprofAddr, "pprof-bind-address", "0",
+		"Address of net/http/pprof's profiles, /debug/pprof/, unauthenticated: bind it to localhost (0 disables them)")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", true, "Elect a leader so only one replica runs LabRuns at a time")
 	flag.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader Lease (needed outside a cluster)")
 	// A leader that dies with the mesh weakened leaves it so until a standby takes the Lease over (about
@@ -79,6 +82,16 @@ func runManager() int {
 	}
 	o.Mesh.ZtunnelSelector = selector
 	log := ctrl.Log.WithName("setup")
+	limit, err := softMemoryLimit(os.Getenv("GOMEMLIMIT"), os.Getenv(memoryLimitEnv))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "manager: %v\n", err)
+		return 2
+	}
+	if limit > 0 {
+		// The runtime collects harder as the heap nears this, before the kubelet's limit kills the process.
+		log.Info("Setting the Go memory limit from the container's", "bytes", limit, "fraction", memoryLimitFraction)
+		debug.SetMemoryLimit(limit)
+	}
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {

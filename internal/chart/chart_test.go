@@ -245,6 +245,22 @@ func TestValues(t *testing.T) {
 		g.Expect(sm).NotTo(BeNil())
 		g.Expect(asYAML(t, sm)).To(ContainSubstring("scheme: http\n"))
 	})
+	t.Run("pprof", func(t *testing.T) {
+		g := NewWithT(t)
+		g.Expect(strings.Join(managerArgs(t, render(t, nil)), " ")).NotTo(ContainSubstring("pprof"), "off by default")
+		r := render(t, map[string]any{"pprof": map[string]any{"bindAddress": "127.0.0.1:8082"}})
+		g.Expect(managerArgs(t, r)).To(ContainElement("--pprof-bind-address=127.0.0.1:8082"))
+	})
+	t.Run("the Go memory limit follows the container's", func(t *testing.T) {
+		g := NewWithT(t)
+		r := render(t, map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": "1Gi"}}})
+		containers, _, _ := unstructured.NestedSlice(find(r.Objects, "Deployment", "labrun-controller-manager").Object,
+			"spec", "template", "spec", "containers")
+		g.Expect(containers).To(HaveLen(1))
+		env, _, _ := unstructured.NestedSlice(containers[0].(map[string]any), "env")
+		g.Expect(env).To(ContainElement(map[string]any{"name": "MEMORY_LIMIT", "valueFrom": map[string]any{
+			"resourceFieldRef": map[string]any{"containerName": "manager", "resource": "limits.memory"}}}))
+	})
 	t.Run("leader election", func(t *testing.T) {
 		g := NewWithT(t)
 		r := render(t, map[string]any{"replicas": 1, "leaderElection": map[string]any{"leaseDuration": "15s", "renewDeadline": "10s", "retryPeriod": "2s"}})

@@ -41,8 +41,11 @@ type Options struct {
 	MetricsSecure bool
 	// MetricsCertDir holds tls.crt and tls.key for the metrics endpoint (from cert-manager, say), reloaded when
 	// they change; empty, or without those files, a self-signed certificate is generated in memory at start.
-	MetricsCertDir   string
-	HealthAddr       string // "0" disables the health endpoint
+	MetricsCertDir string
+	HealthAddr     string // "0" disables the health endpoint
+	// PprofAddr serves net/http/pprof's profiles (/debug/pprof/) there; "" or "0" (the default) serves none.
+	// Unauthenticated: bind it to localhost, or reach it with kubectl port-forward.
+	PprofAddr        string
 	LeaderElection   bool
 	LeaderElectionNS string // needed when running outside a cluster
 	ProbeImage       string
@@ -187,6 +190,7 @@ func managerOptions(o Options) (ctrl.Options, error) {
 		Scheme:                        scheme,
 		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        orDefault(o.HealthAddr, "0"),
+		PprofBindAddress:              orDefault(o.PprofAddr, "0"),
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              "labrun-operator.labs.ambientlab.io",
 		LeaderElectionNamespace:       o.LeaderElectionNS,
