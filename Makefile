@@ -80,6 +80,12 @@ sandbox: controlplane istiod build ## Start the sandbox and keep it up (Ctrl-C s
 bench: controlplane istiod ## Print the figures of a full five-lab run on the sandbox with zero simulated latency.
 	go test ./controllers/ -run '^$$' -bench BenchmarkFullRun -benchtime 3x
 
+BENCH_LOAD_N ?= 1,30,100
+
+.PHONY: bench-load
+bench-load: controlplane istiod ## Many LabRuns at once (BENCH_LOAD_N) against the manager as its own process: wall, per run, peak RSS, API requests, profiles in bin/bench-load.
+	go run ./hack/benchload -n $(BENCH_LOAD_N) -out $(LOCALBIN)/bench-load
+
 ##@ Deploy
 
 .PHONY: docker-build

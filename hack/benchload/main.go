@@ -1,0 +1,125 @@
+// Command benchload measures many LabRuns at once (`make bench-load`, issue 18): it starts the sandbox, runs the
+// manager binary as its own process under its ServiceAccount (leader election off, pprof on), applies N copies
+// of the sample LabRun at once for each N of -n (same target, scope Workload, each with its own name), waits for
+// all of them and prints how many Succeeded, the wall time, the time per run against one alone, the manager's peak
+// RSS (VmHWM) and the API requests, the API server's by verb and the manager's own by HTTP method. For the
+// -profile-n case it also saves CPU profiles over the whole case and heap profiles at the peak of RSS and at the
+// end, with `go tool pprof -top` summaries, under -out.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/ambientlab/labrun-operator/internal/controlplane"
+	"github.com/ambientlab/labrun-operator/internal/sandbox"
+)
+
+type config struct {
+	counts           []int
+	out              string
+	profileN         int
+	propagationDelay time.Duration
+	podStartLatency  time.Duration
+	perRunTimeout    time.Duration
+}
+
+func main() {
+	c, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchload:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "benchload:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("benchload", flag.ContinueOnError)
+	counts := fs.String("n", "1,30,100", "How many LabRuns to apply at once, one case per number (comma-separated)")
+	fs.StringVar(&c.out, "out", "bin/bench-load", "Directory for the manager binary, its logs, the profiles and summary.txt")
+	fs.IntVar(&c.profileN, "profile-n", 30, "The case whose CPU and heap profiles are saved (0: none)")
+	fs.DurationVar(&c.propagationDelay, "propagation-delay", 500*time.Millisecond, "The sandbox's policy propagation delay (the sandbox command's default)")
+	fs.DurationVar(&c.podStartLatency, "pod-start-latency", 0, "How long a pod takes to start in the sandbox")
+	fs.DurationVar(&c.perRunTimeout, "per-run-timeout", time.Minute, "A case may take 2m plus this per run before it is given up")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	for _, s := range strings.Split(*counts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("-n: %q is not a positive number", s)
+		}
+		c.counts = append(c.counts, n)
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, c config, stdout io.Writer) error {
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		return err
+	}
+	if !filepath.IsAbs(c.out) {
+		c.out = filepath.Join(root, c.out)
+	}
+	if err := os.MkdirAll(c.out, 0o755); err != nil {
+		return err
+	}
+	bin := filepath.Join(c.out, "manager")
+	fmt.Fprintf(stdout, "Building the manager into %s...\n", bin)
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building the manager: %w", err)
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	sb, err := sandbox.Start(startCtx, sandbox.Options{PropagationDelay: orNone(c.propagationDelay),
+		PodStartLatency: c.podStartLatency, Progress: os.Stderr})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("starting the sandbox: %w", err)
+	}
+	defer func() { _ = sb.Stop() }()
+	kubeconfig, err := writeManagerKubeconfig(sb, c.out)
+	if err != nil {
+		return err
+	}
+	b := &bench{sb: sb, bin: bin, kubeconfig: kubeconfig, out: c.out, root: root}
+	var results []result
+	for _, n := range c.counts {
+		fmt.Fprintf(stdout, "Case: %d LabRun(s) at once...\n", n)
+		r, err := b.runCase(ctx, n, n == c.profileN, 2*time.Minute+time.Duration(n)*c.perRunTimeout)
+		if err != nil {
+			return fmt.Errorf("%d runs at once: %w", n, err)
+		}
+		results = append(results, r)
+	}
+	return b.report(stdout, c, results)
+}
+
+func orNone(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
