@@ -39,23 +39,33 @@ const admissionWaitMessage = "Waiting for the admission policies: Lab runs chang
 // reconcileAdmission holds a Lab run that would change the mesh (Pending or Queued: before its first change)
 // while the admission policies are not installed as shipped and enforced: without them the run may have been
 // admitted for someone without the rights to make its changes. The run waits, saying why, and goes on when they
-// are back (the gate's Changes wake it). Verify and dry runs change nothing and are not held; a run already
-// Running is not held either: it holds the mesh lock and may be inside a window, and stopping it there would
-// only keep the mesh weakened longer (restore never waits).
+// are back (the gate's Changes wake it). Verify and dry runs change nothing and are not held. A Running run is
+// asked again before each window (openGate), never inside one: stopping it there would only keep the mesh
+// weakened longer (restore never waits).
 func (r *LabRunReconciler) reconcileAdmission(ctx context.Context, run *labsv1.LabRun) error {
 	if run.Status.Phase != labsv1.PhasePending && run.Status.Phase != labsv1.PhaseQueued {
 		return nil
 	}
+	held, err := r.holdForAdmission(ctx, run)
+	if err != nil || !held {
+		return err
+	}
+	return waitFor("the admission policies", time.Minute)
+}
+
+// holdForAdmission tells whether a Lab run must wait for the admission policies before it changes the mesh,
+// and if so says why in its status.
+func (r *LabRunReconciler) holdForAdmission(ctx context.Context, run *labsv1.LabRun) (bool, error) {
 	plan, err := planOf(run)
 	if err != nil || !labs.Mutates(plan) || run.Spec.DryRun {
-		return nil
+		return false, nil
 	}
 	err = fmt.Errorf("the manager was built without its admission check")
 	if r.Admission != nil {
 		err = r.Admission.Enforced()
 	}
 	if err == nil {
-		return nil
+		return false, nil
 	}
 	if run.Status.Reason != labsv1.ReasonAdmissionNotEnforced {
 		r.event(run, corev1.EventTypeWarning, labsv1.ReasonAdmissionNotEnforced, "Wait",
@@ -64,7 +74,7 @@ func (r *LabRunReconciler) reconcileAdmission(ctx context.Context, run *labsv1.L
 	}
 	run.Status.Reason = labsv1.ReasonAdmissionNotEnforced
 	run.Status.Message = admissionWaitMessage + err.Error()
-	return waitFor("the admission policies", time.Minute)
+	return true, nil
 }
 
 // admissionSource wakes the runs waiting for the admission policies when the gate's answer changes.

@@ -57,6 +57,9 @@ type LabRunReconciler struct {
 	Admission AdmissionGate
 	// ProbeImage runs `manager probe` when a LabRun names no image.
 	ProbeImage string
+	// QueueLookahead is how many runs may stand ahead of a queued run for it to keep its observers running
+	// (zero: 1, the next in line); runs further back hold no probe pod while they wait.
+	QueueLookahead int
 	// PodStartGrace is how long a probe pod may take to start before its step errors out.
 	PodStartGrace time.Duration
 	// EvidenceWait bounds how long an evidence step keeps re-reading logs for lines still being written.
@@ -304,22 +307,13 @@ func (r *LabRunReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&securityv1.PeerAuthentication{}, handler.EnqueueRequestsFromMapFunc(ownerOf), owned).
 		Watches(&securityv1.AuthorizationPolicy{}, handler.EnqueueRequestsFromMapFunc(ownerOf), owned).
 		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(r.queuedRuns),
-			builder.WithPredicates(predicate.NewPredicateFuncs(isMeshLock))).
+			builder.WithPredicates(predicate.NewPredicateFuncs(isLockTicket))).
 		WatchesRawSource(r.admissionSource()).
 		Named("labrun").
 		Complete(r)
 }
 
 func hasOwner(obj client.Object) bool { return obj.GetAnnotations()[labsv1.AnnotationOwner] != "" }
-
-func isMeshLock(obj client.Object) bool { return obj.GetName() == mesh.LockName }
-
-// queuedRuns wakes the runs waiting for the mesh lock when it changes hands.
-func (r *LabRunReconciler) queuedRuns(ctx context.Context, _ client.Object) []reconcile.Request {
-	return r.runsWhere(ctx, "waiting for the mesh lock", func(run *labsv1.LabRun) bool {
-		return run.Status.Phase == labsv1.PhaseQueued
-	})
-}
 
 // runsWhere are the requests of the cached LabRuns that match: whom an event wakes.
 func (r *LabRunReconciler) runsWhere(ctx context.Context, what string, match func(*labsv1.LabRun) bool) []reconcile.Request {

@@ -15,8 +15,10 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
-// attackerServiceAccount is the lab guide's attacker identity.
-const attackerServiceAccount = "attacker"
+// attackerServiceAccount is the run's attacker identity (the lab guide's "attacker"), unique per run: runs in one
+// namespace may now overlap outside their windows, and one run's cleanup must never delete the identity another
+// run's observer still calls as.
+func attackerServiceAccount(uid string) string { return "labrun-attacker-" + hash(uid) }
 
 // nonMeshNamespace is the run's namespace outside the mesh (the guide's non-mesh), unique per run.
 func nonMeshNamespace(run *labsv1.LabRun) string {
@@ -27,7 +29,7 @@ func (r *LabRunReconciler) fixtureName(run *labsv1.LabRun, f labs.Fixture) strin
 	if f == labs.FixtureNonMeshNamespace {
 		return "Namespace " + nonMeshNamespace(run) + " (not enrolled in ambient)"
 	}
-	return "ServiceAccount " + run.TargetNamespace() + "/" + attackerServiceAccount
+	return "ServiceAccount " + run.TargetNamespace() + "/" + attackerServiceAccount(string(run.UID))
 }
 
 // fixture builds the object; both carry the run's label so cleanup (and the watchdog) find them.
@@ -42,7 +44,7 @@ func fixture(run *labsv1.LabRun, f labs.Fixture) client.Object {
 		}
 		return &corev1.Namespace{ObjectMeta: meta}
 	}
-	meta.Namespace, meta.Name = run.TargetNamespace(), attackerServiceAccount
+	meta.Namespace, meta.Name = run.TargetNamespace(), attackerServiceAccount(string(run.UID))
 	return &corev1.ServiceAccount{ObjectMeta: meta}
 }
 
@@ -50,7 +52,7 @@ func (r *LabRunReconciler) createFixture(ctx context.Context, run *labsv1.LabRun
 	obj := fixture(run, step.Fixture)
 	err := r.Create(ctx, obj)
 	if apierrors.IsAlreadyExists(err) {
-		// An attacker ServiceAccount that is not ours is used but left alone at cleanup.
+		// Created by an earlier pass of this run (the names are the run's own).
 		err = nil
 	}
 	if err != nil {
@@ -108,7 +110,7 @@ func sweep(ctx context.Context, c client.Client, reader client.Reader, rec *mesh
 			}
 		}
 	}
-	objs := []client.Object{&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: rec.TargetNamespace, Name: attackerServiceAccount}}}
+	objs := []client.Object{&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: rec.TargetNamespace, Name: attackerServiceAccount(uid)}}}
 	if rec.NonMeshNamespace != "" {
 		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: rec.NonMeshNamespace}})
 	}
@@ -130,7 +132,7 @@ func (r *LabRunReconciler) cleanup(ctx context.Context, run *labsv1.LabRun) erro
 	if err := sweep(ctx, r.Client, r.APIReader, rec); err != nil {
 		return err
 	}
-	if err := r.lock(run).Release(ctx, holderOf(run)); err != nil {
+	if err := r.lock().Release(ctx, holderOf(run)); err != nil {
 		return err
 	}
 	if len(rec.Pending()) > 0 {

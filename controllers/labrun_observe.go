@@ -75,24 +75,35 @@ func observerPrefix(run *labsv1.LabRun, o observer) string {
 	return shortName(run.Name, 40) + "-obs-" + hash(string(run.UID)+"/"+o.key()) + "-"
 }
 
-// bystander is another enrolled workload's Service in the target namespace that the run does not weaken: the
-// first by name whose pods are not the target's. With Namespace or Mesh scope there is none (the namespace, or
-// the mesh, is weakened as a whole): reason says why.
+// bystander is the URL of another enrolled workload's Service in the target namespace that the run does not
+// weaken (bystanderService), or the reason there is none.
 func (r *LabRunReconciler) bystander(ctx context.Context, run *labsv1.LabRun) (url, reason string, err error) {
+	svc, reason, err := r.bystanderService(ctx, run)
+	if svc == nil {
+		return "", reason, err
+	}
+	return fmt.Sprintf("http://%s.%s.svc:%d%s", svc.Name, svc.Namespace, svc.Spec.Ports[0].Port, run.Spec.Target.Path), "", nil
+}
+
+// bystanderService is the first Service by name in the target namespace whose pods are not the target's and
+// that has pods. With Namespace or Mesh scope there is none (the namespace, or the mesh, is weakened as a
+// whole): reason says why.
+func (r *LabRunReconciler) bystanderService(ctx context.Context, run *labsv1.LabRun) (svc *corev1.Service, reason string, err error) {
 	if s := scopeOf(run); s != labsv1.ScopeWorkload {
-		return "", fmt.Sprintf("scope %s weakens every workload of the %s: no enrolled bystander stays STRICT",
+		return nil, fmt.Sprintf("scope %s weakens every workload of the %s: no enrolled bystander stays STRICT",
 			s, map[labsv1.Scope]string{labsv1.ScopeNamespace: "namespace", labsv1.ScopeMesh: "mesh"}[s]), nil
 	}
 	_, targets, err := r.targetPods(ctx, run)
 	if err != nil {
-		return "", "", err
+		return nil, "", err
 	}
 	svcs := &corev1.ServiceList{}
 	if err := r.APIReader.List(ctx, svcs, client.InNamespace(run.TargetNamespace())); err != nil {
-		return "", "", fmt.Errorf("listing Services: %w", err)
+		return nil, "", fmt.Errorf("listing Services: %w", err)
 	}
 	sort.Slice(svcs.Items, func(i, j int) bool { return svcs.Items[i].Name < svcs.Items[j].Name })
-	for _, svc := range svcs.Items {
+	for i := range svcs.Items {
+		svc := &svcs.Items[i]
 		// An ExternalName Service would send the probe out of the cluster: never a bystander.
 		if svc.Name == run.Spec.Target.Service || svc.Spec.Type == corev1.ServiceTypeExternalName ||
 			len(svc.Spec.Selector) == 0 || len(svc.Spec.Ports) == 0 {
@@ -104,13 +115,13 @@ func (r *LabRunReconciler) bystander(ctx context.Context, run *labsv1.LabRun) (u
 		}
 		pods, err := r.appPods(ctx, client.InNamespace(svc.Namespace), client.MatchingLabels(svc.Spec.Selector))
 		if err != nil {
-			return "", "", err
+			return nil, "", err
 		}
 		if len(pods) > 0 {
-			return fmt.Sprintf("http://%s.%s.svc:%d%s", svc.Name, svc.Namespace, svc.Spec.Ports[0].Port, run.Spec.Target.Path), "", nil
+			return svc, "", nil
 		}
 	}
-	return "", "no other Service with pods in namespace " + run.TargetNamespace() + " to call", nil
+	return nil, "no other Service with pods in namespace " + run.TargetNamespace() + " to call", nil
 }
 
 // observerBudget bounds an observer's life: every step that is left, each within its own budget.

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -74,10 +73,8 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 	}
 	r.event(run, corev1.EventTypeNormal, "PreflightPassed", "Preflight", "Target %s/%s is in the ambient mesh",
 		run.TargetNamespace(), run.Spec.Target.Service)
+	// Non-mutating labs run outside any lock: a Lab run asks for one just before its first window.
 	run.Status.Phase = labsv1.PhaseRunning
-	if labs.Mutates(plan) && !run.Spec.DryRun {
-		run.Status.Phase = labsv1.PhaseQueued
-	}
 	run.Status.Reason = string(run.Status.Phase)
 	run.Status.Message = "Preflight passed"
 	return nil
@@ -235,69 +232,20 @@ func policyRef(run *labsv1.LabRun) mesh.Ref {
 	return mesh.Ref{Kind: mesh.KindAuthorizationPolicy, Namespace: ns, Name: ap.Name}
 }
 
-// reconcileLock takes the mesh lock for runs that change the mesh; others wait as Queued, naming the holder.
+// reconcileLock looks again at a Queued run's place: served, it runs on (reconcileSteps opens its window).
 func (r *LabRunReconciler) reconcileLock(ctx context.Context, run *labsv1.LabRun) error {
 	if run.Status.Phase != labsv1.PhaseQueued {
 		return nil
 	}
-	// The trusted record exists before the run creates anything (its fixtures and observers start while it
-	// waits for the lock), so the watchdog can clean up after it even if it is force-deleted before its first
-	// change.
-	rec, err := r.record(ctx, run)
+	plan, err := planOf(run)
 	if err != nil {
+		return stalled(labsv1.ReasonPreflightFailed, "planning the run: %v", err)
+	}
+	open, err := r.openGate(ctx, run, plan)
+	if err != nil || open || run.Status.Phase != labsv1.PhaseQueued {
 		return err
 	}
-	if !rec.Stored() {
-		if err := r.Records.Save(ctx, rec); err != nil && !apierrors.IsAlreadyExists(err) {
-			return err
-		}
-	}
-	holder, err := r.lock(run).Acquire(ctx, holderOf(run), r.now())
-	if err != nil {
-		return err
-	}
-	if holder != "" {
-		ns, name, _ := holder.Parts()
-		run.Status.LockHolder = ns + "/" + name
-		run.Status.Reason = labsv1.ReasonQueued
-		run.Status.Message = fmt.Sprintf("Waiting for the mesh lock held by LabRun %s/%s", ns, name)
-		// Ahead of the lock, what changes nothing in the mesh: fixtures and observers, so the run's windows can
-		// open as soon as it holds the lock.
-		if plan, err := planOf(run); err == nil {
-			if _, err := r.prepare(ctx, run, plan); err != nil || run.Status.Phase != labsv1.PhaseQueued {
-				return err
-			}
-		}
-		return waitFor("the mesh lock", 30*time.Second)
-	}
-	run.Status.LockHolder = ""
-	run.Status.Phase = labsv1.PhaseRunning
-	run.Status.Reason = labsv1.ReasonRunning
-	run.Status.Message = "Holding the mesh lock; running steps"
-	return nil
-}
-
-func holderOf(run *labsv1.LabRun) mesh.Holder {
-	return mesh.NewHolder(run.Namespace, run.Name, string(run.UID))
-}
-
-// lock is the mesh lock. Its Lease lives in the operator's own namespace (where the trusted records are), not in
-// a namespace a spec names or the mesh root namespace: there only the manager may create or hold a Lease
-// (config/rbac/leader_election_role.yaml, config/admission/manager_policy.yaml), so no tenant can take the lock
-// or pre-create it, and every run, whatever its spec, queues on the same one.
-func (r *LabRunReconciler) lock(run *labsv1.LabRun) mesh.Lock {
-	return mesh.Lock{Client: r.Client, Namespace: r.Records.Namespace, Duration: 15 * time.Minute,
-		Alive: r.holderAlive}
-}
-
-// holderAlive: a holder needs the lock while its LabRun exists (same UID) and has not finished.
-func (r *LabRunReconciler) holderAlive(ctx context.Context, h mesh.Holder) (bool, error) {
-	ns, name, uid := h.Parts()
-	other := &labsv1.LabRun{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, other); err != nil {
-		return false, client.IgnoreNotFound(err)
-	}
-	return string(other.UID) == uid && !finished(other), nil
+	return waitFor("the mesh lock", lockPoll)
 }
 
 // reconcileFinish ends the run once the mesh is restored and everything is cleaned up.

@@ -129,7 +129,7 @@ func (r *LabRunReconciler) caller(run *labsv1.LabRun, c labs.Caller) (namespace,
 	case labs.CallerNonMesh:
 		return nonMeshNamespace(run), ""
 	case labs.CallerAttacker:
-		return run.TargetNamespace(), attackerServiceAccount
+		return run.TargetNamespace(), attackerServiceAccount(string(run.UID))
 	}
 	return run.TargetNamespace(), run.Spec.Client.ServiceAccount
 }

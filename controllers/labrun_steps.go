@@ -32,6 +32,16 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 		run.Status.Phase, run.Status.Reason = labsv1.PhaseRestoring, labsv1.ReasonRestoring
 		return nil
 	}
+	// A run whose next step opens a window asks for the lock first: if it must wait, far back in the queue, it
+	// starts nothing (openGate).
+	gated := false
+	if i := nextRunnable(run, plan); i >= 0 && plan[i].Weakens && run.Status.Exposure.Since == nil {
+		open, err := r.openGate(ctx, run, plan)
+		if err != nil || !open {
+			return orWait(err, run)
+		}
+		gated = true
+	}
 	unsaved, err := r.prepare(ctx, run, plan)
 	if err != nil || run.Status.Phase != labsv1.PhaseRunning {
 		return err
@@ -65,6 +75,14 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 			continue
 		}
 		if step.Weakens && run.Status.Exposure.Since == nil {
+			// A window opens only with the lock on what it reaches, held from here to its verified restore.
+			if !gated {
+				open, err := r.openGate(ctx, run, plan)
+				if err != nil || !open {
+					return orWait(err, run)
+				}
+				gated = true
+			}
 			// A weakened window opens only once every observer is running and watching: no pod starts inside
 			// it. The step's own budget bounds the wait.
 			if st.StartTime == nil {
@@ -95,6 +113,14 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 		if err := r.runStep(ctx, run, st, step, plan); err != nil {
 			return err
 		}
+		if terminal(st.Verdict) && endsMutatingLab(plan, i) {
+			// The window is closed, read back and its aftermath checked (the lab's probes that see the restore
+			// take effect): the lock goes to whoever waits, until the next window.
+			if err := r.releaseAfterWindow(ctx, run); err != nil {
+				return err
+			}
+			gated = false
+		}
 		if step.Kind == labs.KindProbe && terminal(st.Verdict) {
 			if err := r.retireObservers(ctx, run, plan); err != nil {
 				return err
@@ -110,6 +136,42 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 		run.Status.Reason = labsv1.ReasonRestoring
 	}
 	return nil
+}
+
+// nextRunnable is the index of the first step without a verdict that is not a fixture (fixtures are made ready
+// with the observers, ahead of their place), or -1.
+func nextRunnable(run *labsv1.LabRun, plan []labs.Step) int {
+	for i := range run.Status.Steps {
+		if !terminal(run.Status.Steps[i].Verdict) && plan[i].Kind != labs.KindCreateFixture {
+			return i
+		}
+	}
+	return -1
+}
+
+// endsMutatingLab: step i is the last of a lab that changes the mesh.
+func endsMutatingLab(plan []labs.Step, i int) bool {
+	if i+1 < len(plan) && plan[i+1].Lab == plan[i].Lab {
+		return false
+	}
+	for _, s := range plan {
+		if s.Lab == plan[i].Lab && s.Mutates() {
+			return true
+		}
+	}
+	return false
+}
+
+// orWait is what a pass returns when the gate did not open: its error, or a wait for the lock (a Queued run
+// is woken by ticket events; the poll is a backstop).
+func orWait(err error, run *labsv1.LabRun) error {
+	if err != nil || run.Status.Phase != labsv1.PhaseQueued {
+		return err
+	}
+	if run.Status.Reason == labsv1.ReasonAdmissionNotEnforced {
+		return waitFor("the admission policies", time.Minute)
+	}
+	return waitFor("the mesh lock", lockPoll)
 }
 
 // prepare runs ahead what depends on no mesh change: it creates every fixture of the plan (their steps pass

@@ -190,7 +190,7 @@ func TestAuthorizationPolicyLabDeniesAttacker(t *testing.T) {
 	g.Expect(denied.Observed).To(HaveSuffix("by no ALLOW policy (allow policies exist, but none allowed)"))
 	logged := stepOf(t, done, labsv1.LabAuthorizationPolicy, "rejection-logged")
 	g.Expect(logged.Evidence).NotTo(BeEmpty())
-	g.Expect(logged.Evidence[0]).To(ContainSubstring(`src.identity="spiffe://cluster.local/ns/demo/sa/attacker"`))
+	g.Expect(logged.Evidence[0]).To(ContainSubstring(`src.identity="spiffe://cluster.local/ns/demo/sa/labrun-attacker-`))
 	g.Expect(logged.Evidence[0]).To(ContainSubstring("policy rejection"))
 }
 

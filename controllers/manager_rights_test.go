@@ -47,9 +47,9 @@ func TestManagerRBACIsNarrow(t *testing.T) {
 		{access{"update", "", "configmaps", "", sandbox.OperatorNamespace, "labrun-record-x"}, true},
 		{access{"create", "", "configmaps", "", "demo", ""}, false},
 		{access{"list", "", "configmaps", "", "", ""}, false},
-		{access{"update", "coordination.k8s.io", "leases", "", sandbox.OperatorNamespace, "labrun-mesh-lock"}, true},
-		{access{"watch", "coordination.k8s.io", "leases", "", sandbox.OperatorNamespace, "labrun-mesh-lock"}, true},
-		{access{"update", "coordination.k8s.io", "leases", "", "istio-system", "labrun-mesh-lock"}, false}, // the lock lives at home
+		{access{"update", "coordination.k8s.io", "leases", "", sandbox.OperatorNamespace, "labrun-lock-some-run"}, true},
+		{access{"watch", "coordination.k8s.io", "leases", "", sandbox.OperatorNamespace, "labrun-lock-some-run"}, true},
+		{access{"update", "coordination.k8s.io", "leases", "", "istio-system", "labrun-lock-some-run"}, false}, // the lock lives at home
 		{access{"create", "coordination.k8s.io", "leases", "", "istio-system", ""}, false},
 		{access{"update", "coordination.k8s.io", "leases", "", "kube-system", "kube-controller-manager"}, false},
 		{access{"watch", "coordination.k8s.io", "leases", "", "", ""}, false},
@@ -163,17 +163,17 @@ func TestManagerMayCreateOnlyWhatARunNeeds(t *testing.T) {
 			return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-evil", Labels: labelled}}
 		}, "its own non-mesh namespaces"},
 		{"its attacker ServiceAccount", func() client.Object {
-			return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "attacker", Labels: labelled}}
+			return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "labrun-attacker-abc", Labels: labelled}}
 		}, ""},
 		{"another ServiceAccount", func() client.Object {
 			return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "deployer", Labels: labelled}}
 		}, "its attacker ServiceAccounts"},
 		{"the mesh lock", func() client.Object {
-			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.OperatorNamespace, Name: "labrun-mesh-lock"}}
+			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.OperatorNamespace, Name: "labrun-lock-some-run"}}
 		}, ""},
 		// RBAC refuses these first (TestManagerLeasesOnlyAtHome shows admission refuses them too).
 		{"the mesh lock outside its namespace", func() client.Object {
-			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "labrun-mesh-lock"}}
+			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "labrun-lock-some-run"}}
 		}, `cannot create resource "leases" in API group "coordination.k8s.io" in the namespace "kube-system"`},
 		{"another Lease outside its namespace", func() client.Object {
 			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-scheduler"}}

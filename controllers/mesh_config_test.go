@@ -138,7 +138,7 @@ func TestMeshLockLivesInTheOperatorsNamespace(t *testing.T) {
 		return where
 	}
 	g.Eventually(held).WithTimeout(30*time.Second).WithPolling(20*time.Millisecond).
-		Should(ConsistOf(sandbox.OperatorNamespace+"/"+mesh.LockName), "the run's lock Leases")
+		Should(ConsistOf(sandbox.OperatorNamespace+"/"+mesh.TicketName(string(run.UID))), "the run's lock Leases")
 	finished(t, run) // how the run ends is other tests' business; where its lock lived, and that it is gone, is this one's
 	g.Expect(held(g)).To(BeEmpty(), "released")
 	expectNoLock(t)
@@ -152,12 +152,12 @@ func TestManagerLeasesOnlyAtHome(t *testing.T) {
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
 	grant(t, sandbox.ManagerUser, "", rule("coordination.k8s.io", "leases", "create"))
 	for _, ns := range []string{sandbox.RootNamespace, sandbox.DemoNamespace, "kube-system"} {
-		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: mesh.LockName}}
+		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: mesh.TicketName("some-run")}}
 		NewWithT(t).Eventually(func() error { return manager.Create(context.Background(), lease.DeepCopy(), client.DryRunAll) }).
 			WithTimeout(10*time.Second).WithPolling(100*time.Millisecond).
 			Should(MatchError(ContainSubstring("the labrun-operator may only create Leases in its own namespace (labrun-system)")), ns)
 	}
-	home := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.OperatorNamespace, Name: mesh.LockName}}
+	home := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.OperatorNamespace, Name: mesh.TicketName("some-run")}}
 	NewWithT(t).Expect(manager.Create(context.Background(), home, client.DryRunAll)).To(Succeed())
 }
 

@@ -17,7 +17,7 @@ func TestOutcomeSeenBeforeTheChangeFails(t *testing.T) {
 	addPolicy(t, sandbox.DemoNamespace, "allow-attacker-too", nil, nil, map[string]any{
 		"selector": map[string]any{"matchLabels": map[string]any{"app": "backend"}},
 		"rules": []any{map[string]any{"from": []any{map[string]any{"source": map[string]any{
-			"principals": []any{"cluster.local/ns/demo/sa/attacker"}}}}}},
+			"principals": []any{"cluster.local/ns/demo/sa/labrun-attacker-*"}}}}}},
 	})
 	inForce(t)
 	g := NewWithT(t)

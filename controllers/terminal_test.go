@@ -71,11 +71,13 @@ func refuseProbePods(t *testing.T, step string) {
 	})
 }
 
-// expectNoLock asserts the mesh lock is free (it lives in the operator's namespace).
+// expectNoLock asserts no run holds or waits for a mesh lock (its tickets live in the operator's namespace).
 func expectNoLock(t *testing.T) {
 	t.Helper()
-	err := k8s.Get(context.Background(), client.ObjectKey{Namespace: sandbox.OperatorNamespace, Name: mesh.LockName}, &coordinationv1.Lease{})
-	NewWithT(t).Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the mesh lock is still held: %v", err)
+	tickets := &coordinationv1.LeaseList{}
+	NewWithT(t).Expect(k8s.List(context.Background(), tickets, client.InNamespace(sandbox.OperatorNamespace),
+		client.MatchingLabels{mesh.LabelLockTicket: "true"})).To(Succeed())
+	NewWithT(t).Expect(tickets.Items).To(BeEmpty(), "a mesh lock ticket is still there")
 }
 
 // TestRefusedProbePodEndsTheRunAndFreesTheLock: a probe pod refused at creation (403 from the cluster's

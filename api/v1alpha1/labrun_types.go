@@ -602,9 +602,16 @@ type LabRunStatus struct {
 	// +optional
 	Footprint *FootprintStatus `json:"footprint,omitempty"`
 
-	// LockHolder names the run holding the mesh lock while this one waits (phase Queued).
+	// LockHolder names, while this run waits for the lock on what its next change reaches (phase Queued), the
+	// first of the runs ahead of it: the one holding that lock, or one that asked earlier.
 	// +optional
 	LockHolder string `json:"lockHolder,omitempty"`
+
+	// QueuePosition is how many runs stand ahead of this one while it waits (phase Queued): runs that hold a
+	// lock on part of what its next change reaches, or asked for one earlier. Runs are served in the order they
+	// asked; a run whose changes reach nothing another run's do never waits for it. Unset when not waiting.
+	// +optional
+	QueuePosition int32 `json:"queuePosition,omitempty"`
 
 	// Journal is a copy, for people, of the originals of the mesh objects this run changed. The operator keeps
 	// and acts on its own record (a ConfigMap in its namespace); it never reads this copy back.

@@ -11,7 +11,6 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -203,9 +202,9 @@ func managerOptions(o Options) (ctrl.Options, error) {
 			&corev1.Pod{}:                     {Label: labels.SelectorFromSet(labels.Set{labsv1.LabelProbe: "true"})},
 			&securityv1.PeerAuthentication{}:  {Label: changed},
 			&securityv1.AuthorizationPolicy{}: {Label: changed},
-			// The mesh lock lives in the operator's namespace (controllers' lock), where its RBAC is.
+			// The mesh lock's tickets live in the operator's namespace (controllers' lock), where its RBAC is.
 			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{o.namespace(): {}},
-				Field: fields.OneTermEqualSelector("metadata.name", mesh.LockName)},
+				Label: labels.SelectorFromSet(labels.Set{mesh.LabelLockTicket: "true"})},
 			// The manager may read ConfigMaps only in its own namespace (config/rbac): the trusted records.
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.namespace(): {}},
 				Label: labels.SelectorFromSet(labels.Set{mesh.LabelRecord: "true"})},

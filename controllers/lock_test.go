@@ -1,0 +1,194 @@
+package controllers_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+)
+
+// teamB is a second team's namespace: its own workload web (protected by its own L4 policy, which allows its
+// client), and another workload api, the bystander of a run on web.
+const teamB = "team-b"
+
+func teamBWorld(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: teamB,
+		Labels: map[string]string{"istio.io/dataplane-mode": "ambient", labsv1.LabelEnabled: "true"}}}
+	if err := k8s.Create(ctx, ns); client.IgnoreAlreadyExists(err) != nil {
+		t.Fatal(err)
+	}
+	var objs []client.Object
+	for i, app := range []string{"web", "api"} {
+		objs = append(objs,
+			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: teamB, Name: app}},
+			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: teamB, Name: app},
+				Spec: corev1.ServiceSpec{Selector: map[string]string{"app": app},
+					Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}}}},
+			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: teamB, Name: app + "-0", Labels: map[string]string{"app": app}},
+				Spec: corev1.PodSpec{NodeName: sb.Nodes[i%len(sb.Nodes)], ServiceAccountName: app,
+					Containers: []corev1.Container{{Name: app, Image: "kong/httpbin:0.1.0",
+						Ports: []corev1.ContainerPort{{ContainerPort: 80}}}}}})
+	}
+	objs = append(objs, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: teamB, Name: "client"}})
+	for _, o := range objs {
+		NewWithT(t).Expect(k8s.Create(ctx, o)).To(Succeed(), "%T %s", o, o.GetName())
+	}
+	t.Cleanup(func() {
+		for _, o := range objs {
+			_ = k8s.Delete(ctx, o, client.GracePeriodSeconds(0))
+		}
+		NewWithT(t).Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: teamB, Name: "web-0"}, &corev1.Pod{}))
+		}).WithTimeout(30 * time.Second).Should(BeTrue())
+	})
+	addPolicy(t, teamB, "web-allow-client", nil, nil, map[string]any{
+		"selector": map[string]any{"matchLabels": map[string]any{"app": "web"}},
+		"action":   "ALLOW",
+		"rules": []any{map[string]any{"from": []any{map[string]any{"source": map[string]any{
+			"principals": []any{"cluster.local/ns/team-b/sa/client"}}}}}},
+	})
+	NewWithT(t).Eventually(func(g Gomega) {
+		for _, app := range []string{"web", "api"} {
+			pod := &corev1.Pod{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: teamB, Name: app + "-0"}, pod)).To(Succeed())
+			g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
+		}
+	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	waitPropagated(t, testDelay)
+}
+
+// teamBRun is team B's Lab run of the peer-authentication lab on its own workload.
+func teamBRun() *labsv1.LabRun {
+	run := newRun(labsv1.LabPeerAuthentication)
+	run.Namespace = teamB
+	run.Spec.Target.Service = "web"
+	run.Spec.Client.ServiceAccount = "client"
+	run.Spec.Mesh.AuthorizationPolicy = &labsv1.ObjectRef{Name: "web-allow-client"}
+	return run
+}
+
+// window is when a finished run's first window opened (its first change done) and closed (its restore read
+// back).
+func window(t *testing.T, run *labsv1.LabRun, lab labsv1.LabName, change, restore string) (opened, closed time.Time) {
+	t.Helper()
+	return stepOf(t, run, lab, change).CompletionTime.Time, stepOf(t, run, lab, restore).CompletionTime.Time
+}
+
+// TestRunsOnAnotherWorkloadDoNotWait: a slow Lab run of one team holds the lock only on what its window reaches
+// (its workload, its policy's pods, its bystander); another team's Lab run on another workload opens its own
+// window meanwhile. With one lock for the whole mesh, the second run's window would open only after the first
+// run's had closed.
+func TestRunsOnAnotherWorkloadDoNotWait(t *testing.T) {
+	teamBWorld(t)
+	startManager(t, managerOptions())
+	slowPropagation(t, 2*time.Second) // every window lasts at least this long
+	g := NewWithT(t)
+	slow, other := newRun(labsv1.LabPeerAuthentication), teamBRun()
+	create(t, slow)
+	g.Eventually(func(g Gomega) {
+		cur := &labsv1.LabRun{}
+		g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(slow), cur)).To(Succeed())
+		g.Expect(cur.Status.Exposure.Since).NotTo(BeNil(), "the slow run's window is open")
+	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	create(t, other)
+	slowDone, otherDone := finished(t, slow), finished(t, other)
+	g.Expect(slowDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(slowDone))
+	g.Expect(otherDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(otherDone))
+	slowOpened, slowClosed := window(t, slowDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
+	otherOpened, _ := window(t, otherDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
+	g.Expect(otherOpened).To(BeTemporally(">", slowOpened))
+	g.Expect(otherOpened).To(BeTemporally("<", slowClosed),
+		"team B's window opened only after team A's closed: it waited for a lock on a workload it does not touch")
+	expectMeshAsFound(t)
+	expectNoLock(t)
+}
+
+// TestQueuedRunsAreServedInArrivalOrder: two runs queue behind a run on the same target; each shows its place,
+// the one behind the next in line starts no pod while it waits, and they are served in the order they asked.
+func TestQueuedRunsAreServedInArrivalOrder(t *testing.T) {
+	startManager(t, managerOptions())
+	slowPropagation(t, 2*time.Second) // the first run holds the lock a while
+	g := NewWithT(t)
+	first, second, third := newRun(labsv1.LabPeerAuthentication), newRun(labsv1.LabAuthorizationPolicy),
+		newRun(labsv1.LabAuthorizationPolicy)
+	create(t, first)
+	queued := func(run *labsv1.LabRun, ahead int32) {
+		t.Helper()
+		g.Eventually(func(g Gomega) {
+			cur := &labsv1.LabRun{}
+			g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
+			g.Expect(cur.Status.Phase).To(Equal(labsv1.PhaseQueued))
+			g.Expect(cur.Status.QueuePosition).To(Equal(ahead))
+			g.Expect(cur.Status.LockHolder).To(Equal(first.Namespace + "/" + first.Name))
+		}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	}
+	g.Eventually(func(g Gomega) {
+		cur := &labsv1.LabRun{}
+		g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(first), cur)).To(Succeed())
+		g.Expect(cur.Status.Exposure.Since).NotTo(BeNil(), "the first run's window is open")
+	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	create(t, second)
+	queued(second, 1)
+	create(t, third)
+	queued(third, 2)
+	// Two ahead: the third run holds no probe pod while it waits; the second, next in line, has its observers.
+	pods := func(run *labsv1.LabRun) []corev1.Pod {
+		list := &corev1.PodList{}
+		g.Expect(k8s.List(context.Background(), list, client.MatchingLabels{labsv1.LabelLabRun: string(run.UID)})).To(Succeed())
+		return list.Items
+	}
+	g.Expect(pods(third)).To(BeEmpty(), "a run two places back started pods")
+	g.Eventually(func() []corev1.Pod { return pods(second) }).WithTimeout(30*time.Second).ShouldNot(BeEmpty(),
+		"the next in line readies its observers")
+	firstDone, secondDone, thirdDone := finished(t, first), finished(t, second), finished(t, third)
+	for _, done := range []*labsv1.LabRun{firstDone, secondDone, thirdDone} {
+		g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), "%s: %s", done.Name, notPassed(done))
+	}
+	_, firstClosed := window(t, firstDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
+	secondOpened, secondClosed := window(t, secondDone, labsv1.LabAuthorizationPolicy, "set-aside-policy", "reapply-policy")
+	thirdOpened, _ := window(t, thirdDone, labsv1.LabAuthorizationPolicy, "set-aside-policy", "reapply-policy")
+	g.Expect(secondOpened).To(BeTemporally(">", firstClosed))
+	g.Expect(thirdOpened).To(BeTemporally(">", secondClosed), "the third run was served before the second")
+	expectMeshAsFound(t)
+	expectNoLock(t)
+}
+
+// TestLockIsHeldOnlyThroughTheWindow: a run gives the lock back at the end of the lab whose window it restored,
+// and asks again for its next window, behind whoever asked meanwhile: a run queued behind it opens its window
+// between the first run's two windows, not after the whole first run.
+func TestLockIsHeldOnlyThroughTheWindow(t *testing.T) {
+	startManager(t, managerOptions())
+	slowPropagation(t, time.Second) // the first window lasts a while
+	g := NewWithT(t)
+	first := newRun(labsv1.LabAuthorizationPolicy, labsv1.LabPeerAuthentication)
+	create(t, first)
+	g.Eventually(func(g Gomega) {
+		cur := &labsv1.LabRun{}
+		g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(first), cur)).To(Succeed())
+		g.Expect(cur.Status.Exposure.Since).NotTo(BeNil(), "the first run's window is open")
+	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	second := newRun(labsv1.LabAuthorizationPolicy)
+	create(t, second)
+	firstDone, secondDone := finished(t, first), finished(t, second)
+	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(firstDone))
+	g.Expect(secondDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(secondDone))
+	firstLabEnd := stepOf(t, firstDone, labsv1.LabAuthorizationPolicy, "remove-attacker").CompletionTime.Time
+	secondOpened, secondClosed := window(t, secondDone, labsv1.LabAuthorizationPolicy, "set-aside-policy", "reapply-policy")
+	firstAgain, _ := window(t, firstDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
+	g.Expect(secondOpened).To(BeTemporally(">", firstLabEnd), "the second run's window opened inside the first's lab")
+	g.Expect(secondOpened).To(BeTemporally("<", firstAgain),
+		"the second run waited for the whole first run, not for its window")
+	g.Expect(firstAgain).To(BeTemporally(">", secondClosed), "the first run's next window did not wait its turn")
+	expectMeshAsFound(t)
+	expectNoLock(t)
+}
