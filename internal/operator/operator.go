@@ -58,6 +58,8 @@ type Options struct {
 	// istio-system and app=ztunnel). LabRuns may only repeat it (controllers.MeshConfig).
 	Mesh          controllers.MeshConfig
 	PodStartGrace time.Duration
+	// QueueLookahead: how many runs may stand ahead of a queued run for it to keep its observers (zero: 1).
+	QueueLookahead int
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election (zero: controller-runtime's defaults,
 	// 15s, 10s, 2s; main.go's flags default shorter). The Lease is released on a clean shutdown so a standby
 	// replica takes over at once; after a crash, about LeaseDuration later (measured: main.go), which is how
@@ -126,16 +128,17 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	r := &controllers.LabRunReconciler{
-		Admission:     admission,
-		Client:        mgr.GetClient(),
-		APIReader:     takeover.Gate(mgr.GetAPIReader()),
-		Records:       records,
-		Recorder:      mgr.GetEventRecorder("labrun-controller"),
-		Logs:          ztunnel.LogReader{Client: clientset},
-		Fault:         o.Fault,
-		ProbeImage:    o.ProbeImage,
-		PodStartGrace: o.PodStartGrace,
-		Mesh:          o.Mesh.WithDefaults(),
+		Admission:      admission,
+		Client:         mgr.GetClient(),
+		APIReader:      takeover.Gate(mgr.GetAPIReader()),
+		Records:        records,
+		Recorder:       mgr.GetEventRecorder("labrun-controller"),
+		Logs:           ztunnel.LogReader{Client: clientset},
+		Fault:          o.Fault,
+		ProbeImage:     o.ProbeImage,
+		PodStartGrace:  o.PodStartGrace,
+		QueueLookahead: o.QueueLookahead,
+		Mesh:           o.Mesh.WithDefaults(),
 	}
 	if !o.AllowAnyNamespace {
 		r.EnabledLabel = labsv1.LabelEnabled
