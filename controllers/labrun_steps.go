@@ -65,6 +65,9 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 		if r.exposureExceeded(run, st) || (step.Kind != labs.KindRestore && r.interfered(ctx, run, st)) {
 			break
 		}
+		if r.holdRunOut(run, plan, i, st) {
+			continue
+		}
 		if budget := r.stepBudget(run); st.StartTime != nil && r.now().After(st.StartTime.Add(budget)) {
 			// Transient errors retry with backoff, but never past the step's own deadline.
 			r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf("step timed out: no outcome within %s", budget))
@@ -99,14 +102,26 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 				skipRemaining(run, fmt.Sprintf("Not run: step %s/%s did not pass", st.Lab, st.Name))
 				break
 			}
+			waiting := starting
+			if len(waiting) == 0 {
+				if waiting, err = r.observersWatching(ctx, run, plan); err != nil {
+					return err
+				}
+			}
+			if len(waiting) > 0 && r.now().After(st.StartTime.Add(r.PodStartGrace)) {
+				// The run holds the lock from here: it may not hold it for as long as a step's budget (its settle)
+				// for observers that do not come.
+				r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf(
+					"The mesh was not weakened: observers %v were not running and watching within %s (--pod-start-grace)",
+					waiting, r.PodStartGrace))
+				skipRemaining(run, fmt.Sprintf("Not run: step %s/%s did not pass", st.Lab, st.Name))
+				break
+			}
 			if len(starting) > 0 {
 				return waitFor(fmt.Sprintf("observers %v to start before the mesh is weakened", starting),
 					r.deadlineAfter(run, r.PodStartGrace))
 			}
-			if waiting, err := r.observersWatching(ctx, run, plan); err != nil || len(waiting) > 0 {
-				if err != nil {
-					return err
-				}
+			if len(waiting) > 0 {
 				return waitFor(fmt.Sprintf("observers %v to watch before the mesh is weakened", waiting), observerPoll)
 			}
 		}
@@ -147,6 +162,33 @@ func nextRunnable(run *labsv1.LabRun, plan []labs.Step) int {
 		}
 	}
 	return -1
+}
+
+// holdRunOut bounds what a lab checks after its restore while the run still holds the lock: the restore must be
+// seen to take effect within maxExposure of it, whatever a step's settle. Past that, the step errs (a restore
+// that does not take effect is a finding) and the lab ends, which gives the lock back.
+func (r *LabRunReconciler) holdRunOut(run *labsv1.LabRun, plan []labs.Step, i int, st *labsv1.StepResult) bool {
+	restored := -1
+	for j := i - 1; j >= 0 && plan[j].Lab == plan[i].Lab; j-- {
+		if plan[j].Kind == labs.KindRestore {
+			restored = j
+			break
+		}
+	}
+	if restored < 0 || run.Status.Exposure.Since != nil {
+		return false
+	}
+	done := run.Status.Steps[restored].CompletionTime
+	if done == nil || !r.now().After(done.Add(r.exposureBudget(run))) {
+		return false
+	}
+	if st.StartTime == nil {
+		now := metav1.NewMicroTime(r.now())
+		st.StartTime = &now
+	}
+	r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf("no outcome within maxExposure (%s) of the restore: "+
+		"the lock on what the window reached is given back at the end of the lab", r.exposureBudget(run)))
+	return true
 }
 
 // endsMutatingLab: step i is the last of a lab that changes the mesh.

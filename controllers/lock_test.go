@@ -192,3 +192,25 @@ func TestLockIsHeldOnlyThroughTheWindow(t *testing.T) {
 	expectMeshAsFound(t)
 	expectNoLock(t)
 }
+
+// TestHoldWaitsNoLongerThanPodStartGraceForObservers: once served, a run holds the lock; observers that do not
+// start within the pod start grace end the step before any change, whatever the step's budget, and the lock is
+// given back.
+func TestHoldWaitsNoLongerThanPodStartGraceForObservers(t *testing.T) {
+	sb.SetPodStartLatency(3 * time.Second)
+	t.Cleanup(func() { sb.SetPodStartLatency(0) })
+	o := managerOptions()
+	o.PodStartGrace = time.Second
+	startManager(t, o)
+	g := NewWithT(t)
+	run := newRun(labsv1.LabAuthorizationPolicy)
+	create(t, run)
+	done := finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	st := stepOf(t, done, labsv1.LabAuthorizationPolicy, "set-aside-policy")
+	g.Expect(st.Verdict).To(Equal(labsv1.VerdictError), st.Message)
+	g.Expect(st.Message).To(ContainSubstring("were not running and watching within 1s (--pod-start-grace)"))
+	g.Expect(done.Status.Journal).To(BeEmpty(), "the mesh was changed")
+	expectMeshAsFound(t)
+	expectNoLock(t)
+}
