@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,7 +24,9 @@ type bench struct {
 
 // result is one case's figures.
 type result struct {
-	n, succeeded            int
+	n, ended, succeeded     int
+	err                     error  // the case did not complete: ran out of time, or failed to measure
+	load                    string // /proc/loadavg when the case ended: the machine is shared
 	phases                  map[labsv1.Phase]int
 	wall                    time.Duration
 	meanLatency, maxLatency time.Duration // from each run's create to its end
@@ -69,6 +72,9 @@ func (b *bench) runCase(ctx context.Context, n int, profile bool, timeout time.D
 	wg.Wait()
 	r.summarise(runs, ended, start)
 	r.peakRSS, r.endRSS = m.rss()
+	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
+		r.load = strings.Join(strings.Fields(string(raw))[:3], " ")
+	}
 	after, err := b.serverCounts(ctx)
 	if err != nil {
 		return r, err
@@ -144,7 +150,7 @@ func (r *result) summarise(runs []*labsv1.LabRun, ended map[string]end, start ti
 		}
 		r.phases[phase]++
 	}
-	r.succeeded = r.phases[labsv1.PhaseSucceeded]
+	r.succeeded, r.ended = r.phases[labsv1.PhaseSucceeded], len(ended)
 	if len(ended) > 0 {
 		r.meanLatency = total / time.Duration(len(ended))
 	}

@@ -38,7 +38,10 @@ func (b *bench) report(stdout io.Writer, c config, results []result) error {
 	}
 	_ = tw.Flush()
 	for _, r := range results {
-		fmt.Fprintf(&buf, "\n%d run(s): phases %v\n", r.n, r.phases)
+		fmt.Fprintf(&buf, "\n%d run(s): phases %v; load average at the end %s\n", r.n, r.phases, r.load)
+		if r.err != nil {
+			fmt.Fprintf(&buf, "  NOT COMPLETE: %v\n", r.err)
+		}
 		fmt.Fprintf(&buf, "  API server, by verb (every client: the manager, the sandbox's node agent, istiod): %s\n", counts(r.serverByVerb))
 		fmt.Fprintf(&buf, "  API server, busiest verb and resource: %s\n", counts(r.serverTop))
 		fmt.Fprintf(&buf, "  the manager's own requests, by HTTP method: %s\n", counts(r.managerByMethod))
