@@ -143,8 +143,12 @@ func (p *pendingTriggers) forget(key types.NamespacedName) {
 
 // watchTriggers adds the trigger cache to the manager and its watches to the controller.
 func (r *LabScheduleReconciler) watchTriggers(mgr ctrl.Manager, b *builder.Builder) error {
+	// Every policy's metadata in the cluster, without what a tenant may make large (StripUnread), and the
+	// DaemonSets of ztunnel's namespace only: noteZtunnelChange looks at no other.
 	c, err := cache.New(mgr.GetConfig(), cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
-		HTTPClient: mgr.GetHTTPClient()})
+		HTTPClient: mgr.GetHTTPClient(), DefaultTransform: StripUnread, ByObject: map[client.Object]cache.ByObject{
+			&appsv1.DaemonSet{}: {Namespaces: map[string]cache.Config{r.Mesh.WithDefaults().ZtunnelNamespace: {}}},
+		}})
 	if err != nil {
 		return err
 	}

@@ -201,7 +201,8 @@ func managerOptions(o Options) (ctrl.Options, error) {
 		RenewDeadline:                 durationOrNil(o.RenewDeadline),
 		RetryPeriod:                   durationOrNil(o.RetryPeriod),
 		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+		// Managed fields and others' annotations are left out of every cached object (controllers.StripUnread).
+		Cache: cache.Options{DefaultTransform: controllers.StripUnread, ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}:                     {Label: labels.SelectorFromSet(labels.Set{labsv1.LabelProbe: "true"})},
 			&securityv1.PeerAuthentication{}:  {Label: changed},
 			&securityv1.AuthorizationPolicy{}: {Label: changed},
