@@ -151,7 +151,7 @@ func lines(entries []ztunnel.Entry, n int) []string {
 		if i == n {
 			break
 		}
-		out = append(out, ztunnel.FormatText(e))
+		out = append(out, evidenceLine(ztunnel.FormatText(e)))
 	}
 	return out
 }

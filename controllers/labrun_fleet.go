@@ -287,9 +287,9 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 		case !r.deniedAsExpected(run, step.Denier, deniedBy(line)):
 			wrong = append(wrong, fmt.Sprintf("destination node %s (endpoint %s): denied by %s", e.node, e, deniedBy(line)))
 			markFailed(st.Coverage, e)
-			evidence = append(evidence, ztunnel.FormatText(line))
+			evidence = append(evidence, evidenceLine(ztunnel.FormatText(line)))
 		default:
-			evidence = append(evidence, ztunnel.FormatText(line))
+			evidence = append(evidence, evidenceLine(ztunnel.FormatText(line)))
 		}
 	}
 	st.Evidence = evidence[:min(len(evidence), 10)]

@@ -480,7 +480,7 @@ func (r *LabRunReconciler) judgeDenier(ctx context.Context, run *labsv1.LabRun, 
 			r.EvidenceWait, step.Denier))
 		return nil
 	}
-	st.Evidence = []string{ztunnel.FormatText(*d.line)}
+	st.Evidence = []string{evidenceLine(ztunnel.FormatText(*d.line))}
 	if !r.deniedAsExpected(run, step.Denier, d.who) {
 		r.finishObserved(run, st, step, j, labsv1.VerdictFail, fmt.Sprintf(
 			"Denied, but by %s, not by %s, until settle ran out: the refusal is not the one the lab demonstrates", d.who, step.Denier))

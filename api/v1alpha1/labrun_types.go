@@ -395,8 +395,10 @@ type StepResult struct {
 	// +optional
 	Settle *metav1.Duration `json:"settle,omitempty"`
 
-	// Evidence holds the log lines or facts the verdict rests on (at most 10).
+	// Evidence holds the log lines or facts the verdict rests on (at most 10, each at most 2048 bytes: a longer
+	// line is cut short and ends in "…").
 	// +kubebuilder:validation:MaxItems=10
+	// +kubebuilder:validation:items:MaxLength=2048
 	// +optional
 	Evidence []string `json:"evidence,omitempty"`
 
