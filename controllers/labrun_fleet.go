@@ -207,7 +207,7 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 			waiting = append(waiting, node)
 			continue
 		}
-		raw, err := r.Logs.PodLog(ctx, pod.Namespace, pod.Name, time.Time{})
+		raw, err := r.observerLog(ctx, pod, time.Time{})
 		if err != nil {
 			return fmt.Errorf("reading observer log on node %s: %w", node, err)
 		}

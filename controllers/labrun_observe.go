@@ -67,12 +67,22 @@ func observerPodName(run *labsv1.LabRun, o observer) string {
 	if o.node != "" {
 		return observerPrefix(run, o) + hash(o.node)[:6]
 	}
-	return shortName(run.Name, 40) + "-obs-" + hash(string(run.UID)+"/"+o.key())
+	return shortName(run.Name, 40) + observerInfix + hash(string(run.UID)+"/"+o.key())
 }
 
 // observerPrefix begins the names of a caller's per-node observers, which ztunnel logs as src.workload.
 func observerPrefix(run *labsv1.LabRun, o observer) string {
-	return shortName(run.Name, 40) + "-obs-" + hash(string(run.UID)+"/"+o.key()) + "-"
+	return shortName(run.Name, 40) + observerInfix + hash(string(run.UID)+"/"+o.key()) + "-"
+}
+
+// observerInfix is in every observer pod's name, which ztunnel logs as src.workload.
+const observerInfix = "-obs-"
+
+// ObserverLine tells whether a ztunnel line is about a connection from an observer: the only lines a step looks
+// for (evidence and denials always name the observer, or its prefix, as src.workload), so the log reader keeps no
+// other (ztunnel.LogReader.Keep), however busy the node.
+func ObserverLine(e ztunnel.Entry) bool {
+	return strings.Contains(e.Fields[ztunnel.FieldSrcWorkload], observerInfix)
 }
 
 // bystander is the URL of another enrolled workload's Service in the target namespace that the run does not
@@ -306,7 +316,7 @@ func (r *LabRunReconciler) observersWatching(ctx context.Context, run *labsv1.La
 		if pod.Status.Phase != corev1.PodRunning {
 			continue
 		}
-		raw, err := r.Logs.PodLog(ctx, pod.Namespace, pod.Name, time.Time{})
+		raw, err := r.observerLog(ctx, pod, time.Time{})
 		if err != nil {
 			return nil, fmt.Errorf("reading observer log: %w", err)
 		}
@@ -374,6 +384,20 @@ func (r *LabRunReconciler) retireObservers(ctx context.Context, run *labsv1.LabR
 	return nil
 }
 
+// podLogReader is a LogSource that can read a pod it is handed: keyed by the pod's UID, it fetches only what the
+// pod logged since its last read (ztunnel.LogReader), and never mixes in the log of a pod that had the name before.
+type podLogReader interface {
+	PodLogOf(ctx context.Context, pod *corev1.Pod, since time.Time) ([]byte, error)
+}
+
+// observerLog is an observer pod's log since the given time.
+func (r *LabRunReconciler) observerLog(ctx context.Context, pod *corev1.Pod, since time.Time) ([]byte, error) {
+	if p, ok := r.Logs.(podLogReader); ok {
+		return p.PodLogOf(ctx, pod, since)
+	}
+	return r.Logs.PodLog(ctx, pod.Namespace, pod.Name, since)
+}
+
 // observeStep judges a probe step from its observer's attempts.
 func (r *LabRunReconciler) observeStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, plan []labs.Step) error {
 	if perNode(run, step) {
@@ -411,7 +435,7 @@ func (r *LabRunReconciler) observeStep(ctx context.Context, run *labsv1.LabRun, 
 	if !w.from.IsZero() {
 		readFrom = w.from.Add(-time.Minute)
 	}
-	raw, err := r.Logs.PodLog(ctx, pod.Namespace, pod.Name, readFrom)
+	raw, err := r.observerLog(ctx, pod, readFrom)
 	if err != nil {
 		return fmt.Errorf("reading observer log: %w", err)
 	}

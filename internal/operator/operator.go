@@ -133,7 +133,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		APIReader:      takeover.Gate(mgr.GetAPIReader()),
 		Records:        records,
 		Recorder:       mgr.GetEventRecorder("labrun-controller"),
-		Logs:           ztunnel.LogReader{Client: clientset},
+		Logs:           &ztunnel.LogReader{Client: clientset, Keep: controllers.ObserverLine},
 		Fault:          o.Fault,
 		ProbeImage:     o.ProbeImage,
 		PodStartGrace:  o.PodStartGrace,

@@ -1,20 +1,40 @@
 package ztunnel
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
-// LogReader reads ztunnel access logs through the API server (pods/log), as `kubectl logs -l app=ztunnel` does.
+// LogReader reads ztunnel access logs and probe pods' logs through the API server (pods/log), as `kubectl logs`
+// does, incrementally: each container's log is fetched from where the last read of it stopped, in pages of at
+// most LimitBytes, and kept for a while (tail.go). One LogReader serves the manager's life; a new one (a restarted
+// manager) reads each window from its start again. Safe for concurrent use.
 type LogReader struct {
 	Client kubernetes.Interface
+	// LimitBytes bounds every pods/log response (zero: DefaultLimitBytes).
+	LimitBytes int64
+	// Keep, when set, says which ztunnel lines Read keeps and returns; a node's ztunnel logs every connection
+	// on it, and a reader that looks only for its own probes' lines need not hold the others.
+	Keep func(Entry) bool
+
+	mu      sync.Mutex
+	ztunnel map[tailKey]*tail[Entry]
+	pods    map[tailKey]*tail[string]
+}
+
+// tailKey names one container of one pod: a pod deleted and created again under its name is another pod.
+type tailKey struct {
+	uid       types.UID
+	container string
 }
 
 // Source is a ztunnel pod whose log was read: reports name where their evidence came from.
@@ -23,9 +43,9 @@ type Source struct {
 }
 
 // Read returns the parsed log entries of every ztunnel pod matching selector in namespace, written since the
-// given time, and the pods it read. It fails when no ztunnel pod is found or a pod's logs cannot be read: no
-// logs is not evidence.
-func (r LogReader) Read(ctx context.Context, namespace string, selector map[string]string, since time.Time) ([]Entry, []Source, error) {
+// given time (to the second, as pods/log's sinceTime), and the pods it read. It fails when no ztunnel pod is found
+// or a pod's logs cannot be read: no logs is not evidence.
+func (r *LogReader) Read(ctx context.Context, namespace string, selector map[string]string, since time.Time) ([]Entry, []Source, error) {
 	pods, err := r.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: labels.SelectorFromSet(selector).String(),
 	})
@@ -37,10 +57,16 @@ func (r LogReader) Read(ctx context.Context, namespace string, selector map[stri
 	}
 	var all []Entry
 	sources := make([]Source, 0, len(pods.Items))
-	for _, p := range pods.Items {
-		entries, err := r.readPod(ctx, &p, since)
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		container := "istio-proxy"
+		if len(p.Spec.Containers) == 1 {
+			container = p.Spec.Containers[0].Name
+		}
+		t := lookup(r, &r.ztunnel, tailKey{p.UID, container}, r.parseEntry)
+		entries, err := t.read(ctx, r.pages(p.Namespace, p.Name, container), since, time.Now())
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("reading logs of ztunnel pod %s/%s: %w", p.Namespace, p.Name, err)
 		}
 		all = append(all, entries...)
 		sources = append(sources, Source{Namespace: p.Namespace, Pod: p.Name, Node: p.Spec.NodeName})
@@ -48,33 +74,85 @@ func (r LogReader) Read(ctx context.Context, namespace string, selector map[stri
 	return all, sources, nil
 }
 
-func (r LogReader) readPod(ctx context.Context, p *corev1.Pod, since time.Time) ([]Entry, error) {
-	opts := &corev1.PodLogOptions{}
-	if len(p.Spec.Containers) > 1 {
-		opts.Container = "istio-proxy"
+// parseEntry keeps the lines Parse keeps (ztunnel log lines, not blank lines, comments or other output) that Keep
+// keeps.
+func (r *LogReader) parseEntry(text string) (Entry, bool) {
+	text = strings.TrimSpace(text)
+	if text == "" || strings.HasPrefix(text, "#") {
+		return Entry{}, false
 	}
-	if !since.IsZero() {
-		t := metav1.NewTime(since)
-		opts.SinceTime = &t
-	}
-	raw, err := r.Client.CoreV1().Pods(p.Namespace).GetLogs(p.Name, opts).DoRaw(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reading logs of ztunnel pod %s/%s: %w", p.Namespace, p.Name, err)
-	}
-	return Parse(bytes.NewReader(raw))
+	e, err := ParseLine(text)
+	return e, err == nil && (r.Keep == nil || r.Keep(e))
 }
 
-// PodLog returns one pod's log (its only container's) written since the given time, as `kubectl logs --since-time`
-// does; the API's sinceTime has a resolution of one second, so callers filter the lines by their own times.
-func (r LogReader) PodLog(ctx context.Context, namespace, name string, since time.Time) ([]byte, error) {
-	opts := &corev1.PodLogOptions{}
-	if !since.IsZero() {
-		t := metav1.NewTime(since)
-		opts.SinceTime = &t
+// PodLogOf returns the log of the pod's only container written since the given time (to the second, as
+// `kubectl logs --since-time`), fetching only what was not read before; callers filter the lines by their own
+// times. The pod's UID keys what is kept: a pod of the same name created again starts afresh.
+func (r *LogReader) PodLogOf(ctx context.Context, pod *corev1.Pod, since time.Time) ([]byte, error) {
+	if len(pod.Spec.Containers) != 1 {
+		return nil, fmt.Errorf("reading logs of pod %s/%s: it has %d containers, not one", pod.Namespace, pod.Name, len(pod.Spec.Containers))
 	}
-	raw, err := r.Client.CoreV1().Pods(namespace).GetLogs(name, opts).DoRaw(ctx)
+	container := pod.Spec.Containers[0].Name
+	t := lookup(r, &r.pods, tailKey{pod.UID, container}, func(s string) (string, bool) { return s, true })
+	lines, err := t.read(ctx, r.pages(pod.Namespace, pod.Name, container), since, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("reading logs of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	return []byte(b.String()), nil
+}
+
+// PodLog is PodLogOf for a pod named by namespace and name, read first.
+func (r *LogReader) PodLog(ctx context.Context, namespace, name string, since time.Time) ([]byte, error) {
+	pod, err := r.Client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("reading logs of pod %s/%s: %w", namespace, name, err)
 	}
-	return raw, nil
+	return r.PodLogOf(ctx, pod, since)
+}
+
+// pages reads a container's log one page at a time: lines with the runtime's timestamps, at most LimitBytes.
+func (r *LogReader) pages(namespace, pod, container string) pageFunc {
+	limit := r.LimitBytes
+	if limit <= 0 {
+		limit = DefaultLimitBytes
+	}
+	return func(ctx context.Context, since time.Time) ([]LogLine, bool, error) {
+		opts := &corev1.PodLogOptions{Container: container, Timestamps: true, LimitBytes: &limit}
+		if !since.IsZero() {
+			t := metav1.NewTime(since)
+			opts.SinceTime = &t
+		}
+		raw, err := r.Client.CoreV1().Pods(namespace).GetLogs(pod, opts).DoRaw(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		cut := int64(len(raw)) >= limit
+		return splitPage(raw, cut), cut, nil
+	}
+}
+
+// lookup returns the tail of key in *m, creating it, and forgets the tails no one read for forgetAfter.
+func lookup[T any](r *LogReader, m *map[tailKey]*tail[T], key tailKey, parse func(string) (T, bool)) *tail[T] {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if *m == nil {
+		*m = map[tailKey]*tail[T]{}
+	}
+	now := time.Now()
+	for k, t := range *m {
+		if k != key && t.idle(now) {
+			delete(*m, k)
+		}
+	}
+	t := (*m)[key]
+	if t == nil {
+		t = &tail[T]{parse: parse, used: now}
+		(*m)[key] = t
+	}
+	return t
 }

@@ -1,0 +1,219 @@
+package ztunnel
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"time"
+)
+
+// Reading a log through pods/log again and again would fetch and parse the same lines each time: sinceTime has a
+// resolution of one second, and a step that waits for a line re-reads every few hundred milliseconds. So each
+// container's log is read incrementally: a cursor remembers where the last read stopped, the next one asks from
+// that second with the runtime's timestamps and drops what it already saw, and what was read is kept (parsed)
+// for the callers that ask for a window of it. Bytes fetched and lines parsed grow with new lines, not with the
+// log; what is kept is bounded by age and count.
+
+// LogLine is one line of a container's log with the container runtime's timestamp (pods/log with timestamps=true).
+type LogLine struct {
+	Time time.Time
+	Text string
+}
+
+// cursor is where the reads of one container's log stopped: the runtime timestamp of the last line read and how
+// many lines carried that very timestamp (a runtime may stamp several lines alike).
+type cursor struct {
+	at time.Time
+	n  int
+}
+
+// fresh drops from lines, in log order, those the cursor has already seen, and returns the rest and the cursor
+// after them.
+func (c cursor) fresh(lines []LogLine) ([]LogLine, cursor) {
+	var out []LogLine
+	seen := 0
+	for _, l := range lines {
+		if l.Time.Before(c.at) {
+			continue
+		}
+		if l.Time.Equal(c.at) && seen < c.n {
+			seen++
+			continue
+		}
+		out = append(out, l)
+	}
+	next := c
+	for _, l := range out {
+		if l.Time.Equal(next.at) {
+			next.n++
+		} else {
+			next = cursor{at: l.Time, n: 1}
+		}
+	}
+	return out, next
+}
+
+// from is the sinceTime of the next read: the cursor's second (the API's resolution), or start before any line.
+func (c cursor) from(start time.Time) time.Time {
+	if c.at.IsZero() {
+		return start
+	}
+	return c.at.Truncate(time.Second)
+}
+
+// pageFunc reads one page of a container's log from the given second (zero: from its start): the complete lines,
+// and whether the page was cut at the byte limit (more may follow).
+type pageFunc func(ctx context.Context, since time.Time) (lines []LogLine, cut bool, err error)
+
+// splitPage turns a pods/log response with timestamps into lines. A page cut at the byte limit ends in a partial
+// line, which is left for the next page; a line without a timestamp (none should come) gets its predecessor's.
+func splitPage(raw []byte, cut bool) []LogLine {
+	if cut {
+		if i := bytes.LastIndexByte(raw, '\n'); i >= 0 {
+			raw = raw[:i+1]
+		} else {
+			raw = nil
+		}
+	}
+	var out []LogLine
+	var last time.Time
+	for len(raw) > 0 {
+		line, rest, _ := bytes.Cut(raw, []byte{'\n'})
+		raw = rest
+		stamp, text, ok := bytes.Cut(line, []byte{' '})
+		t, err := time.Parse(time.RFC3339Nano, string(stamp))
+		if !ok || err != nil {
+			out = append(out, LogLine{Time: last, Text: string(line)})
+			continue
+		}
+		last = t.UTC()
+		out = append(out, LogLine{Time: last, Text: string(text)})
+	}
+	return out
+}
+
+// Limits of what a container's tail keeps and reads.
+const (
+	// DefaultLimitBytes bounds one pods/log response (PodLogOptions.LimitBytes): the reader pages through a
+	// longer log, so no response is held in full, whatever a container logs.
+	DefaultLimitBytes = 1 << 20
+	// maxPagesPerRead bounds one read's catching up; the next read goes on from there.
+	maxPagesPerRead = 8
+	// keepFor is how long lines stay kept that no reader asks for: every reader's window begins at a step's
+	// start or later, and a reader that keeps asking for an older window keeps it.
+	keepFor = time.Minute
+	// maxKept bounds the lines kept per container, whatever the windows asked for; beyond it the oldest go, and a
+	// window reaching back before what is kept is read from the API again.
+	maxKept = 20000
+	// forgetAfter drops the tail of a container no one read for that long (a pod deleted or replaced).
+	forgetAfter = 2 * time.Minute
+)
+
+// kept is a line as kept: its runtime time and what the tail's parse made of it.
+type kept[T any] struct {
+	at time.Time
+	v  T
+}
+
+// tail is one container's log as read so far: every line from `from` on, parsed, and the cursor of the reads.
+type tail[T any] struct {
+	mu       sync.Mutex
+	parse    func(text string) (T, bool)
+	filled   bool
+	from     time.Time // every line stamped at or after from (a whole second) is in lines
+	cur      cursor
+	lines    []kept[T]
+	oldest   time.Time // the oldest window asked for lately, kept while asked for again within keepFor
+	oldestAt time.Time
+	used     time.Time
+}
+
+// read returns what the container logged since the given time (to the second, as pods/log's sinceTime), fetching
+// only what was not read before.
+func (t *tail[T]) read(ctx context.Context, page pageFunc, since, now time.Time) ([]T, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	since = since.UTC().Truncate(time.Second)
+	t.used = now
+	if !t.filled || since.Before(t.from) {
+		// Never read, or asked for older lines than kept: read from since again.
+		t.filled, t.from, t.cur, t.lines = true, since, cursor{}, nil
+	}
+	if t.oldestAt.IsZero() || !since.After(t.oldest) || now.Sub(t.oldestAt) > keepFor {
+		t.oldest, t.oldestAt = since, now
+	}
+	if err := t.catchUp(ctx, page); err != nil {
+		return nil, err
+	}
+	t.evict(now)
+	var out []T
+	for _, l := range t.lines {
+		if !l.at.Before(since) {
+			out = append(out, l.v)
+		}
+	}
+	return out, nil
+}
+
+// catchUp reads pages from the cursor until one is not cut at the byte limit, or maxPagesPerRead.
+func (t *tail[T]) catchUp(ctx context.Context, page pageFunc) error {
+	for range maxPagesPerRead {
+		lines, cut, err := page(ctx, t.cur.from(t.from))
+		if err != nil {
+			return err
+		}
+		fresh, next := t.cur.fresh(lines)
+		for _, l := range fresh {
+			if v, ok := t.parse(l.Text); ok {
+				t.lines = append(t.lines, kept[T]{at: l.Time, v: v})
+			}
+		}
+		t.cur = next
+		switch {
+		case !cut:
+			return nil
+		case len(fresh) == 0:
+			// One second holds more than a page: sinceTime cannot start inside it, so the rest of that second
+			// is skipped (a reader missing lines fails a step; it never passes one).
+			t.cur = cursor{at: t.cur.from(t.from).Add(time.Second)}
+		}
+	}
+	return nil
+}
+
+// evict forgets lines older than every window asked for within keepFor, and the oldest beyond maxKept.
+func (t *tail[T]) evict(now time.Time) {
+	keep := now.Add(-keepFor).Truncate(time.Second)
+	if t.oldest.Before(keep) {
+		keep = t.oldest
+	}
+	if keep.After(t.from) {
+		t.from = keep
+		t.dropBefore(keep)
+	}
+	if over := len(t.lines) - maxKept; over > 0 {
+		// Every line of the last dropped one's second goes too: from stays a whole second.
+		t.from = t.lines[over-1].at.Truncate(time.Second).Add(time.Second)
+		t.dropBefore(t.from)
+	}
+}
+
+// dropBefore forgets the lines stamped before at (the oldest come first). The array's front is reused once append
+// outgrows what is left.
+func (t *tail[T]) dropBefore(at time.Time) {
+	i := 0
+	for i < len(t.lines) && t.lines[i].at.Before(at) {
+		i++
+	}
+	clear(t.lines[:i])
+	t.lines = t.lines[i:]
+}
+
+// idle: no one read this tail for forgetAfter (a tail being read is not idle).
+func (t *tail[T]) idle(now time.Time) bool {
+	if !t.mu.TryLock() {
+		return false
+	}
+	defer t.mu.Unlock()
+	return now.Sub(t.used) > forgetAfter
+}

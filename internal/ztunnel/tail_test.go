@@ -1,0 +1,206 @@
+package ztunnel
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+
+func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+
+func TestCursorFresh(t *testing.T) {
+	l := func(ms int, text string) LogLine { return LogLine{Time: at(ms), Text: text} }
+	for _, tc := range []struct {
+		name  string
+		c     cursor
+		lines []LogLine
+		want  []string
+		next  cursor
+	}{
+		{"first read keeps all", cursor{}, []LogLine{l(0, "a"), l(500, "b")}, []string{"a", "b"}, cursor{at(500), 1}},
+		{"the second again is dropped", cursor{at(500), 1}, []LogLine{l(0, "a"), l(500, "b"), l(700, "c")},
+			[]string{"c"}, cursor{at(700), 1}},
+		{"lines stamped alike: only the unseen", cursor{at(500), 2}, []LogLine{l(500, "a"), l(500, "b"), l(500, "c")},
+			[]string{"c"}, cursor{at(500), 3}},
+		{"nothing new", cursor{at(700), 1}, []LogLine{l(0, "a"), l(700, "c")}, nil, cursor{at(700), 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, next := tc.c.fresh(tc.lines)
+			if !slices.Equal(texts(got), tc.want) || next != tc.next {
+				t.Errorf("fresh = %v, %+v; want %v, %+v", texts(got), next, tc.want, tc.next)
+			}
+		})
+	}
+}
+
+func TestSplitPage(t *testing.T) {
+	raw := "2026-05-01T10:00:00.5Z one\n2026-05-01T10:00:01Z two words\nno-stamp\n2026-05-01T10:00:02Z cut sho"
+	got := splitPage([]byte(raw), true)
+	want := []LogLine{{at(500), "one"}, {at(1000), "two words"}, {at(1000), "no-stamp"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("cut page: %v, want %v", got, want)
+	}
+	if got := splitPage([]byte("2026-05-01T10:00:02Z whole"), false); !slices.Equal(got, []LogLine{{at(2000), "whole"}}) {
+		t.Errorf("whole page: %v", got)
+	}
+	if got := splitPage([]byte("2026-05-01T10:00:02Z no newline within the limit"), true); got != nil {
+		t.Errorf("a page with no complete line: %v", got)
+	}
+}
+
+// fakeLog serves a log like kubelet behind pods/log: lines stamped at or after sinceTime's second, each
+// "<RFC3339Nano> <text>\n", cut at limit bytes. It counts what it served.
+type fakeLog struct {
+	lines  []LogLine
+	limit  int
+	served []string // the lines of every page, in order
+	pages  int
+}
+
+func (f *fakeLog) page(_ context.Context, since time.Time) ([]LogLine, bool, error) {
+	f.pages++
+	var b strings.Builder
+	for _, l := range f.lines {
+		if !since.IsZero() && l.Time.Before(since) {
+			continue
+		}
+		b.WriteString(l.Time.Format(time.RFC3339Nano) + " " + l.Text + "\n")
+	}
+	raw := b.String()
+	cut := f.limit > 0 && len(raw) >= f.limit
+	if cut {
+		raw = raw[:f.limit]
+	}
+	lines := splitPage([]byte(raw), cut)
+	f.served = append(f.served, texts(lines)...)
+	return lines, cut, nil
+}
+
+func (f *fakeLog) add(ms int, texts ...string) {
+	for _, s := range texts {
+		f.lines = append(f.lines, LogLine{Time: at(ms), Text: s})
+	}
+}
+
+// newTail keeps lines as they are and notes each one it parses.
+func newTail() (*tail[string], *[]string) {
+	parsed := &[]string{}
+	return &tail[string]{parse: func(s string) (string, bool) { *parsed = append(*parsed, s); return s, true }}, parsed
+}
+
+func TestTailReadsOnlyWhatIsNew(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeLog{}
+	f.add(100, "a")
+	f.add(1900, "b", "c") // two lines stamped alike
+	tl, parsed := newTail()
+	got, err := tl.read(ctx, f.page, time.Time{}, at(2000))
+	if err != nil || !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("first read: %v, %v", got, err)
+	}
+	f.served, *parsed = nil, nil
+	f.add(1900, "d") // stamped like the last line read
+	f.add(2500, "e")
+	got, err = tl.read(ctx, f.page, time.Time{}, at(2600))
+	if err != nil || !slices.Equal(got, []string{"a", "b", "c", "d", "e"}) {
+		t.Fatalf("second read: %v, %v", got, err)
+	}
+	// The page asked from the last line's second, so it carried b and c again, but nothing before it; only the
+	// new lines were parsed and kept.
+	if !slices.Equal(f.served, []string{"b", "c", "d", "e"}) {
+		t.Errorf("second read fetched %v", f.served)
+	}
+	if !slices.Equal(*parsed, []string{"d", "e"}) {
+		t.Errorf("second read parsed %v", *parsed)
+	}
+	if got, _ := tl.read(ctx, f.page, at(1200), at(2700)); !slices.Equal(got, []string{"b", "c", "d", "e"}) {
+		t.Errorf("a window from 1.2s is one from 1s, as sinceTime's: %v", got)
+	}
+}
+
+func TestTailPagesThroughALongLog(t *testing.T) {
+	f := &fakeLog{limit: 400}
+	var want []string
+	for i := range 100 {
+		s := fmt.Sprintf("line-%03d", i)
+		f.add(i*100, s) // ten lines a second, 33 bytes each: a page holds about a second
+		want = append(want, s)
+	}
+	tl, parsed := newTail()
+	var got []string
+	for range 5 { // a read catches up by at most maxPagesPerRead pages; the next goes on
+		var err error
+		if got, err = tl.read(context.Background(), f.page, time.Time{}, at(10000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("read %d lines, want %d: %v", len(got), len(want), got)
+	}
+	if !slices.Equal(*parsed, want) {
+		t.Errorf("parsed %d lines, want each once", len(*parsed))
+	}
+}
+
+func TestTailSkipsASecondLongerThanAPage(t *testing.T) {
+	f := &fakeLog{limit: 100}
+	for i := range 20 {
+		f.add(0, fmt.Sprintf("burst-%02d", i)) // 20 lines in one second: more than a page
+	}
+	f.add(1000, "after")
+	tl, _ := newTail()
+	got, err := tl.read(context.Background(), f.page, time.Time{}, at(2000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(got, "after") || len(got) >= 21 {
+		t.Errorf("got %v: want the burst's first page and the line after it", got)
+	}
+	if f.pages > maxPagesPerRead {
+		t.Errorf("%d pages", f.pages)
+	}
+}
+
+func TestTailKeepsWhatIsAskedFor(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeLog{}
+	f.add(0, "old")
+	tl, parsed := newTail()
+	if _, err := tl.read(ctx, f.page, at(0), at(500)); err != nil {
+		t.Fatal(err)
+	}
+	// Two minutes later a window from the start is still asked for: kept, not fetched again.
+	f.add(120_000, "new")
+	*parsed = nil
+	if got, _ := tl.read(ctx, f.page, at(0), at(120_500)); !slices.Equal(got, []string{"old", "new"}) {
+		t.Errorf("old window: %v", got)
+	}
+	if !slices.Equal(*parsed, []string{"new"}) {
+		t.Errorf("parsed again: %v", *parsed)
+	}
+	// Once no one asked for it for keepFor, a newer window lets the old lines go...
+	if got, _ := tl.read(ctx, f.page, at(120_000), at(200_000)); !slices.Equal(got, []string{"new"}) {
+		t.Errorf("new window: %v", got)
+	}
+	if len(tl.lines) != 1 {
+		t.Errorf("kept %d lines, want 1", len(tl.lines))
+	}
+	// ...and asking for them again reads them again.
+	*parsed = nil
+	if got, _ := tl.read(ctx, f.page, at(0), at(200_100)); !slices.Equal(got, []string{"old", "new"}) || !slices.Contains(*parsed, "old") {
+		t.Errorf("old window again: %v, parsed %v", got, *parsed)
+	}
+}
+
+func texts(lines []LogLine) []string {
+	var out []string
+	for _, l := range lines {
+		out = append(out, l.Text)
+	}
+	return out
+}
