@@ -57,6 +57,8 @@ type LabRunReconciler struct {
 	Admission AdmissionGate
 	// ProbeImage runs `manager probe` when a LabRun names no image.
 	ProbeImage string
+	// MaxActiveRuns bounds the runs worked on at once (zero: no bound); the others wait Queued, holding nothing.
+	MaxActiveRuns int
 	// QueueLookahead is how many runs may stand ahead of a queued run for it to keep its observers running
 	// (zero: 1, the next in line); runs further back hold no probe pod while they wait.
 	QueueLookahead int
@@ -137,7 +139,7 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		return ctrl.Result{}, r.reconcileFinished(ctx, run)
 	}
 	for _, phase := range []func(context.Context, *labsv1.LabRun) error{
-		r.reconcilePlan, r.reconcileAdmission, r.reconcilePreflight, r.reconcileInterrupted, r.reconcileLock,
+		r.reconcilePlan, r.reconcileAdmission, r.reconcilePreflight, r.reconcileInterrupted, r.reconcileSlot, r.reconcileLock,
 		r.reconcileSteps, r.reconcileRestore, r.reconcileFinish,
 	} {
 		if err := phase(ctx, run); err != nil {
@@ -308,6 +310,7 @@ func (r *LabRunReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&securityv1.AuthorizationPolicy{}, handler.EnqueueRequestsFromMapFunc(ownerOf), owned).
 		Watches(&coordinationv1.Lease{}, handler.EnqueueRequestsFromMapFunc(r.queuedRuns),
 			builder.WithPredicates(predicate.NewPredicateFuncs(isLockTicket))).
+		Watches(&labsv1.LabRun{}, handler.EnqueueRequestsFromMapFunc(r.slotWaiters), builder.WithPredicates(runEnded)).
 		WatchesRawSource(r.admissionSource()).
 		Named("labrun").
 		Complete(r)
@@ -318,7 +321,8 @@ func hasOwner(obj client.Object) bool { return obj.GetAnnotations()[labsv1.Annot
 // runsWhere are the requests of the cached LabRuns that match: whom an event wakes.
 func (r *LabRunReconciler) runsWhere(ctx context.Context, what string, match func(*labsv1.LabRun) bool) []reconcile.Request {
 	runs := &labsv1.LabRunList{}
-	if err := r.List(ctx, runs); err != nil {
+	// Read only: the cache's own objects, not a copy of every run's status per event.
+	if err := r.List(ctx, runs, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing LabRuns "+what)
 		return nil
 	}

@@ -272,10 +272,11 @@ func isLockTicket(obj client.Object) bool { return obj.GetLabels()[mesh.LabelLoc
 // queuedRuns wakes the runs waiting in a queue when a ticket comes or goes.
 func (r *LabRunReconciler) queuedRuns(ctx context.Context, _ client.Object) []reconcile.Request {
 	return r.runsWhere(ctx, "waiting for the mesh lock", func(run *labsv1.LabRun) bool {
-		return run.Status.Phase == labsv1.PhaseQueued
+		return run.Status.Phase == labsv1.PhaseQueued && run.Status.ActiveSince != nil
 	})
 }
 
-// lockPoll is how often a queued run looks again without an event: a holder force-deleted mid-window frees its
-// lock only once the watchdog has restored what it changed, and that makes no ticket event.
-const lockPoll = 30 * time.Second
+// lockPoll is how often a queued run looks again without an event, a backstop: every way a ticket ends (its run's
+// cleanup, the watchdog after a force-deleted run, a dead ticket dropped by a waiter) is a ticket event that wakes
+// the queue.
+const lockPoll = 5 * time.Minute

@@ -73,9 +73,10 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 	}
 	r.event(run, corev1.EventTypeNormal, "PreflightPassed", "Preflight", "Target %s/%s is in the ambient mesh",
 		run.TargetNamespace(), run.Spec.Target.Service)
-	// Non-mutating labs run outside any lock: a Lab run asks for one just before its first window.
-	run.Status.Phase = labsv1.PhaseRunning
-	run.Status.Reason = string(run.Status.Phase)
+	// Next, a place among the active runs (reconcileSlot). Non-mutating labs run outside any lock: a Lab run asks
+	// for one just before its first window.
+	run.Status.Phase = labsv1.PhaseQueued
+	run.Status.Reason = labsv1.ReasonWaitingForSlot
 	run.Status.Message = "Preflight passed"
 	return nil
 }
@@ -234,7 +235,7 @@ func policyRef(run *labsv1.LabRun) mesh.Ref {
 
 // reconcileLock looks again at a Queued run's place: served, it runs on (reconcileSteps opens its window).
 func (r *LabRunReconciler) reconcileLock(ctx context.Context, run *labsv1.LabRun) error {
-	if run.Status.Phase != labsv1.PhaseQueued {
+	if run.Status.Phase != labsv1.PhaseQueued || run.Status.ActiveSince == nil {
 		return nil
 	}
 	plan, err := planOf(run)

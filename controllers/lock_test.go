@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"sort"
 	"testing"
 	"time"
 
@@ -213,4 +214,56 @@ func TestHoldWaitsNoLongerThanPodStartGraceForObservers(t *testing.T) {
 	g.Expect(done.Status.Journal).To(BeEmpty(), "the mesh was changed")
 	expectMeshAsFound(t)
 	expectNoLock(t)
+}
+
+// TestMaxActiveRunsQueuesTheRest: with --max-active-runs 2, of three runs created at once two are worked on and
+// the third waits Queued, in first place, holding no pod, until one of them ends.
+func TestMaxActiveRunsQueuesTheRest(t *testing.T) {
+	sb.SetPodStartLatency(4 * time.Second) // each run lasts a while
+	t.Cleanup(func() { sb.SetPodStartLatency(0) })
+	o := managerOptions()
+	o.MaxActiveRuns = 2
+	startManager(t, o)
+	g := NewWithT(t)
+	var runs []*labsv1.LabRun
+	for range 3 {
+		run := newRun(labsv1.LabMTLS)
+		run.Spec.Mode = labsv1.ModeVerify
+		create(t, run)
+		runs = append(runs, run)
+	}
+	g.Eventually(func(g Gomega) {
+		var active, waiting []labsv1.LabRun
+		for _, run := range runs {
+			cur := &labsv1.LabRun{}
+			g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
+			switch {
+			case cur.Status.Reason == labsv1.ReasonWaitingForSlot:
+				waiting = append(waiting, *cur)
+			case cur.Status.ActiveSince != nil && cur.Status.CompletionTime == nil:
+				active = append(active, *cur)
+			}
+		}
+		g.Expect(active).To(HaveLen(2))
+		g.Expect(waiting).To(HaveLen(1))
+		g.Expect(waiting[0].Status.Phase).To(Equal(labsv1.PhaseQueued))
+		g.Expect(waiting[0].Status.QueuePosition).To(BeEquivalentTo(1))
+		g.Expect(waiting[0].Status.Message).To(ContainSubstring("--max-active-runs 2"))
+		pods := &corev1.PodList{}
+		g.Expect(k8s.List(context.Background(), pods, client.MatchingLabels{labsv1.LabelLabRun: string(waiting[0].UID)})).To(Succeed())
+		g.Expect(pods.Items).To(BeEmpty(), "a queued run started pods")
+	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	var done []*labsv1.LabRun
+	for _, run := range runs {
+		d := finished(t, run)
+		g.Expect(d.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(d))
+		g.Expect(d.Status.ActiveSince).NotTo(BeNil())
+		done = append(done, d)
+	}
+	sort.Slice(done, func(i, j int) bool { return done[i].Status.ActiveSince.Before(done[j].Status.ActiveSince) })
+	firstEnd := done[0].Status.CompletionTime.Time
+	if done[1].Status.CompletionTime.Before(done[0].Status.CompletionTime) {
+		firstEnd = done[1].Status.CompletionTime.Time
+	}
+	g.Expect(done[2].Status.ActiveSince.Time).To(BeTemporally(">=", firstEnd), "the third run started before one ended")
 }

@@ -2,9 +2,12 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -68,6 +71,12 @@ func (w *Watchdog) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 	}
 	if err := sweep(ctx, w.Client, w.APIReader, rec); err != nil {
 		return ctrl.Result{}, err
+	}
+	// Its mesh lock ticket goes with it: what it held is restored, and deleting the ticket wakes the runs queued
+	// behind it.
+	ticket := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: w.Records.Namespace, Name: mesh.TicketName(rec.Run.UID)}}
+	if err := w.Client.Delete(ctx, ticket); client.IgnoreNotFound(err) != nil {
+		return ctrl.Result{}, fmt.Errorf("giving back the mesh lock of %s: %w", rec.Run, err)
 	}
 	log.Info("Removing the record of a run that is gone")
 	return ctrl.Result{}, w.Records.Delete(ctx, rec)

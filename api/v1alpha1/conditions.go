@@ -14,12 +14,14 @@ const (
 
 // Condition reasons.
 const (
-	ReasonSucceeded        = "Succeeded"
-	ReasonStepsFailed      = "StepsFailed"
-	ReasonPreflightFailed  = "PreflightFailed"
-	ReasonRunning          = "Running"
-	ReasonPending          = "Pending"
-	ReasonQueued           = "Queued"
+	ReasonSucceeded       = "Succeeded"
+	ReasonStepsFailed     = "StepsFailed"
+	ReasonPreflightFailed = "PreflightFailed"
+	ReasonRunning         = "Running"
+	ReasonPending         = "Pending"
+	ReasonQueued          = "Queued"
+	// ReasonWaitingForSlot: the run waits for one of the active runs to end (--max-active-runs).
+	ReasonWaitingForSlot   = "WaitingForSlot"
 	ReasonRestored         = "Restored"
 	ReasonRestoring        = "Restoring"
 	ReasonUnchanged        = "Unchanged"

@@ -584,6 +584,11 @@ type LabRunStatus struct {
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 
+	// ActiveSince is when the run was let in among the runs the manager works on at once (--max-active-runs);
+	// until then it waits Queued, with its queuePosition, and holds nothing: no pod, no lock.
+	// +optional
+	ActiveSince *metav1.Time `json:"activeSince,omitempty"`
+
 	// CompletionTime is when the run ended.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`

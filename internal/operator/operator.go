@@ -60,6 +60,8 @@ type Options struct {
 	PodStartGrace time.Duration
 	// QueueLookahead: how many runs may stand ahead of a queued run for it to keep its observers (zero: 1).
 	QueueLookahead int
+	// MaxActiveRuns bounds the runs worked on at once (zero: no bound).
+	MaxActiveRuns int
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election (zero: controller-runtime's defaults,
 	// 15s, 10s, 2s; main.go's flags default shorter). The Lease is released on a clean shutdown so a standby
 	// replica takes over at once; after a crash, about LeaseDuration later (measured: main.go), which is how
@@ -138,6 +140,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		ProbeImage:     o.ProbeImage,
 		PodStartGrace:  o.PodStartGrace,
 		QueueLookahead: o.QueueLookahead,
+		MaxActiveRuns:  o.MaxActiveRuns,
 		Mesh:           o.Mesh.WithDefaults(),
 	}
 	if !o.AllowAnyNamespace {

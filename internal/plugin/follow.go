@@ -88,8 +88,11 @@ func show(table *liveTable, run *labsv1.LabRun, shown labsv1.Phase) labsv1.Phase
 	table.update(run.Status.Steps)
 	if run.Status.Phase != shown && run.Status.Phase != "" {
 		line := fmt.Sprintf("LabRun %s/%s: %s", run.Namespace, run.Name, run.Status.Phase)
-		if run.Status.LockHolder != "" {
-			line += " (waiting for " + run.Status.LockHolder + ")"
+		switch {
+		case run.Status.LockHolder != "":
+			line += fmt.Sprintf(" (waiting for the lock: %d ahead, first %s)", run.Status.QueuePosition, run.Status.LockHolder)
+		case run.Status.Reason == labsv1.ReasonWaitingForSlot && run.Status.QueuePosition > 0:
+			line += fmt.Sprintf(" (waiting for an active-run slot: position %d)", run.Status.QueuePosition)
 		}
 		fmt.Fprintln(table.w, line)
 	}
