@@ -4,8 +4,10 @@ package labs
 
 import (
 	"fmt"
+	"slices"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 )
 
@@ -154,7 +156,10 @@ func (s Step) Expected() string {
 	case KindSetPermissive:
 		return "PeerAuthentication mode PERMISSIVE, target no longer STRICT"
 	case KindRestore:
-		return "original restored (PeerAuthentication STRICT)"
+		if slices.Contains(s.Restores, mesh.KindPeerAuthentication) {
+			return "originals restored and read back (PeerAuthentication STRICT)"
+		}
+		return "AuthorizationPolicy restored as found and read back"
 	case KindCreateFixture:
 		return string(s.Fixture) + " created"
 	case KindRemoveFixture:

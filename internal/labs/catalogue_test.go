@@ -1,9 +1,12 @@
 package labs
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 )
 
@@ -138,5 +141,24 @@ func TestGuideExpectations(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("steps of the guide missing from the plan: %v", want)
+	}
+}
+
+// TestRestoreExpectationNamesWhatItRestores: the authorization-policy lab's re-apply step restores only the
+// AuthorizationPolicy, and its expectation says so.
+func TestRestoreExpectationNamesWhatItRestores(t *testing.T) {
+	plan, err := Plan(labsv1.AllLabs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range plan {
+		if s.Kind != KindRestore {
+			continue
+		}
+		got := s.Expected()
+		mentionsPA := strings.Contains(got, "PeerAuthentication")
+		if restoresPA := slices.Contains(s.Restores, mesh.KindPeerAuthentication); mentionsPA != restoresPA {
+			t.Errorf("%s expects %q, restores %v", s.ID(), got, s.Restores)
+		}
 	}
 }
