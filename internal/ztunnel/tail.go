@@ -102,9 +102,12 @@ const (
 	// keepFor is how long lines stay kept that no reader asks for: every reader's window begins at a step's
 	// start or later, and a reader that keeps asking for an older window keeps it.
 	keepFor = time.Minute
-	// maxKept bounds the lines kept per container, whatever the windows asked for; beyond it the oldest go, and a
-	// window reaching back before what is kept is read from the API again.
-	maxKept = 20000
+	// maxKept bounds the lines kept per container (a parsed ztunnel line takes about 2.5 KiB), whatever the
+	// windows asked for; beyond it the oldest go. A window reaching back before what is kept is read from the API
+	// again, unless lines were dropped for this bound within keepFor: then reading it again would only drop them
+	// again, and the window gets the newest maxKept lines (a step may then miss a line and fail; it never passes
+	// for it).
+	maxKept = 10000
 	// forgetAfter drops the tail of a container no one read for that long (a pod deleted or replaced).
 	forgetAfter = 2 * time.Minute
 )
@@ -125,6 +128,7 @@ type tail[T any] struct {
 	lines    []kept[T]
 	oldest   time.Time // the oldest window asked for lately, kept while asked for again within keepFor
 	oldestAt time.Time
+	capped   time.Time // when lines were last dropped for maxKept
 	used     time.Time
 }
 
@@ -135,7 +139,7 @@ func (t *tail[T]) read(ctx context.Context, page pageFunc, since, now time.Time)
 	defer t.mu.Unlock()
 	since = since.UTC().Truncate(time.Second)
 	t.used = now
-	if !t.filled || since.Before(t.from) {
+	if !t.filled || since.Before(t.from) && now.Sub(t.capped) > keepFor {
 		// Never read, or asked for older lines than kept: read from since again.
 		t.filled, t.from, t.cur, t.lines = true, since, cursor{}, nil
 	}
@@ -195,6 +199,7 @@ func (t *tail[T]) evict(now time.Time) {
 		// Every line of the last dropped one's second goes too: from stays a whole second.
 		t.from = t.lines[over-1].at.Truncate(time.Second).Add(time.Second)
 		t.dropBefore(t.from)
+		t.capped = now
 	}
 }
 

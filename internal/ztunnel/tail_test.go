@@ -204,3 +204,34 @@ func texts(lines []LogLine) []string {
 	}
 	return out
 }
+
+func TestTailUnderItsBound(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeLog{}
+	n := maxKept + 500
+	for i := range n {
+		f.add(i*10, fmt.Sprintf("line-%05d", i)) // a hundred lines a second
+	}
+	tl, parsed := newTail()
+	got, err := tl.read(ctx, f.page, time.Time{}, at(n*10+1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) > maxKept || got[len(got)-1] != fmt.Sprintf("line-%05d", n-1) {
+		t.Fatalf("kept %d lines ending %q: want at most %d, the newest", len(got), got[len(got)-1], maxKept)
+	}
+	// The same old window again, with new lines: they are fetched and parsed, the old ones are not read again
+	// only to be dropped again; the window gets the newest lines kept.
+	f.add(n*10+1500, "new")
+	*parsed = nil
+	got, err = tl.read(ctx, f.page, time.Time{}, at(n*10+2000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(*parsed, []string{"new"}) {
+		t.Errorf("parsed %d lines again, want only the new one", len(*parsed))
+	}
+	if len(got) > maxKept || got[len(got)-1] != "new" {
+		t.Errorf("kept %d lines ending %q", len(got), got[len(got)-1])
+	}
+}
