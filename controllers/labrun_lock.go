@@ -21,8 +21,9 @@ import (
 )
 
 // Sharing the mesh. A Lab run holds a lock only for a window: from the moment it is served, just before its
-// first change, through the verified restore that closes the window and the rest of that lab (its probes that
-// see the restore take effect must not see another run's window); its non-mutating labs run outside any lock. The
+// first change, through the verified restore that closes the window and that lab's last probe (its probes that
+// see the restore take effect must not see another run's window); its evidence steps, which read lines already
+// written, and its non-mutating labs run outside any lock. The
 // lock is as narrow as the change (mesh.LockKey): the pods of the target Service (scope Workload), its namespace,
 // or the mesh; the AuthorizationPolicy set aside reaches the pods its selector picks. Waiters are served in the
 // order they asked (mesh.Lock's tickets, Leases in the operator's namespace where only the manager writes);

@@ -191,10 +191,13 @@ func (r *LabRunReconciler) holdRunOut(run *labsv1.LabRun, plan []labs.Step, i in
 	return true
 }
 
-// endsMutatingLab: step i is the last of a lab that changes the mesh.
+// endsMutatingLab: step i is the last of a lab that changes the mesh to look at the mesh: after it, the lab
+// changes nothing and probes nothing (its evidence steps read log lines already written, its fixtures go).
 func endsMutatingLab(plan []labs.Step, i int) bool {
-	if i+1 < len(plan) && plan[i+1].Lab == plan[i].Lab {
-		return false
+	for j := i + 1; j < len(plan) && plan[j].Lab == plan[i].Lab; j++ {
+		if plan[j].Mutates() || plan[j].Kind == labs.KindProbe {
+			return false
+		}
 	}
 	for _, s := range plan {
 		if s.Lab == plan[i].Lab && s.Mutates() {

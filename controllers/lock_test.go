@@ -183,7 +183,7 @@ func TestLockIsHeldOnlyThroughTheWindow(t *testing.T) {
 	firstDone, secondDone := finished(t, first), finished(t, second)
 	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(firstDone))
 	g.Expect(secondDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(secondDone))
-	firstLabEnd := stepOf(t, firstDone, labsv1.LabAuthorizationPolicy, "remove-attacker").CompletionTime.Time
+	firstLabEnd := stepOf(t, firstDone, labsv1.LabAuthorizationPolicy, "attacker-denied").CompletionTime.Time
 	secondOpened, secondClosed := window(t, secondDone, labsv1.LabAuthorizationPolicy, "set-aside-policy", "reapply-policy")
 	firstAgain, _ := window(t, firstDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
 	g.Expect(secondOpened).To(BeTemporally(">", firstLabEnd), "the second run's window opened inside the first's lab")
