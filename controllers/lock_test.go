@@ -78,6 +78,16 @@ func teamBRun() *labsv1.LabRun {
 	return run
 }
 
+// waitWindowOpen waits until run has weakened the mesh.
+func waitWindowOpen(t *testing.T, run *labsv1.LabRun) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		cur := &labsv1.LabRun{}
+		g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
+		g.Expect(cur.Status.Exposure.Since).NotTo(BeNil(), "the run's window is open")
+	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+}
+
 // window is when a finished run's first window opened (its first change done) and closed (its restore read
 // back).
 func window(t *testing.T, run *labsv1.LabRun, lab labsv1.LabName, change, restore string) (opened, closed time.Time) {
@@ -96,11 +106,7 @@ func TestRunsOnAnotherWorkloadDoNotWait(t *testing.T) {
 	g := NewWithT(t)
 	slow, other := newRun(labsv1.LabPeerAuthentication), teamBRun()
 	create(t, slow)
-	g.Eventually(func(g Gomega) {
-		cur := &labsv1.LabRun{}
-		g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(slow), cur)).To(Succeed())
-		g.Expect(cur.Status.Exposure.Since).NotTo(BeNil(), "the slow run's window is open")
-	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	waitWindowOpen(t, slow)
 	create(t, other)
 	slowDone, otherDone := finished(t, slow), finished(t, other)
 	g.Expect(slowDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(slowDone))
@@ -133,11 +139,7 @@ func TestQueuedRunsAreServedInArrivalOrder(t *testing.T) {
 			g.Expect(cur.Status.LockHolder).To(Equal(first.Namespace + "/" + first.Name))
 		}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
 	}
-	g.Eventually(func(g Gomega) {
-		cur := &labsv1.LabRun{}
-		g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(first), cur)).To(Succeed())
-		g.Expect(cur.Status.Exposure.Since).NotTo(BeNil(), "the first run's window is open")
-	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	waitWindowOpen(t, first)
 	create(t, second)
 	queued(second, 1)
 	create(t, third)
@@ -173,11 +175,7 @@ func TestLockIsHeldOnlyThroughTheWindow(t *testing.T) {
 	g := NewWithT(t)
 	first := newRun(labsv1.LabAuthorizationPolicy, labsv1.LabPeerAuthentication)
 	create(t, first)
-	g.Eventually(func(g Gomega) {
-		cur := &labsv1.LabRun{}
-		g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(first), cur)).To(Succeed())
-		g.Expect(cur.Status.Exposure.Since).NotTo(BeNil(), "the first run's window is open")
-	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	waitWindowOpen(t, first)
 	second := newRun(labsv1.LabAuthorizationPolicy)
 	create(t, second)
 	firstDone, secondDone := finished(t, first), finished(t, second)
