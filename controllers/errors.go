@@ -36,10 +36,10 @@ func stalled(reason, format string, args ...any) error {
 	return &stalledError{reason: reason, msg: fmt.Sprintf(format, args...)}
 }
 
-// permanent tells whether the API server refused a request for good: a 4xx other than a conflict, a missing
+// refusedForGood tells whether the API server refused a request for good: a 4xx other than a conflict, a missing
 // object, a timeout or throttling (RBAC, admission denials, invalid objects, refused selectors). Retrying would
 // not change it: the step ends in Error with the server's message and the run restores and ends.
-func permanent(err error) bool {
+func refusedForGood(err error) bool {
 	var status apierrors.APIStatus
 	if !errors.As(err, &status) {
 		return false

@@ -161,7 +161,7 @@ func (r *LabRunReconciler) outcome(ctx context.Context, run *labsv1.LabRun, err 
 		r.fail(ctx, run, s.reason, s.Error())
 		return ctrl.Result{}, nil
 	}
-	if permanent(err) {
+	if refusedForGood(err) {
 		return r.endForGood(ctx, run, err)
 	}
 	return ctrl.Result{}, err

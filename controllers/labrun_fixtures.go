@@ -125,7 +125,7 @@ func sweep(ctx context.Context, c client.Client, reader client.Reader, rec *mesh
 // cleanup removes what the run created (probe pods, fixtures), its hold on the mesh lock and, once nothing is
 // left to restore, its trusted record. Idempotent.
 func (r *LabRunReconciler) cleanup(ctx context.Context, run *labsv1.LabRun) error {
-	rec, err := r.record(ctx, run)
+	rec, err := r.recordOrNew(ctx, run)
 	if err != nil {
 		return err
 	}

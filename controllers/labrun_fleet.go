@@ -97,9 +97,9 @@ func (r *LabRunReconciler) fleetOf(ctx context.Context, run *labsv1.LabRun) (fle
 	sort.Slice(f.endpoints, func(i, j int) bool { return f.endpoints[i].pod < f.endpoints[j].pod })
 	switch {
 	case len(f.nodes) == 0:
-		return f, permanentError{fmt.Errorf("no ztunnel pod is ready (namespace %s, selector %s): no node can be verified", z.ZtunnelNamespace, SelectorString(z.ZtunnelSelector))}
+		return f, stepBlocked{fmt.Errorf("no ztunnel pod is ready (namespace %s, selector %s): no node can be verified", z.ZtunnelNamespace, SelectorString(z.ZtunnelSelector))}
 	case len(f.endpoints) == 0:
-		return f, permanentError{fmt.Errorf("no ready endpoint backs Service %s/%s", run.TargetNamespace(), run.Spec.Target.Service)}
+		return f, stepBlocked{fmt.Errorf("no ready endpoint backs Service %s/%s", run.TargetNamespace(), run.Spec.Target.Service)}
 	}
 	return f, nil
 }
@@ -126,7 +126,7 @@ func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, 
 			return nil, f, err
 		}
 		if reason != "" {
-			return nil, f, permanentError{fmt.Errorf("observer on node %s: %s", node, reason)}
+			return nil, f, stepBlocked{fmt.Errorf("observer on node %s: %s", node, reason)}
 		}
 		pods[node] = pod
 	}
@@ -154,8 +154,8 @@ func (r *LabRunReconciler) noExecuteTolerations(ctx context.Context, node string
 	return out, nil
 }
 
-// permanentError is a reason a step cannot go on, as opposed to a transient error to retry.
-type permanentError struct{ error }
+// stepBlocked is a reason a step cannot go on, as opposed to a transient error to retry.
+type stepBlocked struct{ error }
 
 // retireFleet deletes a caller's per-node observers.
 func (r *LabRunReconciler) retireFleet(ctx context.Context, run *labsv1.LabRun, ns, key string) error {
@@ -185,7 +185,7 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 	pods, f, err := r.ensureFleet(ctx, run, step)
 	if err != nil {
 		// Nothing to verify, or an observer refused for good: an Error, never a Pass.
-		if pe, ok := err.(permanentError); ok {
+		if pe, ok := err.(stepBlocked); ok {
 			r.finishStep(run, st, labsv1.VerdictError, "", pe.Error())
 			return nil
 		}

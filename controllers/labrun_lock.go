@@ -224,7 +224,7 @@ func containsString(list []string, s string) bool {
 // while it waits. They are forgotten by the record before they are deleted; the run creates them again when it
 // comes close to the front, and a window waits until those are watching.
 func (r *LabRunReconciler) parkObservers(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) error {
-	rec, err := r.record(ctx, run)
+	rec, err := r.recordOrNew(ctx, run)
 	if err != nil || !rec.Stored() {
 		return err
 	}

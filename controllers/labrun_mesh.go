@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -124,7 +123,7 @@ func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *l
 	if step.Kind == labs.KindSetPermissive {
 		ref, change = r.permissiveRef(run), "mode "+modePermissive
 	}
-	rec, err := r.record(ctx, run)
+	rec, err := r.recordOrNew(ctx, run)
 	if err != nil {
 		return err
 	}
@@ -267,8 +266,8 @@ func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, rec 
 	return nil
 }
 
-// record is the run's trusted record, or a new one (not yet saved) when it has none.
-func (r *LabRunReconciler) record(ctx context.Context, run *labsv1.LabRun) (*mesh.Record, error) {
+// recordOrNew is the run's trusted record, or a new one (not yet saved) when it has none.
+func (r *LabRunReconciler) recordOrNew(ctx context.Context, run *labsv1.LabRun) (*mesh.Record, error) {
 	rec, err := r.Records.Get(ctx, string(run.UID))
 	if err != nil || rec != nil {
 		return rec, err
@@ -294,125 +293,6 @@ func (r *LabRunReconciler) owner(run *labsv1.LabRun, rec *mesh.Record) mesh.Owne
 	}
 	return mesh.Owner{Namespace: run.Namespace, Name: run.Name, UID: string(run.UID),
 		RestoreBy: restoreBy.UTC().Format(time.RFC3339)}
-}
-
-// restoreStep puts back the recorded objects of the step's kinds, closes the exposure window as soon as they are
-// written back, then checks them by reading back.
-func (r *LabRunReconciler) restoreStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
-	rec, err := r.Records.Get(ctx, string(run.UID))
-	if err != nil {
-		return err
-	}
-	var restored []string
-	if rec != nil {
-		var todo []*labsv1.JournalEntry
-		for _, e := range rec.Pending() {
-			if slices.Contains(step.Restores, e.Kind) {
-				todo = append(todo, e)
-			}
-		}
-		for _, e := range todo {
-			if err := mesh.Restore(ctx, r.Client, *e); err != nil {
-				r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
-				return nil
-			}
-		}
-		back := r.now()
-		for _, e := range todo {
-			if err := r.markRestored(ctx, run, rec, e); err != nil {
-				if errors.Is(err, errAborted) {
-					return err // a manager dying here writes nothing: the next pass finds the object back
-				}
-				r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
-				return nil
-			}
-			restored = append(restored, mesh.RefOf(*e).String())
-		}
-		mirrorJournal(run, rec)
-		r.closeExposureAt(run, back)
-	}
-	r.closeExposure(run)
-	r.finishStep(run, st, labsv1.VerdictPass, fmt.Sprintf("restored %v", restored), "Originals restored and read back")
-	return nil
-}
-
-// restoreEntry restores one object from the trusted record, reads it back and records that it is back.
-func (r *LabRunReconciler) restoreEntry(ctx context.Context, run *labsv1.LabRun, rec *mesh.Record, e *labsv1.JournalEntry) error {
-	if err := mesh.Restore(ctx, r.Client, *e); err != nil {
-		return err
-	}
-	return r.markRestored(ctx, run, rec, e)
-}
-
-// markRestored reads a restored object back and records in the trusted record that it is back.
-func (r *LabRunReconciler) markRestored(ctx context.Context, run *labsv1.LabRun, rec *mesh.Record, e *labsv1.JournalEntry) error {
-	if err := r.fault("after-restore:" + mesh.RefOf(*e).String()); err != nil {
-		return err
-	}
-	if err := mesh.Verify(ctx, r.APIReader, *e); err != nil {
-		return err
-	}
-	e.Restored, e.Change = true, ""
-	if err := r.Records.Save(ctx, rec); err != nil {
-		return err
-	}
-	r.event(run, corev1.EventTypeNormal, "MeshRestored", "Restore "+mesh.RefOf(*e).String()+" "+e.RecordedAt.UTC().Format(time.RFC3339),
-		"%s restored", mesh.RefOf(*e))
-	return nil
-}
-
-// restoreAll restores everything the run's trusted record still holds changed.
-func (r *LabRunReconciler) restoreAll(ctx context.Context, run *labsv1.LabRun) error {
-	rec, err := r.Records.Get(ctx, string(run.UID))
-	if err != nil {
-		return err
-	}
-	if rec == nil {
-		r.closeExposure(run)
-		return nil
-	}
-	defer mirrorJournal(run, rec) // on failure too: status shows what is back
-	for _, e := range rec.Pending() {
-		if err := r.restoreEntry(ctx, run, rec, e); err != nil {
-			setMeshRestored(run, metav1.ConditionFalse, labsv1.ReasonRestoreFailed, err.Error(), r.now())
-			return fmt.Errorf("restoring %s: %w", mesh.RefOf(*e), err)
-		}
-	}
-	// Whoever marked them restored (this run, or the watchdog), the temporary objects the run created must be
-	// gone now, not merely deleted: MeshRestored never says so while one is still in force.
-	for _, e := range rec.Entries {
-		if !e.Created {
-			continue
-		}
-		if err := mesh.Restore(ctx, r.Client, e); err != nil {
-			return err
-		}
-		if err := mesh.Verify(ctx, r.APIReader, e); err != nil {
-			setMeshRestored(run, metav1.ConditionFalse, labsv1.ReasonRestoreFailed, err.Error(), r.now())
-			return fmt.Errorf("restoring %s: %w", mesh.RefOf(e), err)
-		}
-	}
-	mirrorJournal(run, rec)
-	r.closeExposure(run)
-	return nil
-}
-
-// reconcileRestore runs after the steps, on every path: restore, read back, clean up, release the lock.
-func (r *LabRunReconciler) reconcileRestore(ctx context.Context, run *labsv1.LabRun) error {
-	if run.Status.Phase != labsv1.PhaseRestoring {
-		return nil
-	}
-	if err := r.restoreAll(ctx, run); err != nil {
-		return err
-	}
-	if run.Spec.DryRun {
-		return nil
-	}
-	if err := r.cleanup(ctx, run); err != nil {
-		return err
-	}
-	r.setRestoredCondition(run)
-	return nil
 }
 
 // setRestoredCondition says the mesh is back, warning when the PeerAuthentication was not STRICT to begin with

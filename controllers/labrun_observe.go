@@ -229,7 +229,7 @@ func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, rec *
 		if awaitingServiceAccount(err) {
 			return nil, "", nil // a ServiceAccount just created is not admitted yet: the step's budget bounds this
 		}
-		if permanent(err) {
+		if refusedForGood(err) {
 			return nil, "probe pod refused: " + err.Error(), nil
 		}
 		return nil, "", fmt.Errorf("creating observer pod: %w", err)
@@ -398,8 +398,8 @@ func (r *LabRunReconciler) observerLog(ctx context.Context, pod *corev1.Pod, sin
 	return r.Logs.PodLog(ctx, pod.Namespace, pod.Name, since)
 }
 
-// observeStep judges a probe step from its observer's attempts.
-func (r *LabRunReconciler) observeStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, plan []labs.Step) error {
+// probeStep judges a probe step from its observer's attempts.
+func (r *LabRunReconciler) probeStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, plan []labs.Step) error {
 	if perNode(run, step) {
 		return r.observeFleet(ctx, run, st, step)
 	}

@@ -56,15 +56,15 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 		return nil
 	}
 	plan, _ := planOf(run)
-	checks := []func(context.Context, *labsv1.LabRun) error{r.checkMesh, r.checkEnabled, r.checkTarget, r.checkZtunnel}
+	checks := []func(context.Context, *labsv1.LabRun) error{r.preflightMesh, r.preflightEnabled, r.preflightTarget, r.preflightZtunnel}
 	if needs(plan, labs.KindCheckMode, labs.KindSetPermissive) {
-		checks = append(checks, r.checkPeerAuthentication)
+		checks = append(checks, r.preflightPeerAuthentication)
 	}
 	if needs(plan, labs.KindSetAside) {
-		checks = append(checks, r.checkAuthorizationPolicy)
+		checks = append(checks, r.preflightAuthorizationPolicy)
 	}
 	if needs(plan, labs.KindProbe) {
-		checks = append(checks, r.checkClient)
+		checks = append(checks, r.preflightClient)
 	}
 	for _, check := range checks {
 		if err := check(ctx, run); err != nil {
@@ -81,10 +81,10 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 	return nil
 }
 
-// checkEnabled refuses a run that would touch a namespace an administrator has not enabled for runs: the
+// preflightEnabled refuses a run that would touch a namespace an administrator has not enabled for runs: the
 // target's (probe pods, the attacker), and for runs that change the mesh the root namespace (PeerAuthentication)
 // and the AuthorizationPolicy's.
-func (r *LabRunReconciler) checkEnabled(ctx context.Context, run *labsv1.LabRun) error {
+func (r *LabRunReconciler) preflightEnabled(ctx context.Context, run *labsv1.LabRun) error {
 	if r.EnabledLabel == "" {
 		return nil
 	}
@@ -110,9 +110,9 @@ func (r *LabRunReconciler) checkEnabled(ctx context.Context, run *labsv1.LabRun)
 	return nil
 }
 
-// checkClient: the client's ServiceAccount must exist, or no observer of the client can start. Waiting for it
+// preflightClient: the client's ServiceAccount must exist, or no observer of the client can start. Waiting for it
 // would hold the run (and, for a Lab run, the lock) a whole step budget for an observer that can never run.
-func (r *LabRunReconciler) checkClient(ctx context.Context, run *labsv1.LabRun) error {
+func (r *LabRunReconciler) preflightClient(ctx context.Context, run *labsv1.LabRun) error {
 	ns, name := run.TargetNamespace(), run.Spec.Client.ServiceAccount
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &corev1.ServiceAccount{})
 	if apierrors.IsNotFound(err) {
@@ -136,7 +136,7 @@ func needs(plan []labs.Step, kinds ...labs.Kind) bool {
 	return false
 }
 
-func (r *LabRunReconciler) checkTarget(ctx context.Context, run *labsv1.LabRun) error {
+func (r *LabRunReconciler) preflightTarget(ctx context.Context, run *labsv1.LabRun) error {
 	ns := run.TargetNamespace()
 	svc := &corev1.Service{}
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: run.Spec.Target.Service}, svc); err != nil {
@@ -169,8 +169,8 @@ func hasPort(svc *corev1.Service, port int32) bool {
 	return false
 }
 
-// checkZtunnel needs at least one ready ztunnel pod: without one there is no ambient data plane to test.
-func (r *LabRunReconciler) checkZtunnel(ctx context.Context, run *labsv1.LabRun) error {
+// preflightZtunnel needs at least one ready ztunnel pod: without one there is no ambient data plane to test.
+func (r *LabRunReconciler) preflightZtunnel(ctx context.Context, run *labsv1.LabRun) error {
 	z := r.meshConfig()
 	// The manager's flags are checked at start; this keeps an empty one from ever widening into "every pod".
 	if _, err := labels.ValidatedSelectorFromSet(z.ZtunnelSelector); err != nil {
@@ -198,15 +198,15 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-func (r *LabRunReconciler) checkPeerAuthentication(ctx context.Context, run *labsv1.LabRun) error {
-	return r.checkExists(ctx, r.peerAuthRef(run))
+func (r *LabRunReconciler) preflightPeerAuthentication(ctx context.Context, run *labsv1.LabRun) error {
+	return r.preflightExists(ctx, r.peerAuthRef(run))
 }
 
-func (r *LabRunReconciler) checkAuthorizationPolicy(ctx context.Context, run *labsv1.LabRun) error {
-	return r.checkExists(ctx, policyRef(run))
+func (r *LabRunReconciler) preflightAuthorizationPolicy(ctx context.Context, run *labsv1.LabRun) error {
+	return r.preflightExists(ctx, policyRef(run))
 }
 
-func (r *LabRunReconciler) checkExists(ctx context.Context, ref mesh.Ref) error {
+func (r *LabRunReconciler) preflightExists(ctx context.Context, ref mesh.Ref) error {
 	if _, err := mesh.Mode(ctx, r.APIReader, ref); err != nil {
 		if apierrors.IsNotFound(err) {
 			return stalled(labsv1.ReasonPreflightFailed, "%s not found", ref)

@@ -27,7 +27,7 @@ const tamperPrefix = "observer tampered with: "
 // trustedRecord is the run's trusted record, saved first if it is new: observers are recorded in it as they are
 // created.
 func (r *LabRunReconciler) trustedRecord(ctx context.Context, run *labsv1.LabRun) (*mesh.Record, error) {
-	rec, err := r.record(ctx, run)
+	rec, err := r.recordOrNew(ctx, run)
 	if err != nil || rec.Stored() {
 		return rec, err
 	}

@@ -228,7 +228,7 @@ func (r *LabRunReconciler) prepare(ctx context.Context, run *labsv1.LabRun, plan
 	if needs(plan, labs.KindCreateFixture) {
 		// A run that changes no policy (Verify) still creates fixtures: its trusted record names them, so the
 		// watchdog can remove them if the run is force-deleted.
-		rec, err := r.record(ctx, run)
+		rec, err := r.recordOrNew(ctx, run)
 		if err != nil {
 			return false, err
 		}
@@ -276,7 +276,7 @@ func (r *LabRunReconciler) runStep(ctx context.Context, run *labsv1.LabRun, st *
 	}
 	switch step.Kind {
 	case labs.KindProbe:
-		return r.observeStep(ctx, run, st, step, plan)
+		return r.probeStep(ctx, run, st, step, plan)
 	case labs.KindCheckMode:
 		return r.checkMode(ctx, run, st)
 	case labs.KindSetAside, labs.KindSetPermissive:
@@ -305,7 +305,7 @@ func (r *LabRunReconciler) finishStep(run *labsv1.LabRun, st *labsv1.StepResult,
 		st.Observed = observed
 	}
 	st.Message = msg
-	observeStep(run, st)
+	countVerdict(run, st)
 	typ, reason := corev1.EventTypeNormal, "StepPassed"
 	switch v {
 	case labsv1.VerdictFail:

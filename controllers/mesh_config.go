@@ -113,8 +113,8 @@ func SelectorString(set map[string]string) string {
 // meshConfig is the reconciler's MeshConfig with Istio's defaults filled in.
 func (r *LabRunReconciler) meshConfig() MeshConfig { return r.Mesh.WithDefaults() }
 
-// checkMesh refuses a run whose spec names another root namespace or ztunnel than the operator's.
-func (r *LabRunReconciler) checkMesh(_ context.Context, run *labsv1.LabRun) error {
+// preflightMesh refuses a run whose spec names another root namespace or ztunnel than the operator's.
+func (r *LabRunReconciler) preflightMesh(_ context.Context, run *labsv1.LabRun) error {
 	if msg := r.meshConfig().Mismatch(&run.Spec.Mesh); msg != "" {
 		return stalled(labsv1.ReasonPreflightFailed, "%s", msg)
 	}

@@ -31,8 +31,8 @@ func init() {
 	metrics.Registry.MustRegister(stepVerdicts, runsFinished, exposureSeconds)
 }
 
-// observeStep counts one verdict of run.
-func observeStep(run *labsv1.LabRun, st *labsv1.StepResult) {
+// countVerdict counts one verdict of run.
+func countVerdict(run *labsv1.LabRun, st *labsv1.StepResult) {
 	stepVerdicts.WithLabelValues(run.Namespace, string(st.Lab), st.Name, string(st.Verdict)).Inc()
 }
 

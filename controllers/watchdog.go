@@ -82,27 +82,6 @@ func (w *Watchdog) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 	return ctrl.Result{}, w.Records.Delete(ctx, rec)
 }
 
-// restorePending puts back every object of rec not restored yet from the record alone, saving the record after
-// each, so a manager that dies midway leaves only what is still pending to the next one.
-func restorePending(ctx context.Context, c client.Client, reader client.Reader, records mesh.Store, rec *mesh.Record) error {
-	for _, e := range rec.Pending() {
-		ctrl.LoggerFrom(ctx).Info("Restoring mesh object left changed", "object", mesh.RefOf(*e).String())
-		if err := mesh.Restore(ctx, c, *e); err != nil {
-			return err
-		}
-		// Restored only once read back so: a write that did not take (a temporary object someone's finalizer
-		// still holds, say) is tried again, never recorded as done.
-		if err := mesh.Verify(ctx, reader, *e); err != nil {
-			return err
-		}
-		e.Restored, e.Change = true, ""
-		if err := records.Save(ctx, rec); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // ownerGone: the run named by the record no longer exists with the record's UID.
 func (w *Watchdog) ownerGone(ctx context.Context, ref mesh.RunRef) (bool, error) {
 	run := &labsv1.LabRun{}
