@@ -88,8 +88,26 @@ bench-load: controlplane istiod ## Many LabRuns at once (BENCH_LOAD_N) against t
 
 ##@ Deploy
 
+IMAGE_REPOSITORY ?= labrun-operator
+IMAGE_TAG ?= $(PLUGIN_VERSION)
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: image
+image: ## Build the image without a container engine: bin/image/labrun-operator.tar (docker load, kind load image-archive), an SBOM per platform, image.json, values.yaml.
+	go run ./hack/imagebuild -repository $(IMAGE_REPOSITORY) -tag $(IMAGE_TAG) -platforms $(IMAGE_PLATFORMS) -out $(LOCALBIN)/image
+
+BUNDLE_IMAGE ?= ghcr.io/ambientlab/labrun-operator:v0.1.0
+
+.PHONY: bundle
+bundle: ## Regenerate the OLM bundle (bundle/, bundle.Dockerfile) from config/ (internal/bundle's tests check it); BUNDLE_IMAGE=repo@sha256:... for a release.
+	go run ./hack/bundlegen -image $(BUNDLE_IMAGE)
+
+.PHONY: e2e-kind
+e2e-kind: ## On a machine with Docker: kind + Istio ambient + make image + Helm + the sample runs (hack/e2e-kind.sh; E2E_ARGS=--dry-run prints the commands).
+	hack/e2e-kind.sh $(E2E_ARGS)
+
 .PHONY: docker-build
-docker-build: ## Build the image (needs a Docker engine).
+docker-build: ## Build the image with Docker (needs a Docker engine; make image needs none).
 	docker build -t $(IMG) .
 
 .PHONY: deploy

@@ -243,6 +243,15 @@ func TestBundleByDigest(t *testing.T) {
 	g.Expect(string(files[bundle.Dir+"/manifests/labrun-probe-images_v1_configmap.yaml"])).To(ContainSubstring(image))
 }
 
+// TestMakefileBundleImage keeps `make bundle`'s default image the one the committed bundle is generated with.
+func TestMakefileBundleImage(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(root(t), "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	NewWithT(t).Expect(string(b)).To(ContainSubstring("BUNDLE_IMAGE ?= " + bundle.DefaultImage + "\n"))
+}
+
 // TestProjectListsEveryServedKind checks that PROJECT names every kind the operator's CRDs serve.
 func TestProjectListsEveryServedKind(t *testing.T) {
 	g := NewWithT(t)
