@@ -80,15 +80,16 @@ func Decode(manifest string) ([]*unstructured.Unstructured, error) {
 	}
 }
 
-// Lint lints the chart in dir with vals, as `helm lint --kube-version` does, and returns its messages of at
-// least warning severity.
+// Lint lints the chart in dir with vals, as `helm lint --strict --kube-version` does, and returns its messages
+// of at least warning severity.
 func Lint(dir, namespace string, vals map[string]any) ([]string, error) {
 	kv, err := common.ParseKubeVersion(KubeVersion)
 	if err != nil {
 		return nil, err
 	}
 	lint := action.NewLint()
-	lint.Namespace, lint.KubeVersion = namespace, kv
+	// As `helm lint --strict`: a warning fails too.
+	lint.Namespace, lint.KubeVersion, lint.Strict = namespace, kv, true
 	res := lint.Run([]string{dir}, vals)
 	var msgs []string
 	for _, m := range res.Messages {
