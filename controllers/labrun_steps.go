@@ -35,7 +35,7 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 	// A run whose next step opens a window asks for the lock first: if it must wait, far back in the queue, it
 	// starts nothing (openGate).
 	gated := false
-	if i := nextRunnable(run, plan); i >= 0 && plan[i].Weakens && run.Status.Exposure.Since == nil {
+	if i := nextRunnable(run, plan); i >= 0 && needsLock(plan, i) && run.Status.Exposure.Since == nil {
 		open, err := r.openGate(ctx, run, plan)
 		if err != nil || !open {
 			return orWait(err, run)
@@ -64,6 +64,15 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 		// A restore step may find its object already back (a crash right after restoring): not interference.
 		if r.exposureExceeded(run, st) || (step.Kind != labs.KindRestore && r.interfered(ctx, run, st)) {
 			break
+		}
+		if !gated && run.Status.Exposure.Since == nil && step.Kind != labs.KindCreateFixture && needsLock(plan, i) {
+			// A lab that changes the mesh looks at it under its lock from its first look to its last: its
+			// baseline and its after-checks must not see another run's window.
+			open, err := r.openGate(ctx, run, plan)
+			if err != nil || !open {
+				return orWait(err, run)
+			}
+			gated = true
 		}
 		if r.holdRunOut(run, plan, i, st) {
 			continue
@@ -191,20 +200,40 @@ func (r *LabRunReconciler) holdRunOut(run *labsv1.LabRun, plan []labs.Step, i in
 	return true
 }
 
-// endsMutatingLab: step i is the last of a lab that changes the mesh to look at the mesh: after it, the lab
-// changes nothing and probes nothing (its evidence steps read log lines already written, its fixtures go).
-func endsMutatingLab(plan []labs.Step, i int) bool {
-	for j := i + 1; j < len(plan) && plan[j].Lab == plan[i].Lab; j++ {
-		if plan[j].Mutates() || plan[j].Kind == labs.KindProbe {
-			return false
-		}
-	}
+// looksAtMesh: the step changes the mesh, or judges what the mesh does now (a probe, the effective mode).
+// Evidence steps read log lines already written; fixtures change no policy.
+func looksAtMesh(s labs.Step) bool {
+	return s.Mutates() || s.Kind == labs.KindProbe || s.Kind == labs.KindCheckMode
+}
+
+// labMutates: the lab changes the mesh.
+func labMutates(plan []labs.Step, lab labsv1.LabName) bool {
 	for _, s := range plan {
-		if s.Lab == plan[i].Lab && s.Mutates() {
+		if s.Lab == lab && s.Mutates() {
 			return true
 		}
 	}
 	return false
+}
+
+// needsLock: step i belongs to a lab that changes the mesh, and it or a later step of that lab looks at the mesh.
+// Such a lab holds its lock from its first look to its last (its baseline, its window, its after-checks).
+func needsLock(plan []labs.Step, i int) bool {
+	if !labMutates(plan, plan[i].Lab) {
+		return false
+	}
+	for j := i; j < len(plan) && plan[j].Lab == plan[i].Lab; j++ {
+		if looksAtMesh(plan[j]) {
+			return true
+		}
+	}
+	return false
+}
+
+// endsMutatingLab: step i is the last look at the mesh of a lab that changes it: after it, the lab changes and
+// judges nothing (its evidence steps read log lines already written, its fixtures go).
+func endsMutatingLab(plan []labs.Step, i int) bool {
+	return labMutates(plan, plan[i].Lab) && (i+1 >= len(plan) || !needsLock(plan, i+1) || plan[i+1].Lab != plan[i].Lab)
 }
 
 // orWait is what a pass returns when the gate did not open: its error, or a wait for the lock (a Queued run

@@ -265,3 +265,24 @@ func TestMaxActiveRunsQueuesTheRest(t *testing.T) {
 	}
 	g.Expect(done[2].Status.ActiveSince.Time).To(BeTemporally(">=", firstEnd), "the third run started before one ended")
 }
+
+// TestBaselineIsNotJudgedInAnotherRunsWindow: a lab that changes the mesh judges its baseline (STRICT, plaintext
+// refused) under its lock too. A second run on the same target, created while the first run's window is open,
+// waits before its baseline instead of finding the target PERMISSIVE by the first run's hand and failing.
+func TestBaselineIsNotJudgedInAnotherRunsWindow(t *testing.T) {
+	startManager(t, managerOptions())
+	slowPropagation(t, 2*time.Second) // the first window stays open a while
+	g := NewWithT(t)
+	first, second := newRun(labsv1.LabPeerAuthentication), newRun(labsv1.LabPeerAuthentication)
+	create(t, first)
+	waitWindowOpen(t, first)
+	create(t, second)
+	firstDone, secondDone := finished(t, first), finished(t, second)
+	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(firstDone))
+	g.Expect(secondDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(secondDone))
+	_, firstClosed := window(t, firstDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
+	baseline := stepOf(t, secondDone, labsv1.LabPeerAuthentication, "baseline-strict")
+	g.Expect(baseline.StartTime.Time).To(BeTemporally(">", firstClosed), "the baseline was judged inside another run's window")
+	expectMeshAsFound(t)
+	expectNoLock(t)
+}
