@@ -313,7 +313,7 @@ func skipRemaining(run *labsv1.LabRun, msg string) {
 	for i := range run.Status.Steps {
 		if !terminal(run.Status.Steps[i].Verdict) {
 			run.Status.Steps[i].Verdict = labsv1.VerdictSkipped
-			run.Status.Steps[i].Message = msg
+			run.Status.Steps[i].Message = evidenceLine(msg)
 		}
 	}
 }

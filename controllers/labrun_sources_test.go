@@ -78,4 +78,17 @@ func TestEvidenceLine(t *testing.T) {
 	evidence := steps.Properties["evidence"].Items.Schema
 	g.Expect(evidence.MaxLength).NotTo(BeNil(), "status.steps[].evidence[] has a maxLength")
 	g.Expect(*evidence.MaxLength).To(BeEquivalentTo(maxEvidenceLine))
+	for _, field := range []string{"observed", "message"} {
+		bound := steps.Properties[field].MaxLength
+		g.Expect(bound).NotTo(BeNil(), "status.steps[].%s has a maxLength", field)
+		g.Expect(*bound).To(BeEquivalentTo(maxEvidenceLine), field)
+	}
+}
+
+// TestSkippedStepMessagesAreBounded: a run's message copied into every skipped step never makes the status
+// write fail, however long the cause.
+func TestSkippedStepMessagesAreBounded(t *testing.T) {
+	run := &labsv1.LabRun{Status: labsv1.LabRunStatus{Steps: []labsv1.StepResult{{Verdict: labsv1.VerdictPending}}}}
+	skipRemaining(run, "Not run: "+strings.Repeat("refused ", 1000))
+	NewWithT(t).Expect(len(run.Status.Steps[0].Message)).To(BeNumerically("<=", maxEvidenceLine))
 }

@@ -331,9 +331,9 @@ func (r *LabRunReconciler) finishStep(run *labsv1.LabRun, st *labsv1.StepResult,
 	st.CompletionTime = &now
 	st.Verdict = v
 	if observed != "" {
-		st.Observed = observed
+		st.Observed = evidenceLine(observed) // bounded like an evidence line: the CRD refuses longer
 	}
-	st.Message = msg
+	st.Message = evidenceLine(msg)
 	countVerdict(run, st)
 	typ, reason := corev1.EventTypeNormal, "StepPassed"
 	switch v {

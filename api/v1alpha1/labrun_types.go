@@ -365,7 +365,9 @@ type StepResult struct {
 	// Expected outcome, e.g. allowed (HTTP 200), denied (connection reset, curl 56), or the evidence sought.
 	Expected string `json:"expected"`
 
-	// Observed outcome, in the same terms as Expected.
+	// Observed outcome, in the same terms as Expected (at most 2048 bytes: a longer one is cut short and ends
+	// in "…").
+	// +kubebuilder:validation:MaxLength=2048
 	// +optional
 	Observed string `json:"observed,omitempty"`
 
@@ -402,7 +404,9 @@ type StepResult struct {
 	// +optional
 	Evidence []string `json:"evidence,omitempty"`
 
-	// Message explains the verdict in a sentence.
+	// Message explains the verdict in a sentence (at most 2048 bytes: a longer one is cut short and ends in
+	// "…").
+	// +kubebuilder:validation:MaxLength=2048
 	// +optional
 	Message string `json:"message,omitempty"`
 
