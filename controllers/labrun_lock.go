@@ -162,10 +162,7 @@ func (r *LabRunReconciler) openGate(ctx context.Context, run *labsv1.LabRun, pla
 	if _, err := r.trustedRecord(ctx, run); err != nil {
 		return false, err
 	}
-	keys, err := r.lockKeys(ctx, run, plan)
-	if err != nil {
-		return false, err
-	}
+	keys := func() ([]mesh.LockKey, error) { return r.lockKeys(ctx, run, plan) }
 	place, err := r.lock().Request(ctx, holderOf(run), keys, r.now())
 	if err != nil {
 		return false, err

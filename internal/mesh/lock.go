@@ -168,9 +168,10 @@ func (t ticket) before(o ticket) bool {
 	return t.lease.Name < o.lease.Name
 }
 
-// Request asks for the lock on keys for h (a ticket is created on the first call; later calls keep its place
-// and its keys) and says where it stands. A ticket is served once nothing overlapping stands before it.
-func (l Lock) Request(ctx context.Context, h Holder, keys []LockKey, now time.Time) (Place, error) {
+// Request asks for the lock on what keys says for h (a ticket is created on the first call, and keys is worked
+// out only then; later calls keep its place and its keys) and says where it stands. A ticket is served once
+// nothing overlapping stands before it.
+func (l Lock) Request(ctx context.Context, h Holder, keys func() ([]LockKey, error), now time.Time) (Place, error) {
 	_, _, uid := h.Parts()
 	name := TicketName(uid)
 	// The run's own ticket is read from the API server: a cached copy of the ticket it gave back at the end of
@@ -180,7 +181,11 @@ func (l Lock) Request(ctx context.Context, h Holder, keys []LockKey, now time.Ti
 		return Place{}, err
 	}
 	if own == nil {
-		if own, err = l.create(ctx, h, name, keys, now); err != nil {
+		ks, err := keys()
+		if err != nil {
+			return Place{}, err
+		}
+		if own, err = l.create(ctx, h, name, ks, now); err != nil {
 			return Place{}, err
 		}
 	}
