@@ -88,6 +88,20 @@ func waitWindowOpen(t *testing.T, run *labsv1.LabRun) {
 	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
 }
 
+// secondDuringFirstsWindow creates second once first's window is open, waits for both to end, and expects both
+// to succeed.
+func secondDuringFirstsWindow(t *testing.T, first, second *labsv1.LabRun) (firstDone, secondDone *labsv1.LabRun) {
+	t.Helper()
+	g := NewWithT(t)
+	create(t, first)
+	waitWindowOpen(t, first)
+	create(t, second)
+	firstDone, secondDone = finished(t, first), finished(t, second)
+	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(firstDone))
+	g.Expect(secondDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(secondDone))
+	return firstDone, secondDone
+}
+
 // window is when a finished run's first window opened (its first change done) and closed (its restore read
 // back).
 func window(t *testing.T, run *labsv1.LabRun, lab labsv1.LabName, change, restore string) (opened, closed time.Time) {
@@ -104,13 +118,7 @@ func TestRunsOnAnotherWorkloadDoNotWait(t *testing.T) {
 	startManager(t, managerOptions())
 	slowPropagation(t, 2*time.Second) // every window lasts at least this long
 	g := NewWithT(t)
-	slow, other := newRun(labsv1.LabPeerAuthentication), teamBRun()
-	create(t, slow)
-	waitWindowOpen(t, slow)
-	create(t, other)
-	slowDone, otherDone := finished(t, slow), finished(t, other)
-	g.Expect(slowDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(slowDone))
-	g.Expect(otherDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(otherDone))
+	slowDone, otherDone := secondDuringFirstsWindow(t, newRun(labsv1.LabPeerAuthentication), teamBRun())
 	slowOpened, slowClosed := window(t, slowDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
 	otherOpened, _ := window(t, otherDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
 	g.Expect(otherOpened).To(BeTemporally(">", slowOpened))
@@ -273,13 +281,7 @@ func TestBaselineIsNotJudgedInAnotherRunsWindow(t *testing.T) {
 	startManager(t, managerOptions())
 	slowPropagation(t, 2*time.Second) // the first window stays open a while
 	g := NewWithT(t)
-	first, second := newRun(labsv1.LabPeerAuthentication), newRun(labsv1.LabPeerAuthentication)
-	create(t, first)
-	waitWindowOpen(t, first)
-	create(t, second)
-	firstDone, secondDone := finished(t, first), finished(t, second)
-	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(firstDone))
-	g.Expect(secondDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(secondDone))
+	firstDone, secondDone := secondDuringFirstsWindow(t, newRun(labsv1.LabPeerAuthentication), newRun(labsv1.LabPeerAuthentication))
 	_, firstClosed := window(t, firstDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
 	baseline := stepOf(t, secondDone, labsv1.LabPeerAuthentication, "baseline-strict")
 	g.Expect(baseline.StartTime.Time).To(BeTemporally(">", firstClosed), "the baseline was judged inside another run's window")
