@@ -151,11 +151,19 @@ func (r *LabRunReconciler) policyReach(ctx context.Context, ref mesh.Ref) (mesh.
 // reach and the admission policies are enforced. Otherwise the run is Queued, with its place, and only a run
 // near the front keeps its fixtures and observers ready: the others hold no pod while they wait.
 func (r *LabRunReconciler) openGate(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) (bool, error) {
-	if held, err := r.holdForAdmission(ctx, run); err != nil || held {
-		if held {
-			run.Status.Phase = labsv1.PhaseQueued
-		}
+	served, err := r.lock().Served(ctx, holderOf(run))
+	if err != nil {
 		return false, err
+	}
+	// A run that holds its lock finishes the lab it is in (its after-checks, its restore never wait); the
+	// admission policies are asked before it asks for a lock again.
+	if !served {
+		if held, err := r.holdForAdmission(ctx, run); err != nil || held {
+			if held {
+				run.Status.Phase = labsv1.PhaseQueued
+			}
+			return false, err
+		}
 	}
 	// The trusted record exists before the run asks (and before its observers start), so the watchdog can
 	// clean up after it even if it is force-deleted while it waits.

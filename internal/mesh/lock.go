@@ -220,6 +220,13 @@ func (l Lock) Request(ctx context.Context, h Holder, keys func() ([]LockKey, err
 	return Place{Served: true, Keys: own.keys}, nil
 }
 
+// Served tells whether h holds a served ticket (read from the API server).
+func (l Lock) Served(ctx context.Context, h Holder) (bool, error) {
+	_, _, uid := h.Parts()
+	own, err := l.own(ctx, l.Reader, TicketName(uid))
+	return own != nil && own.served, err
+}
+
 func (l Lock) own(ctx context.Context, r client.Reader, name string) (*ticket, error) {
 	lease := &coordinationv1.Lease{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: l.Namespace, Name: name}, lease)
