@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -209,20 +210,11 @@ func (r *LabRunReconciler) queueLookahead() int {
 func describeKeys(keys []mesh.LockKey) string {
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
-		if s := k.String(); !containsString(parts, s) {
+		if s := k.String(); !slices.Contains(parts, s) {
 			parts = append(parts, s)
 		}
 	}
 	return strings.Join(parts, " and ")
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // parkObservers stops the observers of a run far back in a queue: they would call the target for nothing
