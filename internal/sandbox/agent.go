@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -37,9 +38,11 @@ type nodeAgent struct {
 	startDelay atomic.Int64 // time.Duration: how long a pod takes to start
 
 	mu      sync.Mutex
-	ips     map[string]string             // pod UID → IP
-	nextIP  map[string]int                // node → last host number handed out
-	running map[string]context.CancelFunc // probe pod UID → cancel of its prober
+	ips     map[types.UID]podAddr              // pod UID → its node and host number
+	byName  map[types.NamespacedName]types.UID // pod → UID, to free an IP whose pod went unseen
+	used    map[string]map[int]bool            // node → host numbers in use
+	nextIP  map[string]int                     // node → last host number handed out
+	running map[string]context.CancelFunc      // probe pod UID → cancel of its prober
 	logs    *kubelet.LogStore
 	wg      sync.WaitGroup
 	ctx     context.Context
@@ -49,6 +52,9 @@ type nodeAgent struct {
 func (a *nodeAgent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pod := &corev1.Pod{}
 	if err := a.Get(ctx, req.NamespacedName, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			a.releaseIP(req.NamespacedName, "")
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	switch {
@@ -187,28 +193,70 @@ func (a *nodeAgent) confirmDeletion(ctx context.Context, pod *corev1.Pod) error 
 	}
 	a.mu.Unlock()
 	err := a.Delete(ctx, pod, client.GracePeriodSeconds(0), client.Preconditions{UID: &pod.UID})
+	if err == nil || apierrors.IsNotFound(err) {
+		a.releaseIP(client.ObjectKeyFromObject(pod), pod.UID)
+	}
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil
 	}
 	return err
 }
 
+// podAddr is a pod's address on its node's range, 10.244.<node>.<host>.
+type podAddr struct {
+	node string
+	host int
+}
+
+// maxHost is the last host number of a node's /24.
+const maxHost = 254
+
+// podIP is the pod's address: the one it has, or a free one on its node's /24, as a node's IPAM hands them out
+// (round robin, so an address just freed is not handed out again at once). A deleted pod's address is free again:
+// a node runs at most 110 pods at a time, while hundreds come and go (bench-load's 100 runs made over 250 observers
+// a node, and the sandbox stopped starting pods with a 10.244.1.256 no API server takes).
 func (a *nodeAgent) podIP(pod *corev1.Pod) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if ip, ok := a.ips[string(pod.UID)]; ok {
-		return ip
-	}
 	idx := 0
 	for i, n := range a.nodes {
 		if n == pod.Spec.NodeName {
 			idx = i
 		}
 	}
-	a.nextIP[pod.Spec.NodeName]++
-	ip := fmt.Sprintf("10.244.%d.%d", idx+1, a.nextIP[pod.Spec.NodeName]+1)
-	a.ips[string(pod.UID)] = ip
-	return ip
+	addr, ok := a.ips[pod.UID]
+	if !ok {
+		node := pod.Spec.NodeName
+		if a.used[node] == nil {
+			a.used[node] = map[int]bool{}
+		}
+		host := a.nextIP[node]
+		for range maxHost {
+			host = host%maxHost + 1               // 1 … 254, after the last one handed out
+			if host != 1 && !a.used[node][host] { // .1 is the node's gateway
+				break
+			}
+		}
+		a.used[node][host], a.nextIP[node] = true, host
+		addr = podAddr{node: node, host: host}
+		a.ips[pod.UID], a.byName[client.ObjectKeyFromObject(pod)] = addr, pod.UID
+	}
+	return fmt.Sprintf("10.244.%d.%d", idx+1, addr.host)
+}
+
+// releaseIP frees the address of the pod of that name (and, when uid is set, that UID).
+func (a *nodeAgent) releaseIP(key types.NamespacedName, uid types.UID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	known, ok := a.byName[key]
+	if !ok || uid != "" && known != uid {
+		return
+	}
+	if addr, ok := a.ips[known]; ok {
+		delete(a.used[addr.node], addr.host)
+		delete(a.ips, known)
+	}
+	delete(a.byName, key)
 }
 
 // markRunning writes the status kubelet writes once the containers started.

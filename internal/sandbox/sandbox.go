@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -241,7 +242,7 @@ func (s *Sandbox) startAgent(o Options) error {
 		}
 	}()
 	s.agent = &nodeAgent{Client: mgr.GetClient(), dp: s.Dataplane, nodes: s.Nodes,
-		ips: map[string]string{}, nextIP: map[string]int{}, running: map[string]context.CancelFunc{}, ctx: ctx,
+		ips: map[types.UID]podAddr{}, byName: map[types.NamespacedName]types.UID{}, used: map[string]map[int]bool{}, nextIP: map[string]int{}, running: map[string]context.CancelFunc{}, ctx: ctx,
 		logs: s.Logs}
 	s.agent.startDelay.Store(int64(o.PodStartLatency))
 	if err := ctrl.NewControllerManagedBy(mgr).Named("sandbox-node-agent").For(&corev1.Pod{}).Complete(s.agent); err != nil {
