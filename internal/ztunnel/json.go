@@ -24,7 +24,7 @@ func parseJSON(line string) (Entry, error) {
 	}
 	e := Entry{Fields: map[string]string{}}
 	for k, v := range obj {
-		flatten(e.Fields, k, v)
+		flatten(e.Fields, intern(k), v)
 	}
 	if err := liftHead(&e); err != nil {
 		return Entry{}, err
@@ -54,10 +54,10 @@ func flatten(dst map[string]string, key string, v any) {
 	case nil:
 	case map[string]any:
 		for k, sub := range v {
-			flatten(dst, key+"."+k, sub)
+			flatten(dst, intern(key+"."+k), sub)
 		}
 	case string:
-		dst[key] = v
+		dst[key] = fieldValue(key, []byte(v))
 	case json.Number:
 		dst[key] = decimal(v)
 	case bool:
@@ -91,13 +91,14 @@ func liftHead(e *Entry) error {
 		e.Time = t
 	}
 	level, _ := take(e.Fields, jsonLevel)
-	e.Level = strings.ToLower(level)
+	e.Level = intern(strings.ToLower(level))
 	target, _ := take(e.Fields, jsonTarget)
 	e.Scope, _ = take(e.Fields, jsonScope)
 	if e.Scope == "" {
 		e.Scope = target
 	}
 	e.Message, _ = take(e.Fields, jsonMessage)
+	e.Scope, e.Message = intern(e.Scope), intern(e.Message)
 	return nil
 }
 

@@ -34,7 +34,10 @@ var levels = map[string]bool{"trace": true, "debug": true, "info": true, "warn":
 // format. A `kubectl logs --prefix` pod prefix is stripped first. It returns
 // an error wrapping ErrNotLogLine when the line has no ztunnel shape.
 func ParseLine(line string) (Entry, error) {
-	line = strings.TrimSpace(kubectlPrefix.ReplaceAllString(strings.TrimSpace(line), ""))
+	line = strings.TrimSpace(line)
+	if strings.HasPrefix(line, "[pod/") {
+		line = strings.TrimSpace(kubectlPrefix.ReplaceAllString(line, ""))
+	}
 	if line == "" {
 		return Entry{}, fmt.Errorf("%w: empty", ErrNotLogLine)
 	}
@@ -112,9 +115,9 @@ func parseHead(head string) (Entry, error) {
 	if !levels[strings.ToLower(tok)] {
 		return Entry{}, fmt.Errorf("%w: no level in %q", ErrNotLogLine, head)
 	}
-	e.Level = strings.ToLower(tok)
+	e.Level = intern(strings.ToLower(tok))
 	e.Scope, rest = nextToken(rest)
-	e.Message = rest
+	e.Scope, e.Message = intern(e.Scope), intern(rest)
 	return e, nil
 }
 
@@ -130,14 +133,15 @@ func nextToken(s string) (tok, rest string) {
 
 // parseFields decodes the logfmt tail; a bare key is kept with an empty value.
 func parseFields(tail string) (map[string]string, error) {
-	fields := map[string]string{}
+	fields := make(map[string]string, 16) // ztunnel's access lines carry up to 17
 	if tail == "" {
 		return fields, nil
 	}
 	dec := logfmt.NewDecoderSize(strings.NewReader(tail), len(tail)+1)
 	for dec.ScanRecord() {
 		for dec.ScanKeyval() {
-			fields[string(dec.Key())] = string(dec.Value())
+			k := fieldKey(dec.Key())
+			fields[k] = fieldValue(k, dec.Value())
 		}
 	}
 	if err := dec.Err(); err != nil {
