@@ -85,6 +85,9 @@ func (b *bench) runCase(ctx context.Context, n int, profile bool, timeout time.D
 	}
 	r.serverByVerb, r.serverTop, r.logReads = serverFigures(before, after)
 	r.managerByMethod = diff(managerBefore, managerAfter)
+	if err := b.saveRuns(ctx, n); err != nil {
+		return r, err
+	}
 	if err := b.deleteRuns(ctx, runs); err != nil {
 		return r, err
 	}
@@ -154,6 +157,20 @@ func (r *result) summarise(runs []*labsv1.LabRun, ended map[string]end, start ti
 	if len(ended) > 0 {
 		r.meanLatency = total / time.Duration(len(ended))
 	}
+}
+
+// saveRuns writes the case's LabRuns, status included, to runs-N.yaml under -out: each step's start and
+// completion times show where a case's time went (who held the lock when, and the gaps between).
+func (b *bench) saveRuns(ctx context.Context, n int) error {
+	list := &labsv1.LabRunList{}
+	if err := b.sb.Client.List(ctx, list, client.InNamespace(sandbox.DemoNamespace)); err != nil {
+		return err
+	}
+	raw, err := yaml.Marshal(list)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(b.out, fmt.Sprintf("runs-%d.yaml", n)), raw, 0o644)
 }
 
 // deleteRuns deletes the runs and waits until they are gone.
