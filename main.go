@@ -66,6 +66,8 @@ func runManager() int {
 	flag.DurationVar(&o.PodStartGrace, "pod-start-grace", 2*time.Minute, "How long a probe pod may take to start")
 	flag.IntVar(&o.MaxActiveRuns, "max-active-runs", 10,
 		"How many LabRuns the manager works on at once (0: no bound); the others wait Queued, holding no pod and no lock")
+	flag.IntVar(&o.Workers, "max-concurrent-reconciles", 4,
+		"How many LabRuns the manager reconciles at the same moment (each run is only ever reconciled by one at a time)")
 	flag.IntVar(&o.QueueLookahead, "queue-lookahead", 1,
 		"How many runs may stand ahead of a run waiting for a mesh lock for it to keep its observers running (runs further back hold no probe pod)")
 	// Where the mesh lives is the operator's to say, not a LabRun's: a run may only repeat these values.

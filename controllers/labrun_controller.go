@@ -3,6 +3,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -44,7 +46,8 @@ type LabRunReconciler struct {
 	Recorder  events.EventRecorder
 	Logs      LogSource
 	// Records is the trusted journal: what each run changed and how to put it back, kept where only the
-	// manager's ServiceAccount can write. Restore acts on it alone, never on status or object marks.
+	// manager's ServiceAccount can write. Restore acts on it alone, never on status or object marks. With a
+	// Memo, a pass reads its run's record once and then as it writes it.
 	Records mesh.Store
 	// EnabledLabel, when set, is a namespace label (value "true") an administrator puts on each namespace runs
 	// may touch; preflight refuses a run that would touch another, with nothing changed.
@@ -62,6 +65,11 @@ type LabRunReconciler struct {
 	// QueueLookahead is how many runs may stand ahead of a queued run for it to keep its observers running
 	// (zero: 1, the next in line); runs further back hold no probe pod while they wait.
 	QueueLookahead int
+	// Workers is how many runs are reconciled at the same moment (zero: 4). One worker would put every run's
+	// pass in one line: a run served the lock would wait behind every other run's pass before it opened its
+	// window (bench-load, 30 runs at once: the lock stood idle a quarter of the time). The decisions runs share
+	// are made one at a time all the same: the lock's serving (serveMu) and the active-run slots (slots.mu).
+	Workers int
 	// PodStartGrace is how long a probe pod may take to start before its step errors out.
 	PodStartGrace time.Duration
 	// EvidenceWait bounds how long an evidence step keeps re-reading logs for lines still being written.
@@ -99,6 +107,11 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	run := &labsv1.LabRun{}
 	if err := r.APIReader.Get(ctx, req.NamespacedName, run); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if m := r.Records.Memo; m != nil {
+		// The run's trusted record is read once a pass, then as the pass writes it (mesh.Memo).
+		m.Begin(string(run.UID))
+		defer m.End(string(run.UID))
 	}
 	if !run.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, run)
@@ -312,6 +325,7 @@ func (r *LabRunReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.NewPredicateFuncs(isLockTicket))).
 		Watches(&labsv1.LabRun{}, handler.EnqueueRequestsFromMapFunc(r.slotWaiters), builder.WithPredicates(runEnded)).
 		WatchesRawSource(r.admissionSource()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: cmp.Or(r.Workers, 4)}).
 		Named("labrun").
 		Complete(r)
 }

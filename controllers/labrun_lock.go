@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -267,11 +268,26 @@ func (r *LabRunReconciler) releaseAfterWindow(ctx context.Context, run *labsv1.L
 
 func isLockTicket(obj client.Object) bool { return obj.GetLabels()[mesh.LabelLockTicket] == "true" }
 
-// queuedRuns wakes the runs waiting in a queue when a ticket comes or goes.
+// queuedRuns wakes the runs waiting in a queue when a ticket comes or goes, the front of the queue first: the
+// work queue hands them out in that order, so the run a release serves is not woken behind everyone who only
+// learns that its place moved up.
 func (r *LabRunReconciler) queuedRuns(ctx context.Context, _ client.Object) []reconcile.Request {
-	return r.runsWhere(ctx, "waiting for the mesh lock", func(run *labsv1.LabRun) bool {
-		return run.Status.Phase == labsv1.PhaseQueued && run.Status.ActiveSince != nil
+	var queued []*labsv1.LabRun
+	r.runsWhere(ctx, "waiting for the mesh lock", func(run *labsv1.LabRun) bool {
+		if run.Status.Phase == labsv1.PhaseQueued && run.Status.ActiveSince != nil {
+			queued = append(queued, run)
+		}
+		return false
 	})
+	slices.SortStableFunc(queued, func(a, b *labsv1.LabRun) int {
+		return cmp.Or(cmp.Compare(a.Status.QueuePosition, b.Status.QueuePosition),
+			a.Status.ActiveSince.Compare(b.Status.ActiveSince.Time))
+	})
+	reqs := make([]reconcile.Request, 0, len(queued))
+	for _, run := range queued {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(run)})
+	}
+	return reqs
 }
 
 // lockPoll is how often a queued run looks again without an event, a backstop: every way a ticket ends (its run's

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -145,6 +146,78 @@ type Store struct {
 	Client    client.Client
 	Reader    client.Reader
 	Namespace string
+	// Memo, when set, keeps the record of a run whose pass is under way (Memo.Begin) as that pass last read or
+	// wrote it, so the pass reads it from the API server once, not at every step.
+	Memo *Memo
+}
+
+// Memo holds, for the runs in a pass, each one's record as last read from or written to the API server in that
+// pass. A pass is the only writer of its run's record while it lasts but for the watchdog, which restores the
+// record of a run that is gone or overdue; a pass that writes over it fails on the version it read, and the
+// next pass reads afresh. Every Get decodes a record of its own, so a change a caller makes and does not save is
+// not seen by the next Get. Safe for concurrent use.
+type Memo struct {
+	mu   sync.Mutex
+	runs map[string]*memoEntry // run UID → what its pass knows, for the runs in a pass
+}
+
+type memoEntry struct {
+	known bool
+	cm    *corev1.ConfigMap // nil: no record
+}
+
+// Begin starts the pass of a run: its record is read from the API server at its first Get.
+func (m *Memo) Begin(uid string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.runs == nil {
+		m.runs = map[string]*memoEntry{}
+	}
+	m.runs[uid] = &memoEntry{}
+}
+
+// End ends the pass of a run: what it knew is forgotten.
+func (m *Memo) End(uid string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.runs, uid)
+}
+
+// lookup returns what the pass of the run knows of its record: known false when nothing (or no pass).
+func (m *Memo) lookup(uid string) (cm *corev1.ConfigMap, known bool) {
+	if m == nil {
+		return nil, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.runs[uid]; e != nil && e.known {
+		return e.cm, true
+	}
+	return nil, false
+}
+
+// remember keeps cm (nil: none) as the run's record, if its pass is under way.
+func (m *Memo) remember(uid string, cm *corev1.ConfigMap) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.runs[uid]; e != nil {
+		e.known, e.cm = true, cm
+	}
+}
+
+// forget makes the pass of the run read its record from the API server again.
+func (m *Memo) forget(uid string) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.runs[uid]; e != nil {
+		e.known, e.cm = false, nil
+	}
 }
 
 // RecordName is the ConfigMap name of a run's record.
@@ -158,14 +231,22 @@ func RecordUID(name string) (string, bool) {
 
 // Get returns the run's record, or nil when there is none.
 func (s Store) Get(ctx context.Context, uid string) (*Record, error) {
+	if cm, known := s.Memo.lookup(uid); known {
+		if cm == nil {
+			return nil, nil
+		}
+		return decodeRecord(cm)
+	}
 	cm := &corev1.ConfigMap{}
 	err := s.Reader.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: RecordName(uid)}, cm)
 	if apierrors.IsNotFound(err) {
+		s.Memo.remember(uid, nil)
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the trusted record of run %s: %w", uid, err)
 	}
+	s.Memo.remember(uid, cm)
 	return decodeRecord(cm)
 }
 
@@ -220,9 +301,11 @@ func (s Store) Save(ctx context.Context, rec *Record) error {
 		err = s.Client.Update(ctx, cm)
 	}
 	if err != nil {
+		s.Memo.forget(rec.Run.UID)
 		return fmt.Errorf("writing the trusted record of run %s: %w", rec.Run, err)
 	}
 	rec.resourceVersion = cm.ResourceVersion
+	s.Memo.remember(rec.Run.UID, cm)
 	return nil
 }
 
@@ -230,7 +313,9 @@ func (s Store) Save(ctx context.Context, rec *Record) error {
 func (s Store) Delete(ctx context.Context, rec *Record) error {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: RecordName(rec.Run.UID)}}
 	if err := s.Client.Delete(ctx, cm); client.IgnoreNotFound(err) != nil {
+		s.Memo.forget(rec.Run.UID)
 		return fmt.Errorf("deleting the trusted record of run %s: %w", rec.Run, err)
 	}
+	s.Memo.remember(rec.Run.UID, nil)
 	return nil
 }
