@@ -12,7 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/ambientlab/labrun-operator/controllers"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
@@ -71,17 +71,17 @@ func runManager() int {
 	flag.IntVar(&o.QueueLookahead, "queue-lookahead", 1,
 		"How many runs may stand ahead of a run waiting for a mesh lock for it to keep its observers running (runs further back hold no probe pod)")
 	// Where the mesh lives is the operator's to say, not a LabRun's: a run may only repeat these values.
-	flag.StringVar(&o.Mesh.RootNamespace, "mesh-root-namespace", controllers.DefaultRootNamespace,
+	flag.StringVar(&o.Mesh.RootNamespace, "mesh-root-namespace", mesh.DefaultRootNamespace,
 		"Istio's root namespace, where the mesh-wide PeerAuthentication lives (LabRuns may only name this one)")
-	flag.StringVar(&o.Mesh.ZtunnelNamespace, "ztunnel-namespace", controllers.DefaultZtunnelNamespace,
+	flag.StringVar(&o.Mesh.ZtunnelNamespace, "ztunnel-namespace", mesh.DefaultZtunnelNamespace,
 		"Namespace of the ztunnel pods whose readiness and logs runs read (LabRuns may only name this one)")
-	ztunnelSelector := flag.String("ztunnel-selector", controllers.SelectorString(controllers.DefaultZtunnelSelector()),
+	ztunnelSelector := flag.String("ztunnel-selector", mesh.SelectorString(mesh.DefaultZtunnelSelector()),
 		"Labels of the ztunnel pods, key=value[,key=value] (LabRuns may only name these)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	selector, err := controllers.ParseSelector(*ztunnelSelector)
+	selector, err := mesh.ParseSelector(*ztunnelSelector)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "manager: --ztunnel-selector: %v\n", err)
 		return 2

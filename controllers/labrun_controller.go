@@ -54,7 +54,7 @@ type LabRunReconciler struct {
 	EnabledLabel string
 	// Mesh says where the mesh root namespace and ztunnel are (the manager's flags; empty: Istio's defaults).
 	// Every read of ztunnel pods and logs and of the root namespace goes there, whatever a spec names.
-	Mesh MeshConfig
+	Mesh mesh.Config
 	// Admission says whether the admission policies are installed as shipped and enforced; Lab runs wait until
 	// they are (admission_guard.go). Nil: they are taken as not enforced.
 	Admission AdmissionGate
@@ -76,6 +76,8 @@ type LabRunReconciler struct {
 	EvidenceWait time.Duration
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// slots are the runs this reconciler let in that the cache does not show active yet (labrun_slots.go).
+	slots slotBook
 	// Fault, when set, is called at each mesh mutation point; an error aborts the pass there without writing
 	// status, as if the manager died at that point (tests use it to prove restore after a crash).
 	Fault func(point string) error
@@ -129,14 +131,14 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	// before the change, without waiting for a pass of its own.
 	// The patch goes through a copy: decoding the answer into run would replace the slices the pass holds
 	// pointers into.
-	ctx = context.WithValue(ctx, checkpointKey{}, func() error {
+	checkpoint := func() error {
 		written := run.DeepCopy()
 		if err := r.patchStatus(ctx, orig, written, nil); err != nil {
 			return err
 		}
 		run.ResourceVersion, orig = written.ResourceVersion, written
 		return nil
-	})
+	}
 	defer func() {
 		if errors.Is(retErr, errAborted) {
 			return
@@ -153,7 +155,8 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	}
 	for _, phase := range []func(context.Context, *labsv1.LabRun) error{
 		r.reconcilePlan, r.reconcileAdmission, r.reconcilePreflight, r.reconcileInterrupted, r.reconcileSlot, r.reconcileLock,
-		r.reconcileSteps, r.reconcileRestore, r.reconcileFinish,
+		func(ctx context.Context, run *labsv1.LabRun) error { return r.reconcileSteps(ctx, run, checkpoint) },
+		r.reconcileRestore, r.reconcileFinish,
 	} {
 		if err := phase(ctx, run); err != nil {
 			return r.outcome(ctx, run, err)
@@ -275,16 +278,6 @@ func (r *LabRunReconciler) reconcileDelete(ctx context.Context, run *labsv1.LabR
 	patch := client.MergeFrom(run.DeepCopy())
 	controllerutil.RemoveFinalizer(run, labsv1.Finalizer)
 	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, run, patch))
-}
-
-type checkpointKey struct{}
-
-// checkpoint writes the run's status so far (see Reconcile); without a checkpoint in ctx it does nothing.
-func checkpoint(ctx context.Context) error {
-	if f, ok := ctx.Value(checkpointKey{}).(func() error); ok {
-		return f()
-	}
-	return nil
 }
 
 func (r *LabRunReconciler) now() time.Time {

@@ -16,6 +16,7 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/labs"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
@@ -97,7 +98,7 @@ func (r *LabRunReconciler) fleetOf(ctx context.Context, run *labsv1.LabRun) (fle
 	sort.Slice(f.endpoints, func(i, j int) bool { return f.endpoints[i].pod < f.endpoints[j].pod })
 	switch {
 	case len(f.nodes) == 0:
-		return f, stepBlocked{fmt.Errorf("no ztunnel pod is ready (namespace %s, selector %s): no node can be verified", z.ZtunnelNamespace, SelectorString(z.ZtunnelSelector))}
+		return f, stepBlocked{fmt.Errorf("no ztunnel pod is ready (namespace %s, selector %s): no node can be verified", z.ZtunnelNamespace, mesh.SelectorString(z.ZtunnelSelector))}
 	case len(f.endpoints) == 0:
 		return f, stepBlocked{fmt.Errorf("no ready endpoint backs Service %s/%s", run.TargetNamespace(), run.Spec.Target.Service)}
 	}
@@ -181,15 +182,14 @@ type pair struct {
 
 // observeFleet judges a per-node step: every source node must see the expected outcome at every endpoint. When
 // settle runs out first, the failures are laid at the nodes that explain them (attribute).
-func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
+func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) (outcome, error) {
 	pods, f, err := r.ensureFleet(ctx, run, step)
 	if err != nil {
 		// Nothing to verify, or an observer refused for good: an Error, never a Pass.
 		if pe, ok := err.(stepBlocked); ok {
-			r.finishStep(run, st, labsv1.VerdictError, "", pe.Error())
-			return nil
+			return concluded(labsv1.VerdictError, "", pe.Error()), nil
 		}
-		return err
+		return outcome{}, err
 	}
 	w := window{settleBy: st.StartTime.Add(run.Spec.Probe.SettleTimeout.Duration)}
 	var pairs []pair
@@ -201,15 +201,14 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 			waiting = append(waiting, node)
 			continue
 		case probe.Stuck(pod) != "":
-			r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf("observer pod on node %s cannot start: %s", node, probe.Stuck(pod)))
-			return nil
+			return concluded(labsv1.VerdictError, "", fmt.Sprintf("observer pod on node %s cannot start: %s", node, probe.Stuck(pod))), nil
 		case pod.Status.Phase == corev1.PodPending:
 			waiting = append(waiting, node)
 			continue
 		}
 		raw, err := r.observerLog(ctx, pod, time.Time{})
 		if err != nil {
-			return fmt.Errorf("reading observer log on node %s: %w", node, err)
+			return outcome{}, fmt.Errorf("reading observer log on node %s: %w", node, err)
 		}
 		byURL := map[string][]probe.Attempt{}
 		for _, a := range probe.ParseAttempts(raw) {
@@ -225,11 +224,11 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 		}
 	}
 	if len(waiting) > 0 {
-		return r.waitObserver(run, fmt.Sprintf("observers on nodes %v to start", waiting), w)
+		return outcome{}, r.waitObserver(run, fmt.Sprintf("observers on nodes %v to start", waiting), w)
 	}
 	failing := slices.ContainsFunc(pairs, func(p pair) bool { return !p.j.pass })
 	if failing && r.now().Before(w.settleBy) {
-		return r.waitObserver(run, fmt.Sprintf("every node to see %s at every endpoint", step.Expect), w)
+		return outcome{}, r.waitObserver(run, fmt.Sprintf("every node to see %s at every endpoint", step.Expect), w)
 	}
 	cov, blamed := attribute(f, pairs)
 	st.Coverage = cov
@@ -238,23 +237,21 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 		st.Attempts += int32(p.j.counted)
 	}
 	if failing {
-		r.finishStep(run, st, labsv1.VerdictFail, fleetObserved(step, pairs), fmt.Sprintf(
+		return concluded(labsv1.VerdictFail, fleetObserved(step, pairs), fmt.Sprintf(
 			"Expected %s from every node at every endpoint; %s (settle %s)", step.Expected(), blamed,
-			run.Spec.Probe.SettleTimeout.Duration))
-		return nil
+			run.Spec.Probe.SettleTimeout.Duration)), nil
 	}
 	msg := fmt.Sprintf("Observed %s from %d node(s) at %d endpoint(s), as expected", step.Expect, len(f.nodes), len(f.endpoints))
 	if step.Denier != "" {
 		return r.judgeFleetDenier(ctx, run, st, step, f, pairs, w)
 	}
-	r.finishStep(run, st, labsv1.VerdictPass, fleetObserved(step, pairs), msg)
-	return nil
+	return concluded(labsv1.VerdictPass, fleetObserved(step, pairs), msg), nil
 }
 
 // judgeFleetDenier passes a denied per-node step only when each endpoint's node's ztunnel logged, for this
 // caller's observers, a refusal by the expected denier: the refusal is the one the lab demonstrates, on every
 // node that enforces. An endpoint whose newest line names another denier (or none) fails its node.
-func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, f fleet, pairs []pair, w window) error {
+func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, f fleet, pairs []pair, w window) (outcome, error) {
 	since := pairs[0].j.first.Time
 	for _, p := range pairs {
 		if p.j.first.Time.Before(since) {
@@ -263,8 +260,7 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 	}
 	entries, err := r.readZtunnel(ctx, run, st, since.Add(-ClockTolerance))
 	if err != nil {
-		r.finishStep(run, st, labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error())
-		return nil
+		return concluded(labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error()), nil
 	}
 	rejected := true
 	newest := map[string]ztunnel.Entry{} // endpoint pod → the newest refusal its node logged for the observers
@@ -280,7 +276,7 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 		line, ok := newest[e.pod]
 		switch {
 		case !ok && r.now().Before(latestFirst(pairs).Add(r.EvidenceWait)):
-			return r.waitObserver(run, "endpoint "+e.pod+"'s ztunnel line naming "+string(step.Denier), w)
+			return outcome{}, r.waitObserver(run, "endpoint "+e.pod+"'s ztunnel line naming "+string(step.Denier), w)
 		case !ok:
 			wrong = append(wrong, fmt.Sprintf("destination node %s (endpoint %s): no ztunnel line says who denied", e.node, e))
 			markFailed(st.Coverage, e)
@@ -294,14 +290,12 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 	}
 	st.Evidence = evidence[:min(len(evidence), 10)]
 	if len(wrong) > 0 {
-		r.finishStep(run, st, labsv1.VerdictFail, fleetObserved(step, pairs), fmt.Sprintf(
-			"Denied from every node, but not by %s at %s", step.Denier, strings.Join(wrong, "; ")))
-		return nil
+		return concluded(labsv1.VerdictFail, fleetObserved(step, pairs), fmt.Sprintf(
+			"Denied from every node, but not by %s at %s", step.Denier, strings.Join(wrong, "; "))), nil
 	}
-	r.finishStep(run, st, labsv1.VerdictPass, fleetObserved(step, pairs)+" by "+deniedBy(newest[f.endpoints[0].pod]), fmt.Sprintf(
+	return concluded(labsv1.VerdictPass, fleetObserved(step, pairs)+" by "+deniedBy(newest[f.endpoints[0].pod]), fmt.Sprintf(
 		"Denied by %s from %d node(s) at %d endpoint(s), each endpoint's ztunnel says so, as expected",
-		step.Denier, len(f.nodes), len(f.endpoints)))
-	return nil
+		step.Denier, len(f.nodes), len(f.endpoints))), nil
 }
 
 // latestFirst is when the last pair first saw its outcome: a refusal's line is awaited from then.

@@ -12,29 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
-	"github.com/ambientlab/labrun-operator/internal/labs"
 )
-
-// footprint runs the three steps of the footprint lab; they read only.
-func (r *LabRunReconciler) footprint(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
-	var v labsv1.Verdict
-	var observed, msg string
-	var err error
-	switch step.Kind {
-	case labs.KindNoSidecars:
-		v, observed, msg, err = r.noSidecars(ctx, run)
-	case labs.KindZtunnelUsage:
-		v, observed, msg, err = r.ztunnelUsage(ctx, run)
-	default:
-		v, observed, msg, err = r.sidecarEstimate(ctx, run)
-	}
-	if err != nil {
-		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
-		return nil
-	}
-	r.finishStep(run, st, v, observed, msg)
-	return nil
-}
 
 // sidecarNames are what sidecar mode injects: the proxy and its init containers.
 var sidecarNames = map[string]bool{"istio-proxy": true, "istio-init": true, "istio-validation": true}

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -38,27 +37,6 @@ func (r *LabRunReconciler) changeOf(run *labsv1.LabRun, s labs.Step) string {
 		return fmt.Sprintf("%s %s", verb, r.fixtureName(run, s.Fixture))
 	}
 	return ""
-}
-
-// checkMode checks the lab guide's starting point: the target's effective mTLS mode is STRICT. The mode comes
-// from every PeerAuthentication that applies to the target's pods (workload, namespace, mesh), not from the
-// mesh-wide object alone, and the step names the one that decided.
-func (r *LabRunReconciler) checkMode(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult) error {
-	modes, err := r.targetModes(ctx, run)
-	if err != nil {
-		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
-		return nil
-	}
-	for _, m := range modes {
-		if m.Mode != mesh.Strict {
-			r.finishStep(run, st, labsv1.VerdictFail, "effective mode "+m.String(), fmt.Sprintf(
-				"The target pod %s is %s, not STRICT: plaintext may reach it", m.pod, m.ModeDecision))
-			return nil
-		}
-	}
-	r.finishStep(run, st, labsv1.VerdictPass, "effective mode "+modes[0].String(),
-		fmt.Sprintf("Every target pod (%d) is STRICT", len(modes)))
-	return nil
 }
 
 // podMode is the effective mode of one target pod.
@@ -114,129 +92,6 @@ func orUnset(mode string) string {
 		return "UNSET"
 	}
 	return mode
-}
-
-// weaken makes one journaled change. The original must be in the run's trusted record before the change: the
-// first pass only journals (and returns, so the status copy lands too), a later pass changes the object.
-func (r *LabRunReconciler) weaken(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
-	ref, change := policyRef(run), changeSetAside
-	if step.Kind == labs.KindSetPermissive {
-		ref, change = r.permissiveRef(run), "mode "+modePermissive
-	}
-	rec, err := r.recordOrNew(ctx, run)
-	if err != nil {
-		return err
-	}
-	entry := rec.Find(ref)
-	if entry == nil || entry.Restored {
-		// All that can be done before the window opens is: the original read (or the object to create built),
-		// the change worked out on paper, the pods it weakens counted.
-		create := step.Kind == labs.KindSetPermissive && scopeOf(run) != labsv1.ScopeMesh
-		fresh, done, err := r.prepareEntry(ctx, run, st, rec, ref, create)
-		if err != nil || done {
-			return err
-		}
-		if step.Kind == labs.KindSetPermissive {
-			if blocked, err := r.permissiveBlocked(ctx, run, fresh); err != nil || blocked != "" {
-				if err == nil {
-					r.finishStep(run, st, labsv1.VerdictFail, "", blocked)
-				}
-				return err
-			}
-		}
-		r.countWeakened(ctx, run, fresh)
-		if err := r.journal(ctx, run, rec, fresh); err != nil {
-			return err
-		}
-		entry = rec.Find(ref)
-	}
-	if run.Status.Exposure.Since == nil { // the status copy of the journal pass was lost
-		since := metav1.NewMicroTime(entry.RecordedAt.Time)
-		run.Status.Exposure.Since = &since
-	}
-	if err := r.fault("before-change:" + step.ID()); err != nil {
-		return err
-	}
-	switch {
-	case entry.Created:
-		err, change = mesh.Create(ctx, r.Client, *entry), "created, "+modePermissive
-	case step.Kind == labs.KindSetPermissive:
-		err = mesh.SetMode(ctx, r.Client, *entry, r.owner(run, rec), modePermissive)
-	default:
-		err = mesh.SetAside(ctx, r.Client, *entry, r.owner(run, rec))
-	}
-	if err != nil {
-		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
-		return nil
-	}
-	if err := r.fault("after-change:" + step.ID()); err != nil {
-		return err
-	}
-	entry.Change = change
-	if err := r.Records.Save(ctx, rec); err != nil {
-		return err // the change is idempotent: the next pass makes it again and records it
-	}
-	mirrorJournal(run, rec)
-	r.event(run, corev1.EventTypeWarning, "MeshWeakened", string(st.Lab)+"/"+st.Name, "%s: %s", ref, change)
-	if step.Kind == labs.KindSetPermissive {
-		return r.checkPermissive(ctx, run, st, ref)
-	}
-	r.finishStep(run, st, labsv1.VerdictPass, ref.String()+" "+change, st.Change)
-	return nil
-}
-
-// checkPermissive: after the mesh-wide change, plaintext reaches the target only if no namespace or workload
-// PeerAuthentication keeps it STRICT. If one does, the lab cannot show what it means to; the step fails naming
-// that policy, and the run restores.
-func (r *LabRunReconciler) checkPermissive(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, ref mesh.Ref) error {
-	modes, err := r.targetModes(ctx, run)
-	if err != nil {
-		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
-		return nil
-	}
-	if r.interfered(ctx, run, st) {
-		return nil // someone undid the change already (before or while the modes were read): that is the finding
-	}
-	for _, m := range modes {
-		if m.Mode == mesh.Strict && m.By != nil && *m.By == ref {
-			// The object the run just set PERMISSIVE decides STRICT: someone put it back meanwhile.
-			r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf(
-				"interfered: %s mode was changed back to %s by someone else during the step", ref, m.Mode))
-			skipRemaining(run, "Not run: the mesh was changed by someone else during the run")
-			return nil
-		}
-		if m.Mode == mesh.Strict {
-			r.finishStep(run, st, labsv1.VerdictFail, ref.String()+" mode "+modePermissive+"; target pod "+m.pod+" "+m.String(),
-				fmt.Sprintf("%s is PERMISSIVE, but target pod %s stays STRICT: %s", ref, m.pod, m.ModeDecision))
-			return nil
-		}
-	}
-	r.finishStep(run, st, labsv1.VerdictPass, ref.String()+" mode "+modePermissive+"; target effective mode "+modes[0].String(), st.Change)
-	return nil
-}
-
-// prepareEntry reads the original of ref (or, for an object the run creates, builds it). done is true when the
-// step ended instead: the object cannot be journaled.
-func (r *LabRunReconciler) prepareEntry(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, rec *mesh.Record, ref mesh.Ref, create bool) (labsv1.JournalEntry, bool, error) {
-	now := r.now()
-	if create {
-		if unowned, err := existsUnowned(ctx, r.APIReader, ref, string(run.UID)); err != nil || unowned {
-			if err != nil {
-				return labsv1.JournalEntry{}, false, err
-			}
-			r.finishStep(run, st, labsv1.VerdictError, "", ref.String()+" already exists and is not this run's: nothing was changed")
-			return labsv1.JournalEntry{}, true, nil
-		}
-		e, err := r.temporaryEntry(ctx, run, r.owner(run, rec), now)
-		return e, false, err
-	}
-	e, err := mesh.Snapshot(ctx, r.APIReader, ref, metav1.NewTime(now))
-	var other *mesh.ErrChangedByOther
-	if errors.As(err, &other) {
-		r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
-		return e, true, nil
-	}
-	return e, false, err
 }
 
 // journal records the original in the run's trusted record (a copy goes to status) and opens the exposure window;
@@ -375,12 +230,12 @@ func (r *LabRunReconciler) closeExposureAt(run *labsv1.LabRun, at time.Time) {
 	x.Duration, x.Since = &metav1.Duration{Duration: total}, nil
 }
 
-// interfered checks that the run's changes still stand; if someone else (e.g. Argo CD self-heal) changed a
-// weakened object, the current step errors with an "interfered" message and the run goes to restore.
-func (r *LabRunReconciler) interfered(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult) bool {
+// interference checks that the run's changes still stand: if someone else (e.g. Argo CD self-heal) changed a
+// weakened object, it says how (an "interfered: …" message, for the current step's Error), else "".
+func (r *LabRunReconciler) interference(ctx context.Context, run *labsv1.LabRun) string {
 	rec, err := r.Records.Get(ctx, string(run.UID))
 	if err != nil || rec == nil {
-		return false
+		return ""
 	}
 	for _, e := range rec.Pending() {
 		if e.Change == "" {
@@ -390,17 +245,12 @@ func (r *LabRunReconciler) interfered(ctx context.Context, run *labsv1.LabRun, s
 		if e.Kind == mesh.KindPeerAuthentication {
 			want = modePermissive
 		}
-		msg, err := mesh.Interference(ctx, r.APIReader, *e, string(run.UID), want)
-		if err != nil || msg == "" {
-			continue
+		if msg, err := mesh.Interference(ctx, r.APIReader, *e, string(run.UID), want); err == nil && msg != "" {
+			return "interfered: " + msg
 		}
-		if st.StartTime == nil {
-			now := metav1.NewMicroTime(r.now())
-			st.StartTime = &now
-		}
-		r.finishStep(run, st, labsv1.VerdictError, "", "interfered: "+msg)
-		skipRemaining(run, "Not run: the mesh was changed by someone else during the run")
-		return true
 	}
-	return false
+	return ""
 }
+
+// skipInterfered is what the steps after an interfered one get.
+const skipInterfered = "Not run: the mesh was changed by someone else during the run"

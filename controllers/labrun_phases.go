@@ -186,7 +186,7 @@ func (r *LabRunReconciler) preflightZtunnel(ctx context.Context, run *labsv1.Lab
 		}
 	}
 	return stalled(labsv1.ReasonPreflightFailed, "no ready ztunnel pod matches %s in namespace %s (%d found)",
-		SelectorString(z.ZtunnelSelector), z.ZtunnelNamespace, len(pods.Items))
+		mesh.SelectorString(z.ZtunnelSelector), z.ZtunnelNamespace, len(pods.Items))
 }
 
 func podReady(p *corev1.Pod) bool {
@@ -316,4 +316,23 @@ func skipRemaining(run *labsv1.LabRun, msg string) {
 			run.Status.Steps[i].Message = evidenceLine(msg)
 		}
 	}
+}
+
+// msgInterrupted is the verdict of the step a run was in when its manager went away with the mesh weakened.
+const msgInterrupted = "the manager was replaced while the mesh was weakened; the mesh was restored at once"
+
+// reconcileInterrupted ends a run whose trusted record a takeover marked Interrupted: what the run believed
+// weakened, and since when, no longer holds. The step it was in errors, the rest is skipped, and the run goes to
+// restore (nothing left to put back, but cleanup and the lock) and ends Failed with the mesh restored.
+func (r *LabRunReconciler) reconcileInterrupted(ctx context.Context, run *labsv1.LabRun) error {
+	if run.Status.Phase != labsv1.PhaseQueued && run.Status.Phase != labsv1.PhaseRunning {
+		return nil
+	}
+	rec, err := r.Records.Get(ctx, string(run.UID))
+	if err != nil || rec == nil || rec.Interrupted == nil {
+		return err
+	}
+	ctrl.LoggerFrom(ctx).Info("Ending a run whose changes were restored when this manager took over")
+	r.abortRun(run, msgInterrupted)
+	return nil
 }

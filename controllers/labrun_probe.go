@@ -2,8 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -132,28 +130,6 @@ func (r *LabRunReconciler) caller(run *labsv1.LabRun, c labs.Caller) (namespace,
 		return run.TargetNamespace(), attackerServiceAccount(string(run.UID))
 	}
 	return run.TargetNamespace(), run.Spec.Client.ServiceAccount
-}
-
-func shortName(name string, n int) string {
-	if len(name) > n {
-		name = name[:n]
-	}
-	return strings.TrimRight(name, "-.")
-}
-
-func hash(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])[:10]
-}
-
-func ownerAnnotation(run *labsv1.LabRun) map[string]string {
-	return map[string]string{labsv1.AnnotationOwner: run.Namespace + "/" + run.Name}
-}
-
-// targetURL is the in-cluster URL of the target, as the guide's curl calls it.
-func targetURL(run *labsv1.LabRun) string {
-	t := run.Spec.Target
-	return fmt.Sprintf("http://%s.%s.svc:%d%s", t.Service, run.TargetNamespace(), t.Port, t.Path)
 }
 
 // event records one Event for users; logs are for operators.

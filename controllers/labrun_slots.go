@@ -24,26 +24,28 @@ import (
 // are active than the bound and fewer runs wait ahead of it than slots are free; the end of any active run wakes
 // the waiters.
 
-// slotBook remembers the runs this process let in until the cache shows them active, so two passes in quick
-// succession never count the same free slot twice.
+// slotBook remembers the runs this reconciler let in until the cache shows them active, so two passes in quick
+// succession never count the same free slot twice. Each reconciler has its own: one manager's admissions are not
+// another's (tests start several managers in one process, one after another).
 type slotBook struct {
 	mu       sync.Mutex
 	admitted map[types.UID]admission
 }
+
+// admittedFor is how long an admission counts while the cache does not show the run active yet.
+const admittedFor = time.Minute
 
 type admission struct {
 	namespace string
 	at        time.Time
 }
 
-var slots = &slotBook{admitted: map[types.UID]admission{}}
-
 // reconcileSlot lets a run that passed its preflight in among the active runs, or keeps it Queued with its place.
 func (r *LabRunReconciler) reconcileSlot(ctx context.Context, run *labsv1.LabRun) error {
 	if run.Status.Phase != labsv1.PhaseQueued || run.Status.ActiveSince != nil {
 		return nil
 	}
-	ok, ahead, active, err := r.takeSlot(ctx, run)
+	ok, ahead, active, recheck, err := r.takeSlot(ctx, run)
 	if err != nil {
 		return err
 	}
@@ -59,25 +61,33 @@ func (r *LabRunReconciler) reconcileSlot(ctx context.Context, run *labsv1.LabRun
 	run.Status.QueuePosition = int32(ahead + 1)
 	run.Status.Message = fmt.Sprintf("Waiting for one of the %d active runs to end (--max-active-runs %d): %d queued ahead",
 		active, r.MaxActiveRuns, ahead)
-	return waitFor("an active-run slot", lockPoll)
+	// The end of an active run wakes the waiters; a slot held only by an admission not seen yet frees itself
+	// when that admission lapses, which no event announces.
+	return waitFor("an active-run slot", min(lockPoll, recheck))
 }
 
 // takeSlot decides, one decision at a time, whether run may become active; else how many wait ahead of it and
 // how many are active. Waiters are served fairly between namespaces: a run's turn is the number of runs of its
 // namespace active or waiting before it, so one tenant's hundred runs take turns with another team's one rather
-// than all going first; within a namespace, and between equal turns, the earlier created goes first.
-func (r *LabRunReconciler) takeSlot(ctx context.Context, run *labsv1.LabRun) (ok bool, ahead, active int, err error) {
+// than all going first; within a namespace, and between equal turns, the earlier created goes first. recheck is
+// when to look again without an event: when the first admission counted as active lapses.
+func (r *LabRunReconciler) takeSlot(ctx context.Context, run *labsv1.LabRun) (ok bool, ahead, active int, recheck time.Duration, err error) {
+	recheck = lockPoll
 	if r.MaxActiveRuns <= 0 {
-		return true, 0, 0, nil
+		return true, 0, 0, recheck, nil
 	}
+	slots := &r.slots
 	slots.mu.Lock()
 	defer slots.mu.Unlock()
+	if slots.admitted == nil {
+		slots.admitted = map[types.UID]admission{}
+	}
 	if _, ok := slots.admitted[run.UID]; ok {
-		return true, 0, 0, nil // let in by an earlier pass whose status write is not seen yet
+		return true, 0, 0, recheck, nil // let in by an earlier pass whose status write is not seen yet
 	}
 	runs := &labsv1.LabRunList{}
 	if err := r.List(ctx, runs, client.UnsafeDisableDeepCopy); err != nil {
-		return false, 0, 0, fmt.Errorf("listing LabRuns: %w", err)
+		return false, 0, 0, recheck, fmt.Errorf("listing LabRuns: %w", err)
 	}
 	activeIn := map[string]int{}
 	seen := map[types.UID]bool{}
@@ -97,10 +107,12 @@ func (r *LabRunReconciler) takeSlot(ctx context.Context, run *labsv1.LabRun) (ok
 		}
 	}
 	for uid, a := range slots.admitted {
-		if seen[uid] || r.now().Sub(a.at) > time.Minute {
+		left := a.at.Add(admittedFor).Sub(r.now())
+		if seen[uid] || left < 0 {
 			delete(slots.admitted, uid) // the cache has it now (or it is long gone)
 			continue
 		}
+		recheck = min(recheck, left+10*time.Millisecond)
 		activeIn[a.namespace]++
 		active++
 	}
@@ -116,10 +128,10 @@ func (r *LabRunReconciler) takeSlot(ctx context.Context, run *labsv1.LabRun) (ok
 		}
 	}
 	if active+ahead >= r.MaxActiveRuns {
-		return false, ahead, active, nil
+		return false, ahead, active, recheck, nil
 	}
 	slots.admitted[run.UID] = admission{namespace: run.Namespace, at: r.now()}
-	return true, ahead, active, nil
+	return true, ahead, active, recheck, nil
 }
 
 func waitingForSlot(run *labsv1.LabRun) bool {

@@ -43,14 +43,42 @@ func TestSlotsAreSharedFairlyBetweenNamespaces(t *testing.T) {
 	objs = append(objs, late)
 	r := &LabRunReconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build(),
 		MaxActiveRuns: 2, Now: func() time.Time { return t0.Add(2 * time.Minute) }}
-	t.Cleanup(func() { slots.admitted = map[types.UID]admission{} })
 	ctx := context.Background()
-	ok, ahead, active, err := r.takeSlot(ctx, late)
+	ok, ahead, active, _, err := r.takeSlot(ctx, late)
 	if err != nil || !ok || active != 1 {
 		t.Fatalf("the other team's run, created last: ok %v, %d ahead, %d active, %v; want it let in first", ok, ahead, active, err)
 	}
-	ok, ahead, _, err = r.takeSlot(ctx, objs[2].(*labsv1.LabRun)) // greedy/q1
+	ok, ahead, _, _, err = r.takeSlot(ctx, objs[2].(*labsv1.LabRun)) // greedy/q1
 	if err != nil || ok || ahead != 1 {
 		t.Fatalf("greedy/q1: ok %v, %d ahead, %v; want to wait behind greedy/q0 only", ok, ahead, err)
+	}
+}
+
+// TestSlotHeldByAnUnseenAdmissionIsLookedAtAgainWhenItLapses: a slot counted for a run let in whose status the
+// cache does not show yet frees itself when that admission lapses, which no event announces: the waiter comes
+// back then, not after the five-minute backstop. Admissions are the reconciler's own, not another manager's.
+func TestSlotHeldByAnUnseenAdmissionIsLookedAtAgainWhenItLapses(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := labsv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	waiter := &labsv1.LabRun{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "waiter", UID: "waiter",
+		CreationTimestamp: metav1.NewTime(t0)}}
+	waiter.Status.Phase = labsv1.PhaseQueued
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(waiter).Build()
+	now := t0.Add(time.Minute)
+	r := &LabRunReconciler{Client: c, MaxActiveRuns: 1, Now: func() time.Time { return now }}
+	r.slots.admitted = map[types.UID]admission{"let-in": {namespace: "demo", at: now.Add(-40 * time.Second)}}
+	ok, _, active, recheck, err := r.takeSlot(context.Background(), waiter)
+	if err != nil || ok || active != 1 {
+		t.Fatalf("ok %v, %d active, %v: want to wait for the one admission", ok, active, err)
+	}
+	if recheck > 21*time.Second || recheck < 19*time.Second {
+		t.Fatalf("comes back after %s, want when the admission lapses (20 s)", recheck)
+	}
+	other := &LabRunReconciler{Client: c, MaxActiveRuns: 1, Now: func() time.Time { return now }}
+	if ok, _, _, _, err := other.takeSlot(context.Background(), waiter); err != nil || !ok {
+		t.Fatalf("another reconciler counted this one's admission: ok %v, %v", ok, err)
 	}
 }

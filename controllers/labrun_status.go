@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/conditions"
 )
 
 // finished tells whether the run reached a terminal phase.
@@ -52,26 +53,7 @@ func allPassed(steps []labsv1.StepResult) bool {
 // run failed, Ready when it succeeded. Reconciling and Stalled are present only while True.
 func setConditions(run *labsv1.LabRun, now time.Time) {
 	ready, reconciling, stalled := phaseConditions(run)
-	applyKstatus(&run.Status.Conditions, run.Generation, now, ready, reconciling, stalled)
-}
-
-// applyKstatus writes the kstatus conditions of an object at generation, keeping Reconciling and Stalled only
-// while True (nil removes them).
-func applyKstatus(conds *[]metav1.Condition, generation int64, now time.Time, ready, reconciling, stalled *metav1.Condition) {
-	for _, c := range []*metav1.Condition{ready, reconciling, stalled} {
-		if c == nil {
-			continue
-		}
-		c.ObservedGeneration = generation
-		c.LastTransitionTime = metav1.NewTime(now)
-		meta.SetStatusCondition(conds, *c)
-	}
-	if reconciling == nil {
-		meta.RemoveStatusCondition(conds, labsv1.ConditionReconciling)
-	}
-	if stalled == nil {
-		meta.RemoveStatusCondition(conds, labsv1.ConditionStalled)
-	}
+	conditions.Apply(&run.Status.Conditions, run.Generation, now, ready, reconciling, stalled)
 }
 
 // phaseConditions is the pure part of setConditions: Ready always, Reconciling and Stalled when they hold.
@@ -79,28 +61,24 @@ func phaseConditions(run *labsv1.LabRun) (ready, reconciling, stalled *metav1.Co
 	msg := run.Status.Message
 	switch run.Status.Phase {
 	case labsv1.PhaseSucceeded:
-		return cond(labsv1.ConditionReady, metav1.ConditionTrue, labsv1.ReasonSucceeded, msg), nil, nil
+		return conditions.New(labsv1.ConditionReady, metav1.ConditionTrue, labsv1.ReasonSucceeded, msg), nil, nil
 	case labsv1.PhaseFailed:
 		reason := run.Status.Reason
-		return cond(labsv1.ConditionReady, metav1.ConditionFalse, reason, msg), nil,
-			cond(labsv1.ConditionStalled, metav1.ConditionTrue, reason, msg)
+		return conditions.New(labsv1.ConditionReady, metav1.ConditionFalse, reason, msg), nil,
+			conditions.New(labsv1.ConditionStalled, metav1.ConditionTrue, reason, msg)
 	default:
 		reason := string(run.Status.Phase)
 		if reason == "" {
 			reason = string(labsv1.PhasePending)
 		}
-		return cond(labsv1.ConditionReady, metav1.ConditionFalse, reason, msg),
-			cond(labsv1.ConditionReconciling, metav1.ConditionTrue, reason, msg), nil
+		return conditions.New(labsv1.ConditionReady, metav1.ConditionFalse, reason, msg),
+			conditions.New(labsv1.ConditionReconciling, metav1.ConditionTrue, reason, msg), nil
 	}
-}
-
-func cond(t string, s metav1.ConditionStatus, reason, msg string) *metav1.Condition {
-	return &metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg}
 }
 
 // setMeshRestored records whether the mesh is back as the run found it.
 func setMeshRestored(run *labsv1.LabRun, status metav1.ConditionStatus, reason, msg string, now time.Time) {
-	c := cond(labsv1.ConditionMeshRestored, status, reason, msg)
+	c := conditions.New(labsv1.ConditionMeshRestored, status, reason, msg)
 	c.ObservedGeneration = run.Generation
 	c.LastTransitionTime = metav1.NewTime(now)
 	meta.SetStatusCondition(&run.Status.Conditions, *c)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -16,7 +15,9 @@ import (
 // reconcileSteps runs the steps in order, as far as it can without waiting. A step that changes the mesh or
 // creates a fixture and fails stops the run (the rest is skipped and the mesh restored); a probe or evidence
 // step that fails is recorded and the run goes on, so one run shows every finding.
-func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRun) error {
+//
+// checkpoint writes the run's status so far (Reconcile's), in the middle of the pass.
+func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRun, checkpoint func() error) error {
 	if run.Status.Phase != labsv1.PhaseRunning {
 		return nil
 	}
@@ -55,15 +56,26 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 			// A weakening waits until the verdicts before it are written: after a crash only the change itself
 			// is left to redo (idempotent, from the trusted record), and no verdict is judged again in a mesh it
 			// was not meant for. A restore never waits: the sooner the better.
-			if err := checkpoint(ctx); err != nil {
+			if err := checkpoint(); err != nil {
 				return err
 			}
 			unsaved = false
 		}
 		unsaved = unsaved || !step.Mutates()
 		// A restore step may find its object already back (a crash right after restoring): not interference.
-		if r.exposureExceeded(run, st) || (step.Kind != labs.KindRestore && r.interfered(ctx, run, st)) {
+		if r.exposureExceeded(run, st) {
 			break
+		}
+		if step.Kind != labs.KindRestore {
+			if msg := r.interference(ctx, run); msg != "" {
+				if st.StartTime == nil {
+					now := metav1.NewMicroTime(r.now())
+					st.StartTime = &now
+				}
+				r.finishStep(run, st, labsv1.VerdictError, "", msg)
+				skipRemaining(run, skipInterfered)
+				break
+			}
 		}
 		if !gated && run.Status.Exposure.Since == nil && step.Kind != labs.KindCreateFixture && needsLock(plan, i) {
 			// A lab that changes the mesh looks at it under its lock from its first look to its last: its
@@ -295,56 +307,6 @@ func (r *LabRunReconciler) stepBudget(run *labsv1.LabRun) time.Duration {
 
 func stopsRun(s labs.Step) bool {
 	return s.Mutates() || s.Kind == labs.KindCreateFixture
-}
-
-func (r *LabRunReconciler) runStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, plan []labs.Step) error {
-	if st.StartTime == nil {
-		now := metav1.NewMicroTime(r.now())
-		st.StartTime = &now
-		st.Verdict = labsv1.VerdictRunning
-	}
-	switch step.Kind {
-	case labs.KindProbe:
-		return r.probeStep(ctx, run, st, step, plan)
-	case labs.KindCheckMode:
-		return r.checkMode(ctx, run, st)
-	case labs.KindSetAside, labs.KindSetPermissive:
-		return r.weaken(ctx, run, st, step)
-	case labs.KindRestore:
-		return r.restoreStep(ctx, run, st, step)
-	case labs.KindCreateFixture:
-		return r.createFixture(ctx, run, st, step)
-	case labs.KindRemoveFixture:
-		return r.removeFixture(ctx, run, st, step)
-	case labs.KindEvidence:
-		return r.evidence(ctx, run, st, step)
-	case labs.KindNoSidecars, labs.KindZtunnelUsage, labs.KindSidecarEstimate:
-		return r.footprint(ctx, run, st, step)
-	}
-	r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf("unknown step kind %q", step.Kind))
-	return nil
-}
-
-// finishStep records a verdict, with one Event for it.
-func (r *LabRunReconciler) finishStep(run *labsv1.LabRun, st *labsv1.StepResult, v labsv1.Verdict, observed, msg string) {
-	now := metav1.NewMicroTime(r.now())
-	st.CompletionTime = &now
-	st.Verdict = v
-	if observed != "" {
-		st.Observed = evidenceLine(observed) // bounded like an evidence line: the CRD refuses longer
-	}
-	st.Message = evidenceLine(msg)
-	countVerdict(run, st)
-	typ, reason := corev1.EventTypeNormal, "StepPassed"
-	switch v {
-	case labsv1.VerdictFail:
-		typ, reason = corev1.EventTypeWarning, "StepFailed"
-	case labsv1.VerdictError:
-		typ, reason = corev1.EventTypeWarning, "StepErrored"
-	}
-	// The action names the step: events.k8s.io folds events with the same regarding, reason and action into
-	// one series, and each verdict should stay its own Event.
-	r.event(run, typ, reason, string(st.Lab)+"/"+st.Name, "%s/%s: %s", st.Lab, st.Name, msg)
 }
 
 // dryRun lists the steps with the changes they would make, and runs none.

@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
-	"github.com/ambientlab/labrun-operator/controllers"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
@@ -77,20 +76,20 @@ func TestPreflightRefusesAnotherMesh(t *testing.T) {
 	istio := map[string]labsv1.LabelValue{"app": "ztunnel"}
 	cases := []struct {
 		name    string
-		config  controllers.MeshConfig
+		config  mesh.Config
 		mutate  func(*labsv1.MeshSpec)
 		message string
 	}{
-		{"root namespace", controllers.MeshConfig{RootNamespace: "mesh-root"},
+		{"root namespace", mesh.Config{RootNamespace: "mesh-root"},
 			func(m *labsv1.MeshSpec) { m.RootNamespace = sandbox.RootNamespace },
 			"mesh.rootNamespace is istio-system but the operator's mesh root namespace is mesh-root"},
-		{"ztunnel namespace", controllers.MeshConfig{ZtunnelNamespace: "ztunnel-elsewhere"},
+		{"ztunnel namespace", mesh.Config{ZtunnelNamespace: "ztunnel-elsewhere"},
 			func(m *labsv1.MeshSpec) { m.Ztunnel.Namespace = sandbox.RootNamespace },
 			"mesh.ztunnel.namespace is istio-system but the operator's ztunnel namespace is ztunnel-elsewhere"},
-		{"ztunnel selector", controllers.MeshConfig{ZtunnelSelector: map[string]string{"app": "ztunnel", "rev": "x"}},
+		{"ztunnel selector", mesh.Config{ZtunnelSelector: map[string]string{"app": "ztunnel", "rev": "x"}},
 			func(m *labsv1.MeshSpec) { m.Ztunnel.Selector = istio },
 			"mesh.ztunnel.selector is app=ztunnel but the operator's ztunnel selector is app=ztunnel,rev=x"},
-		{"the operator's ztunnel, not ready", controllers.MeshConfig{ZtunnelSelector: map[string]string{"app": "nope"}},
+		{"the operator's ztunnel, not ready", mesh.Config{ZtunnelSelector: map[string]string{"app": "nope"}},
 			func(*labsv1.MeshSpec) {}, "no ready ztunnel pod matches app=nope in namespace istio-system"},
 	}
 	for _, tc := range cases {

@@ -3,13 +3,11 @@ package controllers_test
 import (
 	"context"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -17,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
-	"github.com/ambientlab/labrun-operator/controllers"
+	labreport "github.com/ambientlab/labrun-operator/internal/report"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 
@@ -95,7 +93,7 @@ func TestPolicyReports(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		for name, allowed := range map[string]bool{"labrun-by-hand": true, "kyverno-findings": false} {
 			r := &unstructured.Unstructured{}
-			r.SetGroupVersionKind(controllers.PolicyReportGVK)
+			r.SetGroupVersionKind(labreport.PolicyReportGVK)
 			r.SetNamespace(sandbox.DemoNamespace)
 			r.SetName(name)
 			err := mgrClient.Create(context.Background(), r, client.DryRunAll)
@@ -107,28 +105,6 @@ func TestPolicyReports(t *testing.T) {
 			}
 		}
 	})
-}
-
-// TestSPIFFEIdentities reads the identities out of ztunnel log lines, once each.
-func TestSPIFFEIdentities(t *testing.T) {
-	got := controllers.SPIFFEIdentities([]string{
-		`src.identity="spiffe://cluster.local/ns/demo/sa/frontend" dst.identity="spiffe://cluster.local/ns/demo/sa/backend"`,
-		`{"src.identity":"spiffe://cluster.local/ns/demo/sa/frontend"}`,
-		`identity spiffe://td.example/ns/a/sa/b, then nothing`,
-		`no identity here`,
-	})
-	NewWithT(t).Expect(got).To(Equal([]string{"spiffe://cluster.local/ns/demo/sa/frontend",
-		"spiffe://cluster.local/ns/demo/sa/backend", "spiffe://td.example/ns/a/sa/b"}))
-}
-
-// TestReportNameFitsAnObjectName: a long run name still gives a valid, distinct report name.
-func TestReportNameFitsAnObjectName(t *testing.T) {
-	g := NewWithT(t)
-	long := strings.Repeat("a", 253)
-	g.Expect(controllers.ReportName("run-1")).To(Equal("labrun-run-1"))
-	g.Expect(controllers.ReportName(long)).To(HaveLen(253))
-	g.Expect(controllers.ReportName(long)).NotTo(Equal(controllers.ReportName(long[:252] + "b")))
-	g.Expect(controllers.ReportName(long)).To(HavePrefix(controllers.ReportPrefix))
 }
 
 // expectReportOf checks the report against the run's status: one result per step with its verdict and facts,
@@ -192,7 +168,7 @@ func resultOf(t *testing.T, report *unstructured.Unstructured, step string) map[
 func waitForReport(t *testing.T, run *labsv1.LabRun, n int) *unstructured.Unstructured {
 	t.Helper()
 	report := &unstructured.Unstructured{}
-	report.SetGroupVersionKind(controllers.PolicyReportGVK)
+	report.SetGroupVersionKind(labreport.PolicyReportGVK)
 	key := client.ObjectKey{Namespace: run.Namespace, Name: "labrun-" + run.Name}
 	NewWithT(t).Eventually(func() ([]any, error) {
 		err := k8s.Get(context.Background(), key, report)
@@ -205,7 +181,7 @@ func waitForReport(t *testing.T, run *labsv1.LabRun, n int) *unstructured.Unstru
 // policyReportsServed tells whether the API server serves wgpolicyk8s.io/v1alpha2 PolicyReports.
 func policyReportsServed() bool {
 	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(controllers.PolicyReportGVK.GroupVersion().WithKind("PolicyReportList"))
+	list.SetGroupVersionKind(labreport.PolicyReportGVK.GroupVersion().WithKind("PolicyReportList"))
 	return k8s.List(context.Background(), list, client.Limit(1)) == nil
 }
 
@@ -235,42 +211,4 @@ func installPolicyReportCRD(t *testing.T) {
 		}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(BeTrue())
 	})
 	g.Eventually(policyReportsServed).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(BeTrue())
-}
-
-// TestBuildPolicyReport: a step still running has no result yet; a per-node step names the nodes that did not
-// pass; identities come from the evidence; empty facts are left out; the summary counts the results.
-func TestBuildPolicyReport(t *testing.T) {
-	g := NewWithT(t)
-	end := metav1.NewMicroTime(time.Date(2026, 11, 27, 12, 0, 0, 123456000, time.UTC))
-	run := &labsv1.LabRun{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "nightly", UID: "u-1"},
-		Spec: labsv1.LabRunSpec{Mode: labsv1.ModeVerify}}
-	run.Status.Steps = []labsv1.StepResult{
-		{Lab: labsv1.LabMTLS, Name: "client-allowed", Expected: "allowed", Observed: "denied", Verdict: labsv1.VerdictFail,
-			Message: "frontend was refused on node-2", CompletionTime: &end,
-			Coverage: []labsv1.NodeResult{{Node: "node-1", Role: labsv1.RoleSource, Verdict: labsv1.VerdictPass},
-				{Node: "node-2", Role: labsv1.RoleSource, Verdict: labsv1.VerdictFail},
-				{Node: "node-2", Role: labsv1.RoleDestination, Verdict: labsv1.VerdictFail},
-				{Node: "node-3", Role: labsv1.RoleDestination, Verdict: labsv1.VerdictError}}},
-		{Lab: labsv1.LabMTLS, Name: "outbound-identity", Expected: "evidence", Verdict: labsv1.VerdictSkipped,
-			Evidence: []string{`src.identity="spiffe://cluster.local/ns/demo/sa/frontend" dst.identity="spiffe://cluster.local/ns/demo/sa/backend"`}},
-		{Lab: labsv1.LabFootprint, Name: "compare", Expected: "numbers", Verdict: labsv1.VerdictRunning},
-	}
-	report := controllers.BuildPolicyReport(run)
-	g.Expect(report.GetName()).To(Equal("labrun-nightly"))
-	results, _, _ := unstructured.NestedSlice(report.Object, "results")
-	g.Expect(results).To(HaveLen(2), "the running step has no result yet")
-	failed := resultOf(t, report, "client-allowed")
-	g.Expect(failed).To(HaveKeyWithValue("result", "fail"))
-	g.Expect(failed).To(HaveKeyWithValue("message", "frontend was refused on node-2"))
-	g.Expect(failed).To(HaveKeyWithValue("timestamp", map[string]any{"seconds": end.Unix(), "nanos": int64(123456000)}))
-	g.Expect(failed["properties"]).To(Equal(map[string]any{"labrun": "nightly", "mode": "Verify", "lab": "mtls",
-		"step": "client-allowed", "expected": "allowed", "observed": "denied", "node": "node-2,node-3"}))
-	skipped := resultOf(t, report, "outbound-identity")
-	g.Expect(skipped).To(HaveKeyWithValue("result", "skip"))
-	g.Expect(skipped).NotTo(HaveKey("timestamp"))
-	g.Expect(skipped["properties"]).To(HaveKeyWithValue("spiffe",
-		"spiffe://cluster.local/ns/demo/sa/frontend,spiffe://cluster.local/ns/demo/sa/backend"))
-	g.Expect(skipped["properties"]).NotTo(HaveKey("node"))
-	summary, _, _ := unstructured.NestedMap(report.Object, "summary")
-	g.Expect(summary).To(Equal(map[string]any{"pass": int64(0), "fail": int64(1), "warn": int64(0), "error": int64(0), "skip": int64(1)}))
 }

@@ -9,49 +9,48 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
-	"github.com/ambientlab/labrun-operator/internal/labs"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
-// Restore, in one place: what puts the mesh back. restoreStep is a plan's restore step (its kinds, then the
+// Restore, in one place: what puts the mesh back. restoreExecutor is a plan's restore step (its kinds, then the
 // window closes); restoreAll puts back everything a run's record still holds changed, and makes sure the
 // temporary objects it created are gone (every path that ends a run); reconcileRestore is the phase that runs it,
-// then cleans up; restoreEntry and markRestored restore one object and record that it is back, read back;
-// restorePending is the watchdog's and the takeover's, from the trusted record alone.
+// then cleans up; restoreEntry and markRestored restore one object and record that it is back, read back.
+// Underneath all of them is mesh.Restore (internal/mesh/restore.go), where mesh.RestorePending is the mesh
+// guard's restore (controllers/meshguard: the watchdog and the takeover), from the trusted record alone.
 
-// restoreStep puts back the recorded objects of the step's kinds, closes the exposure window as soon as they are
-// written back, then checks them by reading back.
-func (r *LabRunReconciler) restoreStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) error {
+// restoreExecutor is a plan's restore step: it puts back the recorded objects of the step's kinds, closes the
+// exposure window as soon as they are written back, then checks them by reading back.
+type restoreExecutor struct{ *LabRunReconciler }
+
+func (r restoreExecutor) execute(ctx context.Context, in *stepInput) (outcome, error) {
+	run := in.run
 	rec, err := r.Records.Get(ctx, string(run.UID))
 	if err != nil {
-		return err
+		return outcome{}, err
 	}
 	var restored []string
 	if rec != nil {
 		var todo []*labsv1.JournalEntry
 		for _, e := range rec.Pending() {
-			if slices.Contains(step.Restores, e.Kind) {
+			if slices.Contains(in.step.Restores, e.Kind) {
 				todo = append(todo, e)
 			}
 		}
 		for _, e := range todo {
 			if err := mesh.Restore(ctx, r.Client, *e); err != nil {
-				r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
-				return nil
+				return errored(err.Error()), nil
 			}
 		}
 		back := r.now()
 		for _, e := range todo {
 			if err := r.markRestored(ctx, run, rec, e); err != nil {
 				if errors.Is(err, errAborted) {
-					return err // a manager dying here writes nothing: the next pass finds the object back
+					return outcome{}, err // a manager dying here writes nothing: the next pass finds the object back
 				}
-				r.finishStep(run, st, labsv1.VerdictError, "", err.Error())
-				return nil
+				return errored(err.Error()), nil
 			}
 			restored = append(restored, mesh.RefOf(*e).String())
 		}
@@ -59,8 +58,7 @@ func (r *LabRunReconciler) restoreStep(ctx context.Context, run *labsv1.LabRun, 
 		r.closeExposureAt(run, back)
 	}
 	r.closeExposure(run)
-	r.finishStep(run, st, labsv1.VerdictPass, fmt.Sprintf("restored %v", restored), "Originals restored and read back")
-	return nil
+	return concluded(labsv1.VerdictPass, fmt.Sprintf("restored %v", restored), "Originals restored and read back"), nil
 }
 
 // restoreEntry restores one object from the trusted record, reads it back and records that it is back.
@@ -139,26 +137,5 @@ func (r *LabRunReconciler) reconcileRestore(ctx context.Context, run *labsv1.Lab
 		return err
 	}
 	r.setRestoredCondition(run)
-	return nil
-}
-
-// restorePending puts back every object of rec not restored yet from the record alone, saving the record after
-// each, so a manager that dies midway leaves only what is still pending to the next one.
-func restorePending(ctx context.Context, c client.Client, reader client.Reader, records mesh.Store, rec *mesh.Record) error {
-	for _, e := range rec.Pending() {
-		ctrl.LoggerFrom(ctx).Info("Restoring mesh object left changed", "object", mesh.RefOf(*e).String())
-		if err := mesh.Restore(ctx, c, *e); err != nil {
-			return err
-		}
-		// Restored only once read back so: a write that did not take (a temporary object someone's finalizer
-		// still holds, say) is tried again, never recorded as done.
-		if err := mesh.Verify(ctx, reader, *e); err != nil {
-			return err
-		}
-		e.Restored, e.Change = true, ""
-		if err := records.Save(ctx, rec); err != nil {
-			return err
-		}
-	}
 	return nil
 }

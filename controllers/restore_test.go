@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
-	"github.com/ambientlab/labrun-operator/controllers"
+	"github.com/ambientlab/labrun-operator/controllers/meshguard"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
@@ -420,7 +420,7 @@ func TestWatchdogRestoresAnOverdueRunFromItsRecord(t *testing.T) {
 	g.Expect(rec.Pending()).To(HaveLen(2)) // the policy set aside, the PeerAuthentication PERMISSIVE
 	req := ctrl.Request{NamespacedName: client.ObjectKey{Namespace: sandbox.OperatorNamespace, Name: mesh.RecordName(string(cur.UID))}}
 
-	w := &controllers.Watchdog{Client: manager, APIReader: manager, Records: records, Grace: time.Second}
+	w := &meshguard.Watchdog{Client: manager, APIReader: manager, Records: records, Grace: time.Second}
 	w.Now = func() time.Time { return rec.RestoreBy.Add(-time.Minute) }
 	res, err := w.Reconcile(ctx, req)
 	g.Expect(err).NotTo(HaveOccurred())

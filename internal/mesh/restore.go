@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 )
@@ -137,4 +138,25 @@ func Interference(ctx context.Context, r client.Reader, e labsv1.JournalEntry, r
 		return fmt.Sprintf("%s mode was changed to %q by someone else during the step", ref, mode), nil
 	}
 	return "", nil
+}
+
+// RestorePending puts back every object of rec not restored yet from the record alone, saving the record after
+// each, so a manager that dies midway leaves only what is still pending to the next one.
+func RestorePending(ctx context.Context, c client.Client, reader client.Reader, records Store, rec *Record) error {
+	for _, e := range rec.Pending() {
+		log.FromContext(ctx).Info("Restoring mesh object left changed", "object", RefOf(*e).String())
+		if err := Restore(ctx, c, *e); err != nil {
+			return err
+		}
+		// Restored only once read back so: a write that did not take (a temporary object someone's finalizer
+		// still holds, say) is tried again, never recorded as done.
+		if err := Verify(ctx, reader, *e); err != nil {
+			return err
+		}
+		e.Restored, e.Change = true, ""
+		if err := records.Save(ctx, rec); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -27,7 +27,11 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/controllers"
+	"github.com/ambientlab/labrun-operator/controllers/labschedule"
+	"github.com/ambientlab/labrun-operator/controllers/meshguard"
+	"github.com/ambientlab/labrun-operator/controllers/policyreport"
 	"github.com/ambientlab/labrun-operator/internal/admissioncheck"
+	"github.com/ambientlab/labrun-operator/internal/cachefilter"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
@@ -55,8 +59,8 @@ type Options struct {
 	// labs.ambientlab.io/enabled=true.
 	AllowAnyNamespace bool
 	// Mesh says where the mesh lives: the root namespace and the ztunnel pods (empty fields: Istio's,
-	// istio-system and app=ztunnel). LabRuns may only repeat it (controllers.MeshConfig).
-	Mesh          controllers.MeshConfig
+	// istio-system and app=ztunnel). LabRuns may only repeat it (mesh.Config).
+	Mesh          mesh.Config
 	PodStartGrace time.Duration
 	// QueueLookahead: how many runs may stand ahead of a queued run for it to keep its observers (zero: 1).
 	QueueLookahead int
@@ -119,10 +123,10 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	records := mesh.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.namespace()}
-	// Schedule and mesh-safety metrics are read from the cache at scrape time (controllers/metrics_schedule.go).
-	controllers.CollectScheduleMetrics(mgr.GetClient(), o.namespace())
+	// Schedule and mesh-safety metrics are read from the cache at scrape time (controllers/labschedule/metrics.go).
+	labschedule.CollectMetrics(mgr.GetClient(), o.namespace())
 	// A new leader first restores what a previous one left changed; the reconcilers wait for that pass.
-	takeover := controllers.NewTakeover(mgr.GetClient(), records)
+	takeover := meshguard.NewTakeover(mgr.GetClient(), records)
 	if err := mgr.Add(takeover); err != nil {
 		return nil, err
 	}
@@ -152,12 +156,12 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LabRun controller: %w", err)
 	}
-	schedules := &controllers.LabScheduleReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+	schedules := &labschedule.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Records: records, Recorder: mgr.GetEventRecorder("labschedule-controller"), Mesh: o.Mesh.WithDefaults()}
 	if err := schedules.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the LabSchedule controller: %w", err)
 	}
-	reports := &controllers.PolicyReportReconciler{Client: mgr.GetClient(), Poll: o.PolicyReportPoll}
+	reports := &policyreport.Reconciler{Client: mgr.GetClient(), Poll: o.PolicyReportPoll}
 	if err := reports.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the PolicyReport controller: %w", err)
 	}
@@ -207,8 +211,8 @@ func managerOptions(o Options) (ctrl.Options, error) {
 		RenewDeadline:                 durationOrNil(o.RenewDeadline),
 		RetryPeriod:                   durationOrNil(o.RetryPeriod),
 		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
-		// Managed fields and others' annotations are left out of every cached object (controllers.StripUnread).
-		Cache: cache.Options{DefaultTransform: controllers.StripUnread, ByObject: map[client.Object]cache.ByObject{
+		// Managed fields and others' annotations are left out of every cached object (cachefilter.StripUnread).
+		Cache: cache.Options{DefaultTransform: cachefilter.StripUnread, ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}:                     {Label: labels.SelectorFromSet(labels.Set{labsv1.LabelProbe: "true"})},
 			&securityv1.PeerAuthentication{}:  {Label: changed},
 			&securityv1.AuthorizationPolicy{}: {Label: changed},
@@ -240,11 +244,11 @@ func metricsOptions(o Options) metricsserver.Options {
 }
 
 // setupWatchdog registers the watchdog over the trusted records.
-func setupWatchdog(mgr ctrl.Manager, records mesh.Store, grace time.Duration, takeover *controllers.Takeover) error {
+func setupWatchdog(mgr ctrl.Manager, records mesh.Store, grace time.Duration, takeover *meshguard.Takeover) error {
 	if grace == 0 {
 		grace = 30 * time.Second // the run restores at its own deadline first; the watchdog is the backstop
 	}
-	w := &controllers.Watchdog{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Records: records, Grace: grace,
+	w := &meshguard.Watchdog{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Records: records, Grace: grace,
 		Takeover: takeover}
 	if err := w.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the watchdog: %w", err)

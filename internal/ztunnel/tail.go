@@ -100,8 +100,10 @@ const (
 	// maxPagesPerRead bounds one read's catching up; the next read goes on from there.
 	maxPagesPerRead = 8
 	// keepFor is how long lines stay kept that no reader asks for: every reader's window begins at a step's
-	// start or later, and a reader that keeps asking for an older window keeps it.
-	keepFor = time.Minute
+	// start or later, and a reader that keeps asking for an older window keeps it (a reader that comes back
+	// later reads its window from the API again). 20 s: with 100 runs at once a minute of observer lines was the
+	// largest thing the manager held.
+	keepFor = 20 * time.Second
 	// maxKept bounds the lines kept per container (a parsed ztunnel line takes about 2.5 KiB), whatever the
 	// windows asked for; beyond it the oldest go. A window reaching back before what is kept is read from the API
 	// again, unless lines were dropped for this bound within keepFor: then reading it again would only drop them

@@ -1,4 +1,5 @@
-package controllers
+// Package cachefilter is what the managers' caches leave out of what they keep (StripUnread).
+package cachefilter
 
 import (
 	"strings"
@@ -20,7 +21,7 @@ var ownAnnotationPrefix = labsv1.GroupVersion.Group + "/"
 // Update of a cached object without them leaves the API server's as they are). The kinds whose metadata others
 // write (tenants' policies, pods, LabRuns and LabSchedules; DaemonSets; any metadata-only object) also lose every
 // annotation outside labs.ambientlab.io/: a tenant's thousand policies with 200 KiB annotations each cost the
-// cache their names and labels, not 200 MB (hostile_sizes_test.go).
+// cache their names and labels, not 200 MB (controllers/hostile_sizes_test.go).
 //
 // The operator writes those kinds back only by patch (a merge patch of two stripped copies leaves the dropped
 // annotations alone), server-side apply or unstructured objects, which the client reads live: never Update one

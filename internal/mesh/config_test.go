@@ -1,4 +1,4 @@
-package controllers
+package mesh
 
 import (
 	"strings"
@@ -10,7 +10,7 @@ import (
 // TestMeshConfigMismatch: a spec may leave where the mesh lives out or repeat the operator's configuration;
 // anything else is named field by field.
 func TestMeshConfigMismatch(t *testing.T) {
-	cfg := MeshConfig{}.WithDefaults()
+	cfg := Config{}.WithDefaults()
 	sel := func(kv ...string) map[string]labsv1.LabelValue {
 		out := map[string]labsv1.LabelValue{}
 		for i := 0; i < len(kv); i += 2 {
@@ -57,10 +57,10 @@ func TestMeshConfigMismatch(t *testing.T) {
 // TestMeshConfigValidate: the manager refuses to start with a configuration that names no namespace or would
 // select every pod.
 func TestMeshConfigValidate(t *testing.T) {
-	if err := (MeshConfig{}).WithDefaults().Validate(); err != nil {
+	if err := (Config{}).WithDefaults().Validate(); err != nil {
 		t.Errorf("Istio's defaults: %v", err)
 	}
-	bad := map[string]MeshConfig{
+	bad := map[string]Config{
 		"root namespace not a name":    {RootNamespace: "Istio_System", ZtunnelNamespace: "x", ZtunnelSelector: map[string]string{"a": "b"}},
 		"ztunnel namespace not a name": {RootNamespace: "x", ZtunnelNamespace: "-x", ZtunnelSelector: map[string]string{"a": "b"}},
 		"empty selector":               {RootNamespace: "x", ZtunnelNamespace: "x", ZtunnelSelector: map[string]string{}},

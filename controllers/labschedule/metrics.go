@@ -1,4 +1,4 @@
-package controllers
+package labschedule
 
 import (
 	"context"
@@ -81,9 +81,9 @@ func init() {
 	metrics.Registry.MustRegister(scheduleMetrics)
 }
 
-// CollectScheduleMetrics makes the schedule and mesh-safety metrics read from reader (the manager's cache) and
+// CollectMetrics makes the schedule and mesh-safety metrics read from reader (the manager's cache) and
 // the trusted records in namespace.
-func CollectScheduleMetrics(reader client.Reader, namespace string) {
+func CollectMetrics(reader client.Reader, namespace string) {
 	scheduleMetrics.use(reader, mesh.Store{Reader: reader, Namespace: namespace})
 }
 

@@ -1,4 +1,4 @@
-package controllers
+package labschedule
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
 // A LabSchedule acts with its author's rights of today. The manager creates its runs, so requester-rights
@@ -97,7 +98,7 @@ func (r right) String() string {
 // authorRights lists the rights a run of spec, created in namespace ns, needs its requester to have: the checks
 // of requester_policy.yaml, plus creating LabRuns in ns (schedule_policy.yaml). mesh is where the operator reads
 // the mesh (its configuration, not the spec's).
-func authorRights(spec *labsv1.LabRunSpec, ns string, mesh MeshConfig) []right {
+func authorRights(spec *labsv1.LabRunSpec, ns string, mesh mesh.Config) []right {
 	has := func(names ...labsv1.LabName) bool {
 		for _, l := range spec.Labs {
 			for _, n := range names {
@@ -166,7 +167,7 @@ func authorRights(spec *labsv1.LabRunSpec, ns string, mesh MeshConfig) []right {
 
 // authorLacks asks, as the schedule's author, for every right its runs need; it returns why the schedule may not
 // run ("" when every right is there). An error is a failed review, retried.
-func (r *LabScheduleReconciler) authorLacks(ctx context.Context, ls *labsv1.LabSchedule) (string, error) {
+func (r *Reconciler) authorLacks(ctx context.Context, ls *labsv1.LabSchedule) (string, error) {
 	author, err := authorOf(ls)
 	if err != nil {
 		return err.Error(), nil

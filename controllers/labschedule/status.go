@@ -1,4 +1,4 @@
-package controllers
+package labschedule
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/conditions"
 )
 
 // Reasons of a LabSchedule's conditions.
@@ -16,7 +17,7 @@ const (
 	reasonSuspended       = "Suspended"
 	reasonNoRunYet        = "NoRunYet"
 	reasonLastRunFailed   = "LastRunFailed"
-	// reasonAuthorLacksRight: the schedule's author no longer has a right its runs need (labschedule_author.go).
+	// reasonAuthorLacksRight: the schedule's author no longer has a right its runs need (author.go).
 	reasonAuthorLacksRight = "AuthorLacksRight"
 )
 
@@ -145,24 +146,24 @@ func soleFailingNode(coverage []labsv1.NodeResult) string {
 // Reconciling holds until the first run finished; Stalled only for a schedule that cannot run.
 func scheduleConditions(ls *labsv1.LabSchedule, reason, invalid string) (ready, reconciling, stalled *metav1.Condition) {
 	if invalid != "" {
-		return cond(labsv1.ConditionReady, metav1.ConditionFalse, reason, invalid), nil,
-			cond(labsv1.ConditionStalled, metav1.ConditionTrue, reason, invalid)
+		return conditions.New(labsv1.ConditionReady, metav1.ConditionFalse, reason, invalid), nil,
+			conditions.New(labsv1.ConditionStalled, metav1.ConditionTrue, reason, invalid)
 	}
 	last := ls.Status.LastRun
 	switch {
 	case last != nil && last.Phase == labsv1.PhaseFailed:
-		ready = cond(labsv1.ConditionReady, metav1.ConditionFalse, reasonLastRunFailed,
+		ready = conditions.New(labsv1.ConditionReady, metav1.ConditionFalse, reasonLastRunFailed,
 			fmt.Sprintf("LabRun %s failed: %d of %d steps failed, %d errored", last.Name, last.Summary.Failed,
 				last.Summary.Total, last.Summary.Errored))
 	case last != nil:
-		ready = cond(labsv1.ConditionReady, metav1.ConditionTrue, labsv1.ReasonSucceeded,
+		ready = conditions.New(labsv1.ConditionReady, metav1.ConditionTrue, labsv1.ReasonSucceeded,
 			fmt.Sprintf("LabRun %s succeeded: %d of %d steps passed", last.Name, last.Summary.Passed, last.Summary.Total))
 	case ls.Spec.Suspend != nil && *ls.Spec.Suspend:
-		ready = cond(labsv1.ConditionReady, metav1.ConditionUnknown, reasonSuspended, "suspended before any run finished")
+		ready = conditions.New(labsv1.ConditionReady, metav1.ConditionUnknown, reasonSuspended, "suspended before any run finished")
 	default:
 		msg := "waiting for the first run to finish"
-		ready = cond(labsv1.ConditionReady, metav1.ConditionUnknown, reasonNoRunYet, msg)
-		reconciling = cond(labsv1.ConditionReconciling, metav1.ConditionTrue, reasonNoRunYet, msg)
+		ready = conditions.New(labsv1.ConditionReady, metav1.ConditionUnknown, reasonNoRunYet, msg)
+		reconciling = conditions.New(labsv1.ConditionReconciling, metav1.ConditionTrue, reasonNoRunYet, msg)
 	}
 	return ready, reconciling, nil
 }
@@ -170,5 +171,5 @@ func scheduleConditions(ls *labsv1.LabSchedule, reason, invalid string) (ready, 
 // setScheduleConditions writes the conditions, keeping Reconciling and Stalled only while True.
 func setScheduleConditions(ls *labsv1.LabSchedule, reason, invalid string, now time.Time) {
 	ready, reconciling, stalled := scheduleConditions(ls, reason, invalid)
-	applyKstatus(&ls.Status.Conditions, ls.Generation, now, ready, reconciling, stalled)
+	conditions.Apply(&ls.Status.Conditions, ls.Generation, now, ready, reconciling, stalled)
 }

@@ -1,4 +1,4 @@
-package controllers
+package labschedule
 
 import (
 	"context"
@@ -197,7 +197,7 @@ func TestSchedulePolicyMatchesRequesterPolicy(t *testing.T) {
 		} `json:"spec"`
 	}
 	read := func(name string) policy {
-		raw, err := os.ReadFile("../config/admission/" + name)
+		raw, err := os.ReadFile("../../config/admission/" + name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,7 +243,7 @@ func TestOperatorsOwn(t *testing.T) {
 		return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{Kind: kind},
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations}}
 	}
-	r := &LabScheduleReconciler{}
+	r := &Reconciler{}
 	r.recordedRuns.add("recorded-uid", time.Now())
 	cases := []struct {
 		name string

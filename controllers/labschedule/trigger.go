@@ -1,4 +1,4 @@
-package controllers
+package labschedule
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/cachefilter"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
@@ -142,11 +143,11 @@ func (p *pendingTriggers) forget(key types.NamespacedName) {
 }
 
 // watchTriggers adds the trigger cache to the manager and its watches to the controller.
-func (r *LabScheduleReconciler) watchTriggers(mgr ctrl.Manager, b *builder.Builder) error {
+func (r *Reconciler) watchTriggers(mgr ctrl.Manager, b *builder.Builder) error {
 	// Every policy's metadata in the cluster, without what a tenant may make large (StripUnread), and the
 	// DaemonSets of ztunnel's namespace only: noteZtunnelChange looks at no other.
 	c, err := cache.New(mgr.GetConfig(), cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
-		HTTPClient: mgr.GetHTTPClient(), DefaultTransform: StripUnread, ByObject: map[client.Object]cache.ByObject{
+		HTTPClient: mgr.GetHTTPClient(), DefaultTransform: cachefilter.StripUnread, ByObject: map[client.Object]cache.ByObject{
 			&appsv1.DaemonSet{}: {Namespaces: map[string]cache.Config{r.Mesh.WithDefaults().ZtunnelNamespace: {}}},
 		}})
 	if err != nil {
@@ -168,7 +169,7 @@ type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
 
 // policyChanges turns a policy's creation, spec change or deletion into a pending trigger of the schedules that
 // depend on it — never the operator's own change or restore, nor the initial list.
-func (r *LabScheduleReconciler) policyChanges() handler.TypedEventHandler[*metav1.PartialObjectMetadata, reconcile.Request] {
+func (r *Reconciler) policyChanges() handler.TypedEventHandler[*metav1.PartialObjectMetadata, reconcile.Request] {
 	return handler.TypedFuncs[*metav1.PartialObjectMetadata, reconcile.Request]{
 		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[*metav1.PartialObjectMetadata], q queue) {
 			if !e.IsInInitialList && !r.operatorsOwn(ctx, e.Object) {
@@ -193,7 +194,7 @@ func (r *LabScheduleReconciler) policyChanges() handler.TypedEventHandler[*metav
 // manager may write labs.ambientlab.io/ marks on policies: config/admission/marks_policy.yaml), and the mark names
 // a run the operator recorded (its trusted record exists, or existed when the object was last seen marked). Its
 // name proves nothing: a tenant may call a policy anything. When in doubt the change triggers a run.
-func (r *LabScheduleReconciler) operatorsOwn(ctx context.Context, obj *metav1.PartialObjectMetadata) bool {
+func (r *Reconciler) operatorsOwn(ctx context.Context, obj *metav1.PartialObjectMetadata) bool {
 	uid := obj.Labels[mesh.LabelChangedBy]
 	if uid == "" {
 		return false
@@ -247,7 +248,7 @@ func (s *recordedRuns) add(uid string, now time.Time) {
 }
 
 // ztunnelChanges turns a change of a ztunnel DaemonSet's pod template into a pending trigger.
-func (r *LabScheduleReconciler) ztunnelChanges() handler.TypedEventHandler[*appsv1.DaemonSet, reconcile.Request] {
+func (r *Reconciler) ztunnelChanges() handler.TypedEventHandler[*appsv1.DaemonSet, reconcile.Request] {
 	return handler.TypedFuncs[*appsv1.DaemonSet, reconcile.Request]{
 		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[*appsv1.DaemonSet], q queue) {
 			if !e.IsInInitialList {
@@ -262,13 +263,13 @@ func (r *LabScheduleReconciler) ztunnelChanges() handler.TypedEventHandler[*apps
 	}
 }
 
-func (r *LabScheduleReconciler) notePolicyChange(ctx context.Context, obj client.Object, q queue) {
+func (r *Reconciler) notePolicyChange(ctx context.Context, obj client.Object, q queue) {
 	r.noteChange(ctx, q, "policy", obj, func(t *labsv1.TriggerSpec, spec *labsv1.LabRunSpec, ns string) bool {
 		return t.OnPolicyChange && dependsOnNamespace(spec, r.Mesh.WithDefaults().RootNamespace, ns, obj.GetNamespace())
 	})
 }
 
-func (r *LabScheduleReconciler) noteZtunnelChange(ctx context.Context, ds *appsv1.DaemonSet, q queue) {
+func (r *Reconciler) noteZtunnelChange(ctx context.Context, ds *appsv1.DaemonSet, q queue) {
 	r.noteChange(ctx, q, "ztunnel", ds, func(t *labsv1.TriggerSpec, spec *labsv1.LabRunSpec, _ string) bool {
 		// The operator's ztunnel, which its runs read, whatever the template names.
 		z := r.Mesh.WithDefaults()
@@ -277,7 +278,7 @@ func (r *LabScheduleReconciler) noteZtunnelChange(ctx context.Context, ds *appsv
 }
 
 // noteChange marks every schedule that wants this change with a pending trigger and wakes it when it is due.
-func (r *LabScheduleReconciler) noteChange(ctx context.Context, q queue, what string, obj client.Object,
+func (r *Reconciler) noteChange(ctx context.Context, q queue, what string, obj client.Object,
 	wants func(t *labsv1.TriggerSpec, spec *labsv1.LabRunSpec, ns string) bool) {
 	log := ctrl.LoggerFrom(ctx)
 	list := &labsv1.LabScheduleList{}

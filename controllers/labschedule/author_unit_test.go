@@ -1,4 +1,4 @@
-package controllers
+package labschedule
 
 import (
 	"os"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
 // TestAuthorRightsMatchRequesterPolicy keeps the rights a schedule checks for its author before each run the same
@@ -18,7 +19,7 @@ func TestAuthorRightsMatchRequesterPolicy(t *testing.T) {
 		`(?:\.namespace\([^)]*\))?(?:\.name\([^)]*\))?\.check\('([^']*)'\)`)
 	want := map[string]bool{}
 	for _, file := range []string{"requester_policy.yaml", "schedule_policy.yaml"} {
-		raw, err := os.ReadFile("../config/admission/" + file)
+		raw, err := os.ReadFile("../../config/admission/" + file)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,7 +33,7 @@ func TestAuthorRightsMatchRequesterPolicy(t *testing.T) {
 			Mesh: labsv1.MeshSpec{PeerAuthentication: "default", AuthorizationPolicy: &labsv1.ObjectRef{Name: "p"}}},
 		{Labs: labsv1.AllLabs, Scope: labsv1.ScopeWorkload},
 	} {
-		for _, r := range authorRights(&spec, "demo", MeshConfig{}.WithDefaults()) {
+		for _, r := range authorRights(&spec, "demo", mesh.Config{}.WithDefaults()) {
 			got[r.verb+" "+r.group+"/"+r.resource+"/"+r.subresource] = true
 		}
 	}

@@ -1,4 +1,6 @@
-package controllers
+// Package labschedule runs LabRuns on a schedule: its times (cron), its trigger (a change to a watched policy
+// or DaemonSet), its status and its metrics.
+package labschedule
 
 import (
 	"context"
@@ -25,7 +27,7 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
-// LabScheduleReconciler creates LabRuns from a LabSchedule's template on its cron schedule and, when asked, after
+// Reconciler creates LabRuns from a LabSchedule's template on its cron schedule and, when asked, after
 // the mesh's policies or ztunnel changed; it keeps the runs' history to the schedule's limits.
 //
 // It never doubles a run: a run's name is the schedule's name and the scheduled time, so a second create of the
@@ -33,7 +35,7 @@ import (
 // recent scheduled time since status.lastScheduleTime (or the schedule's creation), within
 // startingDeadlineSeconds. Status is the manager's own record (config/admission/status_policy.yaml refuses
 // anyone else's write to labschedules/status), so lastScheduleTime may bound what has been run.
-type LabScheduleReconciler struct {
+type Reconciler struct {
 	client.Client
 	// APIReader reads the schedule live: a stale lastScheduleTime from the cache could run a time twice once
 	// its run has been pruned.
@@ -44,7 +46,7 @@ type LabScheduleReconciler struct {
 	Records mesh.Store
 	// Mesh says where the mesh root namespace and ztunnel are (the manager's flags; empty: Istio's defaults):
 	// the policies and the ztunnel DaemonSet whose changes trigger runs.
-	Mesh MeshConfig
+	Mesh mesh.Config
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 
@@ -64,7 +66,7 @@ type LabScheduleReconciler struct {
 
 // Reconcile: get live → deferred status patch → observe runs → prune history → parse → suspend → due run and
 // trigger run → requeue at the next time.
-func (r *LabScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	ls := &labsv1.LabSchedule{}
 	if err := r.APIReader.Get(ctx, req.NamespacedName, ls); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -103,7 +105,7 @@ func (r *LabScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		ls.Status.NextScheduleTime = nil
 		return ctrl.Result{}, nil // a spec change (resume) wakes it; pending triggers wait
 	}
-	// The schedule acts with its author's rights of today (labschedule_author.go).
+	// The schedule acts with its author's rights of today (author.go).
 	lacks, err := r.authorLacks(ctx, ls)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -121,7 +123,7 @@ func (r *LabScheduleReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 }
 
 // patchStatus writes the status once per pass, only when it changed; observedGeneration only after a clean pass.
-func (r *LabScheduleReconciler) patchStatus(ctx context.Context, orig, ls *labsv1.LabSchedule, passErr error) error {
+func (r *Reconciler) patchStatus(ctx context.Context, orig, ls *labsv1.LabSchedule, passErr error) error {
 	if passErr == nil {
 		ls.Status.ObservedGeneration = ls.Generation
 	}
@@ -135,7 +137,7 @@ func (r *LabScheduleReconciler) patchStatus(ctx context.Context, orig, ls *labsv
 }
 
 // listRuns lists the runs this schedule controls (its label selects them, its controller reference proves them).
-func (r *LabScheduleReconciler) listRuns(ctx context.Context, ls *labsv1.LabSchedule) (scheduleRuns, error) {
+func (r *Reconciler) listRuns(ctx context.Context, ls *labsv1.LabSchedule) (scheduleRuns, error) {
 	list := &labsv1.LabRunList{}
 	if err := r.List(ctx, list, client.InNamespace(ls.Namespace),
 		client.MatchingLabels{labsv1.LabelSchedule: ls.Name}); err != nil {
@@ -173,7 +175,7 @@ func observeRuns(ls *labsv1.LabSchedule, runs scheduleRuns) {
 
 // prune deletes the oldest finished runs beyond the history limits. It deletes them itself rather than leaving
 // it to the garbage collector: their owner, the schedule, lives on. A run's finalizer still restores the mesh.
-func (r *LabScheduleReconciler) prune(ctx context.Context, ls *labsv1.LabSchedule, runs scheduleRuns) error {
+func (r *Reconciler) prune(ctx context.Context, ls *labsv1.LabSchedule, runs scheduleRuns) error {
 	var errs []error
 	for _, set := range []struct {
 		runs  []*labsv1.LabRun
@@ -192,7 +194,7 @@ func (r *LabScheduleReconciler) prune(ctx context.Context, ls *labsv1.LabSchedul
 }
 
 // deleteRun deletes one run of the schedule, this very run only (UID precondition); gone already is fine.
-func (r *LabScheduleReconciler) deleteRun(ctx context.Context, ls *labsv1.LabSchedule, run *labsv1.LabRun, why string) error {
+func (r *Reconciler) deleteRun(ctx context.Context, ls *labsv1.LabSchedule, run *labsv1.LabRun, why string) error {
 	ctrl.LoggerFrom(ctx).Info("Deleting LabRun", "labRun", klog.KObj(run), "why", why)
 	err := r.Delete(ctx, run, client.Preconditions{UID: &run.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
 	if client.IgnoreNotFound(err) != nil {
@@ -203,7 +205,7 @@ func (r *LabScheduleReconciler) deleteRun(ctx context.Context, ls *labsv1.LabSch
 
 // reconcileDue creates the run of the most recent due time and the run of an expired trigger, then sleeps until
 // the next time or trigger.
-func (r *LabScheduleReconciler) reconcileDue(ctx context.Context, ls *labsv1.LabSchedule, sched cron.Schedule,
+func (r *Reconciler) reconcileDue(ctx context.Context, ls *labsv1.LabSchedule, sched cron.Schedule,
 	runs *scheduleRuns, now time.Time) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	earliest := ls.CreationTimestamp.Time
@@ -243,7 +245,7 @@ func (r *LabScheduleReconciler) reconcileDue(ctx context.Context, ls *labsv1.Lab
 // reconcileTrigger starts the run of pending changes once it is due (triggerDue); it returns when a pending one
 // is due. A triggered run never replaces an active one: whoever changes a policy the schedule depends on must not
 // be able to abort its runs.
-func (r *LabScheduleReconciler) reconcileTrigger(ctx context.Context, ls *labsv1.LabSchedule, runs *scheduleRuns,
+func (r *Reconciler) reconcileTrigger(ctx context.Context, ls *labsv1.LabSchedule, runs *scheduleRuns,
 	now time.Time) (time.Time, error) {
 	key := client.ObjectKeyFromObject(ls)
 	ls.Status.NextTriggerAllowedTime = nextTriggerAllowed(ls)
@@ -276,7 +278,7 @@ func (r *LabScheduleReconciler) reconcileTrigger(ctx context.Context, ls *labsv1
 
 // start creates the run named name unless it exists, applying the concurrency policy. It tells whether the run
 // now exists (false: Forbid skipped it while another is active).
-func (r *LabScheduleReconciler) start(ctx context.Context, ls *labsv1.LabSchedule, runs *scheduleRuns, name string,
+func (r *Reconciler) start(ctx context.Context, ls *labsv1.LabSchedule, runs *scheduleRuns, name string,
 	policy labsv1.ConcurrencyPolicy) (bool, error) {
 	log := ctrl.LoggerFrom(ctx)
 	if runs.has(name) {
@@ -326,7 +328,7 @@ func (s scheduleRuns) has(name string) bool {
 }
 
 // newRun stamps out the template: its labels and annotations, the schedule label, the controller reference.
-func (r *LabScheduleReconciler) newRun(ls *labsv1.LabSchedule, name string) (*labsv1.LabRun, error) {
+func (r *Reconciler) newRun(ls *labsv1.LabSchedule, name string) (*labsv1.LabRun, error) {
 	tmpl := ls.Spec.Template
 	labels := maps.Clone(tmpl.Metadata.Labels)
 	if labels == nil {
@@ -344,7 +346,7 @@ func (r *LabScheduleReconciler) newRun(ls *labsv1.LabSchedule, name string) (*la
 	return run, nil
 }
 
-func (r *LabScheduleReconciler) now() time.Time {
+func (r *Reconciler) now() time.Time {
 	if r.Now != nil {
 		return r.Now()
 	}
@@ -353,8 +355,8 @@ func (r *LabScheduleReconciler) now() time.Time {
 
 // SetupWithManager watches schedules (spec changes only: status writes do not loop), the runs they own (created,
 // deleted, or moved to another phase), and, for triggers, the mesh's policies and ztunnel DaemonSets through a
-// cache of their own (see labschedule_trigger.go).
-func (r *LabScheduleReconciler) SetupWithManager(mgr ctrl.Manager) error {
+// cache of their own (see trigger.go).
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.triggers = newPendingTriggers()
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("labschedule").

@@ -1,4 +1,7 @@
-package controllers
+// Package meshguard holds what puts the mesh back when no run can: the takeover a new leader makes before
+// anything else, and the watchdog that restores the changes of a run that is gone or overdue. Both work from the
+// trusted records alone (internal/mesh).
+package meshguard
 
 import (
 	"context"
@@ -63,13 +66,13 @@ func (w *Watchdog) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 		return ctrl.Result{}, nil
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("run", rec.Run.String(), "ownerGone", ownerGone, "overdue", overdue)
-	if err := restorePending(ctrl.LoggerInto(ctx, log), w.Client, w.APIReader, w.Records, rec); err != nil {
+	if err := mesh.RestorePending(ctrl.LoggerInto(ctx, log), w.Client, w.APIReader, w.Records, rec); err != nil {
 		return ctrl.Result{}, err
 	}
 	if !ownerGone {
 		return ctrl.Result{}, nil // the run finishes itself, and deletes its record
 	}
-	if err := sweep(ctx, w.Client, w.APIReader, rec); err != nil {
+	if err := mesh.Sweep(ctx, w.Client, w.APIReader, rec); err != nil {
 		return ctrl.Result{}, err
 	}
 	// Its mesh lock ticket goes with it: what it held is restored, and deleting the ticket wakes the runs queued

@@ -1,4 +1,4 @@
-package controllers
+package meshguard
 
 import (
 	"context"
@@ -10,12 +10,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
-
-// msgInterrupted is the verdict of the step a run was in when its manager went away with the mesh weakened.
-const msgInterrupted = "the manager was replaced while the mesh was weakened; the mesh was restored at once"
 
 // Takeover is the first thing a manager does once it leads (or starts, without leader election): every trusted
 // record that still has pending changes was left by a manager that is gone, since this one has changed nothing
@@ -77,7 +73,7 @@ func (t *Takeover) pass(ctx context.Context) error {
 			rec.Interrupted = &now
 		}
 		log.Info("Taking over a run that a previous manager left with the mesh changed", "run", rec.Run.String())
-		if err := restorePending(ctx, t.client, t.records.Reader, t.records, rec); err != nil {
+		if err := mesh.RestorePending(ctx, t.client, t.records.Reader, t.records, rec); err != nil {
 			// What is still pending is left to the run's own restore (if the record is marked, the run ends and
 			// restores; if not, it resumes with the mesh still weakened, as it is) or to the watchdog if the run
 			// is gone. Holding every other run back for this one would keep those from restoring too.
@@ -121,20 +117,4 @@ func (g gatedReader) List(ctx context.Context, list client.ObjectList, opts ...c
 		return err
 	}
 	return g.Reader.List(ctx, list, opts...)
-}
-
-// reconcileInterrupted ends a run whose trusted record a takeover marked Interrupted: what the run believed
-// weakened, and since when, no longer holds. The step it was in errors, the rest is skipped, and the run goes to
-// restore (nothing left to put back, but cleanup and the lock) and ends Failed with the mesh restored.
-func (r *LabRunReconciler) reconcileInterrupted(ctx context.Context, run *labsv1.LabRun) error {
-	if run.Status.Phase != labsv1.PhaseQueued && run.Status.Phase != labsv1.PhaseRunning {
-		return nil
-	}
-	rec, err := r.Records.Get(ctx, string(run.UID))
-	if err != nil || rec == nil || rec.Interrupted == nil {
-		return err
-	}
-	ctrl.LoggerFrom(ctx).Info("Ending a run whose changes were restored when this manager took over")
-	r.abortRun(run, msgInterrupted)
-	return nil
 }

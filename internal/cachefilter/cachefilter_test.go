@@ -1,4 +1,4 @@
-package controllers
+package cachefilter
 
 import (
 	"testing"

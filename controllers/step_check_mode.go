@@ -1,0 +1,29 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
+)
+
+// checkModeExecutor checks the lab guide's starting point: the target's effective mTLS mode is STRICT. The mode
+// comes from every PeerAuthentication that applies to the target's pods (workload, namespace, mesh), not from the
+// mesh-wide object alone, and the step names the one that decided.
+type checkModeExecutor struct{ *LabRunReconciler }
+
+func (r checkModeExecutor) execute(ctx context.Context, in *stepInput) (outcome, error) {
+	modes, err := r.targetModes(ctx, in.run)
+	if err != nil {
+		return errored(err.Error()), nil
+	}
+	for _, m := range modes {
+		if m.Mode != mesh.Strict {
+			return concluded(labsv1.VerdictFail, "effective mode "+m.String(), fmt.Sprintf(
+				"The target pod %s is %s, not STRICT: plaintext may reach it", m.pod, m.ModeDecision)), nil
+		}
+	}
+	return concluded(labsv1.VerdictPass, "effective mode "+modes[0].String(),
+		fmt.Sprintf("Every target pod (%d) is STRICT", len(modes))), nil
+}
