@@ -378,14 +378,15 @@ func attribute(f fleet, pairs []pair) ([]labsv1.NodeResult, string) {
 			names = append(names, fmt.Sprintf("node %s to endpoint %s on node %s (%s)", p.node, p.endpoint, p.endpoint.node, p.j.outcome()))
 		}
 	}
-	if allSrc && allDst && len(pairs) > 0 {
-		names = append(names, fmt.Sprintf("every node at every endpoint saw %s: no single node is at fault", pairs[0].j.outcome()))
-	}
 	if len(cov) > 64 { // the API's bound: failures first
 		sort.SliceStable(cov, func(i, j int) bool {
 			return cov[i].Verdict != labsv1.VerdictPass && cov[j].Verdict == labsv1.VerdictPass
 		})
 		cov = cov[:64]
+	}
+	if allSrc && allDst && len(pairs) > 0 {
+		return cov, fmt.Sprintf("it failed everywhere: every node saw %s at every endpoint, so no single node is at fault",
+			pairs[0].j.outcome())
 	}
 	return cov, "failed at " + strings.Join(names, "; ")
 }

@@ -163,10 +163,54 @@ func (r *LabRunReconciler) sidecarEstimate(ctx context.Context, run *labsv1.LabR
 	fp.SavedCPU, fp.SavedMemory = fp.SidecarCPU.DeepCopy(), fp.SidecarMemory.DeepCopy()
 	fp.SavedCPU.Sub(fp.AmbientCPU)
 	fp.SavedMemory.Sub(fp.AmbientMemory)
-	observed := fmt.Sprintf("sidecar mode for %d pods ≈ %s CPU, %s memory; ambient %s CPU, %s memory; saving %s CPU, %s memory",
-		fp.MeshPods, fp.SidecarCPU.String(), fp.SidecarMemory.String(), fp.AmbientCPU.String(),
-		fp.AmbientMemory.String(), fp.SavedCPU.String(), fp.SavedMemory.String())
+	observed := fmt.Sprintf("sidecar mode for %d pods ≈ %s CPU, %s memory; ambient %s CPU, %s memory; %s",
+		fp.MeshPods, cpuText(fp.SidecarCPU), memoryText(fp.SidecarMemory), cpuText(fp.AmbientCPU),
+		memoryText(fp.AmbientMemory), savingText(fp.SavedCPU, fp.SavedMemory))
 	return labsv1.VerdictPass, observed, "Estimate recorded in status.footprint", nil
+}
+
+// cpuText is a CPU quantity in millicores, as kubectl top prints it: 400m.
+func cpuText(q resource.Quantity) string { return fmt.Sprintf("%dm", q.MilliValue()) }
+
+// memoryText is a memory quantity in mebibytes, rounded, as kubectl top prints it: 1441Mi (not 1510612736).
+func memoryText(q resource.Quantity) string {
+	const mi = 1 << 20
+	b := q.Value()
+	if b < 0 {
+		return "-" + memoryText(*resource.NewQuantity(-b, resource.BinarySI))
+	}
+	return fmt.Sprintf("%dMi", (b+mi/2)/mi)
+}
+
+// savingText says what ambient saves against the sidecars, or, where it uses more (a few pods against a ztunnel
+// on every node), that it does: never a negative saving.
+func savingText(cpu, memory resource.Quantity) string {
+	var saved, more []string
+	for _, q := range []struct {
+		v    resource.Quantity
+		text func(resource.Quantity) string
+		what string
+	}{{cpu, cpuText, "CPU"}, {memory, memoryText, "memory"}} {
+		switch q.v.Sign() {
+		case 1:
+			saved = append(saved, q.text(q.v)+" "+q.what)
+		case -1:
+			n := q.v.DeepCopy()
+			n.Neg()
+			more = append(more, q.text(n)+" "+q.what)
+		}
+	}
+	var parts []string
+	if len(saved) > 0 {
+		parts = append(parts, "saving "+strings.Join(saved, ", "))
+	}
+	if len(more) > 0 {
+		parts = append(parts, "ambient uses "+strings.Join(more, ", ")+" more than the sidecars would")
+	}
+	if len(parts) == 0 {
+		return "no difference"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // times is q × n, computed in arbitrary precision: no quantity the API admits can overflow it.

@@ -32,6 +32,7 @@ func (r restoreExecutor) execute(ctx context.Context, in *stepInput) (outcome, e
 		return outcome{}, err
 	}
 	var restored []string
+	changedAt := r.now()
 	if rec != nil {
 		var todo []*labsv1.JournalEntry
 		for _, e := range rec.Pending() {
@@ -58,7 +59,9 @@ func (r restoreExecutor) execute(ctx context.Context, in *stepInput) (outcome, e
 		r.closeExposureAt(run, back)
 	}
 	r.closeExposure(run)
-	return concluded(labsv1.VerdictPass, fmt.Sprintf("restored %v", restored), "Originals restored and read back"), nil
+	out := concluded(labsv1.VerdictPass, fmt.Sprintf("restored %v", restored), "Originals restored and read back")
+	out.changedAt = changedAt
+	return out, nil
 }
 
 // restoreEntry restores one object from the trusted record, reads it back and records that it is back.

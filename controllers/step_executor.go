@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,6 +54,11 @@ type outcome struct {
 	// skipRest, when set, skips every step after this one with this message (the mesh was changed by someone
 	// else: nothing after it would be judged in the mesh it was meant for).
 	skipRest string
+	// changedAt, for a step that changed the mesh, is when it began writing its change: the step's completion
+	// time, from which the next probe counts (and before which seeing the new behaviour is "early"). The step
+	// itself goes on after the write (it reads the change back, records it), and a probe that saw the change
+	// take effect within that time must not be judged early.
+	changedAt time.Time
 }
 
 // concluded is an outcome with a verdict.
@@ -94,6 +100,10 @@ func (r *LabRunReconciler) runStep(ctx context.Context, run *labsv1.LabRun, st *
 	out, err := newExecutor(r).execute(ctx, &stepInput{run: run, step: step, plan: plan, result: st})
 	if out.verdict != "" {
 		r.finishStep(run, st, out.verdict, out.observed, out.message)
+		if !out.changedAt.IsZero() && out.changedAt.Before(st.CompletionTime.Time) {
+			at := metav1.NewMicroTime(out.changedAt)
+			st.CompletionTime = &at
+		}
 		if out.skipRest != "" {
 			skipRemaining(run, out.skipRest)
 		}

@@ -63,6 +63,7 @@ func (r weakenExecutor) execute(ctx context.Context, in *stepInput) (outcome, er
 	if err := r.fault("before-change:" + step.ID()); err != nil {
 		return outcome{}, err
 	}
+	changedAt := r.now()
 	switch {
 	case entry.Created:
 		err, change = mesh.Create(ctx, r.Client, *entry), "created, "+modePermissive
@@ -84,9 +85,13 @@ func (r weakenExecutor) execute(ctx context.Context, in *stepInput) (outcome, er
 	mirrorJournal(run, rec)
 	r.event(run, corev1.EventTypeWarning, "MeshWeakened", string(st.Lab)+"/"+st.Name, "%s: %s", ref, change)
 	if step.Kind == labs.KindSetPermissive {
-		return r.checkPermissive(ctx, run, st, ref)
+		out, err := r.checkPermissive(ctx, run, st, ref)
+		out.changedAt = changedAt
+		return out, err
 	}
-	return concluded(labsv1.VerdictPass, ref.String()+" "+change, st.Change), nil
+	out := concluded(labsv1.VerdictPass, ref.String()+" "+change, st.Change)
+	out.changedAt = changedAt
+	return out, nil
 }
 
 // checkPermissive: after the mesh-wide change, plaintext reaches the target only if no namespace or workload

@@ -432,7 +432,8 @@ type StepResult struct {
 	// +optional
 	StartTime *metav1.MicroTime `json:"startTime,omitempty"`
 
-	// CompletionTime is when the step ended.
+	// CompletionTime is when the step ended; for a step that changes the mesh, when it began writing its change
+	// (the later steps count from it, and it goes on to read the change back).
 	// +optional
 	CompletionTime *metav1.MicroTime `json:"completionTime,omitempty"`
 }

@@ -218,6 +218,7 @@ func (r *Reconciler) reconcileDue(ctx context.Context, ls *labsv1.LabSchedule, s
 		ls.Status.LastScheduleTime = &metav1.Time{Time: now.Truncate(time.Second)}
 	}
 	ls.Status.NextScheduleTime = &metav1.Time{Time: next}
+	setScheduleConditions(ls, "", "", now) // Ready says when the first run is due
 	switch {
 	case due.IsZero():
 	case tooLate(ls, due, now):

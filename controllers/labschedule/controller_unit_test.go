@@ -181,6 +181,16 @@ func TestScheduleConditions(t *testing.T) {
 			}
 		})
 	}
+	// Before its first run, Ready says when it is due and how to run one now.
+	next := metav1.NewTime(time.Date(2026, 12, 6, 12, 15, 0, 0, time.UTC))
+	ls := &labsv1.LabSchedule{ObjectMeta: metav1.ObjectMeta{Name: "nightly"},
+		Status: labsv1.LabScheduleStatus{NextScheduleTime: &next}}
+	ready, _, _ := scheduleConditions(ls, "", "")
+	for _, want := range []string{"the first is due at 2026-12-06T12:15:00Z", "kubectl labrun schedule run nightly"} {
+		if !strings.Contains(ready.Message, want) {
+			t.Errorf("Ready message %q does not say %q", ready.Message, want)
+		}
+	}
 }
 
 // TestSchedulePolicyMatchesRequesterPolicy keeps config/admission/schedule_policy.yaml's checks of a template the

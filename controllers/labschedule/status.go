@@ -162,6 +162,10 @@ func scheduleConditions(ls *labsv1.LabSchedule, reason, invalid string) (ready, 
 		ready = conditions.New(labsv1.ConditionReady, metav1.ConditionUnknown, reasonSuspended, "suspended before any run finished")
 	default:
 		msg := "waiting for the first run to finish"
+		if len(ls.Status.Active) == 0 && ls.Status.NextScheduleTime != nil {
+			msg = "no run yet: the first is due at " + ls.Status.NextScheduleTime.UTC().Format(time.RFC3339)
+		}
+		msg += fmt.Sprintf(" (`kubectl labrun schedule run %s` runs one now)", ls.Name)
 		ready = conditions.New(labsv1.ConditionReady, metav1.ConditionUnknown, reasonNoRunYet, msg)
 		reconciling = conditions.New(labsv1.ConditionReconciling, metav1.ConditionTrue, reasonNoRunYet, msg)
 	}

@@ -82,10 +82,20 @@ func watchNext(ctx context.Context, c client.WithWatch, key client.ObjectKey, rv
 	}
 }
 
-// show prints changed steps and phase changes; it returns the phase shown.
+// show prints changed steps and phase changes; it returns the phase shown. No row is printed before the run
+// passed its preflight: a run that fails there ran no step, and says so in one line instead of a table of skipped
+// steps.
 func show(table *liveTable, run *labsv1.LabRun, shown labsv1.Phase) labsv1.Phase {
-	// Steps first: the rows that ended a run come before the line saying it ended.
-	table.update(run.Status.Steps)
+	if failedAtPreflight(run) {
+		if shown != run.Status.Phase {
+			fmt.Fprintln(table.w, preflightLine(run))
+		}
+		return run.Status.Phase
+	}
+	if run.Status.Phase != labsv1.PhasePending && run.Status.Phase != "" {
+		// Steps first: the rows that ended a run come before the line saying it ended.
+		table.update(run.Status.Steps)
+	}
 	if run.Status.Phase != shown && run.Status.Phase != "" {
 		line := fmt.Sprintf("LabRun %s/%s: %s", run.Namespace, run.Name, run.Status.Phase)
 		switch {
@@ -97,6 +107,17 @@ func show(table *liveTable, run *labsv1.LabRun, shown labsv1.Phase) labsv1.Phase
 		fmt.Fprintln(table.w, line)
 	}
 	return run.Status.Phase
+}
+
+// failedAtPreflight: the run ended before any step, its preflight refused it (nothing was changed).
+func failedAtPreflight(run *labsv1.LabRun) bool {
+	return run.Status.Phase == labsv1.PhaseFailed && run.Status.Reason == labsv1.ReasonPreflightFailed
+}
+
+// preflightLine says, in one line, why a run failed at preflight.
+func preflightLine(run *labsv1.LabRun) string {
+	return fmt.Sprintf("LabRun %s/%s failed at preflight, no step ran and nothing was changed: %s", run.Namespace,
+		run.Name, orDash(run.Status.Message))
 }
 
 func finished(run *labsv1.LabRun) bool {

@@ -12,11 +12,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
@@ -65,6 +68,12 @@ func TestRunFollowsTheSampleThenStatusAndReport(t *testing.T) {
 	}
 
 	expectJUnit(t, key, run)
+
+	// The same file again: the name is taken, and the error says how to run it again.
+	again := kubectlLabrun(t, "run", "-f", samplePath, "--timeout", "3m")
+	g.Expect(again.code).To(Equal(plugin.ExitError))
+	g.Expect(again.errOut).To(ContainSubstring("already exists"))
+	g.Expect(again.errOut).To(ContainSubstring("--generate-name ambient-security-labs-"))
 
 	js := kubectlLabrun(t, "report", key.Name, "-n", key.Namespace, "--format", "json")
 	g.Expect(js.code).To(Equal(plugin.ExitOK))
@@ -133,8 +142,16 @@ func TestRunRefusedOrFailedExitsNonZero(t *testing.T) {
 	g.Expect(failed.code).To(Equal(plugin.ExitRunFailed), failed.errOut)
 	g.Expect(failed.errOut).To(ContainSubstring("LabRun demo/no-such-target ended Failed"))
 	g.Expect(getRun(t, key).Status.Phase).To(Equal(labsv1.PhaseFailed))
+	// It failed at preflight: one line says so and why, before any table, and no row of skipped steps.
+	preflight := "LabRun demo/no-such-target failed at preflight, no step ran and nothing was changed: "
+	g.Expect(failed.out).To(ContainSubstring(preflight))
+	g.Expect(failed.out).To(ContainSubstring("no-such-service"))
+	g.Expect(failed.out).NotTo(ContainSubstring("Skipped"))
+	g.Expect(failed.out).NotTo(MatchRegexp(`(?m)^LAB\s+STEP`))
 	status := kubectlLabrun(t, "status", key.Name, "-n", key.Namespace)
 	g.Expect(status.code).To(Equal(plugin.ExitRunFailed))
+	g.Expect(status.out).To(HavePrefix(preflight))
+	g.Expect(status.out).NotTo(ContainSubstring("Skipped"))
 }
 
 var errKilled = errors.New("killed")
@@ -276,10 +293,63 @@ func TestStatusTableListsFailingNodes(t *testing.T) {
 			}},
 	}
 	var b strings.Builder
-	g.Expect(plugin.WriteStepTable(&b, steps)).To(Succeed())
+	g.Expect(plugin.WriteStepTable(&b, steps, 0)).To(Succeed())
 	out := b.String()
 	g.Expect(out).To(MatchRegexp(`(?m)^mtls\s+non-mesh-denied\s+denied\s+allowed \(HTTP 200\)\s+Fail\s+-$`))
 	g.Expect(out).To(ContainSubstring("mtls/non-mesh-denied: plaintext got through on node-2\n"))
 	g.Expect(out).To(ContainSubstring("  mtls/non-mesh-denied Destination node-2 backend-1 (10.0.1.7:80): Fail, observed allowed (HTTP 200)\n"))
 	g.Expect(out).NotTo(ContainSubstring("node-9"), "passing steps get no node lines")
+}
+
+// TestStatusTableFitsTheTerminal: with a width, every row fits it, the long texts cut short with "…" and the
+// verdict whole; without one (--wide, a pipe), the texts are printed in full.
+func TestStatusTableFitsTheTerminal(t *testing.T) {
+	g := NewWithT(t)
+	long := strings.Repeat("an HBONE tunnel with SPIFFE identities on both ends ", 3)
+	steps := []labsv1.StepResult{
+		{Lab: labsv1.LabHBONE, Name: "hbone-tunnel", Expected: long, Observed: long, Verdict: labsv1.VerdictPass},
+		{Lab: labsv1.LabMTLS, Name: "client-allowed", Expected: "allowed", Observed: "allowed (HTTP 200)", Verdict: labsv1.VerdictPass},
+	}
+	var narrow strings.Builder
+	g.Expect(plugin.WriteStepTable(&narrow, steps, 100)).To(Succeed())
+	for _, line := range strings.Split(strings.TrimRight(narrow.String(), "\n"), "\n") {
+		g.Expect(utf8.RuneCountInString(strings.TrimRight(line, " "))).To(BeNumerically("<=", 100), line)
+	}
+	g.Expect(narrow.String()).To(MatchRegexp(`(?m)^hbone\s+hbone-tunnel\s+an HBONE.*…\s+an HBONE.*…\s+Pass\s+-$`))
+	g.Expect(narrow.String()).To(MatchRegexp(`(?m)^mtls\s+client-allowed\s+allowed\s+allowed \(HTTP 200\)\s+Pass\s+-$`))
+	var wide strings.Builder
+	g.Expect(plugin.WriteStepTable(&wide, steps, 0)).To(Succeed())
+	g.Expect(strings.Count(wide.String(), long)).To(Equal(2))
+}
+
+// TestScheduleRunStartsOneNow: `schedule run` creates a run of the schedule's template now, as the user, follows
+// it to its end, and leaves it out of the schedule's own runs (no controller reference, no schedule label); a
+// suspended schedule runs all the same, as `kubectl create job --from=cronjob/…` does.
+func TestScheduleRunStartsOneNow(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, managerOptions())
+	ls := &labsv1.LabSchedule{}
+	g.Expect(yaml.UnmarshalStrict(readFile(t, "../../config/samples/labs_v1alpha1_labschedule.yaml"), ls)).To(Succeed())
+	ls.Name, ls.Spec.Suspend = "run-me-now", ptr.To(true)
+	g.Expect(k8s.Create(context.Background(), ls)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), ls) })
+
+	res := kubectlLabrun(t, "schedule", "run", ls.Name, "-n", ls.Namespace, "--timeout", "3m")
+	g.Expect(res.code).To(Equal(plugin.ExitOK), res.errOut)
+	m := regexp.MustCompile(`labrun\.labs\.ambientlab\.io/(run-me-now-manual-\w+) created from LabSchedule run-me-now`).FindStringSubmatch(res.out)
+	g.Expect(m).To(HaveLen(2), res.out)
+	key := client.ObjectKey{Namespace: ls.Namespace, Name: m[1]}
+	t.Cleanup(func() { deleteRun(t, key) })
+	run := getRun(t, key)
+	g.Expect(run.Status.Phase).To(Equal(labsv1.PhaseSucceeded))
+	g.Expect(run.Spec.Mode).To(Equal(ls.Spec.Template.Spec.Mode))
+	g.Expect(run.Annotations).To(HaveKeyWithValue(plugin.AnnotationFromSchedule, ls.Name))
+	g.Expect(run.Labels).To(HaveKeyWithValue("app.kubernetes.io/part-of", "ambient-security"))
+	g.Expect(run.Labels).NotTo(HaveKey(labsv1.LabelSchedule))
+	g.Expect(run.OwnerReferences).To(BeEmpty())
+	g.Expect(res.out).To(ContainSubstring("LabRun demo/" + m[1] + " Succeeded"))
+
+	missing := kubectlLabrun(t, "schedule", "run", "no-such-schedule", "-n", ls.Namespace)
+	g.Expect(missing.code).To(Equal(plugin.ExitError))
+	g.Expect(missing.errOut).To(ContainSubstring("not found"))
 }

@@ -8,8 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -66,7 +69,8 @@ Exit codes: 0 success; 1 the run ended Failed or its mesh was not restored; 2 th
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	o.Flags.AddFlags(root.PersistentFlags())
-	root.AddCommand(newRunCommand(o), newStatusCommand(o), newReportCommand(o), newRestoreCommand(o), newVersionCommand(o))
+	root.AddCommand(newRunCommand(o), newStatusCommand(o), newReportCommand(o), newRestoreCommand(o), newScheduleCommand(o),
+		newVersionCommand(o))
 	return root
 }
 
@@ -146,4 +150,18 @@ func (o *Options) getRun(ctx context.Context, c client.Client, name string) (*la
 		return nil, fmt.Errorf("reading LabRun %s/%s: %w", ns, name, err)
 	}
 	return run, nil
+}
+
+// terminalWidth is the width of the terminal out writes to, or 0 when it is not one (a pipe, a file, a test's
+// buffer): only what a person reads in a terminal is cut to fit.
+func terminalWidth(out io.Writer) int {
+	f, ok := out.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0
+	}
+	w, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		return 0
+	}
+	return w
 }

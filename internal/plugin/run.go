@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -79,6 +80,11 @@ func (r *runOptions) run(ctx context.Context) error {
 		return err
 	}
 	if err := c.Create(ctx, run); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			// A LabRun is one run: running the same file again needs a new name.
+			return fmt.Errorf("creating LabRun %s in namespace %s: %w; run it again under a new name with "+
+				"--generate-name %s- (or --name), or delete the old run first", run.Name, run.Namespace, err, run.Name)
+		}
 		return fmt.Errorf("creating LabRun %s in namespace %s: %w", orDash(run.Name+run.GenerateName), run.Namespace, err)
 	}
 	fmt.Fprintf(r.Streams.Out, "labrun.labs.ambientlab.io/%s created\n", run.Name)

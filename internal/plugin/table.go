@@ -25,17 +25,72 @@ func orDash(s string) string {
 	return s
 }
 
-// writeStepTable prints the whole table aligned, then what each node saw for the steps that failed.
-func writeStepTable(w io.Writer, steps []labsv1.StepResult) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(tableHeader, "\t"))
+// writeStepTable prints the whole table aligned, then what each node saw for the steps that failed. With a width
+// (a terminal's; 0: none, as for a pipe or --wide) the EXPECTED and OBSERVED cells are cut short, ending in "…",
+// so that every row fits.
+func writeStepTable(w io.Writer, steps []labsv1.StepResult, width int) error {
+	rows := make([][]string, 0, len(steps)+1)
+	rows = append(rows, tableHeader)
 	for _, st := range steps {
-		fmt.Fprintln(tw, strings.Join(stepCells(st), "\t"))
+		rows = append(rows, stepCells(st))
+	}
+	if width > 0 {
+		fitRows(rows, width)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	return writeCoverage(w, steps)
+}
+
+// The columns that give way when a table is wider than the terminal: EXPECTED and OBSERVED.
+const expectedColumn, observedColumn = 2, 3
+
+// minCutWidth is as narrow as a cut column gets, whatever the terminal.
+const minCutWidth = 12
+
+// fitRows cuts the EXPECTED and OBSERVED cells so that the rows, with the two-space padding between columns, fit
+// in width; the other columns are kept whole.
+func fitRows(rows [][]string, width int) {
+	widths := make([]int, len(tableHeader))
+	for _, row := range rows {
+		for i, c := range row {
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	total := 2 * (len(widths) - 1)
+	for _, w := range widths {
+		total += w
+	}
+	for total > width {
+		i := expectedColumn
+		if widths[observedColumn] > widths[expectedColumn] {
+			i = observedColumn
+		}
+		if widths[i] <= minCutWidth {
+			break
+		}
+		widths[i]--
+		total--
+	}
+	for _, row := range rows[1:] {
+		for _, i := range []int{expectedColumn, observedColumn} {
+			row[i] = cut(row[i], widths[i])
+		}
+	}
+}
+
+// cut shortens s to n runes, the last one "…".
+func cut(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
 }
 
 // writeCoverage lists, under the table, the per-node results of failing steps: which node let what through.

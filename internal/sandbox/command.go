@@ -39,6 +39,7 @@ type commandConfig struct {
 	podStartLatency  time.Duration
 	runTimeout       time.Duration
 	verbose          bool
+	nodes, replicas  int
 }
 
 // Main is `manager sandbox`. It returns 0 unless a run it applied did not succeed with the mesh restored.
@@ -65,14 +66,16 @@ func parseCommand(args []string, stderr io.Writer) (commandConfig, error) {
 	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.kubeconfigOut, "kubeconfig-out", "", "Where to write the sandbox's kubeconfig (default bin/sandbox/kubeconfig in the repository)")
-	fs.BoolVar(&c.controller, "controller", true, "Run the LabRun controller in-process (false: start `manager --kubeconfig …` yourself)")
+	fs.BoolVar(&c.controller, "controller", true, "Run the LabRun controller in-process (false: start the manager yourself with --kubeconfig bin/sandbox/manager.kubeconfig)")
+	fs.IntVar(&c.nodes, "nodes", 3, "How many simulated nodes, each with its ztunnel")
+	fs.IntVar(&c.replicas, "replicas", 1, "How many backend pods, spread over the nodes from the second on (frontend runs on the first)")
 	fs.BoolVar(&c.applySample, "apply-sample", false, "Apply config/samples/labs_v1alpha1_labrun.yaml, wait for it and print its steps")
 	fs.BoolVar(&c.keep, "keep", false, "Stay up until interrupted (Ctrl-C)")
 	fs.DurationVar(&c.propagationDelay, "propagation-delay", 500*time.Millisecond, "How long a policy change takes to reach the simulated ztunnel")
 	fs.DurationVar(&c.podStartLatency, "pod-start-latency", 0, "How long a pod takes to start")
 	fs.DurationVar(&c.runTimeout, "run-timeout", 5*time.Minute, "How long to wait for the applied LabRun")
 	fs.BoolVar(&c.verbose, "v", false, "Log the controller and the sandbox")
-	fs.Func("node-fault", "NODE=FAULT: make NODE's ztunnel misbehave, FAULT no-enforce or refuse-all (repeatable); a Verify run then fails and names NODE", func(v string) error {
+	fs.Func("node-fault", "NODE=FAULT: make NODE's ztunnel misbehave (repeatable): no-enforce lets every connection into NODE's pods through, refuse-all resets every connection NODE carries; a Verify run then fails and names NODE when NODE hosts a backend pod (see --replicas: with 1, only the second node does)", func(v string) error {
 		node, name, ok := strings.Cut(v, "=")
 		if !ok || node == "" {
 			return fmt.Errorf("want NODE=FAULT, got %q", v)
@@ -93,6 +96,9 @@ func parseCommand(args []string, stderr io.Writer) (commandConfig, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	if c.nodes < 1 || c.replicas < 1 {
+		return c, fmt.Errorf("--nodes and --replicas must be at least 1, got %d and %d", c.nodes, c.replicas)
+	}
 	if c.applySample && !c.controller {
 		fmt.Fprintln(stderr, "sandbox: --apply-sample with --controller=false waits for a manager you start yourself")
 	}
@@ -107,7 +113,7 @@ func run(ctx context.Context, cfg commandConfig, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "Starting the sandbox: a real kube-apiserver and etcd with a SIMULATED ambient data plane (node agent + ztunnel)...")
 	sb, err := Start(ctx, Options{PropagationDelay: orNone(cfg.propagationDelay), PodStartLatency: cfg.podStartLatency,
-		Progress: stdout})
+		Progress: stdout, Nodes: cfg.nodes, Replicas: cfg.replicas})
 	if err != nil {
 		return err
 	}
@@ -128,8 +134,8 @@ func run(ctx context.Context, cfg commandConfig, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Sandbox up: %d nodes, namespace %s with frontend and backend, ztunnel on every node.\n",
-		len(sb.Nodes), DemoNamespace)
+	fmt.Fprintf(stdout, "Sandbox up: %d nodes, namespace %s with frontend and %d backend pod(s), ztunnel on every node.\n",
+		len(sb.Nodes), DemoNamespace, sb.Replicas)
 	fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", path)
 	if cfg.controller {
 		stopController, err := sb.StartController(operator.Options{})

@@ -40,6 +40,8 @@ type Options struct {
 	PodStartLatency time.Duration
 	// Nodes is the number of simulated nodes (default 3, as in the guide's comparison).
 	Nodes int
+	// Replicas is the number of backend pods (default 1), on the nodes from the second on, round robin.
+	Replicas int
 	// ProbeImages are the images the manager may start probe pods with (config/admission's parameter);
 	// default the in-process manager's (labrun-operator:sandbox) and the manager binary's default.
 	ProbeImages []string
@@ -59,6 +61,8 @@ type Sandbox struct {
 	Dataplane *dataplane.Dataplane
 	Logs      *kubelet.LogStore
 	Nodes     []string
+	// Replicas is the number of backend pods of the world.
+	Replicas int
 
 	kubelet   *kubelet.Server
 	agent     *nodeAgent
@@ -108,7 +112,8 @@ func (s *Sandbox) start(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := seedWorld(ctx, s.Client, s.Nodes); err != nil {
+	s.Replicas = o.Replicas
+	if err := seedWorld(ctx, s.Client, s.Nodes, s.Replicas); err != nil {
 		return err
 	}
 	install := o.Install
@@ -140,7 +145,7 @@ func (s *Sandbox) start(ctx context.Context, o Options) error {
 // run's preflight expects. It gives up after the pod start latency and 30s more, naming the pods not Ready.
 func (s *Sandbox) WaitForWorld(ctx context.Context) error {
 	var keys []client.ObjectKey
-	for _, p := range worldPods(s.Nodes) {
+	for _, p := range worldPods(s.Nodes, s.Replicas) {
 		keys = append(keys, client.ObjectKeyFromObject(p))
 	}
 	bound := time.Duration(s.agent.startDelay.Load()) + 30*time.Second
@@ -159,6 +164,9 @@ func withDefaults(o Options) Options {
 	}
 	if o.Nodes <= 0 {
 		o.Nodes = 3
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard

@@ -35,31 +35,47 @@ func ztunnelPodName(node string) string { return "ztunnel-" + node }
 
 // seedWorld creates the guide's world: namespaces, the frontend and backend workloads, Service backend:80,
 // one ztunnel per node, PeerAuthentication istio-system/default STRICT and the backend's L4 policy.
-func seedWorld(ctx context.Context, c client.Client, nodes []string) error {
+func seedWorld(ctx context.Context, c client.Client, nodes []string, replicas int) error {
 	objs := []client.Object{
 		// The world's namespaces are enabled for runs, as an administrator would do (labs.ambientlab.io/enabled).
 		namespace(RootNamespace, map[string]string{labsv1.LabelEnabled: "true"}), namespace(OperatorNamespace, nil),
 		namespace(DemoNamespace, map[string]string{ambientLabel: ambientValue, labsv1.LabelEnabled: "true"}),
 		serviceAccount(DemoNamespace, "frontend"), serviceAccount(DemoNamespace, "backend"),
-		deployment(DemoNamespace, "frontend"), deployment(DemoNamespace, "backend"),
+		deployment(DemoNamespace, "frontend", 1), deployment(DemoNamespace, "backend", int32(replicas)),
 		// frontend's Service gives a run a bystander: an enrolled workload a Workload-scope run does not weaken.
 		backendService(), appService("frontend"), ztunnelDaemonSet(), strictPeerAuthentication(), backendPolicy(),
 	}
-	for _, p := range worldPods(nodes) {
+	for _, p := range worldPods(nodes, replicas) {
 		objs = append(objs, p)
 	}
 	for _, o := range objs {
 		if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating %T %s: %w", o, client.ObjectKeyFromObject(o), err)
 		}
+		if d, ok := o.(*appsv1.Deployment); ok {
+			// No controller-manager runs in the sandbox: the status its deployment controller would write, so
+			// that `kubectl get deploy` shows the pods the world runs as ready.
+			n := *d.Spec.Replicas
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n,
+				ReadyReplicas: n, AvailableReplicas: n}
+			if err := c.Status().Update(ctx, d); err != nil {
+				return fmt.Errorf("writing the status of Deployment %s: %w", client.ObjectKeyFromObject(d), err)
+			}
+		}
 	}
 	return nil
 }
 
-// worldPods are the world's pods: frontend and backend, and one ztunnel per node.
-func worldPods(nodes []string) []*corev1.Pod {
-	pods := []*corev1.Pod{
-		appPod(DemoNamespace, "frontend", nodes[0]), appPod(DemoNamespace, "backend", nodes[1%len(nodes)]),
+// worldPods are the world's pods: frontend on the first node, the backend replicas on the nodes from the second
+// on (round robin), and one ztunnel per node.
+func worldPods(nodes []string, replicas int) []*corev1.Pod {
+	pods := []*corev1.Pod{appPod(DemoNamespace, "frontend", nodes[0], 0)}
+	for i := range replicas {
+		node := nodes[0]
+		if len(nodes) > 1 {
+			node = nodes[1+i%(len(nodes)-1)]
+		}
+		pods = append(pods, appPod(DemoNamespace, "backend", node, i))
 	}
 	for _, n := range nodes {
 		pods = append(pods, ztunnelPod(n))
@@ -88,23 +104,28 @@ func appSpec(name string) corev1.PodSpec {
 	}
 }
 
-func deployment(ns, name string) *appsv1.Deployment {
+func deployment(ns, name string, replicas int32) *appsv1.Deployment {
 	labels := map[string]string{"app": name}
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
 		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: appSpec(name)},
 		},
 	}
 }
 
-// appPod is the pod the Deployment's ReplicaSet would create (no controller-manager runs in the sandbox).
-func appPod(ns, name, node string) *corev1.Pod {
+// appPod is the i-th pod the Deployment's ReplicaSet would create (no controller-manager runs in the sandbox).
+func appPod(ns, name, node string, i int) *corev1.Pod {
 	spec := appSpec(name)
 	spec.NodeName = node
+	suffix := "x2k9p"
+	if i > 0 {
+		suffix = fmt.Sprintf("r%04d", i)
+	}
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-7d4f8b9c6d-x2k9p",
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-7d4f8b9c6d-" + suffix,
 			Labels: map[string]string{"app": name}},
 		Spec: spec,
 	}

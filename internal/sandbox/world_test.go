@@ -7,6 +7,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	secv1beta1 "istio.io/api/security/v1beta1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,6 +53,17 @@ func TestWorld(t *testing.T) {
 					HaveField("Type", corev1.PodReady), HaveField("Status", corev1.ConditionTrue))), p.Name)
 				g.Expect(p.Status.ContainerStatuses).To(HaveExactElements(HaveField("Ready", true)), p.Name)
 			}, waitFor, pollFor).Should(Succeed())
+		}
+	})
+
+	t.Run("their Deployments show their pods ready, as kubectl get deploy would", func(t *testing.T) {
+		g := NewWithT(t)
+		for _, app := range []string{"frontend", "backend"} {
+			d := &appsv1.Deployment{}
+			g.Expect(sb.Client.Get(ctx, client.ObjectKey{Namespace: sandbox.DemoNamespace, Name: app}, d)).To(Succeed())
+			g.Expect(d.Spec.Replicas).NotTo(BeNil(), app)
+			g.Expect(d.Status.ReadyReplicas).To(Equal(*d.Spec.Replicas), app)
+			g.Expect(d.Status.AvailableReplicas).To(Equal(*d.Spec.Replicas), app)
 		}
 	})
 
