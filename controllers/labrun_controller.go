@@ -13,7 +13,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -234,10 +233,7 @@ func (r *LabRunReconciler) endForGood(ctx context.Context, run *labsv1.LabRun, e
 func (r *LabRunReconciler) abortRun(run *labsv1.LabRun, msg string) {
 	for i := range run.Status.Steps {
 		if st := &run.Status.Steps[i]; !terminal(st.Verdict) {
-			if st.StartTime == nil {
-				now := metav1.NewMicroTime(r.now())
-				st.StartTime = &now
-			}
+			r.markStarted(st)
 			r.finishStep(run, st, labsv1.VerdictError, "", msg)
 			break
 		}

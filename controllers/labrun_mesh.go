@@ -196,10 +196,7 @@ func (r *LabRunReconciler) exposureExceeded(run *labsv1.LabRun, st *labsv1.StepR
 		return false
 	}
 	msg := fmt.Sprintf("maxExposure (%s) ran out: the mesh is restored at once", r.exposureBudget(run))
-	if st.StartTime == nil {
-		now := metav1.NewMicroTime(r.now())
-		st.StartTime = &now
-	}
+	r.markStarted(st)
 	r.finishStep(run, st, labsv1.VerdictFail, "", msg)
 	skipRemaining(run, "Not run: "+msg)
 	run.Status.Reason, run.Status.Message = labsv1.ReasonExposureExceeded, msg

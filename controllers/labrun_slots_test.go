@@ -19,10 +19,6 @@ import (
 // one; within a namespace, the earlier created goes first. (takeSlot's bookkeeping alone, over a fake client; the
 // sandbox test TestMaxActiveRunsQueuesTheRest proves the bound on a running manager.)
 func TestSlotsAreSharedFairlyBetweenNamespaces(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := labsv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
 	run := func(ns, name string, created time.Duration, active bool) *labsv1.LabRun {
 		r := &labsv1.LabRun{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(ns + "-" + name),
@@ -41,7 +37,7 @@ func TestSlotsAreSharedFairlyBetweenNamespaces(t *testing.T) {
 	}
 	late := run("team", "late", time.Minute, false)
 	objs = append(objs, late)
-	r := &LabRunReconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build(),
+	r := &LabRunReconciler{Client: fakeRuns(t, objs...),
 		MaxActiveRuns: 2, Now: func() time.Time { return t0.Add(2 * time.Minute) }}
 	ctx := context.Background()
 	ok, ahead, active, _, err := r.takeSlot(ctx, late)
@@ -58,15 +54,11 @@ func TestSlotsAreSharedFairlyBetweenNamespaces(t *testing.T) {
 // cache does not show yet frees itself when that admission lapses, which no event announces: the waiter comes
 // back then, not after the five-minute backstop. Admissions are the reconciler's own, not another manager's.
 func TestSlotHeldByAnUnseenAdmissionIsLookedAtAgainWhenItLapses(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := labsv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
 	waiter := &labsv1.LabRun{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "waiter", UID: "waiter",
 		CreationTimestamp: metav1.NewTime(t0)}}
 	waiter.Status.Phase = labsv1.PhaseQueued
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(waiter).Build()
+	c := fakeRuns(t, waiter)
 	now := t0.Add(time.Minute)
 	r := &LabRunReconciler{Client: c, MaxActiveRuns: 1, Now: func() time.Time { return now }}
 	r.slots.admitted = map[types.UID]admission{"let-in": {namespace: "demo", at: now.Add(-40 * time.Second)}}
@@ -81,4 +73,14 @@ func TestSlotHeldByAnUnseenAdmissionIsLookedAtAgainWhenItLapses(t *testing.T) {
 	if ok, _, _, _, err := other.takeSlot(context.Background(), waiter); err != nil || !ok {
 		t.Fatalf("another reconciler counted this one's admission: ok %v, %v", ok, err)
 	}
+}
+
+// fakeRuns is a fake client holding the given LabRuns (small tests of one function; the sandbox proves features).
+func fakeRuns(t *testing.T, objs ...client.Object) client.Client {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := labsv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()
 }

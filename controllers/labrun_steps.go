@@ -68,10 +68,7 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 		}
 		if step.Kind != labs.KindRestore {
 			if msg := r.interference(ctx, run); msg != "" {
-				if st.StartTime == nil {
-					now := metav1.NewMicroTime(r.now())
-					st.StartTime = &now
-				}
+				r.markStarted(st)
 				r.finishStep(run, st, labsv1.VerdictError, "", msg)
 				skipRemaining(run, skipInterfered)
 				break
@@ -203,10 +200,7 @@ func (r *LabRunReconciler) holdRunOut(run *labsv1.LabRun, plan []labs.Step, i in
 	if done == nil || !r.now().After(done.Add(r.exposureBudget(run))) {
 		return false
 	}
-	if st.StartTime == nil {
-		now := metav1.NewMicroTime(r.now())
-		st.StartTime = &now
-	}
+	r.markStarted(st)
 	r.finishStep(run, st, labsv1.VerdictError, "", fmt.Sprintf("no outcome within maxExposure (%s) of the restore: "+
 		"the lock on what the window reached is given back at the end of the lab", r.exposureBudget(run)))
 	return true

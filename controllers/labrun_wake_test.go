@@ -6,10 +6,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 )
@@ -19,10 +17,6 @@ import (
 // waiting for a lock are not woken. (queuedRuns alone, over a fake client; lock_test.go proves the queue's order
 // on a running manager.)
 func TestQueueIsWokenFrontFirst(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := labsv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
 	run := func(name string, phase labsv1.Phase, position int32, active time.Duration) client.Object {
 		r := &labsv1.LabRun{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: name, UID: types.UID(name)}}
@@ -42,7 +36,7 @@ func TestQueueIsWokenFrontFirst(t *testing.T) {
 		run("e-waiting-for-a-slot", labsv1.PhaseQueued, 0, -1),
 		run("f-second", labsv1.PhaseQueued, 1, time.Second),
 	}
-	r := &LabRunReconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()}
+	r := &LabRunReconciler{Client: fakeRuns(t, objs...)}
 	var got []string
 	for _, req := range r.queuedRuns(context.Background(), nil) {
 		got = append(got, req.Name)

@@ -88,8 +88,7 @@ var stepExecutors = map[labs.Kind]func(*LabRunReconciler) stepExecutor{
 // runStep starts the step (its start time), has its executor carry it out, and writes what it concluded.
 func (r *LabRunReconciler) runStep(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, plan []labs.Step) error {
 	if st.StartTime == nil {
-		now := metav1.NewMicroTime(r.now())
-		st.StartTime = &now
+		r.markStarted(st)
 		st.Verdict = labsv1.VerdictRunning
 	}
 	newExecutor, ok := stepExecutors[step.Kind]
@@ -109,6 +108,14 @@ func (r *LabRunReconciler) runStep(ctx context.Context, run *labsv1.LabRun, st *
 		}
 	}
 	return err
+}
+
+// markStarted gives a step its start time, once.
+func (r *LabRunReconciler) markStarted(st *labsv1.StepResult) {
+	if st.StartTime == nil {
+		now := metav1.NewMicroTime(r.now())
+		st.StartTime = &now
+	}
 }
 
 // finishStep records a verdict, with one Event for it, and counts it: the step loop's, and runStep's for what

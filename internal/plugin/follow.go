@@ -15,6 +15,19 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/report"
 )
 
+// followCreated follows a run just created to its end (unless wait is false) and turns that end into the exit
+// code: `run`'s and `schedule run`'s.
+func (o *Options) followCreated(ctx context.Context, c client.WithWatch, run *labsv1.LabRun, wait bool, timeout time.Duration) error {
+	if !wait {
+		return nil
+	}
+	done, err := follow(ctx, c, client.ObjectKeyFromObject(run), newLiveTable(o.Streams.Out), timeout)
+	if err != nil {
+		return err
+	}
+	return verdict(o.Streams.Out, done)
+}
+
 // follow watches a LabRun until it ends, printing a table row whenever a step changes, and returns the run as
 // it ended. A watch the API server closes is resumed from the last version seen; nothing polls.
 func follow(ctx context.Context, c client.WithWatch, key client.ObjectKey, table *liveTable, timeout time.Duration) (*labsv1.LabRun, error) {

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
@@ -88,14 +87,7 @@ func (r *runOptions) run(ctx context.Context) error {
 		return fmt.Errorf("creating LabRun %s in namespace %s: %w", orDash(run.Name+run.GenerateName), run.Namespace, err)
 	}
 	fmt.Fprintf(r.Streams.Out, "labrun.labs.ambientlab.io/%s created\n", run.Name)
-	if !r.wait {
-		return nil
-	}
-	done, err := follow(ctx, c, client.ObjectKeyFromObject(run), newLiveTable(r.Streams.Out), r.timeout)
-	if err != nil {
-		return err
-	}
-	return verdict(r.Streams.Out, done)
+	return r.followCreated(ctx, c, run, r.wait, r.timeout)
 }
 
 // labRun builds the LabRun from the file or the flags, in the namespace of -n or the kubeconfig.

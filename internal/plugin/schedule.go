@@ -63,14 +63,7 @@ func (o *Options) runSchedule(ctx context.Context, name string, wait bool, timeo
 		return fmt.Errorf("creating a LabRun from LabSchedule %s/%s: %w", ns, name, err)
 	}
 	fmt.Fprintf(o.Streams.Out, "labrun.labs.ambientlab.io/%s created from LabSchedule %s\n", run.Name, name)
-	if !wait {
-		return nil
-	}
-	done, err := follow(ctx, c, client.ObjectKeyFromObject(run), newLiveTable(o.Streams.Out), timeout)
-	if err != nil {
-		return err
-	}
-	return verdict(o.Streams.Out, done)
+	return o.followCreated(ctx, c, run, wait, timeout)
 }
 
 // fromSchedule is a run of the schedule's template, the user's own: no schedule label, no owner.
