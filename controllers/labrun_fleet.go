@@ -268,7 +268,7 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 	for _, e := range ztunnel.Match(entries, ztunnel.Criteria{Since: since.Add(-ClockTolerance), Direction: "inbound",
 		SrcWorkloadPrefix: observerPrefix(run, observer{caller: step.Caller, node: "any"}), SrcNamespace: callerNS,
 		DstNamespace: run.TargetNamespace(), PolicyRejected: &rejected}) {
-		newest[e.Fields[ztunnel.FieldDstWorkload]] = e
+		newest[e.Fields.Get(ztunnel.FieldDstWorkload)] = e
 	}
 	var wrong []string
 	var evidence []string

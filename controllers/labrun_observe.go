@@ -82,7 +82,7 @@ const observerInfix = "-obs-"
 // for (evidence and denials always name the observer, or its prefix, as src.workload), so the log reader keeps no
 // other (ztunnel.LogReader.Keep), however busy the node.
 func ObserverLine(e ztunnel.Entry) bool {
-	return strings.Contains(e.Fields[ztunnel.FieldSrcWorkload], observerInfix)
+	return strings.Contains(e.Fields.Get(ztunnel.FieldSrcWorkload), observerInfix)
 }
 
 // bystander is the URL of another enrolled workload's Service in the target namespace that the run does not

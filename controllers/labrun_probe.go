@@ -56,7 +56,7 @@ func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since
 		SrcNamespace: pod.Namespace, DstNamespace: run.TargetNamespace(), PolicyRejected: &rejected})
 	if dst != nil {
 		matched = slices.DeleteFunc(matched, func(e ztunnel.Entry) bool {
-			return !slices.Contains(dst, e.Fields[ztunnel.FieldDstWorkload])
+			return !slices.Contains(dst, e.Fields.Get(ztunnel.FieldDstWorkload))
 		})
 	}
 	if len(matched) == 0 {

@@ -25,12 +25,12 @@ func (s staticLogs) PodLog(context.Context, string, string, time.Time) ([]byte, 
 
 // refusal is the destination ztunnel's line for a plaintext connection from pod namespace/name that denier refused.
 func refusal(at time.Time, namespace, name, denier string) ztunnel.Entry {
-	return ztunnel.Entry{Time: at, Level: "error", Scope: "access", Message: "connection complete", Fields: map[string]string{
+	return ztunnel.Entry{Time: at, Level: "error", Scope: "access", Message: "connection complete", Fields: ztunnel.FieldsOf(map[string]string{
 		ztunnel.FieldSrcAddr: "10.244.3.7:40000", ztunnel.FieldSrcWorkload: name, ztunnel.FieldSrcNamespace: namespace,
 		ztunnel.FieldDstAddr: "10.244.2.9:8080", ztunnel.FieldDstWorkload: "backend-7c9d8f6b4-q8m2z",
 		ztunnel.FieldDstNamespace: "demo", ztunnel.FieldDirection: "inbound",
 		ztunnel.FieldError: "connection closed due to policy rejection: explicitly denied by: " + denier,
-	}}
+	})}
 }
 
 // TestNamesakePodIsNotTheObserver: a pod's name is unique only within its namespace. A tenant who names a pod of

@@ -105,9 +105,9 @@ func TestDenialNamesTheDestination(t *testing.T) {
 		Spec: labsv1.LabRunSpec{Target: labsv1.TargetSpec{Service: "backend"}}}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "lab-obs-1"}}
 	elsewhere := refusal(t0.Add(time.Second), "demo", pod.Name, "tenant/deny-all")
-	elsewhere.Fields[ztunnel.FieldDstWorkload] = "tenant-deny-all-5f6d"
+	elsewhere.Fields = elsewhere.Fields.With(ztunnel.FieldDstWorkload, "tenant-deny-all-5f6d")
 	otherNS := refusal(t0.Add(2*time.Second), "demo", pod.Name, "tenant/deny-all")
-	otherNS.Fields[ztunnel.FieldDstNamespace] = "tenant"
+	otherNS.Fields = otherNS.Fields.With(ztunnel.FieldDstNamespace, "tenant")
 	target := []string{"backend-7c9d8f6b4-q8m2z"} // the dst.workload of refusal's lines
 
 	r := &LabRunReconciler{Logs: staticLogs{elsewhere, otherNS}}
@@ -116,7 +116,7 @@ func TestDenialNamesTheDestination(t *testing.T) {
 		t.Fatal(err)
 	}
 	if d.line != nil {
-		t.Errorf("a refusal by %s/%s was taken as the target's", d.line.Fields[ztunnel.FieldDstNamespace], d.line.Fields[ztunnel.FieldDstWorkload])
+		t.Errorf("a refusal by %s/%s was taken as the target's", d.line.Fields.Get(ztunnel.FieldDstNamespace), d.line.Fields.Get(ztunnel.FieldDstWorkload))
 	}
 	r.Logs = staticLogs{elsewhere, refusal(t0.Add(3*time.Second), "demo", pod.Name, "demo/backend-allow-frontend-only")}
 	if d, _ := r.denial(context.Background(), run, t0, pod, target); d.line == nil || d.who != "demo/backend-allow-frontend-only" {

@@ -49,7 +49,7 @@ func TestZtunnelLogsThroughAPIServer(t *testing.T) {
 		entries := ztunnelLogs(g, t.Context())
 		outbound, inbound = ztunnel.Entry{}, ztunnel.Entry{}
 		for _, e := range entries {
-			if e.Message != "connection complete" || e.Fields["src.workload"] != pod.Name {
+			if e.Message != "connection complete" || e.Fields.Get("src.workload") != pod.Name {
 				continue
 			}
 			switch e.Direction() {

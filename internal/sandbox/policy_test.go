@@ -47,7 +47,7 @@ func TestPolicyChangeThroughAPI(t *testing.T) {
 		g.Eventually(func(g Gomega) {
 			inbound = nil
 			for _, e := range ztunnelLogs(g, ctx) {
-				if e.Fields["src.workload"] == denied.Name && e.Direction() == "inbound" {
+				if e.Fields.Get("src.workload") == denied.Name && e.Direction() == "inbound" {
 					inbound = append(inbound, e)
 				}
 			}
@@ -57,7 +57,7 @@ func TestPolicyChangeThroughAPI(t *testing.T) {
 		g.Expect(e.Message).To(Equal("connection complete"))
 		g.Expect(e.Level).To(Equal("error"))
 		g.Expect(e.Error()).To(Equal(strictRejection))
-		g.Expect(e.Fields).NotTo(HaveKey(ztunnel.FieldSrcIdentity), "a plaintext peer has no identity")
+		g.Expect(e.Fields.Map()).NotTo(HaveKey(ztunnel.FieldSrcIdentity), "a plaintext peer has no identity")
 		g.Expect(e.IsHBONE()).To(BeFalse())
 	})
 

@@ -35,34 +35,34 @@ const HBONEPort = "15008"
 
 // Entry is one ztunnel log line, independent of the format it was read from.
 type Entry struct {
-	Time    time.Time         // zero if the line had no timestamp
-	Level   string            // "info", "error", "warn", "debug" (lower-cased)
-	Scope   string            // target, e.g. "access"
-	Message string            // e.g. "connection complete"
-	Fields  map[string]string // dotted keys: src.addr, src.identity, dst.addr, dst.hbone_addr, direction, error, ...
+	Time    time.Time // zero if the line had no timestamp
+	Level   string    // "info", "error", "warn", "debug" (lower-cased)
+	Scope   string    // target, e.g. "access"
+	Message string    // e.g. "connection complete"
+	Fields  Fields    // dotted keys: src.addr, src.identity, dst.addr, dst.hbone_addr, direction, error, ...
 }
 
 // Direction returns "inbound" or "outbound" as logged, or "" if absent.
-func (e Entry) Direction() string { return e.Fields[FieldDirection] }
+func (e Entry) Direction() string { return e.Fields.Get(FieldDirection) }
 
 // SrcIdentity returns the client's SPIFFE ID; empty unless the hop was mTLS.
-func (e Entry) SrcIdentity() string { return e.Fields[FieldSrcIdentity] }
+func (e Entry) SrcIdentity() string { return e.Fields.Get(FieldSrcIdentity) }
 
 // DstIdentity returns the server's SPIFFE ID; empty unless the hop was mTLS.
-func (e Entry) DstIdentity() string { return e.Fields[FieldDstIdentity] }
+func (e Entry) DstIdentity() string { return e.Fields.Get(FieldDstIdentity) }
 
 // DstAddr returns the address ztunnel connected to, which is the peer's
 // HBONE port (not the application port) when the hop was tunnelled.
-func (e Entry) DstAddr() string { return e.Fields[FieldDstAddr] }
+func (e Entry) DstAddr() string { return e.Fields.Get(FieldDstAddr) }
 
 // HBONEAddr returns the application address carried inside the HBONE tunnel.
-func (e Entry) HBONEAddr() string { return e.Fields[FieldHBONEAddr] }
+func (e Entry) HBONEAddr() string { return e.Fields.Get(FieldHBONEAddr) }
 
 // DstService returns the destination service host name, if ztunnel knew it.
-func (e Entry) DstService() string { return e.Fields[FieldDstService] }
+func (e Entry) DstService() string { return e.Fields.Get(FieldDstService) }
 
 // Error returns the failure reason, or "" for a successful connection.
-func (e Entry) Error() string { return e.Fields[FieldError] }
+func (e Entry) Error() string { return e.Fields.Get(FieldError) }
 
 // IsAccess reports whether the line is a per-connection access record, as
 // opposed to ztunnel's operational logging; only those are traffic evidence.

@@ -57,10 +57,10 @@ func (c Criteria) matches(e Entry) bool {
 		(c.ErrorContains == "" || strings.Contains(e.Error(), c.ErrorContains)) &&
 		(len(c.ErrorAnyOf) == 0 || slices.ContainsFunc(c.ErrorAnyOf, func(s string) bool { return strings.Contains(e.Error(), s) })) &&
 		(!c.NoSrcIdentity || e.SrcIdentity() == "") &&
-		(c.SrcWorkload == "" || c.SrcWorkload == e.Fields[FieldSrcWorkload]) &&
-		strings.HasPrefix(e.Fields[FieldSrcWorkload], c.SrcWorkloadPrefix) &&
-		(c.SrcNamespace == "" || c.SrcNamespace == e.Fields[FieldSrcNamespace]) &&
-		(c.DstNamespace == "" || c.DstNamespace == e.Fields[FieldDstNamespace]) &&
+		(c.SrcWorkload == "" || c.SrcWorkload == e.Fields.Get(FieldSrcWorkload)) &&
+		strings.HasPrefix(e.Fields.Get(FieldSrcWorkload), c.SrcWorkloadPrefix) &&
+		(c.SrcNamespace == "" || c.SrcNamespace == e.Fields.Get(FieldSrcNamespace)) &&
+		(c.DstNamespace == "" || c.DstNamespace == e.Fields.Get(FieldDstNamespace)) &&
 		c.policyOK(e)
 }
 

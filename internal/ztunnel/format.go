@@ -45,10 +45,10 @@ func FormatText(e Entry) string {
 	return strings.TrimRight(b.String(), "\t")
 }
 
-func formatFields(fields map[string]string) string {
+func formatFields(fields Fields) string {
 	var parts []string
 	for _, k := range orderedKeys(fields) {
-		if kv, ok := formatField(k, fields[k]); ok {
+		if kv, ok := formatField(k, fields.Get(k)); ok {
 			parts = append(parts, kv)
 		}
 	}
@@ -57,16 +57,16 @@ func formatFields(fields map[string]string) string {
 
 // orderedKeys lists non-empty fields in ztunnel's order, then the rest
 // sorted so output is deterministic.
-func orderedKeys(fields map[string]string) []string {
+func orderedKeys(fields Fields) []string {
 	var known, extra []string
 	for _, k := range fieldOrder {
-		if fields[k] != "" {
+		if fields.Get(k) != "" {
 			known = append(known, k)
 		}
 	}
-	for k, v := range fields {
-		if v != "" && !slices.Contains(fieldOrder, k) {
-			extra = append(extra, k)
+	for _, kv := range fields {
+		if kv.Value != "" && !slices.Contains(fieldOrder, kv.Key) {
+			extra = append(extra, kv.Key)
 		}
 	}
 	slices.Sort(extra)
@@ -122,7 +122,7 @@ func jsonPairs(e Entry) [][2]string {
 		}
 	}
 	for _, k := range orderedKeys(e.Fields) {
-		pairs = append(pairs, [2]string{k, e.Fields[k]})
+		pairs = append(pairs, [2]string{k, e.Fields.Get(k)})
 	}
 	return pairs
 }

@@ -24,19 +24,19 @@ func TestFormatTextParseRoundTrip(t *testing.T) {
 	tests := map[string]Entry{
 		"fixture 3 (space separated)": mustParse(t, fixtureLines(t)[3]),
 		"policy rejection": {Time: ts, Level: "error", Scope: "access", Message: "connection complete",
-			Fields: map[string]string{"src.addr": "10.0.0.1:1234", "dst.addr": "10.0.0.2:15008", "dst.hbone_addr": "10.0.0.2:80",
-				"direction": "inbound", "error": "connection closed due to policy rejection: explicitly denied by: ns1/deny-all"}},
+			Fields: FieldsOf(map[string]string{"src.addr": "10.0.0.1:1234", "dst.addr": "10.0.0.2:15008", "dst.hbone_addr": "10.0.0.2:80",
+				"direction": "inbound", "error": "connection closed due to policy rejection: explicitly denied by: ns1/deny-all"})},
 		"client side 401": {Time: ts, Level: "error", Scope: "access", Message: "connection complete",
-			Fields: map[string]string{"direction": "outbound", "error": "http status: 401 Unauthorized"}},
+			Fields: FieldsOf(map[string]string{"direction": "outbound", "error": "http status: 401 Unauthorized"})},
 		"error needing escapes": {Level: "warn", Scope: "access", Message: "connection failed",
-			Fields: map[string]string{"error": `bad "thing" at C:\tmp=x` + "\n" + `tab	here`}},
+			Fields: FieldsOf(map[string]string{"error": `bad "thing" at C:\tmp=x` + "\n" + `tab	here`})},
 		"backslash without other quoting reasons": {Level: "error", Scope: "access", Message: "connection complete",
-			Fields: map[string]string{"error": `a\b`, "duration": "null"}},
+			Fields: FieldsOf(map[string]string{"error": `a\b`, "duration": "null"})},
 		"extra fields sorted and kept": {Level: "info", Scope: "access", Message: "connection complete",
-			Fields: map[string]string{"zeta": "1", "alpha": "two words", "error": "x"}},
-		"fields only": {Fields: map[string]string{"error": "deadline has elapsed", "bytes_sent": "0"}},
+			Fields: FieldsOf(map[string]string{"zeta": "1", "alpha": "two words", "error": "x"})},
+		"fields only": {Fields: FieldsOf(map[string]string{"error": "deadline has elapsed", "bytes_sent": "0"})},
 		"odd address still parseable": {Level: "info", Scope: "access", Message: "connection complete",
-			Fields: map[string]string{"dst.addr": "has space", "error": "e"}},
+			Fields: FieldsOf(map[string]string{"dst.addr": "has space", "error": "e"})},
 	}
 	for name, e := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -50,10 +50,10 @@ func TestFormatTextShape(t *testing.T) {
 	e := Entry{
 		Time:  time.Date(2025, 1, 2, 3, 4, 5, 600000000, time.FixedZone("CET", 3600)),
 		Level: "info", Scope: "access", Message: "connection complete",
-		Fields: map[string]string{
+		Fields: FieldsOf(map[string]string{
 			"duration": "1ms", "extra_b": "y", "src.addr": "1.1.1.1:1", "extra_a": "x", "bytes_sent": "5",
 			"src.workload": "", "error": "",
-		},
+		}),
 	}
 	want := "2025-01-02T02:04:05.6Z\tinfo\taccess\tconnection complete\t" +
 		`src.addr=1.1.1.1:1 bytes_sent=5 duration="1ms" extra_a="x" extra_b="y"`
@@ -78,7 +78,7 @@ func TestFormatJSONParseRoundTrip(t *testing.T) {
 		"fixture 2": mustParse(t, lines[2]),
 		"fixture 3": mustParse(t, lines[3]),
 		"non-numeric counter stays a string": {Level: "info", Scope: "access", Message: "m",
-			Fields: map[string]string{"bytes_sent": "lots", "error": `<"quoted"> & more`}},
+			Fields: FieldsOf(map[string]string{"bytes_sent": "lots", "error": `<"quoted"> & more`})},
 	}
 	for name, e := range tests {
 		t.Run(name, func(t *testing.T) {

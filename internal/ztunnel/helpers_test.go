@@ -78,9 +78,10 @@ func sameEntry(t *testing.T, got, want Entry) {
 	if len(got.Fields) != len(want.Fields) {
 		t.Errorf("got %d fields %v, want %d %v", len(got.Fields), got.Fields, len(want.Fields), want.Fields)
 	}
-	for k, v := range want.Fields {
-		if got.Fields[k] != v {
-			t.Errorf("Fields[%q] = %q, want %q", k, got.Fields[k], v)
+	for _, kv := range want.Fields {
+		k, v := kv.Key, kv.Value
+		if got.Fields.Get(k) != v {
+			t.Errorf("Fields[%q] = %q, want %q", k, got.Fields.Get(k), v)
 		}
 	}
 }

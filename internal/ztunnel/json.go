@@ -3,6 +3,8 @@ package ztunnel
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,10 +24,11 @@ func parseJSON(line string) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	e := Entry{Fields: map[string]string{}}
-	for k, v := range obj {
-		flatten(e.Fields, intern(k), v)
+	var e Entry
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		flatten(&e.Fields, intern(k), obj[k])
 	}
+	e.Fields = slices.Clip(e.Fields)
 	if err := liftHead(&e); err != nil {
 		return Entry{}, err
 	}
@@ -49,22 +52,22 @@ func decodeObject(line string) (map[string]any, error) {
 
 // flatten stores v under key, joining nested objects with dots so that a
 // nested {"src":{"addr":…}} lands on the same key as the dotted "src.addr".
-func flatten(dst map[string]string, key string, v any) {
+func flatten(dst *Fields, key string, v any) {
 	switch v := v.(type) {
 	case nil:
 	case map[string]any:
-		for k, sub := range v {
-			flatten(dst, intern(key+"."+k), sub)
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			flatten(dst, intern(key+"."+k), v[k])
 		}
 	case string:
-		dst[key] = fieldValue(key, []byte(v))
+		*dst = dst.set(key, fieldValue(key, []byte(v)))
 	case json.Number:
-		dst[key] = decimal(v)
+		*dst = dst.set(key, decimal(v))
 	case bool:
-		dst[key] = strconv.FormatBool(v)
+		*dst = dst.set(key, strconv.FormatBool(v))
 	default:
 		b, _ := json.Marshal(v) // arrays of decoded JSON values always marshal
-		dst[key] = string(b)
+		*dst = dst.set(key, string(b))
 	}
 }
 
@@ -83,27 +86,21 @@ func decimal(n json.Number) string {
 
 // liftHead moves the head keys out of Fields into their Entry slots.
 func liftHead(e *Entry) error {
-	if ts, ok := take(e.Fields, jsonTime); ok {
+	if ts, ok := e.Fields.take(jsonTime); ok {
 		t, err := time.Parse(time.RFC3339Nano, ts)
 		if err != nil {
 			return fmt.Errorf("ztunnel json time: %w", err)
 		}
 		e.Time = t
 	}
-	level, _ := take(e.Fields, jsonLevel)
+	level, _ := e.Fields.take(jsonLevel)
 	e.Level = intern(strings.ToLower(level))
-	target, _ := take(e.Fields, jsonTarget)
-	e.Scope, _ = take(e.Fields, jsonScope)
+	target, _ := e.Fields.take(jsonTarget)
+	e.Scope, _ = e.Fields.take(jsonScope)
 	if e.Scope == "" {
 		e.Scope = target
 	}
-	e.Message, _ = take(e.Fields, jsonMessage)
+	e.Message, _ = e.Fields.take(jsonMessage)
 	e.Scope, e.Message = intern(e.Scope), intern(e.Message)
 	return nil
-}
-
-func take(m map[string]string, key string) (string, bool) {
-	v, ok := m[key]
-	delete(m, key)
-	return v, ok
 }

@@ -64,11 +64,9 @@ func (r *LogReader) Read(ctx context.Context, namespace string, selector map[str
 			container = p.Spec.Containers[0].Name
 		}
 		t := lookup(r, &r.ztunnel, tailKey{p.UID, container}, r.parseEntry)
-		entries, err := t.read(ctx, r.pages(p.Namespace, p.Name, container), since, time.Now())
-		if err != nil {
+		if all, err = t.appendSince(ctx, all, r.pages(p.Namespace, p.Name, container), since, time.Now()); err != nil {
 			return nil, nil, fmt.Errorf("reading logs of ztunnel pod %s/%s: %w", p.Namespace, p.Name, err)
 		}
-		all = append(all, entries...)
 		sources = append(sources, Source{Namespace: p.Namespace, Pod: p.Name, Node: p.Spec.NodeName})
 	}
 	return all, sources, nil

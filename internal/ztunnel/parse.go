@@ -131,21 +131,20 @@ func nextToken(s string) (tok, rest string) {
 	return s[:i], strings.TrimSpace(s[i:])
 }
 
-// parseFields decodes the logfmt tail; a bare key is kept with an empty value.
-func parseFields(tail string) (map[string]string, error) {
-	fields := make(map[string]string, 16) // ztunnel's access lines carry up to 17
-	if tail == "" {
-		return fields, nil
-	}
+// parseFields decodes the logfmt tail; a bare key is kept with an empty value, a repeated key keeps its last value.
+// The pairs are gathered on the stack and kept in a slice of exactly the line's size.
+func parseFields(tail string) (Fields, error) {
+	var buf [24]Field // ztunnel's access lines carry up to 17
+	fields := Fields(buf[:0])
 	dec := logfmt.NewDecoderSize(strings.NewReader(tail), len(tail)+1)
 	for dec.ScanRecord() {
 		for dec.ScanKeyval() {
 			k := fieldKey(dec.Key())
-			fields[k] = fieldValue(k, dec.Value())
+			fields = fields.set(k, fieldValue(k, dec.Value()))
 		}
 	}
 	if err := dec.Err(); err != nil {
 		return nil, fmt.Errorf("ztunnel fields: %w", err)
 	}
-	return fields, nil
+	return append(make(Fields, 0, len(fields)), fields...), nil
 }

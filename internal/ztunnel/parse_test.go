@@ -89,8 +89,8 @@ func TestParseLineFixtureValuesUnquoted(t *testing.T) {
 		"dst.namespace": "default", "bytes_sent": "84", "bytes_recv": "358", "duration": "15ms",
 	}
 	for k, v := range want {
-		if e.Fields[k] != v {
-			t.Errorf("Fields[%q] = %q, want %q", k, e.Fields[k], v)
+		if e.Fields.Get(k) != v {
+			t.Errorf("Fields[%q] = %q, want %q", k, e.Fields.Get(k), v)
 		}
 	}
 }
@@ -110,13 +110,13 @@ func TestParseLineJSONValues(t *testing.T) {
 			name: "numbers as decimal text, level lower-cased, no time",
 			line: `{"level":"WARN","scope":"access","message":"connection failed","bytes_sent":1e3,"bytes_recv":0,"ratio":0.5,"tls":true,"x":null}`,
 			want: Entry{Level: "warn", Scope: "access", Message: "connection failed",
-				Fields: map[string]string{"bytes_sent": "1000", "bytes_recv": "0", "ratio": "0.5", "tls": "true"}},
+				Fields: FieldsOf(map[string]string{"bytes_sent": "1000", "bytes_recv": "0", "ratio": "0.5", "tls": "true"})},
 		},
 		{
 			name: "target alias and nested objects flatten to dotted keys",
 			line: `{"time":"2025-01-02T03:04:05Z","level":"info","target":"access","message":"connection complete","src":{"addr":"1.2.3.4:5"}}`,
 			want: Entry{Time: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Level: "info", Scope: "access",
-				Message: "connection complete", Fields: map[string]string{"src.addr": "1.2.3.4:5"}},
+				Message: "connection complete", Fields: FieldsOf(map[string]string{"src.addr": "1.2.3.4:5"})},
 		},
 	}
 	for _, tt := range tests {

@@ -205,7 +205,7 @@ func TestMatchNeverCountsConnectionOpened(t *testing.T) {
 func describe(e Entry) Criteria {
 	c := Criteria{Since: e.Time, Until: e.Time, Direction: e.Direction(), SrcIdentity: e.SrcIdentity(),
 		DstIdentity: e.DstIdentity(), DstService: e.DstService(), HBONE: e.IsHBONE(),
-		NoSrcIdentity: e.SrcIdentity() == "", SrcWorkload: e.Fields["src.workload"], ErrorContains: e.Error()}
+		NoSrcIdentity: e.SrcIdentity() == "", SrcWorkload: e.Fields.Get("src.workload"), ErrorContains: e.Error()}
 	rejected := e.IsPolicyRejection()
 	if rejected || e.Error() == "" {
 		c.PolicyRejected = &rejected
@@ -246,13 +246,7 @@ func TestMatchRejectsOpenedLineFittingCriteria(t *testing.T) {
 }
 
 func withoutCluster(e Entry) Entry {
-	fields := make(map[string]string, len(e.Fields))
-	for k, v := range e.Fields {
-		if k != "src.cluster" && k != "dst.cluster" {
-			fields[k] = v
-		}
-	}
-	e.Fields = fields
+	e.Fields = e.Fields.Without("src.cluster", "dst.cluster")
 	return e
 }
 
@@ -270,12 +264,12 @@ func TestClusterFieldsParseLikeLinesWithout(t *testing.T) {
 			sameEntry(t, curJSON[i], cur[i])
 			sameEntry(t, withoutCluster(cur[i]), old[i])
 			for _, k := range []string{"src.cluster", "dst.cluster"} {
-				if _, ok := old[i].Fields[k]; ok {
+				if _, ok := old[i].Fields.Lookup(k); ok {
 					t.Errorf("pre-1.31 line has %s", k)
 				}
 				// log_early_deny prints no cluster, in 1.31 too.
-				if want := "Kubernetes"; cur[i].Message != "connection failed" && cur[i].Fields[k] != want {
-					t.Errorf("Fields[%q] = %q, want %q", k, cur[i].Fields[k], want)
+				if want := "Kubernetes"; cur[i].Message != "connection failed" && cur[i].Fields.Get(k) != want {
+					t.Errorf("Fields[%q] = %q, want %q", k, cur[i].Fields.Get(k), want)
 				}
 			}
 			if got, want := readings(cur[i]), readings(old[i]); got != want {

@@ -3,6 +3,7 @@ package ztunnel
 import (
 	"bytes"
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -137,6 +138,11 @@ type tail[T any] struct {
 // read returns what the container logged since the given time (to the second, as pods/log's sinceTime), fetching
 // only what was not read before.
 func (t *tail[T]) read(ctx context.Context, page pageFunc, since, now time.Time) ([]T, error) {
+	return t.appendSince(ctx, nil, page, since, now)
+}
+
+// appendSince is read appending to dst: a reader of many containers copies each line once.
+func (t *tail[T]) appendSince(ctx context.Context, dst []T, page pageFunc, since, now time.Time) ([]T, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	since = since.UTC().Truncate(time.Second)
@@ -149,16 +155,16 @@ func (t *tail[T]) read(ctx context.Context, page pageFunc, since, now time.Time)
 		t.oldest, t.oldestAt = since, now
 	}
 	if err := t.catchUp(ctx, page); err != nil {
-		return nil, err
+		return dst, err
 	}
 	t.evict(now)
-	var out []T
-	for _, l := range t.lines {
-		if !l.at.Before(since) {
-			out = append(out, l.v)
-		}
+	// Lines are kept in log order, and the runtime's stamps do not go back: the first at or after since.
+	i, _ := slices.BinarySearchFunc(t.lines, since, func(l kept[T], at time.Time) int { return l.at.Compare(at) })
+	dst = slices.Grow(dst, len(t.lines)-i)
+	for _, l := range t.lines[i:] {
+		dst = append(dst, l.v)
 	}
-	return out, nil
+	return dst, nil
 }
 
 // catchUp reads pages from the cursor until one is not cut at the byte limit, or maxPagesPerRead.
@@ -171,7 +177,13 @@ func (t *tail[T]) catchUp(ctx context.Context, page pageFunc) error {
 		fresh, next := t.cur.fresh(lines)
 		for _, l := range fresh {
 			if v, ok := t.parse(l.Text); ok {
-				t.lines = append(t.lines, kept[T]{at: l.Time, v: v})
+				// Kept in order of their stamps, which reads search: a stamp earlier than its predecessor's (the
+				// node's clock stepped back) is kept at its predecessor's.
+				at := l.Time
+				if n := len(t.lines); n > 0 && at.Before(t.lines[n-1].at) {
+					at = t.lines[n-1].at
+				}
+				t.lines = append(t.lines, kept[T]{at: at, v: v})
 			}
 		}
 		t.cur = next

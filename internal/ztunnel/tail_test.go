@@ -235,3 +235,30 @@ func TestTailUnderItsBound(t *testing.T) {
 		t.Errorf("kept %d lines ending %q", len(got), got[len(got)-1])
 	}
 }
+
+// A read's window is found by search; a line stamped before its predecessor (a clock stepped back) is neither
+// lost nor allowed to hide the lines after it.
+func TestTailWindowsWithAStampThatStepsBack(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeLog{}
+	f.add(1100, "a")
+	f.add(3100, "b")
+	f.add(2100, "c") // the clock stepped back a second
+	f.add(4100, "d")
+	tl, _ := newTail()
+	for _, tc := range []struct {
+		since int
+		want  []string
+	}{
+		{0, []string{"a", "b", "c", "d"}},
+		{2000, []string{"b", "c", "d"}},
+		{3000, []string{"b", "c", "d"}},
+		{4000, []string{"d"}},
+		{5000, nil},
+	} {
+		got, err := tl.read(ctx, f.page, at(tc.since), at(4500))
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("since %dms: %v, %v; want %v", tc.since, got, err, tc.want)
+		}
+	}
+}

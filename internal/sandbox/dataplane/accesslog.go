@@ -47,7 +47,7 @@ func (d *Dataplane) logFlow(f flow, o outcome) {
 	if f.src.Mesh {
 		e := d.entry(f, o, directionOutbound)
 		if f.refusedAtSource {
-			e.Fields[ztunnel.FieldError] = errFaultRefused
+			e.Fields = e.Fields.With(ztunnel.FieldError, errFaultRefused)
 		}
 		d.opts.Log(f.src.Node, ztunnel.FormatText(e))
 	}
@@ -59,13 +59,13 @@ func (d *Dataplane) logFlow(f flow, o outcome) {
 func (d *Dataplane) entry(f flow, o outcome, direction string) ztunnel.Entry {
 	e := ztunnel.Entry{
 		Time: o.end, Level: levelInfo, Scope: scopeAccess, Message: msgComplete,
-		Fields: d.fields(f, o, direction),
+		Fields: ztunnel.FieldsOf(d.fields(f, o, direction)),
 	}
 	if !f.decision.Allowed {
 		e.Level = levelError
-		e.Fields[ztunnel.FieldError] = f.decision.Error
+		e.Fields = e.Fields.With(ztunnel.FieldError, f.decision.Error)
 		if direction == directionOutbound {
-			e.Fields[ztunnel.FieldError] = errHBONEUnauthorized
+			e.Fields = e.Fields.With(ztunnel.FieldError, errHBONEUnauthorized)
 		}
 	}
 	return e

@@ -50,14 +50,14 @@ func TestMeshClientAllowedOverHBONE(t *testing.T) {
 		g.Expect(e.HBONEAddr()).To(Equal(backendIP + ":8080"))
 		g.Expect(e.IsHBONE()).To(BeTrue())
 		g.Expect(e.DstService()).To(Equal(backendService))
-		g.Expect(e.Fields).To(HaveKeyWithValue("src.workload", "frontend-6d8f9"))
-		g.Expect(e.Fields).To(HaveKeyWithValue("dst.workload", "backend-7f9c4"))
-		g.Expect(e.Fields[ztunnel.FieldSrcAddr]).To(HavePrefix(frontendIP + ":"))
-		g.Expect(e.Fields["duration"]).To(MatchRegexp(`^\d+ms$`))
+		g.Expect(e.Fields.Map()).To(HaveKeyWithValue("src.workload", "frontend-6d8f9"))
+		g.Expect(e.Fields.Map()).To(HaveKeyWithValue("dst.workload", "backend-7f9c4"))
+		g.Expect(e.Fields.Get(ztunnel.FieldSrcAddr)).To(HavePrefix(frontendIP + ":"))
+		g.Expect(e.Fields.Get("duration")).To(MatchRegexp(`^\d+ms$`))
 		g.Expect(e.Error()).To(BeEmpty())
 		// Real bytes: the request went out, the JSON body (and headers) came back.
-		g.Expect(atoi(g, e.Fields["bytes_sent"])).To(BeNumerically(">", 0))
-		g.Expect(atoi(g, e.Fields["bytes_recv"])).To(BeNumerically(">", len(body)))
+		g.Expect(atoi(g, e.Fields.Get("bytes_sent"))).To(BeNumerically(">", 0))
+		g.Expect(atoi(g, e.Fields.Get("bytes_recv"))).To(BeNumerically(">", len(body)))
 	}
 }
 
@@ -76,7 +76,7 @@ func TestAttackerIsReset(t *testing.T) {
 	g.Expect(in.Error()).To(Equal(errNoneAllowed))
 	g.Expect(in.SrcIdentity()).To(Equal("spiffe://cluster.local/ns/demo/sa/attacker"))
 	g.Expect(in.IsHBONE()).To(BeTrue())
-	g.Expect(in.Fields).To(HaveKeyWithValue("bytes_sent", "0"))
+	g.Expect(in.Fields.Map()).To(HaveKeyWithValue("bytes_sent", "0"))
 	out := sink.only(g, nodeA, "outbound")
 	g.Expect(out.Level).To(Equal("error"))
 	g.Expect(out.Error()).To(Equal(err401))
@@ -99,7 +99,7 @@ func TestPlaintextClientAgainstStrictIsReset(t *testing.T) {
 	g.Expect(in.IsMTLS()).To(BeFalse())
 	g.Expect(in.IsHBONE()).To(BeFalse())
 	g.Expect(in.DstAddr()).To(Equal(backendIP + ":8080"))
-	g.Expect(in.Fields).To(HaveKeyWithValue("src.workload", "curl-plain"))
+	g.Expect(in.Fields.Map()).To(HaveKeyWithValue("src.workload", "curl-plain"))
 }
 
 func TestPlaintextClientAgainstPermissiveIsAllowed(t *testing.T) {
