@@ -77,8 +77,9 @@ sandbox: controlplane istiod build ## Start the sandbox and keep it up (Ctrl-C s
 	$(LOCALBIN)/manager sandbox --keep
 
 .PHONY: bench
-bench: controlplane istiod ## Print the figures of a full five-lab run on the sandbox with zero simulated latency.
+bench: controlplane istiod ## Print the figures of a full five-lab run on the sandbox, then the rows of N runs at once (bench-load).
 	go test ./controllers/ -run '^$$' -bench BenchmarkFullRun -benchtime 3x
+	$(MAKE) bench-load
 
 BENCH_LOAD_N ?= 1,30,100
 

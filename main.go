@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -13,9 +14,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/ambientlab/labrun-operator/internal/mesh"
-	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	"github.com/ambientlab/labrun-operator/operator"
 )
 
 func main() {
@@ -24,7 +25,7 @@ func main() {
 		case "probe":
 			os.Exit(probe.Main(os.Args[2:], os.Stdout))
 		case "sandbox":
-			os.Exit(sandbox.Main(os.Args[2:], os.Stdout, os.Stderr))
+			os.Exit(sandbox.Main(os.Args[2:], os.Stdout, os.Stderr, sandboxController))
 		}
 	}
 	os.Exit(runManager())
@@ -115,4 +116,20 @@ func runManager() int {
 		return 1
 	}
 	return 0
+}
+
+// sandboxController runs the manager in-process against the sandbox, as this binary runs it on a cluster, under
+// the manager ServiceAccount's identity, with leader election in the operator namespace.
+func sandboxController(sb *sandbox.Sandbox) (stop func(), err error) {
+	mgr, err := operator.NewManager(sb.ManagerConfig(), operator.Options{
+		ProbeImage: sandbox.SandboxProbeImage, SkipNameValidation: true,
+		LeaderElection: true, LeaderElectionNS: sandbox.OperatorNamespace, Namespace: sandbox.OperatorNamespace,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() { cancel(); <-done }, nil
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
-	"github.com/ambientlab/labrun-operator/internal/operator"
+	"github.com/ambientlab/labrun-operator/operator"
 )
 
 // writeCounter counts the manager's API writes (anything but GET), Events apart.

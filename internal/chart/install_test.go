@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
-	"github.com/ambientlab/labrun-operator/internal/operator"
+	"github.com/ambientlab/labrun-operator/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 

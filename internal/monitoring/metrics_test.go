@@ -23,7 +23,7 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/labs"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/monitoring"
-	"github.com/ambientlab/labrun-operator/internal/operator"
+	"github.com/ambientlab/labrun-operator/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 

@@ -21,10 +21,11 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
-	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/plugin"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 	"github.com/ambientlab/labrun-operator/internal/sandbox/sandboxtest"
+	"github.com/ambientlab/labrun-operator/operator"
+	"github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 const testProbeImage = "labrun-operator:test"
@@ -116,12 +117,12 @@ func readMesh(ref mesh.Ref) *unstructured.Unstructured {
 }
 
 // managerOptions run the operator's manager as main.go builds it, in the sandbox's operator namespace.
-func managerOptions() operator.Options { return sandboxtest.ManagerOptions(testProbeImage) }
+func managerOptions() operator.Options { return operatortest.ManagerOptions(testProbeImage) }
 
 // startManager runs the manager under its ServiceAccount's identity until stop is called or the test ends.
 func startManager(t testing.TB, o operator.Options) (stop func()) {
 	t.Helper()
-	return sandboxtest.StartManager(t, sb, o)
+	return operatortest.StartManager(t, sb, o)
 }
 
 // deleteRun deletes a LabRun and waits until it is gone (a manager must run: the run has a finalizer).

@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
-	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox/dataplane"
 )
 
@@ -42,8 +41,9 @@ type commandConfig struct {
 	nodes, replicas  int
 }
 
-// Main is `manager sandbox`. It returns 0 unless a run it applied did not succeed with the mesh restored.
-func Main(args []string, stdout, stderr io.Writer) int {
+// Main is `manager sandbox`, with the manager startController runs (nil: none). It returns 0 unless a run it
+// applied did not succeed with the mesh restored.
+func Main(args []string, stdout, stderr io.Writer, startController Controller) int {
 	cfg, err := parseCommand(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -54,7 +54,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, stdout); err != nil {
+	if err := run(ctx, cfg, startController, stdout); err != nil {
 		fmt.Fprintf(stderr, "sandbox: %v\n", err)
 		return 1
 	}
@@ -105,7 +105,7 @@ func parseCommand(args []string, stderr io.Writer) (commandConfig, error) {
 	return c, nil
 }
 
-func run(ctx context.Context, cfg commandConfig, stdout io.Writer) error {
+func run(ctx context.Context, cfg commandConfig, startController Controller, stdout io.Writer) error {
 	if cfg.verbose {
 		ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
 	} else {
@@ -138,7 +138,10 @@ func run(ctx context.Context, cfg commandConfig, stdout io.Writer) error {
 		len(sb.Nodes), DemoNamespace, sb.Replicas)
 	fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", path)
 	if cfg.controller {
-		stopController, err := sb.StartController(operator.Options{})
+		if startController == nil {
+			return errors.New("this build has no manager to run in the sandbox: use --controller=false")
+		}
+		stopController, err := startController(sb)
 		if err != nil {
 			return err
 		}
@@ -166,23 +169,10 @@ func orNone(d time.Duration) time.Duration {
 // SandboxProbeImage is the probe image of the sandbox's manager (the node agent runs the prober in-process).
 const SandboxProbeImage = "labrun-operator:sandbox"
 
-// StartController runs the operator's manager in-process against the sandbox, under the manager
-// ServiceAccount's identity, until the returned stop is called.
-func (s *Sandbox) StartController(o operator.Options) (func(), error) {
-	if o.ProbeImage == "" {
-		o.ProbeImage = SandboxProbeImage
-	}
-	o.SkipNameValidation = true
-	o.LeaderElection, o.LeaderElectionNS, o.Namespace = true, OperatorNamespace, OperatorNamespace
-	mgr, err := operator.NewManager(s.ManagerConfig(), o)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	return func() { cancel(); <-done }, nil
-}
+// Controller runs the operator's manager against the sandbox, under the manager ServiceAccount's identity
+// (ManagerConfig), until the returned stop is called. main.go passes the one it builds: the sandbox sits below the
+// operator and does not import it.
+type Controller func(s *Sandbox) (stop func(), err error)
 
 // writeKubeconfig writes an admin kubeconfig for the sandbox's API server, and beside it manager.kubeconfig,
 // which acts as the manager's ServiceAccount (for `bin/manager --kubeconfig …` with --controller=false).

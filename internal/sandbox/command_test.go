@@ -17,7 +17,7 @@ import (
 func TestMainRejectsBadFlag(t *testing.T) {
 	g := NewWithT(t)
 	var out, errOut bytes.Buffer
-	g.Expect(sandbox.Main([]string{"--bad-flag"}, &out, &errOut)).To(Equal(2))
+	g.Expect(sandbox.Main([]string{"--bad-flag"}, &out, &errOut, nil)).To(Equal(2))
 	g.Expect(out.String()).To(BeEmpty(), "nothing started")
 	g.Expect(errOut.String()).To(ContainSubstring("flag provided but not defined: -bad-flag"))
 	g.Expect(errOut.String()).To(ContainSubstring("-apply-sample"), "the usage lists the flags")
@@ -26,17 +26,17 @@ func TestMainRejectsBadFlag(t *testing.T) {
 func TestMainRejectsAnUnknownFault(t *testing.T) {
 	g := NewWithT(t)
 	var out, errOut bytes.Buffer
-	g.Expect(sandbox.Main([]string{"--node-fault=node-2=sometimes"}, &out, &errOut)).To(Equal(2))
+	g.Expect(sandbox.Main([]string{"--node-fault=node-2=sometimes"}, &out, &errOut, nil)).To(Equal(2))
 	g.Expect(out.String()).To(BeEmpty(), "nothing started")
 	g.Expect(errOut.String()).To(ContainSubstring(`unknown fault "sometimes"`))
-	g.Expect(sandbox.Main([]string{"--node-fault=node-2"}, &out, &errOut)).To(Equal(2))
+	g.Expect(sandbox.Main([]string{"--node-fault=node-2"}, &out, &errOut, nil)).To(Equal(2))
 	g.Expect(errOut.String()).To(ContainSubstring("want NODE=FAULT"))
 }
 
 func TestMainRejectsArguments(t *testing.T) {
 	g := NewWithT(t)
 	var out, errOut bytes.Buffer
-	g.Expect(sandbox.Main([]string{"extra"}, &out, &errOut)).To(Equal(2))
+	g.Expect(sandbox.Main([]string{"extra"}, &out, &errOut, nil)).To(Equal(2))
 	g.Expect(errOut.String()).To(ContainSubstring(`unexpected arguments ["extra"]`))
 }
 

@@ -26,9 +26,9 @@ import (
 
 	"github.com/ambientlab/labrun-operator/internal/controlplane"
 	"github.com/ambientlab/labrun-operator/internal/istiod"
-	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox/dataplane"
 	"github.com/ambientlab/labrun-operator/internal/sandbox/kubelet"
+	labscheme "github.com/ambientlab/labrun-operator/internal/scheme"
 )
 
 // Options tune the sandbox.
@@ -93,7 +93,7 @@ func Start(ctx context.Context, o Options) (*Sandbox, error) {
 
 // start brings up everything on the control plane, in order; Stop undoes what it got to.
 func (s *Sandbox) start(ctx context.Context, o Options) error {
-	scheme, err := operator.NewScheme()
+	scheme, err := labscheme.New()
 	if err != nil {
 		return err
 	}
@@ -234,7 +234,7 @@ func registerNode(ctx context.Context, c client.Client, name string, port int) e
 
 // startAgent runs the node agent and the ztunnel feed in their own manager.
 func (s *Sandbox) startAgent(o Options) error {
-	scheme, _ := operator.NewScheme()
+	scheme, _ := labscheme.New()
 	skip := true
 	mgr, err := ctrl.NewManager(s.Env.Config, ctrl.Options{
 		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",

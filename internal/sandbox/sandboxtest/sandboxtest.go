@@ -1,19 +1,17 @@
-// Package sandboxtest is what every test package that runs the operator on the sandbox shares: the world's mesh
-// objects, and the manager run as main.go builds it under its own ServiceAccount until the test ends.
+// Package sandboxtest is what every test package that runs on the sandbox shares: the world's mesh objects, and a
+// manager run until the test ends (operatortest builds the operator's).
 package sandboxtest
 
 import (
 	"context"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ambientlab/labrun-operator/internal/mesh"
-	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 
@@ -29,24 +27,6 @@ func ReadMesh(c client.Reader, ref mesh.Ref) (*unstructured.Unstructured, error)
 	u.SetGroupVersionKind(mesh.GVK(ref.Kind))
 	err := c.Get(context.Background(), client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u)
 	return u, err
-}
-
-// ManagerOptions are what tests run the manager with: the sandbox's operator namespace, a short pod-start grace
-// so stuck pods fail fast, and a one-second watchdog grace.
-func ManagerOptions(probeImage string) operator.Options {
-	return operator.Options{ProbeImage: probeImage, PodStartGrace: 20 * time.Second,
-		SkipNameValidation: true, WatchdogGrace: time.Second, Namespace: sandbox.OperatorNamespace}
-}
-
-// StartManager runs the operator's manager, as main.go builds it, under the manager ServiceAccount's identity
-// (config/default's RBAC and admission policies apply), until the test ends or stop is called.
-func StartManager(t testing.TB, sb *sandbox.Sandbox, o operator.Options) (stop func()) {
-	t.Helper()
-	mgr, err := operator.NewManager(sb.ManagerConfig(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return RunManager(t, mgr)
 }
 
 // RunManager starts mgr until the test ends or stop is called; an error it stops with fails the test.

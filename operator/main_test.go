@@ -11,9 +11,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/ambientlab/labrun-operator/internal/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
-	"github.com/ambientlab/labrun-operator/internal/sandbox/sandboxtest"
+	"github.com/ambientlab/labrun-operator/operator"
+	"github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 // sb is the one sandbox the package's tests share: a real kube-apiserver and etcd with config/default's RBAC and
@@ -46,5 +46,5 @@ func TestMain(m *testing.M) {
 func startManager(t *testing.T, o operator.Options) {
 	t.Helper()
 	o.SkipNameValidation, o.Namespace, o.ProbeImage = true, sandbox.OperatorNamespace, sandbox.SandboxProbeImage
-	sandboxtest.StartManager(t, sb, o)
+	operatortest.StartManager(t, sb, o)
 }

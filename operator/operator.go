@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -33,6 +32,7 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/admissioncheck"
 	"github.com/ambientlab/labrun-operator/internal/cachefilter"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
+	"github.com/ambientlab/labrun-operator/internal/scheme"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
 
@@ -90,17 +90,7 @@ type Options struct {
 }
 
 // NewScheme registers the kinds the operator reads and writes.
-func NewScheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{
-		clientgoscheme.AddToScheme, labsv1.AddToScheme, securityv1.AddToScheme,
-	} {
-		if err := add(s); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
-}
+func NewScheme() (*runtime.Scheme, error) { return scheme.New() }
 
 // NewManager builds a manager with the LabRun controller and the watchdogs registered.
 func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
