@@ -15,6 +15,7 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
+	"github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 // TestHostileSizesStayOutOfTheCaches: a tenant's thousand PeerAuthentications, each with a 200 KiB annotation
@@ -43,9 +44,9 @@ func TestHostileSizesStayOutOfTheCaches(t *testing.T) {
 
 	before := liveHeap()
 	startManager(t, managerOptions())
-	ls := newSchedule("@every 1h")
+	ls := operatortest.NewSchedule("@every 1h")
 	ls.Spec.Suspend = ptr.To(true)
-	createSchedule(t, ls)
+	operatortest.CreateSchedule(t, ls)
 	g.Eventually(func(g Gomega) {
 		cur := &labsv1.LabSchedule{}
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ls), cur)).To(Succeed())

@@ -11,7 +11,6 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -216,20 +215,6 @@ func TestHBONELabCountsTunnels(t *testing.T) {
 	tunnel := stepOf(t, done, labsv1.LabHBONE, "hbone-tunnel")
 	g.Expect(tunnel.Evidence).NotTo(BeEmpty())
 	g.Expect(tunnel.Evidence[0]).To(MatchRegexp(`dst.addr=[0-9.]+:15008 dst.hbone_addr=[0-9.]+:80`))
-}
-
-// kstatusOf computes the object's status the way Argo CD and Flux do.
-func kstatusOf(t *testing.T, o any) status.Status {
-	t.Helper()
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := status.Compute(&unstructured.Unstructured{Object: obj})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Status
 }
 
 // TestMetricsCountVerdicts reads the manager's metrics registry after a run.

@@ -14,18 +14,12 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	"github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 // Where the mesh lives (the root namespace, the ztunnel pods) is the operator's configuration: the manager's flags,
 // and for admission the ConfigMap labrun-system/labrun-mesh (config/admission/mesh.yaml), both Istio's defaults
 // in the sandbox.
-
-// grantFootprintReads gives user what the footprint lab reads: pods in every namespace and ztunnel's usage.
-func grantFootprintReads(t testing.TB, user string) {
-	t.Helper()
-	grant(t, user, "", rule("", "pods", "list"))
-	grant(t, user, sandbox.RootNamespace, rule("metrics.k8s.io", "pods", "list"))
-}
 
 // TestAnotherMeshIsRefusedAtAdmission: a LabRun or a LabSchedule that names another root namespace or ztunnel
 // than the operator's is refused at the door, for a cluster administrator too, with a message that says what
@@ -54,7 +48,7 @@ func TestAnotherMeshIsRefusedAtAdmission(t *testing.T) {
 			tc.mutate(&run.Spec.Mesh)
 			g.Eventually(func() error { return dryRunCreate(k8s, run) }).WithTimeout(10 * time.Second).
 				WithPolling(100 * time.Millisecond).Should(MatchError(ContainSubstring("spec." + tc.message)))
-			ls := newSchedule("@every 1h")
+			ls := operatortest.NewSchedule("@every 1h")
 			tc.mutate(&ls.Spec.Template.Spec.Mesh)
 			g.Expect(k8s.Create(context.Background(), ls, client.DryRunAll)).
 				To(MatchError(ContainSubstring("spec.template.spec." + tc.message)))
@@ -178,7 +172,7 @@ func TestFootprintNeedsTheRightToReadWhatItCounts(t *testing.T) {
 	t.Run("the ztunnel pods", func(t *testing.T) {
 		refused(t, tenantRun(labsv1.LabFootprint),
 			"user fiona may not list pods in namespace istio-system, where the footprint lab reads the ztunnel pods")
-		ls := newSchedule("@every 1h")
+		ls := operatortest.NewSchedule("@every 1h")
 		ls.Namespace = tenantNamespace
 		ls.Spec.Template.Spec.Labs = []labsv1.LabName{labsv1.LabFootprint}
 		ls.Spec.Template.Spec.Mesh.AuthorizationPolicy = nil

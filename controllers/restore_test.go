@@ -3,7 +3,6 @@ package controllers_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -21,8 +20,8 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/controllers/meshguard"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
-	"github.com/ambientlab/labrun-operator/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	"github.com/ambientlab/labrun-operator/operator"
 )
 
 // setMode changes the PeerAuthentication as a third party would (kubectl, Argo CD self-heal).
@@ -303,17 +302,6 @@ func plainNamespace(t *testing.T) string {
 		}
 	}
 	return ns.Name
-}
-
-// notPassed lists the steps that did not pass, for failure messages.
-func notPassed(run *labsv1.LabRun) string {
-	var out []string
-	for _, st := range run.Status.Steps {
-		if st.Verdict != labsv1.VerdictPass {
-			out = append(out, fmt.Sprintf("%s/%s %s: %s", st.Lab, st.Name, st.Verdict, st.Message))
-		}
-	}
-	return run.Status.Message + "\n" + strings.Join(out, "\n")
 }
 
 // TestStandbyReplicaTakesOver runs two replicas with leader election, as config/manager deploys them. The

@@ -48,4 +48,20 @@ var (
 	waitPropagated     = operatortest.WaitPropagated
 	waitForMode        = operatortest.WaitForMode
 	temporaryPeerAuths = operatortest.TemporaryPeerAuths
+
+	asUser                = operatortest.AsUser
+	grant                 = operatortest.Grant
+	rule                  = operatortest.Rule
+	ensureTenantNamespace = operatortest.EnsureTenantNamespace
+	grantFootprintReads   = operatortest.GrantFootprintReads
+	kstatusOf             = operatortest.KstatusOf
+	notPassed             = operatortest.NotPassed
+	expectInterrupted     = operatortest.ExpectInterrupted
+	weakenedPeerAuths     = operatortest.WeakenedPeerAuths
+	waitUntilWeakened     = operatortest.WaitUntilWeakened
+)
+
+const (
+	tenantNamespace = operatortest.TenantNamespace
+	msgInterrupted  = operatortest.MsgInterrupted
 )

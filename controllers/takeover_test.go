@@ -13,21 +13,16 @@ import (
 
 	. "github.com/onsi/gomega"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
-	"github.com/ambientlab/labrun-operator/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	"github.com/ambientlab/labrun-operator/operator"
 )
-
-// msgInterrupted is what the step a run was in says when its manager went away with the mesh weakened.
-const msgInterrupted = "the manager was replaced while the mesh was weakened; the mesh was restored at once"
 
 var errKilled = errors.New("killed")
 
@@ -76,52 +71,6 @@ func newManager(tb testing.TB, cfg *rest.Config, o operator.Options) ctrl.Manage
 		tb.Fatal(err)
 	}
 	return mgr
-}
-
-// expectInterrupted: the run ended Failed, a step (the one it was in when its manager died) says why, the rest
-// did not run, and the mesh is restored.
-func expectInterrupted(tb testing.TB, done *labsv1.LabRun) {
-	tb.Helper()
-	g := NewWithT(tb)
-	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed), notPassed(done))
-	g.Expect(done.Status.Steps).To(ContainElement(And(HaveField("Verdict", labsv1.VerdictError),
-		HaveField("Message", msgInterrupted))), notPassed(done))
-	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
-}
-
-// weakenedPeerAuths names the PeerAuthentications that let plaintext in anywhere (PERMISSIVE or DISABLE,
-// for the whole policy or a port): what a run weakens, whatever its scope.
-func weakenedPeerAuths(tb testing.TB) []string {
-	tb.Helper()
-	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(mesh.GVK(mesh.KindPeerAuthentication).GroupVersion().WithKind("PeerAuthenticationList"))
-	if err := k8s.List(context.Background(), list); err != nil {
-		tb.Fatal(err)
-	}
-	var out []string
-	for _, pa := range list.Items {
-		modes := []string{}
-		if m, _, _ := unstructured.NestedString(pa.Object, "spec", "mtls", "mode"); m != "" {
-			modes = append(modes, m)
-		}
-		ports, _, _ := unstructured.NestedMap(pa.Object, "spec", "portLevelMtls")
-		for p := range ports {
-			if m, _, _ := unstructured.NestedString(ports, p, "mode"); m != "" {
-				modes = append(modes, m)
-			}
-		}
-		if slices.Contains(modes, "PERMISSIVE") || slices.Contains(modes, "DISABLE") {
-			out = append(out, pa.GetNamespace()+"/"+pa.GetName())
-		}
-	}
-	return out
-}
-
-// waitUntilWeakened waits until a run's PERMISSIVE change is in the API.
-func waitUntilWeakened(tb testing.TB) {
-	tb.Helper()
-	NewWithT(tb).Eventually(func() []string { return weakenedPeerAuths(tb) }).
-		WithTimeout(60 * time.Second).WithPolling(10 * time.Millisecond).ShouldNot(BeEmpty())
 }
 
 // TestTakeoverRestoresAtOnceAndEndsTheRun: the leader dies right after making the mesh PERMISSIVE, without

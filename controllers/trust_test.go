@@ -12,7 +12,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -29,63 +28,6 @@ import (
 // The trust boundary, tried as a tenant would: users with a namespace of their own (team-a) and the rights an
 // administrator would give them, impersonated through the real API server with its RBAC authorizer and the
 // admission policies config/default ships.
-
-const tenantNamespace = "team-a"
-
-// asUser is a client acting as user, with the cluster's RBAC and admission policies applied to it.
-func asUser(t testing.TB, user string) client.Client {
-	t.Helper()
-	c, err := client.New(sandbox.AsUser(sb.Env.Config, user), client.Options{Scheme: k8s.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// grant gives user the rules in namespace ns (a Role) or cluster-wide (ns == "", a ClusterRole).
-func grant(t testing.TB, user, ns string, rules ...rbacv1.PolicyRule) {
-	t.Helper()
-	ctx := context.Background()
-	name := fmt.Sprintf("test-%s-%d", user, runCounter.Add(1))
-	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
-	var objs []client.Object
-	if ns == "" {
-		objs = []client.Object{
-			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules},
-			&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, Subjects: subject,
-				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}},
-		}
-	} else {
-		objs = []client.Object{
-			&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Rules: rules},
-			&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Subjects: subject,
-				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}},
-		}
-	}
-	for _, o := range objs {
-		NewWithT(t).Expect(k8s.Create(ctx, o)).To(Succeed())
-		t.Cleanup(func() { _ = k8s.Delete(ctx, o) })
-	}
-}
-
-func rule(group, resource string, verbs ...string) rbacv1.PolicyRule {
-	return rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{resource}, Verbs: verbs}
-}
-
-// ensureTenantNamespace creates team-a, enrolled in ambient, with a backend Service.
-func ensureTenantNamespace(t testing.TB) {
-	t.Helper()
-	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: tenantNamespace,
-		Labels: map[string]string{"istio.io/dataplane-mode": "ambient"}}}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: tenantNamespace, Name: "backend"},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}
-	for _, o := range []client.Object{ns, svc} {
-		if err := k8s.Create(ctx, o); client.IgnoreAlreadyExists(err) != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // tenantRun is a LabRun in team-a as a tenant writes it: the defaults point at the mesh root's
 // PeerAuthentication and ztunnel's namespace.

@@ -5,15 +5,23 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -245,4 +253,202 @@ func TemporaryPeerAuths() []string {
 		}
 	}
 	return out
+}
+
+// TenantNamespace is the tenant's namespace of the trust tests: team-a.
+const TenantNamespace = "team-a"
+
+// AsUser is a client acting as user, with the cluster's RBAC and admission policies applied to it.
+func AsUser(t testing.TB, user string) client.Client {
+	t.Helper()
+	c, err := client.New(sandbox.AsUser(SB.Env.Config, user), client.Options{Scheme: K8s.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Grant gives user the rules in namespace ns (a Role) or cluster-wide (ns == "", a ClusterRole) until the test
+// ends.
+func Grant(t testing.TB, user, ns string, rules ...rbacv1.PolicyRule) {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("test-%s-%d", user, Counter.Add(1))
+	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
+	var objs []client.Object
+	if ns == "" {
+		objs = []client.Object{
+			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules},
+			&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, Subjects: subject,
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}},
+		}
+	} else {
+		objs = []client.Object{
+			&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Rules: rules},
+			&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Subjects: subject,
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}},
+		}
+	}
+	for _, o := range objs {
+		NewWithT(t).Expect(K8s.Create(ctx, o)).To(Succeed())
+		t.Cleanup(func() { _ = K8s.Delete(ctx, o) })
+	}
+}
+
+// Rule is one RBAC rule: verbs on a resource of a group.
+func Rule(group, resource string, verbs ...string) rbacv1.PolicyRule {
+	return rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{resource}, Verbs: verbs}
+}
+
+// EnsureTenantNamespace creates team-a, enrolled in ambient, with a backend Service.
+func EnsureTenantNamespace(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: TenantNamespace,
+		Labels: map[string]string{"istio.io/dataplane-mode": "ambient"}}}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: TenantNamespace, Name: "backend"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}
+	for _, o := range []client.Object{ns, svc} {
+		if err := K8s.Create(ctx, o); client.IgnoreAlreadyExists(err) != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// GrantFootprintReads gives user what the footprint lab reads: pods in every namespace and ztunnel's usage.
+func GrantFootprintReads(t testing.TB, user string) {
+	t.Helper()
+	Grant(t, user, "", Rule("", "pods", "list"))
+	Grant(t, user, sandbox.RootNamespace, Rule("metrics.k8s.io", "pods", "list"))
+}
+
+// KstatusOf is what kstatus (Argo CD, Flux, kubectl wait) reads from o.
+func KstatusOf(t testing.TB, o any) status.Status {
+	t.Helper()
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := status.Compute(&unstructured.Unstructured{Object: obj})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Status
+}
+
+// scheduleCounter numbers the schedules the package's tests create.
+var scheduleCounter atomic.Int32
+
+// NewSchedule is a schedule in the demo namespace whose runs verify the mtls lab.
+func NewSchedule(schedule string) *labsv1.LabSchedule {
+	return &labsv1.LabSchedule{
+		ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.DemoNamespace, Name: fmt.Sprintf("verify-%d", scheduleCounter.Add(1))},
+		Spec: labsv1.LabScheduleSpec{
+			Schedule: schedule,
+			Template: labsv1.LabRunTemplate{
+				Metadata: labsv1.TemplateMetadata{Labels: map[string]string{"team": "platform"}},
+				Spec: labsv1.LabRunSpec{
+					Mode:   labsv1.ModeVerify,
+					Labs:   []labsv1.LabName{labsv1.LabMTLS},
+					Target: labsv1.TargetSpec{Service: "backend"},
+					Mesh:   labsv1.MeshSpec{AuthorizationPolicy: &labsv1.ObjectRef{Name: sandbox.PolicyName}},
+					Probe:  labsv1.ProbeSpec{SettleTimeout: &metav1.Duration{Duration: 10 * time.Second}},
+				},
+			},
+		},
+	}
+}
+
+// CreateSchedule creates ls and, when the test ends, deletes it and then its runs (no garbage collector runs in
+// the sandbox). Call it after Start: cleanups run last-in first-out, and deleting a run needs the manager
+// (its finalizer); a test that starts another manager later calls the returned cleanup itself before it ends.
+func CreateSchedule(t *testing.T, ls *labsv1.LabSchedule) (cleanup func()) {
+	t.Helper()
+	ctx := context.Background()
+	NewWithT(t).Expect(K8s.Create(ctx, ls)).To(Succeed())
+	var once sync.Once
+	cleanup = func() {
+		once.Do(func() {
+			if err := K8s.Delete(ctx, ls); client.IgnoreNotFound(err) != nil {
+				t.Errorf("deleting LabSchedule %s: %v", ls.Name, err)
+			}
+			NewWithT(t).Eventually(func(g Gomega) {
+				for _, run := range RunsOf(g, ls) {
+					DeleteAndWait(t, &run)
+				}
+				g.Expect(RunsOf(g, ls)).To(BeEmpty())
+			}).WithTimeout(60 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+		})
+	}
+	t.Cleanup(cleanup)
+	return cleanup
+}
+
+// RunsOf lists the schedule's runs, oldest first.
+func RunsOf(g Gomega, ls *labsv1.LabSchedule) []labsv1.LabRun {
+	list := &labsv1.LabRunList{}
+	g.Expect(K8s.List(context.Background(), list, client.InNamespace(ls.Namespace),
+		client.MatchingLabels{labsv1.LabelSchedule: ls.Name})).To(Succeed())
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	return list.Items
+}
+
+// MsgInterrupted is what the step a run was in says when its manager went away with the mesh weakened.
+const MsgInterrupted = "the manager was replaced while the mesh was weakened; the mesh was restored at once"
+
+// ExpectInterrupted: the run ended Failed, a step (the one it was in when its manager died) says why, the rest
+// did not run, and the mesh is restored.
+func ExpectInterrupted(tb testing.TB, done *labsv1.LabRun) {
+	tb.Helper()
+	g := NewWithT(tb)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed), NotPassed(done))
+	g.Expect(done.Status.Steps).To(ContainElement(And(HaveField("Verdict", labsv1.VerdictError),
+		HaveField("Message", MsgInterrupted))), NotPassed(done))
+	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
+}
+
+// WeakenedPeerAuths names the PeerAuthentications that let plaintext in anywhere (PERMISSIVE or DISABLE,
+// for the whole policy or a port): what a run weakens, whatever its scope.
+func WeakenedPeerAuths(tb testing.TB) []string {
+	tb.Helper()
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(mesh.GVK(mesh.KindPeerAuthentication).GroupVersion().WithKind("PeerAuthenticationList"))
+	if err := K8s.List(context.Background(), list); err != nil {
+		tb.Fatal(err)
+	}
+	var out []string
+	for _, pa := range list.Items {
+		modes := []string{}
+		if m, _, _ := unstructured.NestedString(pa.Object, "spec", "mtls", "mode"); m != "" {
+			modes = append(modes, m)
+		}
+		ports, _, _ := unstructured.NestedMap(pa.Object, "spec", "portLevelMtls")
+		for p := range ports {
+			if m, _, _ := unstructured.NestedString(ports, p, "mode"); m != "" {
+				modes = append(modes, m)
+			}
+		}
+		if slices.Contains(modes, "PERMISSIVE") || slices.Contains(modes, "DISABLE") {
+			out = append(out, pa.GetNamespace()+"/"+pa.GetName())
+		}
+	}
+	return out
+}
+
+// WaitUntilWeakened waits until a run's PERMISSIVE change is in the API.
+func WaitUntilWeakened(tb testing.TB) {
+	tb.Helper()
+	NewWithT(tb).Eventually(func() []string { return WeakenedPeerAuths(tb) }).
+		WithTimeout(60 * time.Second).WithPolling(10 * time.Millisecond).ShouldNot(BeEmpty())
+}
+
+// notPassed lists the steps that did not pass, for failure messages.
+func NotPassed(run *labsv1.LabRun) string {
+	var out []string
+	for _, st := range run.Status.Steps {
+		if st.Verdict != labsv1.VerdictPass {
+			out = append(out, fmt.Sprintf("%s/%s %s: %s", st.Lab, st.Name, st.Verdict, st.Message))
+		}
+	}
+	return run.Status.Message + "\n" + strings.Join(out, "\n")
 }

@@ -1,4 +1,4 @@
-package controllers_test
+package meshguard_test
 
 import (
 	"os"
@@ -13,6 +13,7 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	suite "github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 // TestManagerProcessKilledWithSIGKILL runs the real manager binary as its own process, kills it with SIGKILL
@@ -26,28 +27,28 @@ func TestManagerProcessKilledWithSIGKILL(t *testing.T) {
 	g := NewWithT(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "manager")
-	build := exec.Command("go", "build", "-o", bin, "..")
+	build := exec.Command("go", "build", "-o", bin, "../..")
 	build.Stderr = os.Stderr
 	g.Expect(build.Run()).To(Succeed())
 	kubeconfig := writeKubeconfig(t, dir)
 
 	first := startProcess(t, bin, kubeconfig)
-	run := newRun(labsv1.LabPeerAuthentication)
-	create(t, run)
-	waitUntilWeakened(t)
+	run := suite.NewRun(labsv1.LabPeerAuthentication)
+	suite.Create(t, run)
+	suite.WaitUntilWeakened(t)
 	g.Expect(first.Process.Signal(syscall.SIGKILL)).To(Succeed())
 	_ = first.Wait()
 
 	startProcess(t, bin, kubeconfig)
-	expectInterrupted(t, finished(t, run))
-	deleteAndWait(t, run)
-	expectMeshAsFound(t)
+	suite.ExpectInterrupted(t, suite.Finished(t, run))
+	suite.DeleteAndWait(t, run)
+	suite.ExpectMeshAsFound(t)
 }
 
 func startProcess(t *testing.T, bin, kubeconfig string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--leader-elect=false", "--metrics-bind-address=0",
-		"--health-probe-bind-address=0", "--probe-image="+testProbeImage, "--namespace="+sandbox.OperatorNamespace)
+		"--health-probe-bind-address=0", "--probe-image="+suite.TestProbeImage, "--namespace="+sandbox.OperatorNamespace)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func startProcess(t *testing.T, bin, kubeconfig string) *exec.Cmd {
 
 func writeKubeconfig(t *testing.T, dir string) string {
 	t.Helper()
-	c := sb.Env.Config
+	c := suite.SB.Env.Config
 	cfg := clientcmdapi.Config{
 		Clusters: map[string]*clientcmdapi.Cluster{"sb": {Server: c.Host, CertificateAuthorityData: c.CAData}},
 		AuthInfos: map[string]*clientcmdapi.AuthInfo{"sb": {ClientCertificateData: c.CertData, ClientKeyData: c.KeyData,

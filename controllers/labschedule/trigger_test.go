@@ -1,4 +1,4 @@
-package controllers_test
+package labschedule_test
 
 import (
 	"context"
@@ -16,13 +16,14 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	suite "github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 // Triggers as a tenant sees them: she owns policies in a namespace a platform schedule depends on.
 
 // triggerSchedule is a schedule that runs only when a policy it depends on changes.
 func triggerSchedule(policy labsv1.ConcurrencyPolicy, debounce, minInterval time.Duration) *labsv1.LabSchedule {
-	ls := newSchedule("@every 1h")
+	ls := suite.NewSchedule("@every 1h")
 	ls.Spec.ConcurrencyPolicy = policy
 	ls.Spec.Trigger = &labsv1.TriggerSpec{OnPolicyChange: true, Debounce: &metav1.Duration{Duration: debounce},
 		MinInterval: &metav1.Duration{Duration: minInterval}}
@@ -44,14 +45,14 @@ func seenBy(t *testing.T, ls *labsv1.LabSchedule) {
 func TestScheduleTriggeredByATenantsNamesake(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	startManager(t, managerOptions())
+	suite.Start(t, suite.Options())
 	ls := triggerSchedule(labsv1.ConcurrencyForbid, time.Second, time.Second)
 	log := watchRuns(t, ls)
-	createSchedule(t, ls)
+	suite.CreateSchedule(t, ls)
 	seenBy(t, ls)
 
-	grant(t, "tina", sandbox.DemoNamespace, rule("security.istio.io", "peerauthentications", "create", "delete"))
-	tina := asUser(t, "tina")
+	suite.Grant(t, "tina", sandbox.DemoNamespace, suite.Rule("security.istio.io", "peerauthentications", "create", "delete"))
+	tina := suite.AsUser(t, "tina")
 	pa := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
 		"selector": map[string]any{"matchLabels": map[string]any{"app": "tina-nothing"}},
 		"mtls":     map[string]any{"mode": "PERMISSIVE"}}}}
@@ -67,7 +68,7 @@ func TestScheduleTriggeredByATenantsNamesake(t *testing.T) {
 
 	g.Expect(tina.Create(ctx, pa)).To(Succeed())
 	t.Cleanup(func() {
-		if err := k8s.Delete(ctx, pa); client.IgnoreNotFound(err) != nil {
+		if err := suite.K8s.Delete(ctx, pa); client.IgnoreNotFound(err) != nil {
 			t.Errorf("deleting %s: %v", pa.GetName(), err)
 		}
 	})
@@ -78,14 +79,14 @@ func TestScheduleTriggeredByATenantsNamesake(t *testing.T) {
 // TestScheduleTriggersAreRateLimited: a tenant edits, every second, a policy a platform schedule depends on.
 func TestScheduleTriggersAreRateLimited(t *testing.T) {
 	ctx := context.Background()
-	startManager(t, managerOptions())
-	grant(t, "tina", sandbox.DemoNamespace, rule("security.istio.io", "authorizationpolicies", "get", "update"))
-	tina := asUser(t, "tina")
+	suite.Start(t, suite.Options())
+	suite.Grant(t, "tina", sandbox.DemoNamespace, suite.Rule("security.istio.io", "authorizationpolicies", "get", "update"))
+	tina := suite.AsUser(t, "tina")
 	// editEverySecond changes the AuthorizationPolicy's rules as tina, once a second, n times; the last edit
 	// puts the rules back. It returns when the last edit began.
 	editEverySecond := func(t *testing.T, n int) (last time.Time) {
 		t.Helper()
-		orig := readMesh(policyRef)
+		orig := suite.ReadMesh(suite.PolicyRef)
 		origRules, _, _ := unstructured.NestedSlice(orig.Object, "spec", "rules")
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
@@ -122,7 +123,7 @@ func TestScheduleTriggersAreRateLimited(t *testing.T) {
 		// Allow: nothing but the interval holds triggered runs back.
 		ls := triggerSchedule(labsv1.ConcurrencyAllow, 500*time.Millisecond, 5*time.Second)
 		log := watchRuns(t, ls)
-		createSchedule(t, ls)
+		suite.CreateSchedule(t, ls)
 		seenBy(t, ls)
 		start := time.Now()
 		lastEdit := editEverySecond(t, 16)
@@ -149,9 +150,9 @@ func TestScheduleTriggersAreRateLimited(t *testing.T) {
 	t.Run("Replace: a triggered run never aborts an active one", func(t *testing.T) {
 		g := NewWithT(t)
 		ls := triggerSchedule(labsv1.ConcurrencyReplace, 500*time.Millisecond, time.Second)
-		ls.Spec.Template.Spec.Probe.Image = unpullableImage // its runs stay active for the pod start grace
+		ls.Spec.Template.Spec.Probe.Image = suite.UnpullableImage // its runs stay active for the pod start grace
 		log := watchRuns(t, ls)
-		createSchedule(t, ls)
+		suite.CreateSchedule(t, ls)
 		seenBy(t, ls)
 		editEverySecond(t, 8)
 		g.Expect(log.names()).To(HaveLen(1), "one run, active throughout the edits")

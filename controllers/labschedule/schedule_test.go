@@ -1,8 +1,7 @@
-package controllers_test
+package labschedule_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,71 +27,15 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	suite "github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 // LabSchedules against the sandbox: the manager creates Verify runs of one lab (fast, and they change nothing),
 // so each test sees several runs within seconds.
 
-var scheduleCounter int
-
-// newSchedule is a schedule in the demo namespace whose runs verify the mtls lab.
-func newSchedule(schedule string) *labsv1.LabSchedule {
-	scheduleCounter++
-	return &labsv1.LabSchedule{
-		ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.DemoNamespace, Name: fmt.Sprintf("verify-%d", scheduleCounter)},
-		Spec: labsv1.LabScheduleSpec{
-			Schedule: schedule,
-			Template: labsv1.LabRunTemplate{
-				Metadata: labsv1.TemplateMetadata{Labels: map[string]string{"team": "platform"}},
-				Spec: labsv1.LabRunSpec{
-					Mode:   labsv1.ModeVerify,
-					Labs:   []labsv1.LabName{labsv1.LabMTLS},
-					Target: labsv1.TargetSpec{Service: "backend"},
-					Mesh:   labsv1.MeshSpec{AuthorizationPolicy: &labsv1.ObjectRef{Name: sandbox.PolicyName}},
-					Probe:  labsv1.ProbeSpec{SettleTimeout: &metav1.Duration{Duration: 10 * time.Second}},
-				},
-			},
-		},
-	}
-}
-
-// createSchedule creates ls and, when the test ends, deletes it and then its runs (no garbage collector runs in
-// the sandbox). Call it after startManager: cleanups run last-in first-out, and deleting a run needs the manager
-// (its finalizer); a test that starts another manager later calls the returned cleanup itself before it ends.
-func createSchedule(t *testing.T, ls *labsv1.LabSchedule) (cleanup func()) {
-	t.Helper()
-	ctx := context.Background()
-	NewWithT(t).Expect(k8s.Create(ctx, ls)).To(Succeed())
-	var once sync.Once
-	cleanup = func() {
-		once.Do(func() {
-			if err := k8s.Delete(ctx, ls); client.IgnoreNotFound(err) != nil {
-				t.Errorf("deleting LabSchedule %s: %v", ls.Name, err)
-			}
-			NewWithT(t).Eventually(func(g Gomega) {
-				for _, run := range runsOf(g, ls) {
-					deleteAndWait(t, &run)
-				}
-				g.Expect(runsOf(g, ls)).To(BeEmpty())
-			}).WithTimeout(60 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
-		})
-	}
-	t.Cleanup(cleanup)
-	return cleanup
-}
-
-// runsOf lists the schedule's runs, oldest first.
-func runsOf(g Gomega, ls *labsv1.LabSchedule) []labsv1.LabRun {
-	list := &labsv1.LabRunList{}
-	g.Expect(k8s.List(context.Background(), list, client.InNamespace(ls.Namespace),
-		client.MatchingLabels{labsv1.LabelSchedule: ls.Name})).To(Succeed())
-	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
-	return list.Items
-}
-
 func getSchedule(g Gomega, ls *labsv1.LabSchedule) *labsv1.LabSchedule {
 	out := &labsv1.LabSchedule{}
-	g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(ls), out)).To(Succeed())
+	g.Expect(suite.K8s.Get(context.Background(), client.ObjectKeyFromObject(ls), out)).To(Succeed())
 	return out
 }
 
@@ -121,7 +64,7 @@ type runLog struct {
 
 func watchRuns(t *testing.T, ls *labsv1.LabSchedule) *runLog {
 	t.Helper()
-	w, err := k8s.Watch(context.Background(), &labsv1.LabRunList{}, client.InNamespace(ls.Namespace),
+	w, err := suite.K8s.Watch(context.Background(), &labsv1.LabRunList{}, client.InNamespace(ls.Namespace),
 		client.MatchingLabels{labsv1.LabelSchedule: ls.Name})
 	if err != nil {
 		t.Fatal(err)
@@ -183,11 +126,11 @@ func (l *runLog) snapshot() (maxActive int, deletedUnfinished []string) {
 // pruned to one success; status reports the last run; suspend stops creation.
 func TestScheduleRunsPrunesAndSuspends(t *testing.T) {
 	g := NewWithT(t)
-	startManager(t, managerOptions())
-	ls := newSchedule("@every 5s")
+	suite.Start(t, suite.Options())
+	ls := suite.NewSchedule("@every 5s")
 	ls.Spec.SuccessfulRunsHistoryLimit = ptr.To[int32](1)
 	log := watchRuns(t, ls)
-	createSchedule(t, ls)
+	suite.CreateSchedule(t, ls)
 
 	g.Eventually(func(g Gomega) {
 		g.Expect(len(log.names())).To(BeNumerically(">=", 3))
@@ -195,7 +138,7 @@ func TestScheduleRunsPrunesAndSuspends(t *testing.T) {
 		g.Expect(cur.Status.LastRun).NotTo(BeNil())
 		g.Expect(cur.Status.LastRun.Phase).To(Equal(labsv1.PhaseSucceeded))
 		var succeeded int
-		for _, run := range runsOf(g, ls) {
+		for _, run := range suite.RunsOf(g, ls) {
 			if run.Status.Phase == labsv1.PhaseSucceeded && run.DeletionTimestamp.IsZero() {
 				succeeded++
 			}
@@ -209,7 +152,7 @@ func TestScheduleRunsPrunesAndSuspends(t *testing.T) {
 			"runs %v are 5s apart", names)
 	}
 	cur := getSchedule(g, ls)
-	run := runsOf(g, ls)[0]
+	run := suite.RunsOf(g, ls)[0]
 	g.Expect(run.Labels).To(HaveKeyWithValue("team", "platform"), "template labels")
 	g.Expect(metav1.IsControlledBy(&run, cur)).To(BeTrue(), "owned by the schedule")
 	g.Expect(run.Spec.Mode).To(Equal(labsv1.ModeVerify))
@@ -226,7 +169,7 @@ func TestScheduleRunsPrunesAndSuspends(t *testing.T) {
 	// Suspend: once the manager has seen it, no run is created for longer than an interval.
 	patch := client.MergeFrom(cur.DeepCopy())
 	cur.Spec.Suspend = ptr.To(true)
-	g.Expect(k8s.Patch(context.Background(), cur, patch)).To(Succeed())
+	g.Expect(suite.K8s.Patch(context.Background(), cur, patch)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		s := getSchedule(g, ls)
 		g.Expect(s.Status.ObservedGeneration).To(Equal(s.Generation))
@@ -239,19 +182,19 @@ func TestScheduleRunsPrunesAndSuspends(t *testing.T) {
 
 // longRunSchedule's runs stay active for the probe pods' start grace: their image cannot be pulled.
 func longRunSchedule(policy labsv1.ConcurrencyPolicy) *labsv1.LabSchedule {
-	ls := newSchedule("@every 2s")
+	ls := suite.NewSchedule("@every 2s")
 	ls.Spec.ConcurrencyPolicy = policy
-	ls.Spec.Template.Spec.Probe.Image = unpullableImage
+	ls.Spec.Template.Spec.Probe.Image = suite.UnpullableImage
 	return ls
 }
 
 func TestScheduleConcurrencyPolicies(t *testing.T) {
-	startManager(t, managerOptions())
+	suite.Start(t, suite.Options())
 	t.Run("Forbid", func(t *testing.T) {
 		g := NewWithT(t)
 		ls := longRunSchedule(labsv1.ConcurrencyForbid)
 		log := watchRuns(t, ls)
-		createSchedule(t, ls)
+		suite.CreateSchedule(t, ls)
 		g.Eventually(log.names).WithTimeout(10 * time.Second).Should(HaveLen(1))
 		// Three more intervals pass while the first run is active: no second run.
 		g.Consistently(log.names).WithTimeout(6 * time.Second).WithPolling(100 * time.Millisecond).Should(HaveLen(1))
@@ -262,7 +205,7 @@ func TestScheduleConcurrencyPolicies(t *testing.T) {
 		g := NewWithT(t)
 		ls := longRunSchedule(labsv1.ConcurrencyAllow)
 		log := watchRuns(t, ls)
-		createSchedule(t, ls)
+		suite.CreateSchedule(t, ls)
 		g.Eventually(func() int { n, _ := log.snapshot(); return n }).WithTimeout(15*time.Second).
 			Should(BeNumerically(">=", 2), "runs active at once")
 		g.Eventually(func(g Gomega) { g.Expect(len(getSchedule(g, ls).Status.Active)).To(BeNumerically(">=", 2)) }).
@@ -274,7 +217,7 @@ func TestScheduleConcurrencyPolicies(t *testing.T) {
 		g := NewWithT(t)
 		ls := longRunSchedule(labsv1.ConcurrencyReplace)
 		log := watchRuns(t, ls)
-		createSchedule(t, ls)
+		suite.CreateSchedule(t, ls)
 		g.Eventually(func() []string { _, d := log.snapshot(); return d }).WithTimeout(15*time.Second).
 			ShouldNot(BeEmpty(), "a run deleted before it finished")
 		n, _ := log.snapshot()
@@ -286,10 +229,10 @@ func TestScheduleConcurrencyPolicies(t *testing.T) {
 // once, and neither repeats a time already run nor runs the older missed one.
 func TestScheduleSurvivesRestart(t *testing.T) {
 	g := NewWithT(t)
-	stop := startManager(t, managerOptions())
-	ls := newSchedule("@every 4s")
+	stop := suite.Start(t, suite.Options())
+	ls := suite.NewSchedule("@every 4s")
 	log := watchRuns(t, ls)
-	cleanup := createSchedule(t, ls)
+	cleanup := suite.CreateSchedule(t, ls)
 	g.Eventually(log.names).WithTimeout(15 * time.Second).Should(HaveLen(2))
 	stop()
 	first := log.names()
@@ -298,7 +241,7 @@ func TestScheduleSurvivesRestart(t *testing.T) {
 	g.Eventually(func() int64 { return time.Now().Unix() }).WithTimeout(15 * time.Second).
 		WithPolling(100 * time.Millisecond).Should(BeNumerically(">=", last+9))
 	g.Expect(log.names()).To(Equal(first), "no run while the manager is down")
-	startManager(t, managerOptions())
+	suite.Start(t, suite.Options())
 	g.Eventually(log.names).WithTimeout(15 * time.Second).Should(HaveLen(4))
 	names := log.names()
 	g.Expect(names[:2]).To(Equal(first))
@@ -312,12 +255,12 @@ func TestScheduleSurvivesRestart(t *testing.T) {
 func TestScheduleTriggers(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	startManager(t, managerOptions())
-	ls := newSchedule("@every 1h")
+	suite.Start(t, suite.Options())
+	ls := suite.NewSchedule("@every 1h")
 	ls.Spec.Trigger = &labsv1.TriggerSpec{OnPolicyChange: true, OnZtunnelChange: true,
 		Debounce: &metav1.Duration{Duration: time.Second}, MinInterval: &metav1.Duration{Duration: time.Second}}
 	log := watchRuns(t, ls)
-	createSchedule(t, ls)
+	suite.CreateSchedule(t, ls)
 	quiet := func(why string) {
 		t.Helper()
 		g.Consistently(log.names).WithTimeout(3*time.Second).WithPolling(100*time.Millisecond).Should(BeEmpty(), why)
@@ -328,9 +271,9 @@ func TestScheduleTriggers(t *testing.T) {
 	})
 	quiet("a metadata-only change")
 
-	lab := newRun(labsv1.LabAuthorizationPolicy)
-	create(t, lab)
-	g.Expect(finished(t, lab).Status.Phase).To(Equal(labsv1.PhaseSucceeded))
+	lab := suite.NewRun(labsv1.LabAuthorizationPolicy)
+	suite.Create(t, lab)
+	g.Expect(suite.Finished(t, lab).Status.Phase).To(Equal(labsv1.PhaseSucceeded))
 	quiet("the operator's own temporary change and restore")
 
 	restore := editPolicy(t, func(ap *unstructured.Unstructured) {
@@ -349,15 +292,15 @@ func TestScheduleTriggers(t *testing.T) {
 	g.Eventually(log.names).WithTimeout(10 * time.Second).Should(HaveLen(2))
 
 	ds := &appsv1.DaemonSet{}
-	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: sandbox.RootNamespace, Name: "ztunnel"}, ds)).To(Succeed())
+	g.Expect(suite.K8s.Get(ctx, client.ObjectKey{Namespace: sandbox.RootNamespace, Name: "ztunnel"}, ds)).To(Succeed())
 	orig := ds.DeepCopy()
 	patch := client.MergeFrom(ds.DeepCopy())
 	ds.Spec.Template.Annotations = map[string]string{"example.com/restartedAt": time.Now().Format(time.RFC3339)}
-	g.Expect(k8s.Patch(ctx, ds, patch)).To(Succeed())
+	g.Expect(suite.K8s.Patch(ctx, ds, patch)).To(Succeed())
 	t.Cleanup(func() {
 		back := client.MergeFrom(ds.DeepCopy())
 		ds.Spec.Template.Annotations = orig.Spec.Template.Annotations
-		if err := k8s.Patch(ctx, ds, back); err != nil {
+		if err := suite.K8s.Patch(ctx, ds, back); err != nil {
 			t.Errorf("restoring the ztunnel DaemonSet: %v", err)
 		}
 	})
@@ -368,17 +311,17 @@ func TestScheduleTriggers(t *testing.T) {
 func editPolicy(t *testing.T, edit func(*unstructured.Unstructured)) (restore func()) {
 	t.Helper()
 	ctx := context.Background()
-	ap := readMesh(policyRef)
+	ap := suite.ReadMesh(suite.PolicyRef)
 	orig := ap.DeepCopy()
 	edit(ap)
-	NewWithT(t).Expect(k8s.Update(ctx, ap)).To(Succeed())
+	NewWithT(t).Expect(suite.K8s.Update(ctx, ap)).To(Succeed())
 	var once sync.Once
 	restore = func() {
 		once.Do(func() {
-			cur := readMesh(policyRef)
+			cur := suite.ReadMesh(suite.PolicyRef)
 			cur.Object["spec"] = orig.Object["spec"]
 			cur.SetAnnotations(orig.GetAnnotations())
-			NewWithT(t).Expect(k8s.Update(ctx, cur)).To(Succeed())
+			NewWithT(t).Expect(suite.K8s.Update(ctx, cur)).To(Succeed())
 		})
 	}
 	t.Cleanup(restore)
@@ -386,18 +329,18 @@ func editPolicy(t *testing.T, edit func(*unstructured.Unstructured)) (restore fu
 }
 
 func TestScheduleThatCannotRunIsStalled(t *testing.T) {
-	startManager(t, managerOptions())
+	suite.Start(t, suite.Options())
 	for _, tc := range []struct{ name, schedule, zone, message string }{
 		{"unknown time zone", "@every 5s", "Mars/Olympus_Mons", "unknown time zone"},
 		{"minute out of range", "61 * * * *", "", "does not parse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
-			ls := newSchedule(tc.schedule)
+			ls := suite.NewSchedule(tc.schedule)
 			if tc.zone != "" {
 				ls.Spec.TimeZone = &tc.zone
 			}
-			createSchedule(t, ls)
+			suite.CreateSchedule(t, ls)
 			g.Eventually(func(g Gomega) {
 				cur := getSchedule(g, ls)
 				stalled := meta.FindStatusCondition(cur.Status.Conditions, labsv1.ConditionStalled)
@@ -407,7 +350,7 @@ func TestScheduleThatCannotRunIsStalled(t *testing.T) {
 				g.Expect(meta.IsStatusConditionFalse(cur.Status.Conditions, labsv1.ConditionReady)).To(BeTrue())
 				g.Expect(cur.Status.NextScheduleTime).To(BeNil())
 			}).WithTimeout(10 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
-			g.Expect(runsOf(g, ls)).To(BeEmpty())
+			g.Expect(suite.RunsOf(g, ls)).To(BeEmpty())
 			g.Expect(scheduleKstatus(t, getSchedule(g, ls))).To(Equal(status.FailedStatus))
 		})
 	}
@@ -418,14 +361,14 @@ func TestScheduleThatCannotRunIsStalled(t *testing.T) {
 func TestScheduleAdmission(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	ensureTenantNamespace(t)
-	grant(t, "sally", tenantNamespace, rule(labsv1.GroupVersion.Group, "labschedules", "create", "update", "get", "patch"),
-		rule(labsv1.GroupVersion.Group, "labruns", "create", "get", "list"), rule("", "pods", "create"))
-	grantFootprintReads(t, "sally") // her footprint schedules read pods across the cluster
-	sally := asUser(t, "sally")
+	suite.EnsureTenantNamespace(t)
+	suite.Grant(t, "sally", suite.TenantNamespace, suite.Rule(labsv1.GroupVersion.Group, "labschedules", "create", "update", "get", "patch"),
+		suite.Rule(labsv1.GroupVersion.Group, "labruns", "create", "get", "list"), suite.Rule("", "pods", "create"))
+	suite.GrantFootprintReads(t, "sally") // her footprint schedules read pods across the cluster
+	sally := suite.AsUser(t, "sally")
 	tenantSchedule := func(lab labsv1.LabName) *labsv1.LabSchedule {
-		ls := newSchedule("@every 1h")
-		ls.Namespace = tenantNamespace
+		ls := suite.NewSchedule("@every 1h")
+		ls.Namespace = suite.TenantNamespace
 		ls.Spec.Template.Spec.Labs = []labsv1.LabName{lab}
 		ls.Spec.Template.Spec.Mesh.AuthorizationPolicy = nil
 		return ls
@@ -440,8 +383,8 @@ func TestScheduleAdmission(t *testing.T) {
 
 	// An administrator's schedule that reads ztunnel logs: sally may not rewrite it, but may label it.
 	admins := tenantSchedule(labsv1.LabMTLS)
-	g.Expect(k8s.Create(ctx, admins)).To(Succeed())
-	t.Cleanup(func() { _ = k8s.Delete(ctx, admins) })
+	g.Expect(suite.K8s.Create(ctx, admins)).To(Succeed())
+	t.Cleanup(func() { _ = suite.K8s.Delete(ctx, admins) })
 	mine := &labsv1.LabSchedule{}
 	g.Expect(sally.Get(ctx, client.ObjectKeyFromObject(admins), mine)).To(Succeed())
 	mine.Spec.Schedule = "@every 1m"
@@ -456,55 +399,59 @@ func TestScheduleAdmission(t *testing.T) {
 	g.Expect(sally.Patch(ctx, labelled, patch)).To(Succeed(), "a metadata-only change is not a new request")
 
 	// Without the right to create LabRuns, no schedule of them either.
-	grant(t, "sid", tenantNamespace, rule(labsv1.GroupVersion.Group, "labschedules", "create"), rule("", "pods", "create"))
-	g.Expect(asUser(t, "sid").Create(ctx, tenantSchedule(labsv1.LabFootprint), client.DryRunAll)).
+	suite.Grant(t, "sid", suite.TenantNamespace, suite.Rule(labsv1.GroupVersion.Group, "labschedules", "create"), suite.Rule("", "pods", "create"))
+	g.Expect(suite.AsUser(t, "sid").Create(ctx, tenantSchedule(labsv1.LabFootprint), client.DryRunAll)).
 		To(MatchError(ContainSubstring("user sid may not create labruns in namespace team-a")))
 
 	// The manager itself may create only a schedule's runs (config/admission/manager_policy.yaml).
-	manager, err := client.New(sb.ManagerConfig(), client.Options{Scheme: k8s.Scheme()})
+	manager, err := client.New(suite.SB.ManagerConfig(), client.Options{Scheme: suite.K8s.Scheme()})
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(manager.Create(ctx, newRun(labsv1.LabFootprint), client.DryRunAll)).To(MatchError(ContainSubstring(
+	g.Expect(manager.Create(ctx, suite.NewRun(labsv1.LabFootprint), client.DryRunAll)).To(MatchError(ContainSubstring(
 		"the labrun-operator may only create the LabRuns of a LabSchedule")))
 
 	// Her footprint schedule is admitted, and so is the run the manager creates from it.
-	startManager(t, managerOptions())
+	suite.Start(t, suite.Options())
 	ls := tenantSchedule(labsv1.LabFootprint)
 	ls.Spec.Schedule = "@every 2s"
 	g.Expect(sally.Create(ctx, ls)).To(Succeed())
 	t.Cleanup(func() {
-		_ = k8s.Delete(ctx, ls)
+		_ = suite.K8s.Delete(ctx, ls)
 		g.Eventually(func(g Gomega) {
-			for _, run := range runsOf(g, ls) {
-				deleteAndWait(t, &run)
+			for _, run := range suite.RunsOf(g, ls) {
+				suite.DeleteAndWait(t, &run)
 			}
-			g.Expect(runsOf(g, ls)).To(BeEmpty())
+			g.Expect(suite.RunsOf(g, ls)).To(BeEmpty())
 		}).WithTimeout(60 * time.Second).Should(Succeed())
 	})
-	g.Eventually(func(g Gomega) { g.Expect(runsOf(g, ls)).NotTo(BeEmpty()) }).WithTimeout(10 * time.Second).Should(Succeed())
-	run := runsOf(g, ls)[0]
+	g.Eventually(func(g Gomega) { g.Expect(suite.RunsOf(g, ls)).NotTo(BeEmpty()) }).WithTimeout(10 * time.Second).Should(Succeed())
+	run := suite.RunsOf(g, ls)[0]
 	g.Expect(metav1.IsControlledBy(&run, getSchedule(g, ls))).To(BeTrue())
 }
 
 // TestScheduleSampleIsAdmitted sends config/samples' LabSchedule to the API server (server-side dry run).
 func TestScheduleSampleIsAdmitted(t *testing.T) {
 	g := NewWithT(t)
-	raw, err := os.ReadFile(filepath.Join(sb.Env.Root, "config", "samples", "labs_v1alpha1_labschedule.yaml"))
+	raw, err := os.ReadFile(filepath.Join(suite.SB.Env.Root, "config", "samples", "labs_v1alpha1_labschedule.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
 	ls := &labsv1.LabSchedule{}
 	g.Expect(yaml.UnmarshalStrict(raw, ls)).To(Succeed())
 	g.Expect(ls.Spec.Template.Spec.Mode).To(Equal(labsv1.ModeVerify))
-	g.Expect(k8s.Create(context.Background(), ls, client.DryRunAll)).To(Succeed())
+	g.Expect(suite.K8s.Create(context.Background(), ls, client.DryRunAll)).To(Succeed())
 	// The ClusterRole config/samples documents for running the samples is enough for it.
 	role := &rbacv1.ClusterRole{}
-	raw, err = os.ReadFile(filepath.Join(sb.Env.Root, "config", "samples", "mesh_tester_role.yaml"))
+	raw, err = os.ReadFile(filepath.Join(suite.SB.Env.Root, "config", "samples", "mesh_tester_role.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(yaml.UnmarshalStrict(raw, role)).To(Succeed())
-	grant(t, "tess", "", role.Rules...)
-	g.Eventually(func() error { return asUser(t, "tess").Create(context.Background(), ls.DeepCopy(), client.DryRunAll) }).
+	suite.Grant(t, "tess", "", role.Rules...)
+	g.Eventually(func() error {
+		return suite.AsUser(t, "tess").Create(context.Background(), ls.DeepCopy(), client.DryRunAll)
+	}).
 		WithTimeout(10 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
-	g.Expect(apierrors.IsNotFound(k8s.Get(context.Background(), client.ObjectKeyFromObject(ls), &labsv1.LabSchedule{}))).
+	g.Expect(apierrors.IsNotFound(suite.K8s.Get(context.Background(), client.ObjectKeyFromObject(ls), &labsv1.LabSchedule{}))).
 		To(BeTrue(), "a dry run stores nothing")
 }
 
 // scheduleKstatus is what kstatus (Flux, Argo CD's kstatus-based tools, kubectl wait) makes of the schedule.
-func scheduleKstatus(t *testing.T, ls *labsv1.LabSchedule) status.Status { return kstatusOf(t, ls) }
+func scheduleKstatus(t *testing.T, ls *labsv1.LabSchedule) status.Status {
+	return suite.KstatusOf(t, ls)
+}

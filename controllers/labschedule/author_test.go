@@ -1,4 +1,4 @@
-package controllers_test
+package labschedule_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	suite "github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 // TestScheduleActsWithItsAuthorsRightsOfToday: admission records who wrote a schedule's spec, nobody can forge or
@@ -22,35 +23,35 @@ import (
 func TestScheduleActsWithItsAuthorsRightsOfToday(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	startManager(t, managerOptions())
-	grant(t, "sam", sandbox.DemoNamespace, rule(labsv1.GroupVersion.Group, "labschedules", "create", "get", "update", "patch"),
-		rule(labsv1.GroupVersion.Group, "labruns", "create"))
-	grant(t, "sam", "istio-system", rule("", "pods/log", "get"))
+	suite.Start(t, suite.Options())
+	suite.Grant(t, "sam", sandbox.DemoNamespace, suite.Rule(labsv1.GroupVersion.Group, "labschedules", "create", "get", "update", "patch"),
+		suite.Rule(labsv1.GroupVersion.Group, "labruns", "create"))
+	suite.Grant(t, "sam", "istio-system", suite.Rule("", "pods/log", "get"))
 	// The right to create pods in demo comes from a RoleBinding of its own, deleted below.
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.DemoNamespace, Name: "sam-pods"},
-		Rules: []rbacv1.PolicyRule{rule("", "pods", "create")}}
+		Rules: []rbacv1.PolicyRule{suite.Rule("", "pods", "create")}}
 	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: sandbox.DemoNamespace, Name: "sam-pods"},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "sam"}},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}}
 	for _, o := range []client.Object{role, binding} {
-		g.Expect(k8s.Create(ctx, o)).To(Succeed())
-		t.Cleanup(func() { _ = k8s.Delete(ctx, o) })
+		g.Expect(suite.K8s.Create(ctx, o)).To(Succeed())
+		t.Cleanup(func() { _ = suite.K8s.Delete(ctx, o) })
 	}
-	sam := asUser(t, "sam")
+	sam := suite.AsUser(t, "sam")
 
-	ls := newSchedule("@every 2s")
+	ls := suite.NewSchedule("@every 2s")
 	// A forged author in the spec write is overwritten with the writer's.
 	ls.Annotations = map[string]string{labsv1.AnnotationAuthor: "system:admin", labsv1.AnnotationAuthorGroups: `"system:masters"`}
 	log := watchRuns(t, ls)
 	g.Eventually(func() error { return sam.Create(ctx, ls) }).WithTimeout(10 * time.Second).
 		WithPolling(100 * time.Millisecond).Should(Succeed())
 	t.Cleanup(func() {
-		_ = k8s.Delete(ctx, ls)
+		_ = suite.K8s.Delete(ctx, ls)
 		g.Eventually(func(g Gomega) {
-			for _, run := range runsOf(g, ls) {
-				deleteAndWait(t, &run)
+			for _, run := range suite.RunsOf(g, ls) {
+				suite.DeleteAndWait(t, &run)
 			}
-			g.Expect(runsOf(g, ls)).To(BeEmpty())
+			g.Expect(suite.RunsOf(g, ls)).To(BeEmpty())
 		}).WithTimeout(60 * time.Second).Should(Succeed())
 	})
 	cur := getSchedule(g, ls)
@@ -70,7 +71,7 @@ func TestScheduleActsWithItsAuthorsRightsOfToday(t *testing.T) {
 
 	g.Eventually(log.names).WithTimeout(15*time.Second).ShouldNot(BeEmpty(), "runs while sam has her rights")
 
-	g.Expect(k8s.Delete(ctx, binding)).To(Succeed())
+	g.Expect(suite.K8s.Delete(ctx, binding)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		cur := getSchedule(g, ls)
 		stalled := meta.FindStatusCondition(cur.Status.Conditions, labsv1.ConditionStalled)
