@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
-	"github.com/ambientlab/labrun-operator/operator"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	"github.com/ambientlab/labrun-operator/operator"
 )
 
 // TestHelmInstallRunsTheSample checks what TestMain's `helm install` left (a release, the chart's objects with
