@@ -84,6 +84,12 @@ bench: controlplane istiod ## Print the figures of a full five-lab run on the sa
 
 BENCH_LOAD_N ?= 1,30,100
 
+BENCH_FLEET_NODES ?= 3,30,100,300
+
+.PHONY: bench-fleet
+bench-fleet: controlplane istiod ## One Verify run of every lab (twice) on sandboxes of BENCH_FLEET_NODES nodes: wall, pods created, API requests by verb, bytes written, manager CPU and peak heap, in bin/bench-fleet/fleet.txt.
+	go run ./hack/benchload -fleet $(BENCH_FLEET_NODES) -out $(LOCALBIN)/bench-fleet
+
 .PHONY: bench-load
 bench-load: controlplane istiod ## Many LabRuns at once (BENCH_LOAD_N) against the manager as its own process: wall, per run, peak RSS, API requests, profiles in bin/bench-load.
 	go run ./hack/benchload -n $(BENCH_LOAD_N) -out $(LOCALBIN)/bench-load

@@ -1,4 +1,5 @@
-// Command benchload measures many LabRuns at once (`make bench-load`, issue 18): it starts the sandbox, runs the
+// Command benchload measures many LabRuns at once (`make bench-load`, issue 18), or with -fleet one Verify run on
+// sandboxes of many nodes (`make bench-fleet`, fleet.go): it starts the sandbox, runs the
 // manager binary as its own process under its ServiceAccount (leader election off, pprof on), applies N copies
 // of the sample LabRun at once for each N of -n (same target, scope Workload, each with its own name), waits for
 // all of them and prints how many Succeeded, the wall time, the time per run against one alone, the manager's peak
@@ -30,6 +31,9 @@ import (
 
 type config struct {
 	counts           []int
+	fleet            []int // fleet mode: node counts
+	replicas         int
+	settle           time.Duration
 	out              string
 	profileN         int
 	propagationDelay time.Duration
@@ -55,6 +59,9 @@ func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("benchload", flag.ContinueOnError)
 	counts := fs.String("n", "1,30,100", "How many LabRuns to apply at once, one case per number (comma-separated)")
+	fleet := fs.String("fleet", "", "Fleet mode instead: one Verify run of every lab (twice) on a sandbox of each of these node counts (comma-separated, e.g. 3,30,100,300)")
+	fs.IntVar(&c.replicas, "replicas", 2, "Fleet mode: the target's replicas, spread over the nodes")
+	fs.DurationVar(&c.settle, "settle", 5*time.Second, "Fleet mode: the runs' settle timeout")
 	fs.StringVar(&c.out, "out", "bin/bench-load", "Directory for the manager binary, its logs, the profiles and summary.txt")
 	fs.IntVar(&c.profileN, "profile-n", 30, "The case whose CPU and heap profiles are saved (0: none)")
 	fs.DurationVar(&c.propagationDelay, "propagation-delay", 500*time.Millisecond, "The sandbox's policy propagation delay (the sandbox command's default)")
@@ -63,14 +70,29 @@ func parseFlags(args []string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	for _, s := range strings.Split(*counts, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			return c, fmt.Errorf("-n: %q is not a positive number", s)
+	var err error
+	if c.counts, err = numbers("-n", *counts); err != nil {
+		return c, err
+	}
+	if *fleet != "" {
+		if c.fleet, err = numbers("-fleet", *fleet); err != nil {
+			return c, err
 		}
-		c.counts = append(c.counts, n)
 	}
 	return c, nil
+}
+
+// numbers reads a comma-separated list of positive numbers.
+func numbers(flagName, list string) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s: %q is not a positive number", flagName, s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func run(ctx context.Context, c config, stdout io.Writer) error {
@@ -91,6 +113,9 @@ func run(ctx context.Context, c config, stdout io.Writer) error {
 	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("building the manager: %w", err)
+	}
+	if len(c.fleet) > 0 {
+		return runFleet(ctx, c, &bench{bin: bin, out: c.out, root: root}, stdout)
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	sb, err := sandbox.Start(startCtx, sandbox.Options{PropagationDelay: orNone(c.propagationDelay),

@@ -52,16 +52,12 @@ func parseSamples(text, metric string) []sample {
 
 // serverCounts are the API server's requests so far by verb, resource and subresource.
 func (b *bench) serverCounts(ctx context.Context) (map[string]float64, error) {
-	cs, err := kubernetes.NewForConfig(b.sb.Env.Config)
+	raw, err := b.scrape(ctx)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := cs.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("scraping the API server's metrics: %w", err)
-	}
 	out := map[string]float64{}
-	for _, s := range parseSamples(string(raw), "apiserver_request_total") {
+	for _, s := range parseSamples(raw, "apiserver_request_total") {
 		res := s.labels["resource"]
 		if sub := s.labels["subresource"]; sub != "" {
 			res += "/" + sub
@@ -69,6 +65,19 @@ func (b *bench) serverCounts(ctx context.Context) (map[string]float64, error) {
 		out[s.labels["verb"]+" "+res] += s.value
 	}
 	return out, nil
+}
+
+// scrape reads the API server's metrics.
+func (b *bench) scrape(ctx context.Context) (string, error) {
+	cs, err := kubernetes.NewForConfig(b.sb.Env.Config)
+	if err != nil {
+		return "", err
+	}
+	raw, err := cs.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return "", fmt.Errorf("scraping the API server's metrics: %w", err)
+	}
+	return string(raw), nil
 }
 
 // serverFigures are the API server's requests between two scrapes: by verb, the busiest verb and resource pairs,

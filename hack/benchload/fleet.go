@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/sandbox"
+)
+
+// Fleet mode (`make bench-fleet`, issue 20): for each node count, a sandbox of that many nodes with the target's
+// replicas spread over them, the manager binary as its own process, and one Verify run of every lab, then a second
+// one as a schedule's next run would be (today a scheduled run is a LabRun like any other: it creates its own
+// probe pods). Each row: wall time, pods created, API requests by verb (the API server's apiserver_request_total),
+// bytes written to LabRuns (apiserver_request_body_size_bytes), the manager's CPU seconds, peak heap and peak RSS.
+
+// fleetRow is one run's figures at one node count.
+type fleetRow struct {
+	nodes      int
+	run        string // "first" or "second"
+	phase      labsv1.Phase
+	passed     int32
+	steps      int
+	wall       time.Duration
+	podsMade   float64
+	byVerb     []count
+	requests   float64
+	runBytes   float64
+	cpu        time.Duration
+	peakHeap   int64
+	peakRSS    int64
+	statusSize int
+	err        error
+}
+
+func runFleet(ctx context.Context, c config, b *bench, stdout io.Writer) error {
+	var rows []fleetRow
+	for _, n := range c.fleet {
+		fmt.Fprintf(stdout, "Fleet: %d node(s), %d replicas...\n", n, c.replicas)
+		got, err := b.fleetCase(ctx, c, n)
+		rows = append(rows, got...)
+		if err != nil {
+			fmt.Fprintf(stdout, "  %d nodes: %v\n", n, err)
+		}
+		for _, r := range got {
+			fmt.Fprintf(stdout, "  %s run: %s in %s, %.0f pods created, %.0f API requests\n", r.run, r.phase, round(r.wall), r.podsMade, r.requests)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	var sb strings.Builder
+	w := io.MultiWriter(stdout, &sb)
+	fmt.Fprintf(w, "\nbench-fleet %s: one Verify run of every lab, settle %s, sandbox propagation %s; manager as its own process\n\n",
+		time.Now().UTC().Format(time.RFC3339), c.settle, c.propagationDelay)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "nodes\trun\tphase\tpassed\twall\tpods created\tAPI requests\tbytes to LabRuns\tstatus size\tmanager CPU\tpeak heap\tpeak RSS\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n", r.nodes, r.run, r.phase, r.passed, r.steps,
+			round(r.wall), r.podsMade, r.requests, kib(int64(r.runBytes)), kib(int64(r.statusSize)), r.cpu.Round(10*time.Millisecond),
+			mib(r.peakHeap), mib(r.peakRSS))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	for _, r := range rows {
+		verbs := make([]string, 0, len(r.byVerb))
+		for _, v := range r.byVerb {
+			verbs = append(verbs, fmt.Sprintf("%s %.0f", v.name, v.n))
+		}
+		fmt.Fprintf(w, "  %d nodes, %s run, API server by verb: %s\n", r.nodes, r.run, strings.Join(verbs, ", "))
+		if r.err != nil {
+			fmt.Fprintf(w, "  %d nodes, %s run: %v\n", r.nodes, r.run, r.err)
+		}
+	}
+	return os.WriteFile(filepath.Join(c.out, "fleet.txt"), []byte(sb.String()), 0o644)
+}
+
+// fleetCase starts a sandbox of n nodes and a manager on it, and runs the Verify run twice.
+func (b *bench) fleetCase(ctx context.Context, c config, n int) ([]fleetRow, error) {
+	startCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	sb, err := sandbox.Start(startCtx, sandbox.Options{PropagationDelay: orNone(c.propagationDelay),
+		PodStartLatency: c.podStartLatency, Progress: io.Discard, Nodes: n, Replicas: c.replicas})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("starting the sandbox: %w", err)
+	}
+	defer func() { _ = sb.Stop() }()
+	kubeconfig, err := writeManagerKubeconfig(sb, b.out)
+	if err != nil {
+		return nil, err
+	}
+	fb := &bench{sb: sb, bin: b.bin, kubeconfig: kubeconfig, out: b.out, root: b.root}
+	m, err := startManager(ctx, b.bin, kubeconfig, filepath.Join(b.out, fmt.Sprintf("manager-fleet-%d.log", n)))
+	if err != nil {
+		return nil, err
+	}
+	defer m.stop()
+	var rows []fleetRow
+	for _, which := range []string{"first", "second"} {
+		r, err := fb.fleetRun(ctx, c, m, n, which)
+		rows = append(rows, r)
+		if err != nil {
+			return rows, err
+		}
+	}
+	return rows, nil
+}
+
+// fleetRun applies one Verify run of every lab and measures it until it ends.
+func (b *bench) fleetRun(ctx context.Context, c config, m *manager, n int, which string) (fleetRow, error) {
+	r := fleetRow{nodes: n, run: which}
+	run, err := b.verifyRun(fmt.Sprintf("fleet-%d-%s", n, which), c.settle)
+	if err != nil {
+		return r, err
+	}
+	before, err := b.serverCounts(ctx)
+	if err != nil {
+		return r, err
+	}
+	bytesBefore, err := b.labRunBytes(ctx)
+	if err != nil {
+		return r, err
+	}
+	cpuBefore := m.cpu()
+	heapCtx, stopHeap := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); r.peakHeap = m.peakHeap(heapCtx) }()
+	start := time.Now()
+	ended, waitErr := b.applyAndWait(ctx, []*labsv1.LabRun{run}, c.perRunTimeout+time.Duration(n)*time.Second)
+	r.wall = time.Since(start)
+	stopHeap()
+	wg.Wait()
+	r.cpu = m.cpu() - cpuBefore
+	r.peakRSS, _ = m.rss()
+	if e, ok := ended[run.Name]; ok {
+		r.phase = e.phase
+	}
+	after, err := b.serverCounts(ctx)
+	if err != nil {
+		return r, err
+	}
+	bytesAfter, err := b.labRunBytes(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.runBytes = bytesAfter - bytesBefore
+	r.byVerb, _, _ = serverFigures(before, after)
+	r.requests = total(r.byVerb)
+	r.podsMade = after["POST pods"] - before["POST pods"]
+	done := &labsv1.LabRun{}
+	if err := b.sb.Client.Get(ctx, client.ObjectKeyFromObject(run), done); err == nil {
+		r.passed, r.steps = done.Status.Summary.Passed, len(done.Status.Steps)
+		if raw, err := yaml.Marshal(done.Status); err == nil {
+			r.statusSize = len(raw)
+		}
+	}
+	if err := b.deleteRuns(ctx, []*labsv1.LabRun{run}); err != nil {
+		return r, err
+	}
+	r.err = waitErr
+	return r, waitErr
+}
+
+// verifyRun is the sample LabRun in Verify mode with every lab and the given settle timeout.
+func (b *bench) verifyRun(name string, settle time.Duration) (*labsv1.LabRun, error) {
+	raw, err := os.ReadFile(filepath.Join(b.root, "config", "samples", "labs_v1alpha1_labrun.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	run := &labsv1.LabRun{}
+	if err := yaml.UnmarshalStrict(raw, run); err != nil {
+		return nil, fmt.Errorf("reading the sample: %w", err)
+	}
+	run.Name, run.Spec.Mode, run.Spec.Labs = name, labsv1.ModeVerify, nil
+	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: settle}
+	return run, nil
+}
+
+// labRunBytes is what clients have written to LabRuns and their status so far (the API server's request body
+// sizes).
+func (b *bench) labRunBytes(ctx context.Context) (float64, error) {
+	raw, err := b.scrape(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, s := range parseSamples(raw, "apiserver_request_body_size_bytes_sum") {
+		if s.labels["resource"] == "labruns.labs.ambientlab.io" || s.labels["resource"] == "labruns" {
+			sum += s.value
+		}
+	}
+	return sum, nil
+}
+
+// cpu is the manager process's user and system CPU time so far (/proc/PID/stat, in clock ticks of 10 ms).
+func (m *manager) cpu() time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: the fields that count come after it.
+	s := string(raw)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// peakHeap samples the manager's heap in use (go_memstats_heap_inuse_bytes) every 250 ms until ctx ends and
+// returns the highest.
+func (m *manager) peakHeap(ctx context.Context) int64 {
+	var peak int64
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if raw, err := httpGet(context.Background(), "http://"+m.metrics+"/metrics"); err == nil {
+			for _, line := range strings.Split(string(raw), "\n") {
+				if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+					f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					peak = max(peak, int64(f))
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return peak
+		case <-t.C:
+		}
+	}
+}
+
+func kib(b int64) string { return fmt.Sprintf("%.1f KiB", float64(b)/1024) }
