@@ -119,10 +119,11 @@ func runManager() int {
 }
 
 // sandboxController runs the manager in-process against the sandbox, as this binary runs it on a cluster, under
-// the manager ServiceAccount's identity, with leader election in the operator namespace.
-func sandboxController(sb *sandbox.Sandbox) (stop func(), err error) {
+// the manager ServiceAccount's identity, with leader election in the operator namespace and /metrics over plain
+// HTTP where the sandbox command says (on loopback by default: the sandbox has no API server in front of it).
+func sandboxController(sb *sandbox.Sandbox, so sandbox.ControllerOptions) (stop func(), err error) {
 	mgr, err := operator.NewManager(sb.ManagerConfig(), operator.Options{
-		ProbeImage: sandbox.SandboxProbeImage, SkipNameValidation: true,
+		ProbeImage: sandbox.SandboxProbeImage, SkipNameValidation: true, MetricsAddr: so.MetricsAddr,
 		LeaderElection: true, LeaderElectionNS: sandbox.OperatorNamespace, Namespace: sandbox.OperatorNamespace,
 	})
 	if err != nil {

@@ -39,6 +39,7 @@ type commandConfig struct {
 	runTimeout       time.Duration
 	verbose          bool
 	nodes, replicas  int
+	metricsAddr      string
 }
 
 // Main is `manager sandbox`, with the manager startController runs (nil: none). It returns 0 unless a run it
@@ -75,6 +76,7 @@ func parseCommand(args []string, stderr io.Writer) (commandConfig, error) {
 	fs.DurationVar(&c.podStartLatency, "pod-start-latency", 0, "How long a pod takes to start")
 	fs.DurationVar(&c.runTimeout, "run-timeout", 5*time.Minute, "How long to wait for the applied LabRun")
 	fs.BoolVar(&c.verbose, "v", false, "Log the controller and the sandbox")
+	fs.StringVar(&c.metricsAddr, "metrics-bind-address", "127.0.0.1:8080", "Where the in-process manager serves /metrics, over plain HTTP (0 disables it)")
 	fs.Func("node-fault", "NODE=FAULT: make NODE's ztunnel misbehave (repeatable): no-enforce lets every connection into NODE's pods through, refuse-all resets every connection NODE carries; a Verify run then fails and names NODE when NODE hosts a backend pod (see --replicas: with 1, only the second node does)", func(v string) error {
 		node, name, ok := strings.Cut(v, "=")
 		if !ok || node == "" {
@@ -141,11 +143,14 @@ func run(ctx context.Context, cfg commandConfig, startController Controller, std
 		if startController == nil {
 			return errors.New("this build has no manager to run in the sandbox: use --controller=false")
 		}
-		stopController, err := startController(sb)
+		stopController, err := startController(sb, ControllerOptions{MetricsAddr: cfg.metricsAddr})
 		if err != nil {
 			return err
 		}
 		defer stopController()
+		if cfg.metricsAddr != "0" && cfg.metricsAddr != "" {
+			fmt.Fprintf(stdout, "Manager metrics (plain HTTP): curl -s http://%s/metrics | grep '^labrun_'\n", cfg.metricsAddr)
+		}
 	}
 	if cfg.applySample {
 		if err := sb.applySample(ctx, cfg.runTimeout, stdout); err != nil {
@@ -172,7 +177,13 @@ const SandboxProbeImage = "labrun-operator:sandbox"
 // Controller runs the operator's manager against the sandbox, under the manager ServiceAccount's identity
 // (ManagerConfig), until the returned stop is called. main.go passes the one it builds: the sandbox sits below the
 // operator and does not import it.
-type Controller func(s *Sandbox) (stop func(), err error)
+type Controller func(s *Sandbox, o ControllerOptions) (stop func(), err error)
+
+// ControllerOptions are what the sandbox command asks of the manager it runs.
+type ControllerOptions struct {
+	// MetricsAddr is where the manager serves /metrics over plain HTTP ("0": nowhere).
+	MetricsAddr string
+}
 
 // writeKubeconfig writes an admin kubeconfig for the sandbox's API server, and beside it manager.kubeconfig,
 // which acts as the manager's ServiceAccount (for `bin/manager --kubeconfig …` with --controller=false).

@@ -142,13 +142,14 @@ func (s *Sandbox) start(ctx context.Context, o Options) error {
 }
 
 // WaitForWorld returns once every pod of the world (frontend, backend, a ztunnel per node) is Ready: what a
-// run's preflight expects. It gives up after the pod start latency and 30s more, naming the pods not Ready.
+// run's preflight expects. It gives up after the pod start latency, 30s and a quarter second per pod more (the
+// node agent starts a few pods a second: 300 nodes' ztunnels take about 40s), naming the pods not Ready.
 func (s *Sandbox) WaitForWorld(ctx context.Context) error {
 	var keys []client.ObjectKey
 	for _, p := range worldPods(s.Nodes, s.Replicas) {
 		keys = append(keys, client.ObjectKeyFromObject(p))
 	}
-	bound := time.Duration(s.agent.startDelay.Load()) + 30*time.Second
+	bound := time.Duration(s.agent.startDelay.Load()) + 30*time.Second + time.Duration(len(keys))*250*time.Millisecond
 	if err := waitForPodsReady(ctx, s.Client, keys, bound); err != nil {
 		return fmt.Errorf("waiting for the world's pods: %w", err)
 	}
