@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -202,7 +203,8 @@ func (a *nodeAgent) confirmDeletion(ctx context.Context, pod *corev1.Pod) error 
 	return err
 }
 
-// podAddr is a pod's address on its node's range, 10.244.<node>.<host>.
+// podAddr is a pod's address on its node's /24: the n-th node's is the n-th /24 from 10.244.1.0 (node 255's is
+// 10.244.255.0/24, node 256's 10.245.0.0/24).
 type podAddr struct {
 	node string
 	host int
@@ -241,7 +243,13 @@ func (a *nodeAgent) podIP(pod *corev1.Pod) string {
 		addr = podAddr{node: node, host: host}
 		a.ips[pod.UID], a.byName[client.ObjectKeyFromObject(pod)] = addr, pod.UID
 	}
-	return fmt.Sprintf("10.244.%d.%d", idx+1, addr.host)
+	return nodeRange(idx) + strconv.Itoa(addr.host)
+}
+
+// nodeRange is the first three octets of the idx-th node's pod /24 (from 0), with the dot after them.
+func nodeRange(idx int) string {
+	n := 244<<8 + idx + 1
+	return fmt.Sprintf("10.%d.%d.", n>>8, n&0xff)
 }
 
 // releaseIP frees the address of the pod of that name (and, when uid is set, that UID).

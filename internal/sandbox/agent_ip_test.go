@@ -49,3 +49,22 @@ func TestPodIPsAreReusedAndNeverShared(t *testing.T) {
 		}
 	}
 }
+
+// A fleet of more than 255 nodes: every node's pods get addresses of a /24 of its own, valid ones.
+func TestNodeRangesAreValidPastTheTwoHundredFiftyFifthNode(t *testing.T) {
+	seen := map[string]bool{}
+	for idx := range 600 {
+		r := nodeRange(idx)
+		prefix, err := netip.ParsePrefix(r + "0/24")
+		if err != nil || seen[r] {
+			t.Fatalf("node %d: range %q (valid: %v, seen before: %v)", idx+1, r, err == nil, seen[r])
+		}
+		seen[r] = true
+		if !netip.MustParsePrefix("10.0.0.0/8").Contains(prefix.Addr()) {
+			t.Errorf("node %d: %s is outside 10.0.0.0/8", idx+1, prefix)
+		}
+	}
+	if got := nodeRange(1); got != "10.244.2." {
+		t.Errorf("node-2's range is %q, want 10.244.2.", got)
+	}
+}
