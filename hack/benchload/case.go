@@ -31,6 +31,7 @@ type result struct {
 	wall                    time.Duration
 	meanLatency, maxLatency time.Duration // from each run's create to its end
 	peakRSS, endRSS         int64         // bytes
+	rssFile, rssAnon, goSys int64         // at the end: file-backed and anonymous RSS, the Go runtime's sys bytes
 	serverByVerb, serverTop []count       // the API server's requests during the case (everyone's)
 	managerByMethod         []count       // the manager's own, from its client metrics
 	logReads                int64         // get pods/log at the API server: the manager's log reads
@@ -72,6 +73,7 @@ func (b *bench) runCase(ctx context.Context, n int, profile bool, timeout time.D
 	wg.Wait()
 	r.summarise(runs, ended, start)
 	r.peakRSS, r.endRSS = m.rss()
+	r.rssFile, r.rssAnon, r.goSys = m.memoryParts()
 	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
 		r.load = strings.Join(strings.Fields(string(raw))[:3], " ")
 	}

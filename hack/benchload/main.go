@@ -139,7 +139,8 @@ func run(ctx context.Context, c config, stdout io.Writer) error {
 			r.err = err
 			fmt.Fprintf(stdout, "  %d runs at once: %v\n", n, err)
 		}
-		fmt.Fprintf(stdout, "  %d ended (%d Succeeded) in %s, peak RSS %s\n", r.ended, r.succeeded, round(r.wall), mib(r.peakRSS))
+		fmt.Fprintf(stdout, "  %d ended (%d Succeeded) in %s, peak RSS %s; at the end RSS %s = file-backed %s + anonymous %s, Go runtime sys %s\n",
+			r.ended, r.succeeded, round(r.wall), mib(r.peakRSS), mib(r.endRSS), mib(r.rssFile), mib(r.rssAnon), mib(r.goSys))
 		results = append(results, r)
 		if ctx.Err() != nil {
 			break

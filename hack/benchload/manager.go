@@ -112,6 +112,33 @@ func (m *manager) rss() (peak, now int64) {
 	return peak, now
 }
 
+// memoryParts is what the manager's resident set is made of now: file-backed pages (the binary's text and data,
+// which GOMEMLIMIT does not count), anonymous memory, and what the Go runtime holds from the OS (go_memstats_sys_bytes:
+// what GOMEMLIMIT limits).
+func (m *manager) memoryParts() (file, anon, goSys int64) {
+	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid)); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			switch k {
+			case "RssFile":
+				file = kb << 10
+			case "RssAnon":
+				anon = kb << 10
+			}
+		}
+	}
+	if raw, err := httpGet(context.Background(), "http://"+m.metrics+"/metrics"); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(line, "go_memstats_sys_bytes "); ok {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				goSys = int64(f)
+			}
+		}
+	}
+	return file, anon, goSys
+}
+
 // clientCounts are the manager's own API requests so far by HTTP method (client-go's rest_client_requests_total).
 func (m *manager) clientCounts() (map[string]float64, error) {
 	raw, err := httpGet(context.Background(), "http://"+m.metrics+"/metrics")
