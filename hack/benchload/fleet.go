@@ -139,7 +139,10 @@ func (b *bench) fleetRun(ctx context.Context, c config, m *manager, n int, which
 	wg.Add(2)
 	go func() { defer wg.Done(); r.peakHeap = m.peakHeap(heapCtx) }()
 	// A heap profile at the peak of RSS: heap-<nodes>0<1|2>-peak.pb.gz (go tool pprof -top -sample_index=inuse_space).
-	go func() { defer wg.Done(); m.heapAtPeak(heapCtx, b.out, n*10+map[string]int{"first": 1, "second": 2}[which]) }()
+	go func() {
+		defer wg.Done()
+		m.heapAtPeak(heapCtx, b.out, n*10+map[string]int{"first": 1, "second": 2}[which])
+	}()
 	start := time.Now()
 	ended, waitErr := b.applyAndWait(ctx, []*labsv1.LabRun{run}, c.perRunTimeout+time.Duration(n)*time.Second)
 	r.wall = time.Since(start)
