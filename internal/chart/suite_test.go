@@ -12,10 +12,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/loader"
 	"helm.sh/helm/v4/pkg/kube"
 	releasev1 "helm.sh/helm/v4/pkg/release/v1"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -90,7 +87,8 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // already (every test package's API server starts with them).
 func helmInstall(ctx context.Context, _ client.Client, cfg *rest.Config) error {
 	start := time.Now()
-	getter, err := restClientGetter(cfg, sandbox.OperatorNamespace)
+	getter, path, err := chart.Getter(cfg, sandbox.OperatorNamespace)
+	kubeconfig = path
 	if err != nil {
 		return err
 	}
@@ -117,27 +115,4 @@ func helmInstall(ctx context.Context, _ client.Client, cfg *rest.Config) error {
 		installed.Manifest = r.Manifest
 	}
 	return nil
-}
-
-// restClientGetter is what Helm's kube client needs: a kubeconfig (written from cfg) and a namespace.
-func restClientGetter(cfg *rest.Config, namespace string) (genericclioptions.RESTClientGetter, error) {
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["sandbox"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData,
-		Token: cfg.BearerToken}
-	kc.Contexts["sandbox"] = &clientcmdapi.Context{Cluster: "sandbox", AuthInfo: "admin", Namespace: namespace}
-	kc.CurrentContext = "sandbox"
-	f, err := os.CreateTemp("", "labrun-chart-kubeconfig-*")
-	if err != nil {
-		return nil, err
-	}
-	f.Close()
-	kubeconfig = f.Name()
-	if err := clientcmd.WriteToFile(*kc, f.Name()); err != nil {
-		return nil, fmt.Errorf("writing the sandbox's kubeconfig: %w", err)
-	}
-	flags := genericclioptions.NewConfigFlags(false)
-	path := f.Name()
-	flags.KubeConfig, flags.Namespace = &path, &namespace
-	return flags, nil
 }
