@@ -10,6 +10,7 @@ RUN go mod download
 COPY *.go ./
 COPY api/ api/
 COPY controllers/ controllers/
+COPY operator/ operator/
 COPY internal/ internal/
 # The manager compares the installed admission policies with config/'s (embedded).
 COPY config/ config/
