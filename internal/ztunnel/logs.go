@@ -119,7 +119,8 @@ func (r *LogReader) pages(namespace, pod, container string) pageFunc {
 	if limit <= 0 {
 		limit = DefaultLimitBytes
 	}
-	return func(ctx context.Context, since time.Time) ([]LogLine, bool, error) {
+	return func(ctx context.Context, since time.Time, scale int64) ([]LogLine, bool, error) {
+		limit := limit * max(scale, 1)
 		opts := &corev1.PodLogOptions{Container: container, Timestamps: true, LimitBytes: &limit}
 		if !since.IsZero() {
 			t := metav1.NewTime(since)

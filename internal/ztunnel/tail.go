@@ -62,9 +62,9 @@ func (c cursor) from(start time.Time) time.Time {
 	return c.at.Truncate(time.Second)
 }
 
-// pageFunc reads one page of a container's log from the given second (zero: from its start): the complete lines,
-// and whether the page was cut at the byte limit (more may follow).
-type pageFunc func(ctx context.Context, since time.Time) (lines []LogLine, cut bool, err error)
+// pageFunc reads one page of a container's log from the given second (zero: from its start), of at most scale
+// times the reader's byte limit: the complete lines, and whether the page was cut at the limit (more may follow).
+type pageFunc func(ctx context.Context, since time.Time, scale int64) (lines []LogLine, cut bool, err error)
 
 // splitPage turns a pods/log response with timestamps into lines. A page cut at the byte limit ends in a partial
 // line, which is left for the next page; a line without a timestamp (none should come) gets its predecessor's.
@@ -100,6 +100,10 @@ const (
 	DefaultLimitBytes = 1 << 20
 	// maxPagesPerRead bounds one read's catching up; the next read goes on from there.
 	maxPagesPerRead = 8
+	// maxPageScale bounds how much larger than LimitBytes a page may be asked for: when one second of a log holds
+	// more than a page (a node's ztunnel under a few hundred observers logs megabytes a second), the second is
+	// asked for again in a page four times larger, and then skipped. 4 MiB with the default limit.
+	maxPageScale = 4
 	// keepFor is how long lines stay kept that no reader asks for: every reader's window begins at a step's
 	// start or later, and a reader that keeps asking for an older window keeps it (a reader that comes back
 	// later reads its window from the API again). 20 s: with 100 runs at once a minute of observer lines was the
@@ -169,8 +173,9 @@ func (t *tail[T]) appendSince(ctx context.Context, dst []T, page pageFunc, since
 
 // catchUp reads pages from the cursor until one is not cut at the byte limit, or maxPagesPerRead.
 func (t *tail[T]) catchUp(ctx context.Context, page pageFunc) error {
+	scale := int64(1)
 	for range maxPagesPerRead {
-		lines, cut, err := page(ctx, t.cur.from(t.from))
+		lines, cut, err := page(ctx, t.cur.from(t.from), scale)
 		if err != nil {
 			return err
 		}
@@ -190,10 +195,15 @@ func (t *tail[T]) catchUp(ctx context.Context, page pageFunc) error {
 		switch {
 		case !cut:
 			return nil
+		case len(fresh) == 0 && scale < maxPageScale:
+			// One second holds more than a page, and sinceTime cannot start inside it: ask for it in a larger page.
+			scale = maxPageScale
 		case len(fresh) == 0:
-			// One second holds more than a page: sinceTime cannot start inside it, so the rest of that second
-			// is skipped (a reader missing lines fails a step; it never passes one).
-			t.cur = cursor{at: t.cur.from(t.from).Add(time.Second)}
+			// Not even the larger page holds the second: the rest of it is skipped (a reader missing lines fails
+			// a step; it never passes one).
+			t.cur, scale = cursor{at: t.cur.from(t.from).Add(time.Second)}, 1
+		default:
+			scale = 1
 		}
 	}
 	return nil

@@ -62,7 +62,7 @@ type fakeLog struct {
 	pages  int
 }
 
-func (f *fakeLog) page(_ context.Context, since time.Time) ([]LogLine, bool, error) {
+func (f *fakeLog) page(_ context.Context, since time.Time, scale int64) ([]LogLine, bool, error) {
 	f.pages++
 	var b strings.Builder
 	for _, l := range f.lines {
@@ -72,9 +72,10 @@ func (f *fakeLog) page(_ context.Context, since time.Time) ([]LogLine, bool, err
 		b.WriteString(l.Time.Format(time.RFC3339Nano) + " " + l.Text + "\n")
 	}
 	raw := b.String()
-	cut := f.limit > 0 && len(raw) >= f.limit
+	limit := f.limit * int(max(scale, 1))
+	cut := f.limit > 0 && len(raw) >= limit
 	if cut {
-		raw = raw[:f.limit]
+		raw = raw[:limit]
 	}
 	lines := splitPage([]byte(raw), cut)
 	f.served = append(f.served, texts(lines)...)
@@ -163,6 +164,27 @@ func TestTailSkipsASecondLongerThanAPage(t *testing.T) {
 	}
 	if f.pages > maxPagesPerRead {
 		t.Errorf("%d pages", f.pages)
+	}
+}
+
+// A second longer than a page but not than maxPageScale pages is read whole, in a larger page.
+func TestTailReadsABurstInALargerPage(t *testing.T) {
+	f := &fakeLog{limit: 100}
+	var want []string
+	for i := range 10 {
+		s := fmt.Sprintf("burst-%02d", i)
+		f.add(0, s) // 10 lines of 33 bytes in one second: three pages, one page of four times the limit
+		want = append(want, s)
+	}
+	f.add(1000, "after")
+	want = append(want, "after")
+	tl, _ := newTail()
+	got, err := tl.read(context.Background(), f.page, time.Time{}, at(2000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want every line of the burst and the one after it", got)
 	}
 }
 
