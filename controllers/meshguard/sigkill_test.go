@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
@@ -61,18 +59,8 @@ func startProcess(t *testing.T, bin, kubeconfig string) *exec.Cmd {
 
 func writeKubeconfig(t *testing.T, dir string) string {
 	t.Helper()
-	c := suite.SB.Env.Config
-	cfg := clientcmdapi.Config{
-		Clusters: map[string]*clientcmdapi.Cluster{"sb": {Server: c.Host, CertificateAuthorityData: c.CAData}},
-		AuthInfos: map[string]*clientcmdapi.AuthInfo{"sb": {ClientCertificateData: c.CertData, ClientKeyData: c.KeyData,
-			// The manager binary runs as its ServiceAccount, under config/default's RBAC and admission policies.
-			Impersonate: sandbox.ManagerUser, ImpersonateGroups: []string{"system:serviceaccounts",
-				"system:serviceaccounts:" + sandbox.OperatorNamespace, "system:authenticated"}}},
-		Contexts:       map[string]*clientcmdapi.Context{"sb": {Cluster: "sb", AuthInfo: "sb"}},
-		CurrentContext: "sb",
-	}
 	path := filepath.Join(dir, "kubeconfig")
-	if err := clientcmd.WriteToFile(cfg, path); err != nil {
+	if err := suite.SB.WriteManagerKubeconfig(path); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -15,9 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 
@@ -234,15 +231,6 @@ func freeAddr() (string, error) {
 // writeManagerKubeconfig writes a kubeconfig that acts as the manager's ServiceAccount, so config/default's RBAC
 // and admission policies apply to the manager process as on a cluster.
 func writeManagerKubeconfig(sb *sandbox.Sandbox, dir string) (string, error) {
-	c := sb.Env.Config
-	cfg := clientcmdapi.Config{
-		Clusters: map[string]*clientcmdapi.Cluster{"sb": {Server: c.Host, CertificateAuthorityData: c.CAData}},
-		AuthInfos: map[string]*clientcmdapi.AuthInfo{"sb": {ClientCertificateData: c.CertData, ClientKeyData: c.KeyData,
-			Impersonate: sandbox.ManagerUser, ImpersonateGroups: []string{"system:serviceaccounts",
-				"system:serviceaccounts:" + sandbox.OperatorNamespace, "system:authenticated"}}},
-		Contexts:       map[string]*clientcmdapi.Context{"sb": {Cluster: "sb", AuthInfo: "sb"}},
-		CurrentContext: "sb",
-	}
 	path := filepath.Join(dir, "manager.kubeconfig")
-	return path, clientcmd.WriteToFile(cfg, path)
+	return path, sb.WriteManagerKubeconfig(path)
 }

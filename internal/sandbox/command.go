@@ -201,7 +201,13 @@ func (s *Sandbox) writeKubeconfig(path string) (string, error) {
 	if err := clientcmd.WriteToFile(kubeconfig(s.Env.Config, ""), abs); err != nil {
 		return "", err
 	}
-	return abs, clientcmd.WriteToFile(kubeconfig(s.Env.Config, ManagerUser), filepath.Join(filepath.Dir(abs), "manager.kubeconfig"))
+	return abs, s.WriteManagerKubeconfig(filepath.Join(filepath.Dir(abs), "manager.kubeconfig"))
+}
+
+// WriteManagerKubeconfig writes a kubeconfig at path that acts as the manager's ServiceAccount (config/default's
+// RBAC and admission policies apply to it): for the manager binary run as its own process.
+func (s *Sandbox) WriteManagerKubeconfig(path string) error {
+	return clientcmd.WriteToFile(kubeconfig(s.Env.Config, ManagerUser), path)
 }
 
 // kubeconfig for c; with impersonate set, it acts as that ServiceAccount user.
