@@ -234,13 +234,8 @@ func (m *manager) peakHeap(ctx context.Context) int64 {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if raw, err := httpGet(context.Background(), "http://"+m.metrics+"/metrics"); err == nil {
-			for _, line := range strings.Split(string(raw), "\n") {
-				if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
-					f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-					peak = max(peak, int64(f))
-				}
-			}
+		if v, ok := m.gauge("go_memstats_heap_inuse_bytes"); ok {
+			peak = max(peak, int64(v))
 		}
 		select {
 		case <-ctx.Done():

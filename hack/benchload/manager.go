@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -90,50 +89,49 @@ func (m *manager) stop() {
 
 // rss is the process's peak resident set (VmHWM) and current one (VmRSS), in bytes.
 func (m *manager) rss() (peak, now int64) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
+	st := m.status()
+	return st["VmHWM"], st["VmRSS"]
+}
+
+// status is the process's /proc/PID/status sizes, in bytes (empty once it is gone).
+func (m *manager) status() map[string]int64 {
+	out := map[string]int64{}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
 	if err != nil {
-		return 0, 0
+		return out
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		k, v, _ := strings.Cut(s.Text(), ":")
-		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		switch k {
-		case "VmHWM":
-			peak = kb << 10
-		case "VmRSS":
-			now = kb << 10
+	for _, line := range strings.Split(string(raw), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		if kb, ok := strings.CutSuffix(strings.TrimSpace(v), " kB"); ok {
+			n, _ := strconv.ParseInt(kb, 10, 64)
+			out[k] = n << 10
 		}
 	}
-	return peak, now
+	return out
+}
+
+// gauge reads one unlabelled sample of the manager's metrics, e.g. go_memstats_sys_bytes.
+func (m *manager) gauge(name string) (float64, bool) {
+	raw, err := httpGet(context.Background(), "http://"+m.metrics+"/metrics")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
 
 // memoryParts is what the manager's resident set is made of now: file-backed pages (the binary's text and data,
 // which GOMEMLIMIT does not count), anonymous memory, and what the Go runtime holds from the OS (go_memstats_sys_bytes:
 // what GOMEMLIMIT limits).
 func (m *manager) memoryParts() (file, anon, goSys int64) {
-	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid)); err == nil {
-		for _, line := range strings.Split(string(raw), "\n") {
-			k, v, _ := strings.Cut(line, ":")
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			switch k {
-			case "RssFile":
-				file = kb << 10
-			case "RssAnon":
-				anon = kb << 10
-			}
-		}
-	}
-	if raw, err := httpGet(context.Background(), "http://"+m.metrics+"/metrics"); err == nil {
-		for _, line := range strings.Split(string(raw), "\n") {
-			if v, ok := strings.CutPrefix(line, "go_memstats_sys_bytes "); ok {
-				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-				goSys = int64(f)
-			}
-		}
-	}
-	return file, anon, goSys
+	st := m.status()
+	sys, _ := m.gauge("go_memstats_sys_bytes")
+	return st["RssFile"], st["RssAnon"], int64(sys)
 }
 
 // clientCounts are the manager's own API requests so far by HTTP method (client-go's rest_client_requests_total).
