@@ -3,6 +3,10 @@ package controllers_test
 import (
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ambientlab/labrun-operator/internal/sandbox"
 	"github.com/ambientlab/labrun-operator/internal/sandbox/sandboxtest"
 	"github.com/ambientlab/labrun-operator/operator/operatortest"
 )
@@ -16,11 +20,11 @@ func TestMain(m *testing.M) {
 	})
 }
 
+// Set by TestMain once the sandbox is up.
 var (
-	sb           = operatortest.SB
-	k8s          = operatortest.K8s
-	origPeerAuth = operatortest.OrigPeerAuth
-	origPolicy   = operatortest.OrigPolicy
+	sb                       *sandbox.Sandbox
+	k8s                      client.WithWatch
+	origPeerAuth, origPolicy *unstructured.Unstructured
 )
 
 const (

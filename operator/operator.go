@@ -12,7 +12,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
@@ -88,9 +87,6 @@ type Options struct {
 	// SkipNameValidation lets one process build several managers in turn (tests, the sandbox).
 	SkipNameValidation bool
 }
-
-// NewScheme registers the kinds the operator reads and writes.
-func NewScheme() (*runtime.Scheme, error) { return scheme.New() }
 
 // NewManager builds a manager with the LabRun controller and the watchdogs registered.
 func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
@@ -174,7 +170,7 @@ func (o Options) namespace() string {
 // managerOptions: leader election, metrics, health, and a cache that holds only what the controller needs —
 // labelled probe pods, the mesh objects a run changed, the mesh lock — never every pod of the cluster.
 func managerOptions(o Options) (ctrl.Options, error) {
-	scheme, err := NewScheme()
+	kinds, err := scheme.New()
 	if err != nil {
 		return ctrl.Options{}, err
 	}
@@ -189,7 +185,7 @@ func managerOptions(o Options) (ctrl.Options, error) {
 		return ctrl.Options{}, err
 	}
 	return ctrl.Options{
-		Scheme:                        scheme,
+		Scheme:                        kinds,
 		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        orDefault(o.HealthAddr, "0"),
 		PprofBindAddress:              orDefault(o.PprofAddr, "0"),

@@ -24,7 +24,7 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/monitoring"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
-	"github.com/ambientlab/labrun-operator/operator"
+	labscheme "github.com/ambientlab/labrun-operator/internal/scheme"
 )
 
 // series is one exported sample: its labels and value.
@@ -94,7 +94,7 @@ func ownedRun(t *testing.T, ls *labsv1.LabSchedule, mode labsv1.Mode, names ...l
 	t.Helper()
 	run := newRun(mode, names...)
 	run.Labels = map[string]string{labsv1.LabelSchedule: ls.Name}
-	scheme, err := operator.NewScheme()
+	scheme, err := labscheme.New()
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
 	NewWithT(t).Expect(controllerutil.SetControllerReference(ls, run, scheme)).To(Succeed())
 	return run
