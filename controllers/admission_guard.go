@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
 )
 
@@ -50,7 +51,7 @@ func (r *LabRunReconciler) reconcileAdmission(ctx context.Context, run *labsv1.L
 	if err != nil || !held {
 		return err
 	}
-	return waitFor("the admission policies", time.Minute)
+	return steps.WaitFor("the admission policies", time.Minute)
 }
 
 // holdForAdmission tells whether a Lab run must wait for the admission policies before it changes the mesh,

@@ -1,5 +1,6 @@
-// Package controllers holds the LabRun reconciler and the mesh watchdog. They only orchestrate: the labs, the
-// prober, the mesh changes and the log evidence live in internal/.
+// Package controllers holds the LabRun controller: its state machine (plan, admission, preflight, slots, lock,
+// the step loop, restore, finish) and the services its step executors (controllers/steps) work through. The
+// other kinds have their own packages: labschedule, policyreport, meshguard (the takeover and the watchdog).
 package controllers
 
 import (
@@ -25,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
@@ -82,9 +84,6 @@ type LabRunReconciler struct {
 	Fault func(point string) error
 }
 
-// errAborted marks a pass cut short by Fault: nothing more is written.
-var errAborted = errors.New("pass aborted by fault injection")
-
 // The manager's rights, narrowed to what the code uses (config/rbac is generated from these markers). Where RBAC
 // cannot say enough (which pods, namespaces, ServiceAccounts and Leases it may create or delete), the admission
 // policy config/admission/manager_policy.yaml constrains the manager's own ServiceAccount. The mesh lock's Lease
@@ -139,7 +138,7 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		return nil
 	}
 	defer func() {
-		if errors.Is(retErr, errAborted) {
+		if errors.Is(retErr, steps.ErrAborted) {
 			return
 		}
 		if err := r.patchStatus(ctx, orig, run, retErr); err != nil {
@@ -167,9 +166,9 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 // outcome turns a phase's error into the requeue decision: waiting → requeue at its deadline (watched events
 // usually come first); stalled → the run fails, no retry; anything else → retried with backoff.
 func (r *LabRunReconciler) outcome(ctx context.Context, run *labsv1.LabRun, err error) (ctrl.Result, error) {
-	var w *waitingError
+	var w *steps.Waiting
 	if errors.As(err, &w) {
-		return ctrl.Result{RequeueAfter: w.after}, nil
+		return ctrl.Result{RequeueAfter: w.After}, nil
 	}
 	var s *stalledError
 	if errors.As(err, &s) {
@@ -289,7 +288,7 @@ func (r *LabRunReconciler) fault(point string) error {
 		return nil
 	}
 	if err := r.Fault(point); err != nil {
-		return fmt.Errorf("%w at %s: %v", errAborted, point, err)
+		return fmt.Errorf("%w at %s: %v", steps.ErrAborted, point, err)
 	}
 	return nil
 }

@@ -5,17 +5,15 @@ import (
 	"time"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
 
-// clockSlack widens the evidence window for clock skew between the nodes and the manager.
-const clockSlack = time.Second
-
 // criteria turns the catalogue's evidence into log criteria with the run's SPIFFE identities.
 func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, lab labsv1.LabName, ev *labs.Evidence, since time.Time) (ztunnel.Criteria, error) {
 	rejected := ev.PolicyRejected
-	c := ztunnel.Criteria{Since: since.Add(-clockSlack), Until: r.now().Add(clockSlack), Direction: ev.Direction,
+	c := ztunnel.Criteria{Since: since.Add(-steps.ClockSlack), Until: r.now().Add(steps.ClockSlack), Direction: ev.Direction,
 		HBONE: ev.HBONE, PolicyRejected: &rejected, NoSrcIdentity: ev.Plaintext}
 	if ev.DeniedByStrict {
 		static, converted := r.strictDenials(run)
@@ -25,7 +23,7 @@ func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, lab
 	// ztunnel names the source pod, in the mesh or not: only the observer of the step the evidence is about
 	// counts, however close in time another observer's connections were (the bystander's, for one).
 	src := planStep(run, lab, ev.Since)
-	if perNode(run, src) {
+	if steps.PerNode(run, src) {
 		c.SrcWorkloadPrefix = observerPrefix(run, observer{caller: src.Caller, node: "any"})
 	} else {
 		c.SrcWorkload = observerPodName(run, observerOf(src))
@@ -54,24 +52,4 @@ func planStep(run *labsv1.LabRun, lab labsv1.LabName, name string) labs.Step {
 		}
 	}
 	return labs.Step{Lab: lab, Name: name}
-}
-
-func stepStart(run *labsv1.LabRun, lab labsv1.LabName, name string) time.Time {
-	for _, st := range run.Status.Steps {
-		if st.Lab == lab && st.Name == name && st.StartTime != nil {
-			return st.StartTime.Time
-		}
-	}
-	return time.Time{}
-}
-
-func lines(entries []ztunnel.Entry, n int) []string {
-	var out []string
-	for i, e := range entries {
-		if i == n {
-			break
-		}
-		out = append(out, evidenceLine(ztunnel.FormatText(e)))
-	}
-	return out
 }

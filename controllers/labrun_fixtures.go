@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,6 +46,21 @@ func fixture(run *labsv1.LabRun, f labs.Fixture) client.Object {
 	}
 	meta.Namespace, meta.Name = run.TargetNamespace(), attackerServiceAccount(string(run.UID))
 	return &corev1.ServiceAccount{ObjectMeta: meta}
+}
+
+// createFixture creates the fixture f, labelled with the run, and names it. One an earlier pass of this run
+// created is kept (the names are the run's own).
+func (r *LabRunReconciler) createFixture(ctx context.Context, run *labsv1.LabRun, f labs.Fixture) (string, error) {
+	err := r.Create(ctx, fixture(run, f))
+	if apierrors.IsAlreadyExists(err) {
+		err = nil
+	}
+	return r.fixtureName(run, f), err
+}
+
+// removeFixture removes the fixture f, only when it carries the run's label, and names it.
+func (r *LabRunReconciler) removeFixture(ctx context.Context, run *labsv1.LabRun, f labs.Fixture) (string, error) {
+	return r.fixtureName(run, f), r.deleteOwned(ctx, run, fixture(run, f))
 }
 
 // deleteOwned deletes obj if it carries the run's label; NotFound counts as done.

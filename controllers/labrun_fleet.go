@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
@@ -25,16 +26,10 @@ import (
 // enforces inbound (STRICT, AuthorizationPolicy). A Verify run therefore probes from every node that runs a ready
 // ztunnel, to every ready endpoint of the target, and a failure names the node.
 
-// perNode tells whether a step probes from every node to every endpoint: Verify mode's probe steps (which
-// change nothing, so any number of observers is safe; the Lab mode's windows keep one observer per caller).
-func perNode(run *labsv1.LabRun, step labs.Step) bool {
-	return modeOf(run) == labsv1.ModeVerify && step.Kind == labs.KindProbe && !step.Bystander
-}
-
 // observerKey names the observer (or, per node, the observers) a probe step reads.
 func observerKey(run *labsv1.LabRun, step labs.Step) string {
 	o := observerOf(step)
-	if perNode(run, step) {
+	if steps.PerNode(run, step) {
 		o.node = "any"
 	}
 	return o.key()
@@ -177,21 +172,21 @@ func (r *LabRunReconciler) retireFleet(ctx context.Context, run *labsv1.LabRun, 
 type pair struct {
 	node     string
 	endpoint endpoint
-	j        judgement
+	j        steps.Judgement
 }
 
 // observeFleet judges a per-node step: every source node must see the expected outcome at every endpoint. When
 // settle runs out first, the failures are laid at the nodes that explain them (attribute).
-func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) (outcome, error) {
+func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) (steps.Outcome, error) {
 	pods, f, err := r.ensureFleet(ctx, run, step)
 	if err != nil {
 		// Nothing to verify, or an observer refused for good: an Error, never a Pass.
 		if pe, ok := err.(stepBlocked); ok {
-			return concluded(labsv1.VerdictError, "", pe.Error()), nil
+			return steps.Concluded(labsv1.VerdictError, "", pe.Error()), nil
 		}
-		return outcome{}, err
+		return steps.Outcome{}, err
 	}
-	w := window{settleBy: st.StartTime.Add(run.Spec.Probe.SettleTimeout.Duration)}
+	w := steps.Window{SettleBy: st.StartTime.Add(run.Spec.Probe.SettleTimeout.Duration)}
 	var pairs []pair
 	var waiting []string
 	for _, node := range f.nodes {
@@ -201,14 +196,14 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 			waiting = append(waiting, node)
 			continue
 		case probe.Stuck(pod) != "":
-			return concluded(labsv1.VerdictError, "", fmt.Sprintf("observer pod on node %s cannot start: %s", node, probe.Stuck(pod))), nil
+			return steps.Concluded(labsv1.VerdictError, "", fmt.Sprintf("observer pod on node %s cannot start: %s", node, probe.Stuck(pod))), nil
 		case pod.Status.Phase == corev1.PodPending:
 			waiting = append(waiting, node)
 			continue
 		}
 		raw, err := r.observerLog(ctx, pod, time.Time{})
 		if err != nil {
-			return outcome{}, fmt.Errorf("reading observer log on node %s: %w", node, err)
+			return steps.Outcome{}, fmt.Errorf("reading observer log on node %s: %w", node, err)
 		}
 		byURL := map[string][]probe.Attempt{}
 		for _, a := range probe.ParseAttempts(raw) {
@@ -220,24 +215,24 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 		}
 		for i, e := range f.endpoints {
 			pairs = append(pairs, pair{node: node, endpoint: e,
-				j: judge(byURL[f.urls(run.Spec.Target.Path)[i]], step.Expect, max(step.Count, 1), w)})
+				j: steps.Judge(byURL[f.urls(run.Spec.Target.Path)[i]], step.Expect, max(step.Count, 1), w)})
 		}
 	}
 	if len(waiting) > 0 {
-		return outcome{}, r.waitObserver(run, fmt.Sprintf("observers on nodes %v to start", waiting), w)
+		return steps.Outcome{}, r.waitObserver(run, fmt.Sprintf("observers on nodes %v to start", waiting), w)
 	}
-	failing := slices.ContainsFunc(pairs, func(p pair) bool { return !p.j.pass })
-	if failing && r.now().Before(w.settleBy) {
-		return outcome{}, r.waitObserver(run, fmt.Sprintf("every node to see %s at every endpoint", step.Expect), w)
+	failing := slices.ContainsFunc(pairs, func(p pair) bool { return !p.j.Pass })
+	if failing && r.now().Before(w.SettleBy) {
+		return steps.Outcome{}, r.waitObserver(run, fmt.Sprintf("every node to see %s at every endpoint", step.Expect), w)
 	}
 	cov, blamed := attribute(f, pairs)
 	st.Coverage = cov
 	st.Attempts = 0
 	for _, p := range pairs {
-		st.Attempts += int32(p.j.counted)
+		st.Attempts += int32(p.j.Counted)
 	}
 	if failing {
-		return concluded(labsv1.VerdictFail, fleetObserved(step, pairs), fmt.Sprintf(
+		return steps.Concluded(labsv1.VerdictFail, fleetObserved(step, pairs), fmt.Sprintf(
 			"Expected %s from every node at every endpoint; %s (settle %s)", step.Expected(), blamed,
 			run.Spec.Probe.SettleTimeout.Duration)), nil
 	}
@@ -245,27 +240,27 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 	if step.Denier != "" {
 		return r.judgeFleetDenier(ctx, run, st, step, f, pairs, w)
 	}
-	return concluded(labsv1.VerdictPass, fleetObserved(step, pairs), msg), nil
+	return steps.Concluded(labsv1.VerdictPass, fleetObserved(step, pairs), msg), nil
 }
 
 // judgeFleetDenier passes a denied per-node step only when each endpoint's node's ztunnel logged, for this
 // caller's observers, a refusal by the expected denier: the refusal is the one the lab demonstrates, on every
 // node that enforces. An endpoint whose newest line names another denier (or none) fails its node.
-func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, f fleet, pairs []pair, w window) (outcome, error) {
-	since := pairs[0].j.first.Time
+func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, f fleet, pairs []pair, w steps.Window) (steps.Outcome, error) {
+	since := pairs[0].j.First.Time
 	for _, p := range pairs {
-		if p.j.first.Time.Before(since) {
-			since = p.j.first.Time
+		if p.j.First.Time.Before(since) {
+			since = p.j.First.Time
 		}
 	}
-	entries, err := r.readZtunnel(ctx, run, st, since.Add(-ClockTolerance))
+	entries, err := r.readZtunnel(ctx, run, st, since.Add(-steps.ClockTolerance))
 	if err != nil {
-		return concluded(labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error()), nil
+		return steps.Concluded(labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error()), nil
 	}
 	rejected := true
 	newest := map[string]ztunnel.Entry{} // endpoint pod → the newest refusal its node logged for the observers
 	callerNS, _ := r.caller(run, step.Caller)
-	for _, e := range ztunnel.Match(entries, ztunnel.Criteria{Since: since.Add(-ClockTolerance), Direction: "inbound",
+	for _, e := range ztunnel.Match(entries, ztunnel.Criteria{Since: since.Add(-steps.ClockTolerance), Direction: "inbound",
 		SrcWorkloadPrefix: observerPrefix(run, observer{caller: step.Caller, node: "any"}), SrcNamespace: callerNS,
 		DstNamespace: run.TargetNamespace(), PolicyRejected: &rejected}) {
 		newest[e.Fields.Get(ztunnel.FieldDstWorkload)] = e
@@ -276,24 +271,24 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 		line, ok := newest[e.pod]
 		switch {
 		case !ok && r.now().Before(latestFirst(pairs).Add(r.EvidenceWait)):
-			return outcome{}, r.waitObserver(run, "endpoint "+e.pod+"'s ztunnel line naming "+string(step.Denier), w)
+			return steps.Outcome{}, r.waitObserver(run, "endpoint "+e.pod+"'s ztunnel line naming "+string(step.Denier), w)
 		case !ok:
 			wrong = append(wrong, fmt.Sprintf("destination node %s (endpoint %s): no ztunnel line says who denied", e.node, e))
 			markFailed(st.Coverage, e)
 		case !r.deniedAsExpected(run, step.Denier, deniedBy(line)):
 			wrong = append(wrong, fmt.Sprintf("destination node %s (endpoint %s): denied by %s", e.node, e, deniedBy(line)))
 			markFailed(st.Coverage, e)
-			evidence = append(evidence, evidenceLine(ztunnel.FormatText(line)))
+			evidence = append(evidence, steps.EvidenceLine(ztunnel.FormatText(line)))
 		default:
-			evidence = append(evidence, evidenceLine(ztunnel.FormatText(line)))
+			evidence = append(evidence, steps.EvidenceLine(ztunnel.FormatText(line)))
 		}
 	}
 	st.Evidence = evidence[:min(len(evidence), 10)]
 	if len(wrong) > 0 {
-		return concluded(labsv1.VerdictFail, fleetObserved(step, pairs), fmt.Sprintf(
+		return steps.Concluded(labsv1.VerdictFail, fleetObserved(step, pairs), fmt.Sprintf(
 			"Denied from every node, but not by %s at %s", step.Denier, strings.Join(wrong, "; "))), nil
 	}
-	return concluded(labsv1.VerdictPass, fleetObserved(step, pairs)+" by "+deniedBy(newest[f.endpoints[0].pod]), fmt.Sprintf(
+	return steps.Concluded(labsv1.VerdictPass, fleetObserved(step, pairs)+" by "+deniedBy(newest[f.endpoints[0].pod]), fmt.Sprintf(
 		"Denied by %s from %d node(s) at %d endpoint(s), each endpoint's ztunnel says so, as expected",
 		step.Denier, len(f.nodes), len(f.endpoints))), nil
 }
@@ -302,8 +297,8 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 func latestFirst(pairs []pair) time.Time {
 	var t time.Time
 	for _, p := range pairs {
-		if p.j.first.Time.After(t) {
-			t = p.j.first.Time
+		if p.j.First.Time.After(t) {
+			t = p.j.First.Time
 		}
 	}
 	return t
@@ -323,7 +318,7 @@ func fleetObserved(step labs.Step, pairs []pair) string {
 	outcomes := map[string]int{}
 	var order []string
 	for _, p := range pairs {
-		o := p.j.outcome()
+		o := p.j.Described()
 		if outcomes[o] == 0 {
 			order = append(order, o)
 		}
@@ -344,10 +339,10 @@ func fleetObserved(step labs.Step, pairs []pair) string {
 func attribute(f fleet, pairs []pair) ([]labsv1.NodeResult, string) {
 	srcFail, dstFail := map[string]bool{}, map[string]bool{}
 	for _, n := range f.nodes {
-		srcFail[n] = !slices.ContainsFunc(pairs, func(p pair) bool { return p.node == n && p.j.pass })
+		srcFail[n] = !slices.ContainsFunc(pairs, func(p pair) bool { return p.node == n && p.j.Pass })
 	}
 	for _, e := range f.endpoints {
-		dstFail[e.pod] = !slices.ContainsFunc(pairs, func(p pair) bool { return p.endpoint.pod == e.pod && p.j.pass })
+		dstFail[e.pod] = !slices.ContainsFunc(pairs, func(p pair) bool { return p.endpoint.pod == e.pod && p.j.Pass })
 	}
 	allSrc := !slices.ContainsFunc(f.nodes, func(n string) bool { return !srcFail[n] })
 	allDst := !slices.ContainsFunc(f.endpoints, func(e endpoint) bool { return !dstFail[e.pod] })
@@ -360,7 +355,7 @@ func attribute(f fleet, pairs []pair) ([]labsv1.NodeResult, string) {
 		mine := filter(pairs, func(p pair) bool { return p.node == n })
 		v := verdictOf(blameSrc(n))
 		if blameSrc(n) {
-			names = append(names, fmt.Sprintf("source node %s (%s to every endpoint)", n, mine[0].j.outcome()))
+			names = append(names, fmt.Sprintf("source node %s (%s to every endpoint)", n, mine[0].j.Described()))
 		}
 		cov = append(cov, labsv1.NodeResult{Node: n, Role: labsv1.RoleSource, Verdict: v, Observed: tally(mine, "endpoints"),
 			Attempts: counted(mine)})
@@ -368,14 +363,14 @@ func attribute(f fleet, pairs []pair) ([]labsv1.NodeResult, string) {
 	for _, e := range f.endpoints {
 		mine := filter(pairs, func(p pair) bool { return p.endpoint.pod == e.pod })
 		if blameDst(e) {
-			names = append(names, fmt.Sprintf("destination node %s (endpoint %s: %s from every node)", e.node, e, mine[0].j.outcome()))
+			names = append(names, fmt.Sprintf("destination node %s (endpoint %s: %s from every node)", e.node, e, mine[0].j.Described()))
 		}
 		cov = append(cov, labsv1.NodeResult{Node: e.node, Role: labsv1.RoleDestination, Endpoint: e.String(),
 			Verdict: verdictOf(blameDst(e)), Observed: tally(mine, "nodes"), Attempts: counted(mine)})
 	}
 	for _, p := range pairs {
-		if !p.j.pass && !blameSrc(p.node) && !blameDst(p.endpoint) && !(allSrc && allDst) {
-			names = append(names, fmt.Sprintf("node %s to endpoint %s on node %s (%s)", p.node, p.endpoint, p.endpoint.node, p.j.outcome()))
+		if !p.j.Pass && !blameSrc(p.node) && !blameDst(p.endpoint) && !(allSrc && allDst) {
+			names = append(names, fmt.Sprintf("node %s to endpoint %s on node %s (%s)", p.node, p.endpoint, p.endpoint.node, p.j.Described()))
 		}
 	}
 	if len(cov) > 64 { // the API's bound: failures first
@@ -386,7 +381,7 @@ func attribute(f fleet, pairs []pair) ([]labsv1.NodeResult, string) {
 	}
 	if allSrc && allDst && len(pairs) > 0 {
 		return cov, fmt.Sprintf("it failed everywhere: every node saw %s at every endpoint, so no single node is at fault",
-			pairs[0].j.outcome())
+			pairs[0].j.Described())
 	}
 	return cov, "failed at " + strings.Join(names, "; ")
 }
@@ -415,9 +410,9 @@ func tally(pairs []pair, of string) string {
 	ok := 0
 	var other []string
 	for _, p := range pairs {
-		if p.j.pass {
+		if p.j.Pass {
 			ok++
-		} else if o := p.j.outcome(); !slices.Contains(other, o) {
+		} else if o := p.j.Described(); !slices.Contains(other, o) {
 			other = append(other, o)
 		}
 	}
@@ -431,7 +426,7 @@ func tally(pairs []pair, of string) string {
 func counted(pairs []pair) int32 {
 	n := 0
 	for _, p := range pairs {
-		n += p.j.counted
+		n += p.j.Counted
 	}
 	return int32(n)
 }

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
@@ -227,7 +228,7 @@ func (r *LabRunReconciler) parkObservers(ctx context.Context, run *labsv1.LabRun
 		return err
 	}
 	for _, step := range neededObservers(run, plan) {
-		if perNode(run, step) {
+		if steps.PerNode(run, step) {
 			continue
 		}
 		o := observerOf(step)

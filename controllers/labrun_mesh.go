@@ -11,13 +11,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
-)
-
-const (
-	modePermissive = "PERMISSIVE"
-	changeSetAside = "set aside"
 )
 
 // changeOf says, at planning time, what a step will change (shown in status, also for dry runs).
@@ -39,14 +35,8 @@ func (r *LabRunReconciler) changeOf(run *labsv1.LabRun, s labs.Step) string {
 	return ""
 }
 
-// podMode is the effective mode of one target pod.
-type podMode struct {
-	mesh.ModeDecision
-	pod string
-}
-
 // targetModes computes the effective mTLS mode of each of the target Service's pods on the target port.
-func (r *LabRunReconciler) targetModes(ctx context.Context, run *labsv1.LabRun) ([]podMode, error) {
+func (r *LabRunReconciler) targetModes(ctx context.Context, run *labsv1.LabRun) ([]steps.PodMode, error) {
 	svc, pods, err := r.targetPods(ctx, run)
 	if err != nil {
 		return nil, err
@@ -55,11 +45,11 @@ func (r *LabRunReconciler) targetModes(ctx context.Context, run *labsv1.LabRun) 
 	if err != nil {
 		return nil, err
 	}
-	var out []podMode
+	var out []steps.PodMode
 	for i := range pods {
 		port := containerPort(svc, run.Spec.Target.Port, &pods[i])
 		d := mesh.EffectiveMode(pas, r.meshConfig().RootNamespace, run.TargetNamespace(), pods[i].Labels, port)
-		out = append(out, podMode{ModeDecision: d, pod: pods[i].Name})
+		out = append(out, steps.PodMode{ModeDecision: d, Pod: pods[i].Name})
 	}
 	return out, nil
 }
@@ -112,7 +102,7 @@ func (r *LabRunReconciler) journal(ctx context.Context, run *labsv1.LabRun, rec 
 	if err := r.Records.Save(ctx, rec); err != nil {
 		return err
 	}
-	mirrorJournal(run, rec)
+	mesh.Mirror(run, rec)
 	if run.Status.Exposure.Since == nil {
 		since := metav1.NewMicroTime(now)
 		run.Status.Exposure.Since = &since
@@ -131,14 +121,6 @@ func (r *LabRunReconciler) recordOrNew(ctx context.Context, run *labsv1.LabRun) 
 		Run:             mesh.RunRef{Namespace: run.Namespace, Name: run.Name, UID: string(run.UID)},
 		TargetNamespace: run.TargetNamespace(), NonMeshNamespace: nonMeshNamespace(run),
 	}, nil
-}
-
-// mirrorJournal copies the trusted record into status, for people. Nothing reads it back.
-func mirrorJournal(run *labsv1.LabRun, rec *mesh.Record) {
-	run.Status.Journal = nil
-	for _, e := range rec.Entries {
-		run.Status.Journal = append(run.Status.Journal, *e.DeepCopy())
-	}
 }
 
 func (r *LabRunReconciler) owner(run *labsv1.LabRun, rec *mesh.Record) mesh.Owner {
@@ -240,7 +222,7 @@ func (r *LabRunReconciler) interference(ctx context.Context, run *labsv1.LabRun)
 		}
 		want := ""
 		if e.Kind == mesh.KindPeerAuthentication {
-			want = modePermissive
+			want = mesh.Permissive
 		}
 		if msg, err := mesh.Interference(ctx, r.APIReader, *e, string(run.UID), want); err == nil && msg != "" {
 			return "interfered: " + msg
@@ -248,6 +230,3 @@ func (r *LabRunReconciler) interference(ctx context.Context, run *labsv1.LabRun)
 	}
 	return ""
 }
-
-// skipInterfered is what the steps after an interfered one get.
-const skipInterfered = "Not run: the mesh was changed by someone else during the run"

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
@@ -29,11 +30,6 @@ import (
 // attempts in its own time range from the pod's log (pods/log; the pod has no API access and nothing is
 // exec'd). So no pod starts inside a weakened window, and a step that observes a change sees it take effect:
 // its settle is the real propagation time, and an expected outcome seen before the change is a finding.
-
-// ClockTolerance is how far apart the nodes' clocks (the observers' attempt times) and the manager's (when a
-// change was applied) may be. An attempt counts as after a change only when it started at least this long after
-// it; an outcome that began more than this long before the change began before it.
-const ClockTolerance = 100 * time.Millisecond
 
 // observerInterval paces an observer's attempts: how soon after a change it can see it.
 const observerInterval = 100 * time.Millisecond
@@ -246,7 +242,7 @@ func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRu
 		if needsFixture(plan, run, step) {
 			continue
 		}
-		if perNode(run, step) {
+		if steps.PerNode(run, step) {
 			pods, _, err := r.ensureFleet(ctx, run, step)
 			if err != nil {
 				return nil, nil, err
@@ -265,7 +261,7 @@ func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRu
 		if reason == "" && pod != nil && probe.Stuck(pod) != "" {
 			reason = "observer pod " + klog.KObj(pod).String() + " cannot start: " + probe.Stuck(pod)
 		}
-		if reason != "" && blocksWindow(step, reason) {
+		if reason != "" && steps.BlocksWindow(step, reason) {
 			blocked = append(blocked, observerOf(step).key()+": "+reason)
 		}
 		if reason == "" && (pod == nil || pod.Status.Phase == corev1.PodPending) {
@@ -275,25 +271,18 @@ func (r *LabRunReconciler) startObservers(ctx context.Context, run *labsv1.LabRu
 	return starting, blocked, nil
 }
 
-// blocksWindow: an observer that cannot run for this reason leaves its steps unobserved. Only a bystander with
-// nothing to call is skipped without one.
-func blocksWindow(step labs.Step, reason string) bool {
-	return !step.Bystander || strings.HasPrefix(reason, "probe pod refused") || strings.HasPrefix(reason, tamperPrefix) ||
-		strings.HasPrefix(reason, "observer pod ")
-}
-
 // observersWatching reports the observers the remaining probe steps need that have not been watching long
 // enough for a window to open: each must have logged an attempt at least twice the clock tolerance ago, so that
 // what it saw before a change is known to be from before it.
 func (r *LabRunReconciler) observersWatching(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) ([]string, error) {
 	var waiting []string
-	since := r.now().Add(-2 * ClockTolerance)
+	since := r.now().Add(-2 * steps.ClockTolerance)
 	rec, err := r.trustedRecord(ctx, run)
 	if err != nil {
 		return nil, err
 	}
 	for _, step := range neededObservers(run, plan) {
-		if perNode(run, step) {
+		if steps.PerNode(run, step) {
 			continue // Verify mode: no window waits for them
 		}
 		o := observerOf(step)
@@ -370,7 +359,7 @@ func (r *LabRunReconciler) retireObservers(ctx context.Context, run *labsv1.LabR
 			continue
 		}
 		ns, _ := r.caller(run, step.Caller)
-		if perNode(run, step) {
+		if steps.PerNode(run, step) {
 			if err := r.retireFleet(ctx, run, ns, key); err != nil {
 				return err
 			}
@@ -399,110 +388,6 @@ func (r *LabRunReconciler) observerLog(ctx context.Context, pod *corev1.Pod, sin
 }
 
 // waitObserver comes back after observerPoll, or at the settle deadline if sooner.
-func (r *LabRunReconciler) waitObserver(run *labsv1.LabRun, what string, w window) error {
-	return waitFor(what, r.deadlineAfter(run, min(observerPoll, max(time.Until(w.settleBy), 10*time.Millisecond))))
-}
-
-// countedFrom is where a step's attempts start to count: right after the last mesh change before it (plus the
-// clock tolerance), else from the observer's first attempt. The mesh has been in the state the step judges since
-// then; the newest attempt must still show it.
-func countedFrom(change time.Time) time.Time {
-	if change.IsZero() {
-		return change
-	}
-	return change.Add(ClockTolerance)
-}
-
-// changeBefore is when the last mesh change before step in the plan was applied (zero when none ran).
-func (r *LabRunReconciler) changeBefore(run *labsv1.LabRun, plan []labs.Step, step labs.Step) time.Time {
-	var at time.Time
-	for i, s := range plan {
-		if s.ID() == step.ID() {
-			break
-		}
-		if c := run.Status.Steps[i].CompletionTime; s.Mutates() && c != nil {
-			at = c.Time
-		}
-	}
-	return at
-}
-
-func stamp(t time.Time) string { return t.UTC().Format("15:04:05.000") }
-
-// window is the part of an observer's log a step may count.
-type window struct {
-	from     time.Time // attempts count from here (the step's start, or the last change plus the tolerance)
-	change   time.Time // for a step that observes a change: when it was applied
-	settleBy time.Time
-}
-
-// judgement is what a step makes of the observer's attempts.
-type judgement struct {
-	pass, early  bool
-	counted      int
-	first        probe.Attempt  // the first counted attempt
-	last         *probe.Attempt // the newest attempt
-	segmentStart time.Time      // when the newest run of one outcome began
-	change       time.Time
-}
-
-func (j judgement) outcome() string {
-	if j.last == nil {
-		return "nothing"
-	}
-	return describeAttempt(*j.last)
-}
-
-// settle is how long the outcome took: from the change it observes to the first attempt that saw it, else from
-// the step's start to the first counted attempt.
-func (j judgement) settle(start time.Time) time.Duration {
-	if j.first.Time.IsZero() {
-		return 0
-	}
-	from := start
-	at := j.first.Time
-	if !j.change.IsZero() {
-		from, at = j.change, j.segmentStart
-	}
-	return max(at.Sub(from), 0).Round(time.Millisecond)
-}
-
-// judge reads attempts (in time order) for a step that expects want, count times in a row, in window w. The
-// newest attempts must show want; for a step that observes a change, the run of want must have begun no earlier
-// than the change (within the clock tolerance) - else it is early - and count attempts of it must have started
-// after the change plus the tolerance.
-func judge(attempts []probe.Attempt, want probe.Expectation, count int, w window) judgement {
-	j := judgement{change: w.change}
-	if len(attempts) == 0 {
-		return j
-	}
-	j.last = &attempts[len(attempts)-1]
-	start := len(attempts) - 1
-	for start > 0 && attempts[start-1].Observed == j.last.Observed {
-		start--
-	}
-	j.segmentStart = attempts[start].Time
-	if j.last.Observed != string(want) {
-		return j
-	}
-	if !w.change.IsZero() && j.segmentStart.Before(w.change.Add(-ClockTolerance)) {
-		j.early = true
-		return j
-	}
-	for _, a := range attempts[start:] {
-		if a.Time.Before(w.from) {
-			continue
-		}
-		if j.counted == 0 {
-			j.first = a
-		}
-		j.counted++
-	}
-	j.pass = j.counted >= count
-	return j
-}
-
-// describeAttempt puts an attempt in the lab guide's words, as describe does for a one-shot probe.
-func describeAttempt(a probe.Attempt) string {
-	return describe(probe.Result{Observed: a.Observed, HTTPCode: a.HTTPCode, ExitCode: a.ExitCode, Reason: a.Reason})
+func (r *LabRunReconciler) waitObserver(run *labsv1.LabRun, what string, w steps.Window) error {
+	return steps.WaitFor(what, r.deadlineAfter(run, min(observerPoll, max(time.Until(w.SettleBy), 10*time.Millisecond))))
 }

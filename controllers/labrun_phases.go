@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
@@ -246,7 +247,7 @@ func (r *LabRunReconciler) reconcileLock(ctx context.Context, run *labsv1.LabRun
 	if err != nil || open || run.Status.Phase != labsv1.PhaseQueued {
 		return err
 	}
-	return waitFor("the mesh lock", lockPoll)
+	return steps.WaitFor("the mesh lock", lockPoll)
 }
 
 // reconcileFinish ends the run once the mesh is restored and everything is cleaned up.
@@ -313,7 +314,7 @@ func skipRemaining(run *labsv1.LabRun, msg string) {
 	for i := range run.Status.Steps {
 		if !terminal(run.Status.Steps[i].Verdict) {
 			run.Status.Steps[i].Verdict = labsv1.VerdictSkipped
-			run.Status.Steps[i].Message = evidenceLine(msg)
+			run.Status.Steps[i].Message = steps.EvidenceLine(msg)
 		}
 	}
 }

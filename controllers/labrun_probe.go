@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -14,8 +13,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
-	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
 
@@ -31,25 +30,16 @@ func (r *LabRunReconciler) probeBudget(run *labsv1.LabRun) time.Duration {
 	return run.Spec.Probe.SettleTimeout.Duration + 2*run.Spec.Probe.RequestTimeout.Duration + r.PodStartGrace
 }
 
-// denial is what the destination ztunnel says about a denied probe: its last policy-rejection line for the
-// probe's own pod, and who it names.
-type denial struct {
-	line *ztunnel.Entry
-	who  string
-	// sources are the ztunnel pods read.
-	sources []labsv1.EvidenceSource
-}
-
 // denial reads the destination ztunnel's inbound lines from the probe's pod (src.workload in src.namespace) since
 // the step started.
 //
 // The line must name the destination too: a pod of the target namespace (dst.namespace), and, when dst is not
 // nil, one of those pods (dst.workload). A refusal of the same source by any other workload (say a deny-all
 // Service of a tenant's) says nothing about the target.
-func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod, dst []string) (denial, error) {
+func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod, dst []string) (steps.Denial, error) {
 	entries, sources, err := r.readZtunnelSources(ctx, run, since)
 	if err != nil {
-		return denial{}, err
+		return steps.Denial{}, err
 	}
 	rejected := true
 	matched := ztunnel.Match(entries, ztunnel.Criteria{Since: since, Direction: "inbound", SrcWorkload: pod.Name,
@@ -60,10 +50,10 @@ func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since
 		})
 	}
 	if len(matched) == 0 {
-		return denial{sources: sources}, nil
+		return steps.Denial{Sources: sources}, nil
 	}
 	last := matched[len(matched)-1]
-	return denial{line: &last, who: deniedBy(last), sources: sources}, nil
+	return steps.Denial{Line: &last, Who: deniedBy(last), Sources: sources}, nil
 }
 
 // deniedBy names what refused a connection, from ztunnel's line (ISTIO-FACTS.md).
@@ -96,29 +86,6 @@ func (r *LabRunReconciler) deniedAsExpected(run *labsv1.LabRun, denier labs.Deni
 		return strings.HasPrefix(who, "no ALLOW policy") || who == ref.Namespace+"/"+ref.Name
 	}
 	return false
-}
-
-// describe puts a probe result in the words of the lab guide: "allowed (HTTP 200)",
-// "denied (connection reset, curl 56)".
-func describe(res probe.Result) string {
-	if res.Observed == probe.ObservedWorkloadDenied {
-		return fmt.Sprintf("answered by the workload, not refused by the mesh (HTTP %d)", res.HTTPCode)
-	}
-	if res.ExitCode == 0 {
-		return fmt.Sprintf("%s (HTTP %d)", res.Observed, res.HTTPCode)
-	}
-	words := map[string]string{"reset": "connection reset", "refused": "connection refused", "timeout": "timeout",
-		"dns": "DNS failure", "empty-reply": "empty reply"}
-	w := words[res.Reason]
-	if w == "" {
-		w = res.Reason
-	}
-	return fmt.Sprintf("%s (%s, curl %d)", res.Observed, w, res.ExitCode)
-}
-
-func ptrInt32(v int) *int32 {
-	i := int32(v)
-	return &i
 }
 
 // caller is where a caller's probe pods run and as which ServiceAccount.

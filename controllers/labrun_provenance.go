@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 )
@@ -20,9 +21,6 @@ import (
 // spec is the one the operator wrote (probe.Digest), and its container is the one first seen running, never
 // restarted. A name, or a label value, proves nothing: a tenant may delete the observer and create her own under
 // its name, or swap a pod's image, wherever admission does not stop her.
-
-// tamperPrefix begins the reason a step gives when its observer is not the pod the run created.
-const tamperPrefix = "observer tampered with: "
 
 // trustedRecord is the run's trusted record, saved first if it is new: observers are recorded in it as they are
 // created.
@@ -55,14 +53,14 @@ func (r *LabRunReconciler) trustObserver(ctx context.Context, rec *mesh.Record, 
 	}
 	if pr == nil {
 		return nil, fmt.Sprintf("%spod %s has the name of this run's observer, but the run did not create it",
-			tamperPrefix, klog.KObj(pod)), nil
+			steps.TamperPrefix, klog.KObj(pod)), nil
 	}
 	if pr.UID != string(pod.UID) {
 		return nil, fmt.Sprintf("%spod %s is not the observer the run created (uid %s): it was deleted and created "+
-			"again by someone else (uid %s)", tamperPrefix, klog.KObj(pod), pr.UID, pod.UID), nil
+			"again by someone else (uid %s)", steps.TamperPrefix, klog.KObj(pod), pr.UID, pod.UID), nil
 	}
 	if why := probe.Tampering(pod, pr.Digest, pr.ContainerID); why != "" {
-		return nil, fmt.Sprintf("%spod %s: %s", tamperPrefix, klog.KObj(pod), why), nil
+		return nil, fmt.Sprintf("%spod %s: %s", steps.TamperPrefix, klog.KObj(pod), why), nil
 	}
 	if id := probe.ContainerID(pod); pr.ContainerID == "" && id != "" {
 		pr.ContainerID = id

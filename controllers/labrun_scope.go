@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -45,13 +46,13 @@ func (r *LabRunReconciler) permissiveRef(run *labsv1.LabRun) mesh.Ref {
 func (r *LabRunReconciler) permissiveChange(run *labsv1.LabRun) string {
 	switch scopeOf(run) {
 	case labsv1.ScopeMesh:
-		return fmt.Sprintf("set %s mode %s (every workload of the mesh)", r.peerAuthRef(run), modePermissive)
+		return fmt.Sprintf("set %s mode %s (every workload of the mesh)", r.peerAuthRef(run), mesh.Permissive)
 	case labsv1.ScopeNamespace:
 		return fmt.Sprintf("create %s, mode %s for namespace %s only; removed on restore", r.permissiveRef(run),
-			modePermissive, run.TargetNamespace())
+			mesh.Permissive, run.TargetNamespace())
 	}
 	return fmt.Sprintf("create %s selecting only Service %s's pods, port %d %s; removed on restore", r.permissiveRef(run),
-		run.Spec.Target.Service, run.Spec.Target.Port, modePermissive)
+		run.Spec.Target.Service, run.Spec.Target.Port, mesh.Permissive)
 }
 
 // temporaryEntry is the journal entry of the PeerAuthentication a narrow scope creates: for Workload, the target
@@ -95,7 +96,7 @@ func (r *LabRunReconciler) permissiveBlocked(ctx context.Context, run *labsv1.La
 			if scopeOf(run) != labsv1.ScopeMesh {
 				continue // the run's own, from a pass that died after creating it
 			}
-			if err := unstructured.SetNestedField(pa.Object, modePermissive, "spec", "mtls", "mode"); err != nil {
+			if err := unstructured.SetNestedField(pa.Object, mesh.Permissive, "spec", "mtls", "mode"); err != nil {
 				return "", err
 			}
 		}
@@ -115,7 +116,7 @@ func (r *LabRunReconciler) permissiveBlocked(ctx context.Context, run *labsv1.La
 	for i := range pods {
 		port := containerPort(svc, run.Spec.Target.Port, &pods[i])
 		d := mesh.EffectiveMode(changed, r.meshConfig().RootNamespace, run.TargetNamespace(), pods[i].Labels, port)
-		if d.Mode != modePermissive {
+		if d.Mode != mesh.Permissive {
 			return fmt.Sprintf("scope %s cannot make target pod %s PERMISSIVE on port %d: it would stay %s; nothing "+
 				"was changed for it (use another scope, or change that policy)", scopeOf(run), pods[i].Name, port, d), nil
 		}
@@ -204,4 +205,26 @@ func modeOf(run *labsv1.LabRun) labsv1.Mode {
 // planOf is the run's plan: its labs' steps in its mode.
 func planOf(run *labsv1.LabRun) ([]labs.Step, error) {
 	return labs.PlanMode(run.Spec.Labs, modeOf(run))
+}
+
+// prepareEntry reads the original of ref (or, for an object the run creates, builds it). refused says why the
+// object cannot be journaled (the step then errs, nothing changed).
+func (r *LabRunReconciler) prepareEntry(ctx context.Context, run *labsv1.LabRun, rec *mesh.Record, ref mesh.Ref, create bool) (labsv1.JournalEntry, string, error) {
+	now := r.now()
+	if create {
+		if unowned, err := existsUnowned(ctx, r.APIReader, ref, string(run.UID)); err != nil || unowned {
+			if err != nil {
+				return labsv1.JournalEntry{}, "", err
+			}
+			return labsv1.JournalEntry{}, ref.String() + " already exists and is not this run's: nothing was changed", nil
+		}
+		e, err := r.temporaryEntry(ctx, run, r.owner(run, rec), now)
+		return e, "", err
+	}
+	e, err := mesh.Snapshot(ctx, r.APIReader, ref, metav1.NewTime(now))
+	var other *mesh.ErrChangedByOther
+	if errors.As(err, &other) {
+		return e, err.Error(), nil
+	}
+	return e, "", err
 }

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 )
 
 // Active runs. The manager works on at most MaxActiveRuns runs at once (--max-active-runs): every active run
@@ -63,7 +64,7 @@ func (r *LabRunReconciler) reconcileSlot(ctx context.Context, run *labsv1.LabRun
 		active, r.MaxActiveRuns, ahead)
 	// The end of an active run wakes the waiters; a slot held only by an admission not seen yet frees itself
 	// when that admission lapses, which no event announces.
-	return waitFor("an active-run slot", min(lockPoll, recheck))
+	return steps.WaitFor("an active-run slot", min(lockPoll, recheck))
 }
 
 // takeSlot decides, one decision at a time, whether run may become active; else how many wait ahead of it and

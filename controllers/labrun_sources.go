@@ -5,7 +5,6 @@ import (
 	"context"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
@@ -13,24 +12,6 @@ import (
 
 // maxEvidenceSources is status.steps[].evidenceSources' MaxItems.
 const maxEvidenceSources = 64
-
-// maxEvidenceLine is the MaxLength of each of status.steps[].evidence: a log line longer than that (a tenant's
-// names and addresses end up in ztunnel's lines) is cut short, so that it never makes the status write fail.
-const maxEvidenceLine = 2048
-
-// evidenceLine is a log line as status.steps[].evidence keeps it: at most maxEvidenceLine bytes, cut at a rune
-// boundary and marked with "…" when longer.
-func evidenceLine(s string) string {
-	if len(s) <= maxEvidenceLine {
-		return s
-	}
-	const mark = "…"
-	cut := maxEvidenceLine - len(mark)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + mark
-}
 
 // readZtunnel reads the run's ztunnel access logs since the given time and records on st the pods it read, so
 // that the step's reports say where its evidence came from. A failed read leaves st's sources as they were.

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
 )
 
@@ -70,7 +71,7 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 			if msg := r.interference(ctx, run); msg != "" {
 				r.markStarted(st)
 				r.finishStep(run, st, labsv1.VerdictError, "", msg)
-				skipRemaining(run, skipInterfered)
+				skipRemaining(run, steps.SkipInterfered)
 				break
 			}
 		}
@@ -136,11 +137,11 @@ func (r *LabRunReconciler) reconcileSteps(ctx context.Context, run *labsv1.LabRu
 				break
 			}
 			if len(starting) > 0 {
-				return waitFor(fmt.Sprintf("observers %v to start before the mesh is weakened", starting),
+				return steps.WaitFor(fmt.Sprintf("observers %v to start before the mesh is weakened", starting),
 					r.deadlineAfter(run, r.PodStartGrace))
 			}
 			if len(waiting) > 0 {
-				return waitFor(fmt.Sprintf("observers %v to watch before the mesh is weakened", waiting), observerPoll)
+				return steps.WaitFor(fmt.Sprintf("observers %v to watch before the mesh is weakened", waiting), observerPoll)
 			}
 		}
 		if err := r.runStep(ctx, run, st, step, plan); err != nil {
@@ -249,9 +250,9 @@ func orWait(err error, run *labsv1.LabRun) error {
 		return err
 	}
 	if run.Status.Reason == labsv1.ReasonAdmissionNotEnforced {
-		return waitFor("the admission policies", time.Minute)
+		return steps.WaitFor("the admission policies", time.Minute)
 	}
-	return waitFor("the mesh lock", lockPoll)
+	return steps.WaitFor("the mesh lock", lockPoll)
 }
 
 // prepare runs ahead what depends on no mesh change: it creates every fixture of the plan (their steps pass

@@ -59,12 +59,12 @@ func TestNamesakePodIsNotTheObserver(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.line == nil || d.who != "demo/some-other-policy" {
-			t.Errorf("denied by %q, want the observer's own line (demo/some-other-policy), not the namesake's", d.who)
+		if d.Line == nil || d.Who != "demo/some-other-policy" {
+			t.Errorf("denied by %q, want the observer's own line (demo/some-other-policy), not the namesake's", d.Who)
 		}
 		r.Logs = staticLogs{namesake}
-		if d, _ := r.denial(context.Background(), run, t0, pod, nil); d.line != nil {
-			t.Errorf("the namesake's line was taken as the observer's: denied by %q", d.who)
+		if d, _ := r.denial(context.Background(), run, t0, pod, nil); d.Line != nil {
+			t.Errorf("the namesake's line was taken as the observer's: denied by %q", d.Who)
 		}
 	})
 

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
@@ -87,7 +88,7 @@ func TestTrustObserver(t *testing.T) {
 				}
 				return
 			}
-			if !strings.HasPrefix(reason, tamperPrefix) || !strings.Contains(reason, tc.want) {
+			if !strings.HasPrefix(reason, steps.TamperPrefix) || !strings.Contains(reason, tc.want) {
 				t.Errorf("reason %q, want tampering naming %q", reason, tc.want)
 			}
 			if gone {
@@ -115,11 +116,11 @@ func TestDenialNamesTheDestination(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.line != nil {
-		t.Errorf("a refusal by %s/%s was taken as the target's", d.line.Fields.Get(ztunnel.FieldDstNamespace), d.line.Fields.Get(ztunnel.FieldDstWorkload))
+	if d.Line != nil {
+		t.Errorf("a refusal by %s/%s was taken as the target's", d.Line.Fields.Get(ztunnel.FieldDstNamespace), d.Line.Fields.Get(ztunnel.FieldDstWorkload))
 	}
 	r.Logs = staticLogs{elsewhere, refusal(t0.Add(3*time.Second), "demo", pod.Name, "demo/backend-allow-frontend-only")}
-	if d, _ := r.denial(context.Background(), run, t0, pod, target); d.line == nil || d.who != "demo/backend-allow-frontend-only" {
+	if d, _ := r.denial(context.Background(), run, t0, pod, target); d.Line == nil || d.Who != "demo/backend-allow-frontend-only" {
 		t.Errorf("the target's own refusal was not found: %+v", d)
 	}
 }

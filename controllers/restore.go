@@ -2,9 +2,7 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,55 +12,14 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
-// Restore, in one place: what puts the mesh back. restoreExecutor is a plan's restore step (its kinds, then the
-// window closes); restoreAll puts back everything a run's record still holds changed, and makes sure the
-// temporary objects it created are gone (every path that ends a run); reconcileRestore is the phase that runs it,
-// then cleans up; restoreEntry and markRestored restore one object and record that it is back, read back.
-// Underneath all of them is mesh.Restore (internal/mesh/restore.go), where mesh.RestorePending is the mesh
-// guard's restore (controllers/meshguard: the watchdog and the takeover), from the trusted record alone.
-
-// restoreExecutor is a plan's restore step: it puts back the recorded objects of the step's kinds, closes the
-// exposure window as soon as they are written back, then checks them by reading back.
-type restoreExecutor struct{ *LabRunReconciler }
-
-func (r restoreExecutor) execute(ctx context.Context, in *stepInput) (outcome, error) {
-	run := in.run
-	rec, err := r.Records.Get(ctx, string(run.UID))
-	if err != nil {
-		return outcome{}, err
-	}
-	var restored []string
-	changedAt := r.now()
-	if rec != nil {
-		var todo []*labsv1.JournalEntry
-		for _, e := range rec.Pending() {
-			if slices.Contains(in.step.Restores, e.Kind) {
-				todo = append(todo, e)
-			}
-		}
-		for _, e := range todo {
-			if err := mesh.Restore(ctx, r.Client, *e); err != nil {
-				return errored(err.Error()), nil
-			}
-		}
-		back := r.now()
-		for _, e := range todo {
-			if err := r.markRestored(ctx, run, rec, e); err != nil {
-				if errors.Is(err, errAborted) {
-					return outcome{}, err // a manager dying here writes nothing: the next pass finds the object back
-				}
-				return errored(err.Error()), nil
-			}
-			restored = append(restored, mesh.RefOf(*e).String())
-		}
-		mirrorJournal(run, rec)
-		r.closeExposureAt(run, back)
-	}
-	r.closeExposure(run)
-	out := concluded(labsv1.VerdictPass, fmt.Sprintf("restored %v", restored), "Originals restored and read back")
-	out.changedAt = changedAt
-	return out, nil
-}
+// Restore, in one place: what puts the mesh back.
+//   - steps.restoreExecutor (controllers/steps/restore.go) is a plan's restore step: its kinds, then the window
+//     closes;
+//   - restoreAll puts back everything a run's record still holds changed, and makes sure the temporary objects it
+//     created are gone (every path that ends a run); reconcileRestore is the phase that runs it, then cleans up;
+//   - restoreEntry and markRestored restore one object and record that it is back, read back;
+//   - underneath all of them is mesh.Restore (internal/mesh/restore.go), where mesh.RestorePending is the mesh
+//     guard's restore (controllers/meshguard: the watchdog and the takeover), from the trusted record alone.
 
 // restoreEntry restores one object from the trusted record, reads it back and records that it is back.
 func (r *LabRunReconciler) restoreEntry(ctx context.Context, run *labsv1.LabRun, rec *mesh.Record, e *labsv1.JournalEntry) error {
@@ -99,7 +56,7 @@ func (r *LabRunReconciler) restoreAll(ctx context.Context, run *labsv1.LabRun) e
 		r.closeExposure(run)
 		return nil
 	}
-	defer mirrorJournal(run, rec) // on failure too: status shows what is back
+	defer mesh.Mirror(run, rec) // on failure too: status shows what is back
 	for _, e := range rec.Pending() {
 		if err := r.restoreEntry(ctx, run, rec, e); err != nil {
 			setMeshRestored(run, metav1.ConditionFalse, labsv1.ReasonRestoreFailed, err.Error(), r.now())
@@ -120,7 +77,7 @@ func (r *LabRunReconciler) restoreAll(ctx context.Context, run *labsv1.LabRun) e
 			return fmt.Errorf("restoring %s: %w", mesh.RefOf(e), err)
 		}
 	}
-	mirrorJournal(run, rec)
+	mesh.Mirror(run, rec)
 	r.closeExposure(run)
 	return nil
 }

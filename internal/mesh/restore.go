@@ -19,6 +19,9 @@ import (
 // Strict is the mode a PeerAuthentication is always restored to.
 const Strict = "STRICT"
 
+// Permissive is the mode the peer-authentication lab sets for its window.
+const Permissive = "PERMISSIVE"
+
 // desiredSpec is what restore writes: the original spec, with a PeerAuthentication's mode STRICT.
 func desiredSpec(orig labsv1.JournalEntry) (map[string]any, error) {
 	spec := map[string]any{}

@@ -1,4 +1,4 @@
-package controllers
+package steps
 
 import (
 	"testing"
@@ -14,11 +14,11 @@ func TestJudge(t *testing.T) {
 		return probe.Attempt{Time: t0.Add(time.Duration(ms) * time.Millisecond), Observed: outcome}
 	}
 	change := t0.Add(time.Second)
-	observing := window{from: countedFrom(change), change: change}
+	observing := Window{From: CountedFrom(change), Change: change}
 	cases := []struct {
 		name        string
 		attempts    []probe.Attempt
-		w           window
+		w           Window
 		count       int
 		pass, early bool
 		counted     int
@@ -36,19 +36,19 @@ func TestJudge(t *testing.T) {
 		{"the newest attempt is not the expected one", []probe.Attempt{at(1300, "allowed"), at(1400, "denied")},
 			observing, 1, false, false, 0, 0},
 		{"no change: every attempt of the current outcome counts", []probe.Attempt{at(0, "allowed"),
-			at(100, "allowed"), at(200, "allowed")}, window{}, 3, true, false, 3, 0},
+			at(100, "allowed"), at(200, "allowed")}, Window{}, 3, true, false, 3, 0},
 		{"no change, not enough attempts yet", []probe.Attempt{at(0, "denied"), at(100, "allowed"),
-			at(200, "allowed")}, window{}, 3, false, false, 2, 0},
+			at(200, "allowed")}, Window{}, 3, false, false, 2, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			j := judge(tc.attempts, probe.ExpectAllowed, tc.count, tc.w)
-			if j.pass != tc.pass || j.early != tc.early || j.counted != tc.counted {
-				t.Fatalf("pass=%v early=%v counted=%d, want pass=%v early=%v counted=%d", j.pass, j.early, j.counted,
+			j := Judge(tc.attempts, probe.ExpectAllowed, tc.count, tc.w)
+			if j.Pass != tc.pass || j.Early != tc.early || j.Counted != tc.counted {
+				t.Fatalf("pass=%v early=%v counted=%d, want pass=%v early=%v counted=%d", j.Pass, j.Early, j.Counted,
 					tc.pass, tc.early, tc.counted)
 			}
 			if tc.pass {
-				if got := j.settle(t0); got != tc.settle {
+				if got := j.Settle(t0); got != tc.settle {
 					t.Errorf("settle %s, want %s", got, tc.settle)
 				}
 			}

@@ -1,4 +1,4 @@
-package controllers
+package steps
 
 import (
 	"context"
@@ -11,19 +11,19 @@ import (
 // checkModeExecutor checks the lab guide's starting point: the target's effective mTLS mode is STRICT. The mode
 // comes from every PeerAuthentication that applies to the target's pods (workload, namespace, mesh), not from the
 // mesh-wide object alone, and the step names the one that decided.
-type checkModeExecutor struct{ *LabRunReconciler }
+type checkModeExecutor struct{ env Target }
 
-func (r checkModeExecutor) execute(ctx context.Context, in *stepInput) (outcome, error) {
-	modes, err := r.targetModes(ctx, in.run)
+func (x checkModeExecutor) Execute(ctx context.Context, in *Input) (Outcome, error) {
+	modes, err := x.env.TargetModes(ctx, in.Run)
 	if err != nil {
-		return errored(err.Error()), nil
+		return Errored(err.Error()), nil
 	}
 	for _, m := range modes {
 		if m.Mode != mesh.Strict {
-			return concluded(labsv1.VerdictFail, "effective mode "+m.String(), fmt.Sprintf(
-				"The target pod %s is %s, not STRICT: plaintext may reach it", m.pod, m.ModeDecision)), nil
+			return Concluded(labsv1.VerdictFail, "effective mode "+m.String(), fmt.Sprintf(
+				"The target pod %s is %s, not STRICT: plaintext may reach it", m.Pod, m.ModeDecision)), nil
 		}
 	}
-	return concluded(labsv1.VerdictPass, "effective mode "+modes[0].String(),
+	return Concluded(labsv1.VerdictPass, "effective mode "+modes[0].String(),
 		fmt.Sprintf("Every target pod (%d) is STRICT", len(modes))), nil
 }
