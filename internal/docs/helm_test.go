@@ -16,13 +16,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/chart"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
-	"github.com/ambientlab/labrun-operator/operator"
-	"github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 // helmInstall is the README's `helm install … --take-ownership` into the sandbox, read from its flags.
@@ -79,12 +76,7 @@ func TestReadmeHelmIntoTheSandbox(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 
-	sb, err := sandbox.Start(ctx, sandbox.Options{Progress: os.Stderr})
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(func() { _ = sb.Stop() })
-	// The manager the sandbox command runs (main.go's sandboxController).
-	operatortest.StartManager(t, sb, operator.Options{ProbeImage: sandbox.SandboxProbeImage, SkipNameValidation: true,
-		PodStartGrace: 20 * time.Second, Namespace: sandbox.OperatorNamespace})
+	sb := sandboxWithManager(t)
 
 	getter, kubeconfig, err := chart.Getter(sb.Env.Config, h.namespace)
 	t.Cleanup(func() { _ = os.Remove(kubeconfig) })
@@ -105,11 +97,9 @@ func TestReadmeHelmIntoTheSandbox(t *testing.T) {
 	g.Expect(sb.Client.Get(ctx, client.ObjectKey{Namespace: sandbox.OperatorNamespace, Name: sandbox.ManagerServiceAccount}, &sa)).To(Succeed())
 	g.Expect(sa.Labels).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "Helm"), "the chart took the ServiceAccount over")
 
-	raw, err := os.ReadFile(filepath.Join(root, "config", "samples", "labs_v1alpha1_labrun.yaml"))
-	g.Expect(err).NotTo(HaveOccurred())
-	run := &labsv1.LabRun{}
-	g.Expect(yaml.UnmarshalStrict(raw, run)).To(Succeed())
+	run := sampleRun(t, root)
 	g.Expect(sb.Client.Create(ctx, run)).To(Succeed())
+	t.Cleanup(func() { deleteRun(t, sb, run) })
 	done, err := sandbox.WaitForRun(ctx, sb.Client, client.ObjectKeyFromObject(run), 3*time.Minute)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), done.Status.Message)

@@ -23,6 +23,8 @@ type command struct {
 	words  []string
 	line   int
 	output []string
+	// comment is the comment on the command's own (last) line, e.g. `# NAMESPACE, NAME, …`.
+	comment string
 }
 
 func (c command) String() string { return strings.Join(c.words, " ") }
@@ -57,6 +59,7 @@ func readmeCommands(t *testing.T) []command {
 			start = i + 1
 		}
 		code := stripComment(line)
+		comment := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line[len(code):]), "#"))
 		if strings.HasSuffix(strings.TrimSpace(code), `\`) {
 			pending += strings.TrimSuffix(strings.TrimSpace(code), `\`) + " "
 			continue
@@ -64,7 +67,7 @@ func readmeCommands(t *testing.T) []command {
 		code, pending = pending+code, ""
 		for _, part := range strings.Split(code, "&&") {
 			if words := split(part); len(words) > 0 {
-				out = append(out, command{words: words, line: start})
+				out = append(out, command{words: words, line: start, comment: comment})
 			}
 		}
 	}

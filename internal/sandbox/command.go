@@ -198,10 +198,16 @@ func (s *Sandbox) writeKubeconfig(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := clientcmd.WriteToFile(kubeconfig(s.Env.Config, ""), abs); err != nil {
+	if err := s.WriteAdminKubeconfig(abs); err != nil {
 		return "", err
 	}
 	return abs, s.WriteManagerKubeconfig(filepath.Join(filepath.Dir(abs), "manager.kubeconfig"))
+}
+
+// WriteAdminKubeconfig writes an admin kubeconfig for the sandbox's API server at path: what `manager sandbox`
+// prints an export of.
+func (s *Sandbox) WriteAdminKubeconfig(path string) error {
+	return clientcmd.WriteToFile(kubeconfig(s.Env.Config, ""), path)
 }
 
 // WriteManagerKubeconfig writes a kubeconfig at path that acts as the manager's ServiceAccount (config/default's

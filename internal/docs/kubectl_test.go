@@ -1,0 +1,5 @@
+package docs_test
+
+import (
+	_ "k8s.io/kubectl/pkg/cmd"
+)
