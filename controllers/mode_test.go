@@ -3,31 +3,15 @@ package controllers_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
-
-// addPeerAuthentication creates a PeerAuthentication in demo for the test (selector nil: namespace-wide).
-func addPeerAuthentication(t *testing.T, name, mode string, selector map[string]any) {
-	t.Helper()
-	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"mtls": map[string]any{"mode": mode}}}}
-	u.SetGroupVersionKind(mesh.GVK(mesh.KindPeerAuthentication))
-	u.SetNamespace(sandbox.DemoNamespace)
-	u.SetName(name)
-	if selector != nil {
-		u.Object["spec"].(map[string]any)["selector"] = map[string]any{"matchLabels": selector}
-	}
-	NewWithT(t).Expect(k8s.Create(context.Background(), u)).To(Succeed())
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), u) })
-}
 
 // TestNamespacePermissiveFailsTheBaseline: the mesh-wide policy is STRICT, but a namespace-level PERMISSIVE one
 // in demo decides the target's mode. The baseline step sees it and names it.
@@ -101,13 +85,6 @@ func TestDenialByTheWrongPolicyFails(t *testing.T) {
 	g.Expect(st.Evidence).To(HaveLen(1))
 	expectMeshAsFound(t)
 	expectNoLock(t)
-}
-
-// shortSettle: the run's denied probes will not see what they expect, so settle need not be long.
-func shortSettle(run *labsv1.LabRun) *labsv1.LabRun {
-	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: 3 * time.Second}
-	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: time.Second}
-	return run
 }
 
 // runToFailure runs run under a fresh manager and expects it to end Failed.

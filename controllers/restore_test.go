@@ -2,9 +2,7 @@ package controllers_test
 
 import (
 	"context"
-	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,14 +12,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
-	"github.com/ambientlab/labrun-operator/controllers/meshguard"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
-	"github.com/ambientlab/labrun-operator/internal/sandbox"
-	"github.com/ambientlab/labrun-operator/operator"
 )
 
 // setMode changes the PeerAuthentication as a third party would (kubectl, Argo CD self-heal).
@@ -111,7 +105,8 @@ func TestDeletingARunMidwayRestores(t *testing.T) {
 // TestManagerKilledAtEachMutationPoint stops the manager right at each point where the mesh changes, before
 // the pass can record anything, and starts a new one. At each of them the trusted record still holds a change
 // pending: the new manager restores it before resuming anything, and the run ends Failed saying so, with the
-// mesh as found. (A run killed with nothing pending resumes: TestTakeoverLeavesARunBetweenWindowsToResume.)
+// mesh as found. (A run killed with nothing pending resumes: TestTakeoverLeavesARunBetweenWindowsToResume, in
+// controllers/meshguard.)
 func TestManagerKilledAtEachMutationPoint(t *testing.T) {
 	points := []string{
 		"before-change:peer-authentication/set-aside-policy",
@@ -126,11 +121,11 @@ func TestManagerKilledAtEachMutationPoint(t *testing.T) {
 			g := NewWithT(t)
 			kill := crashAt(point)
 			o := managerOptions()
-			o.Fault = kill.fault
+			o.Fault = kill.Fault
 			stop := startManager(t, o)
 			run := newRun(labsv1.LabPeerAuthentication, labsv1.LabAuthorizationPolicy)
 			create(t, run)
-			g.Eventually(kill.done).WithTimeout(60 * time.Second).Should(BeClosed())
+			g.Eventually(kill.Done).WithTimeout(60 * time.Second).Should(BeClosed())
 			stop()
 			startManager(t, managerOptions())
 			expectInterrupted(t, finished(t, run))
@@ -138,35 +133,6 @@ func TestManagerKilledAtEachMutationPoint(t *testing.T) {
 			expectMeshAsFound(t)
 		})
 	}
-}
-
-// TestForceDeletedRunIsRestoredByWatchdog removes a run's finalizer by hand while the mesh is weakened and the
-// run's own reconciler is stuck right after the change (a manager restarted instead would restore at once, before
-// the watchdog runs): the watchdog restores from the run's trusted record, the LabRun and its status being gone.
-func TestForceDeletedRunIsRestoredByWatchdog(t *testing.T) {
-	g := NewWithT(t)
-	stuck := make(chan struct{})
-	o := managerOptions()
-	o.Fault = func(p string) error {
-		if strings.HasPrefix(p, "after-change:peer-authentication/set-permissive") {
-			<-stuck
-			return errKilled
-		}
-		return nil
-	}
-	startManager(t, o)
-	t.Cleanup(func() { close(stuck) }) // before the manager stops (cleanups run last registered first)
-	run := newRun(labsv1.LabPeerAuthentication)
-	create(t, run)
-	waitUntilWeakened(t)
-	ctx := context.Background()
-	cur := &labsv1.LabRun{}
-	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(run), cur)).To(Succeed())
-	g.Expect(k8s.Delete(ctx, cur)).To(Succeed())
-	patch := client.MergeFrom(cur.DeepCopy())
-	cur.Finalizers = nil
-	g.Expect(k8s.Patch(ctx, cur, patch)).To(Succeed())
-	expectMeshAsFound(t)
 }
 
 // TestThirdPartyChangeMidStepIsReported: someone else undoes the run's change mid-step (Argo CD self-heal): the
@@ -304,26 +270,6 @@ func plainNamespace(t *testing.T) string {
 	return ns.Name
 }
 
-// TestStandbyReplicaTakesOver runs two replicas with leader election, as config/manager deploys them. The
-// leader dies right after weakening the mesh, without releasing its Lease; the standby, started only then, takes
-// over once the Lease expires, restores the mesh first and ends the run Failed with the mesh restored.
-func TestStandbyReplicaTakesOver(t *testing.T) {
-	g := NewWithT(t)
-	ha := func(fault func(string) error) operator.Options {
-		return haOptions(2*time.Second, 1500*time.Millisecond, 200*time.Millisecond, fault)
-	}
-	kill := crashAt("after-change:peer-authentication/set-permissive")
-	leader := startManager(t, ha(kill.fault))
-	run := newRun(labsv1.LabPeerAuthentication)
-	create(t, run)
-	g.Eventually(kill.done).WithTimeout(60 * time.Second).Should(BeClosed())
-	startManager(t, ha(nil)) // the standby waits for the Lease
-	leader()
-	expectInterrupted(t, finished(t, run))
-	deleteAndWait(t, run)
-	expectMeshAsFound(t)
-}
-
 // TestPolicyDeletedMidRunIsRecreated: someone deletes the set-aside AuthorizationPolicy during the run; the run
 // reports the interference and restore creates the policy again from the journal, exactly as it was.
 func TestPolicyDeletedMidRunIsRecreated(t *testing.T) {
@@ -371,65 +317,5 @@ func TestStepTimeoutStillRestores(t *testing.T) {
 	g.Expect(notPassed(done)).To(ContainSubstring("step timed out"))
 	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
 	sb.SetPodStartLatency(0)
-	expectMeshAsFound(t)
-}
-
-// TestWatchdogRestoresAnOverdueRunFromItsRecord: the manager dies right after weakening the mesh and its LabRun
-// stays; once the record's restore-by deadline (plus grace) has passed, the watchdog restores from the trusted
-// record alone and keeps the record for the run, which then finishes with the mesh as found.
-func TestWatchdogRestoresAnOverdueRunFromItsRecord(t *testing.T) {
-	g := NewWithT(t)
-	ctx := context.Background()
-	crashed := make(chan struct{})
-	var once sync.Once
-	o := managerOptions()
-	o.Fault = func(p string) error {
-		if p != "after-change:peer-authentication/set-permissive" {
-			return nil
-		}
-		once.Do(func() { close(crashed) })
-		return errors.New("killed")
-	}
-	stop := startManager(t, o)
-	run := newRun(labsv1.LabPeerAuthentication)
-	create(t, run)
-	g.Eventually(crashed).WithTimeout(60 * time.Second).Should(BeClosed())
-	stop()
-	waitForMode(t, "PERMISSIVE")
-
-	cur := &labsv1.LabRun{}
-	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(run), cur)).To(Succeed())
-	manager, err := client.New(sb.ManagerConfig(), client.Options{Scheme: k8s.Scheme()}) // the watchdog's rights
-	g.Expect(err).NotTo(HaveOccurred())
-	records := mesh.Store{Client: manager, Reader: manager, Namespace: sandbox.OperatorNamespace}
-	rec, err := records.Get(ctx, string(cur.UID))
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(rec).NotTo(BeNil())
-	g.Expect(rec.Pending()).To(HaveLen(2)) // the policy set aside, the PeerAuthentication PERMISSIVE
-	req := ctrl.Request{NamespacedName: client.ObjectKey{Namespace: sandbox.OperatorNamespace, Name: mesh.RecordName(string(cur.UID))}}
-
-	w := &meshguard.Watchdog{Client: manager, APIReader: manager, Records: records, Grace: time.Second}
-	w.Now = func() time.Time { return rec.RestoreBy.Add(-time.Minute) }
-	res, err := w.Reconcile(ctx, req)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(res.RequeueAfter).To(BeNumerically(">", time.Minute), "not due yet: wait for the deadline")
-	g.Expect(temporaryPeerAuths()).To(HaveLen(1), "the run's temporary PeerAuthentication (scope Workload)")
-
-	w.Now = func() time.Time { return rec.RestoreBy.Add(2 * time.Second) }
-	_, err = w.Reconcile(ctx, req)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(temporaryPeerAuths()).To(BeEmpty(), "the watchdog deletes what the run created")
-	mode, _, _ := unstructured.NestedString(readMesh(peerAuthRef).Object, "spec", "mtls", "mode")
-	g.Expect(mode).To(Equal("STRICT"))
-	g.Expect(readMesh(policyRef).Object["spec"]).To(Equal(origPolicy.Object["spec"]))
-	rec, err = records.Get(ctx, string(cur.UID))
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(rec).NotTo(BeNil(), "the run is alive: its record stays for it")
-	g.Expect(rec.Pending()).To(BeEmpty())
-
-	startManager(t, managerOptions())
-	done := finished(t, run)
-	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
-	deleteAndWait(t, run)
 	expectMeshAsFound(t)
 }

@@ -3,7 +3,6 @@ package controllers_test
 import (
 	"testing"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
@@ -14,17 +13,13 @@ import (
 // TestMain starts one sandbox for the package (operatortest.Main); the names below are the package's short
 // names for what every black-box test package under controllers/ shares.
 func TestMain(m *testing.M) {
-	operatortest.Main(m, func() {
-		sb, k8s = operatortest.SB, operatortest.K8s
-		origPeerAuth, origPolicy = operatortest.OrigPeerAuth, operatortest.OrigPolicy
-	})
+	operatortest.Main(m, func() { sb, k8s = operatortest.SB, operatortest.K8s })
 }
 
 // Set by TestMain once the sandbox is up.
 var (
-	sb                       *sandbox.Sandbox
-	k8s                      client.WithWatch
-	origPeerAuth, origPolicy *unstructured.Unstructured
+	sb  *sandbox.Sandbox
+	k8s client.WithWatch
 )
 
 const (
@@ -61,11 +56,10 @@ var (
 	kstatusOf             = operatortest.KstatusOf
 	notPassed             = operatortest.NotPassed
 	expectInterrupted     = operatortest.ExpectInterrupted
-	weakenedPeerAuths     = operatortest.WeakenedPeerAuths
-	waitUntilWeakened     = operatortest.WaitUntilWeakened
+	addPeerAuthentication = operatortest.AddPeerAuthentication
+	shortSettle           = operatortest.ShortSettle
+	crashAt               = operatortest.CrashAt
+	measureCrashExposure  = operatortest.MeasureCrashExposure
 )
 
-const (
-	tenantNamespace = operatortest.TenantNamespace
-	msgInterrupted  = operatortest.MsgInterrupted
-)
+const tenantNamespace = operatortest.TenantNamespace

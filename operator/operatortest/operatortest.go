@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 	"github.com/ambientlab/labrun-operator/internal/sandbox/sandboxtest"
 	"github.com/ambientlab/labrun-operator/operator"
@@ -22,9 +25,15 @@ func ManagerOptions(probeImage string) operator.Options {
 // (config/default's RBAC and admission policies apply), until the test ends or stop is called.
 func StartManager(t testing.TB, sb *sandbox.Sandbox, o operator.Options) (stop func()) {
 	t.Helper()
-	mgr, err := operator.NewManager(sb.ManagerConfig(), o)
+	return sandboxtest.RunManager(t, NewManager(t, sb.ManagerConfig(), o))
+}
+
+// NewManager builds a manager as main.go does, on cfg (the manager's identity), without starting it.
+func NewManager(tb testing.TB, cfg *rest.Config, o operator.Options) ctrl.Manager {
+	tb.Helper()
+	mgr, err := operator.NewManager(cfg, o)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return sandboxtest.RunManager(t, mgr)
+	return mgr
 }

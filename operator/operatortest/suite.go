@@ -255,6 +255,27 @@ func TemporaryPeerAuths() []string {
 	return out
 }
 
+// AddPeerAuthentication creates a PeerAuthentication in demo for the test (selector nil: namespace-wide).
+func AddPeerAuthentication(t *testing.T, name, mode string, selector map[string]any) {
+	t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"mtls": map[string]any{"mode": mode}}}}
+	u.SetGroupVersionKind(mesh.GVK(mesh.KindPeerAuthentication))
+	u.SetNamespace(sandbox.DemoNamespace)
+	u.SetName(name)
+	if selector != nil {
+		u.Object["spec"].(map[string]any)["selector"] = map[string]any{"matchLabels": selector}
+	}
+	NewWithT(t).Expect(K8s.Create(context.Background(), u)).To(Succeed())
+	t.Cleanup(func() { _ = K8s.Delete(context.Background(), u) })
+}
+
+// ShortSettle: the run's denied probes will not see what they expect, so settle need not be long.
+func ShortSettle(run *labsv1.LabRun) *labsv1.LabRun {
+	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: 3 * time.Second}
+	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: time.Second}
+	return run
+}
+
 // TenantNamespace is the tenant's namespace of the trust tests: team-a.
 const TenantNamespace = "team-a"
 

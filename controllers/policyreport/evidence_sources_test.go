@@ -1,4 +1,4 @@
-package controllers_test
+package policyreport_test
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/report"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	suite "github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 // sandboxZtunnelPods lists the sandbox's ztunnel pods from the API server, through their DaemonSet's selector, as
@@ -27,9 +28,9 @@ func sandboxZtunnelPods(t *testing.T) []string {
 	g := NewWithT(t)
 	ctx := context.Background()
 	ds := &appsv1.DaemonSet{}
-	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: sandbox.RootNamespace, Name: "ztunnel"}, ds)).To(Succeed())
+	g.Expect(suite.K8s.Get(ctx, client.ObjectKey{Namespace: sandbox.RootNamespace, Name: "ztunnel"}, ds)).To(Succeed())
 	pods := &corev1.PodList{}
-	g.Expect(k8s.List(ctx, pods, client.InNamespace(ds.Namespace), client.MatchingLabels(ds.Spec.Selector.MatchLabels))).To(Succeed())
+	g.Expect(suite.K8s.List(ctx, pods, client.InNamespace(ds.Namespace), client.MatchingLabels(ds.Spec.Selector.MatchLabels))).To(Succeed())
 	g.Expect(pods.Items).NotTo(BeEmpty())
 	var out []string
 	for _, p := range pods.Items {

@@ -1,12 +1,9 @@
-package controllers_test
+package meshguard_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,63 +12,15 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/sandboxtest"
 	"github.com/ambientlab/labrun-operator/operator"
+	suite "github.com/ambientlab/labrun-operator/operator/operatortest"
 )
-
-var errKilled = errors.New("killed")
-
-// crash is a fault that kills a manager at the first mutation point starting with point: the pass is cut short
-// there, and so is every later one, as nothing more runs in a dead process.
-type crash struct {
-	point string
-	once  sync.Once
-	at    time.Time // when it struck; read only after done is closed
-	done  chan struct{}
-}
-
-func crashAt(point string) *crash { return &crash{point: point, done: make(chan struct{})} }
-
-func (c *crash) fault(p string) error {
-	select {
-	case <-c.done:
-		return errKilled
-	default:
-	}
-	if !strings.HasPrefix(p, c.point) {
-		return nil
-	}
-	c.once.Do(func() {
-		c.at = time.Now()
-		close(c.done)
-	})
-	return errKilled
-}
-
-// haOptions run a replica of a two-replica deployment with the given Lease timings. The Lease is kept on stop,
-// as a crashed process keeps it.
-func haOptions(lease, renew, retry time.Duration, fault func(string) error) operator.Options {
-	o := managerOptions()
-	o.LeaderElection, o.LeaderElectionNS = true, sandbox.OperatorNamespace
-	o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = lease, renew, retry
-	o.KeepLeaseOnStop, o.Fault = true, fault
-	return o
-}
-
-// newManager builds a manager as main.go does, on cfg (the manager's identity), without starting it.
-func newManager(tb testing.TB, cfg *rest.Config, o operator.Options) ctrl.Manager {
-	tb.Helper()
-	mgr, err := operator.NewManager(cfg, o)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return mgr
-}
 
 // TestTakeoverRestoresAtOnceAndEndsTheRun: the leader dies right after making the mesh PERMISSIVE, without
 // releasing its Lease; a warm standby takes the Lease over once it expires and, before its reconciler resumes
@@ -80,50 +29,28 @@ func newManager(tb testing.TB, cfg *rest.Config, o operator.Options) ctrl.Manage
 // again within the Lease duration plus the standby's polling (the issue's target: LeaseDuration + 2 s).
 func TestTakeoverRestoresAtOnceAndEndsTheRun(t *testing.T) {
 	const lease = 2 * time.Second
-	exposure := measureCrashExposure(t, lease, 1500*time.Millisecond, 200*time.Millisecond) // logs the figure
+	exposure := suite.MeasureCrashExposure(t, lease, 1500*time.Millisecond, 200*time.Millisecond) // logs the figure
 	NewWithT(t).Expect(exposure).To(BeNumerically("<=", lease+2*time.Second))
 }
 
-// measureCrashExposure runs a leader and a warm standby (started, caches synced, waiting for the Lease) with
-// the given leader-election timings, kills the leader right after it made the PeerAuthentication PERMISSIVE
-// (the Lease is not released, as after a crash), and returns the time from the kill until no PeerAuthentication
-// is PERMISSIVE any more. It checks the run then ends as an interrupted run must, with the mesh as found.
-func measureCrashExposure(tb testing.TB, leaseDuration, renewDeadline, retryPeriod time.Duration) time.Duration {
-	tb.Helper()
-	g := NewWithT(tb)
-	kill := crashAt("after-change:peer-authentication/set-permissive")
-	leader := newManager(tb, sb.ManagerConfig(), haOptions(leaseDuration, renewDeadline, retryPeriod, kill.fault))
-	stopLeader := runManager(tb, leader)
-	// A Lease kept by an earlier test's manager expires first.
-	g.Eventually(leader.Elected()).WithTimeout(time.Minute).Should(BeClosed())
-	o := haOptions(leaseDuration, renewDeadline, retryPeriod, nil)
-	o.KeepLeaseOnStop = false // released when the test ends: the next measurement need not wait for it
-	standby := newManager(tb, sb.ManagerConfig(), o)
-	stopStandby := runManager(tb, standby)
-	g.Expect(standby.GetCache().WaitForCacheSync(context.Background())).To(BeTrue())
-
-	run := newRun(labsv1.LabPeerAuthentication)
-	create(tb, run)
-	g.Eventually(kill.done).WithTimeout(time.Minute).Should(BeClosed())
-	elected := make(chan time.Duration, 1)
-	go func() { <-standby.Elected(); elected <- time.Since(kill.at) }()
-	stopLeader()
-	g.Expect(weakenedPeerAuths(tb)).NotTo(BeEmpty(), "the leader died with the mesh weakened")
-	g.Eventually(func() []string { return weakenedPeerAuths(tb) }).
-		WithTimeout(leaseDuration + time.Minute).WithPolling(5 * time.Millisecond).Should(BeEmpty())
-	exposure := time.Since(kill.at)
-	tb.Logf("lease %s/%s/%s: leader killed with the mesh PERMISSIVE; the standby led %s later, STRICT again after %s",
-		leaseDuration, renewDeadline, retryPeriod, (<-elected).Round(time.Millisecond), exposure.Round(time.Millisecond))
-	done := finished(tb, run)
-	expectInterrupted(tb, done)
-	// Nothing ran after the kill: had the standby's reconciler resumed before restoring, set-permissive would
-	// have passed and the steps after it run.
-	i := slices.IndexFunc(done.Status.Steps, func(st labsv1.StepResult) bool { return st.Name == "set-permissive" })
-	g.Expect(done.Status.Steps[i:]).To(HaveEach(HaveField("Message", HaveSuffix(msgInterrupted))), notPassed(done))
-	deleteAndWait(tb, run)
-	expectMeshAsFound(tb)
-	stopStandby() // the next measurement starts with the Lease free
-	return exposure
+// TestStandbyReplicaTakesOver runs two replicas with leader election, as config/manager deploys them. The
+// leader dies right after weakening the mesh, without releasing its Lease; the standby, started only then, takes
+// over once the Lease expires, restores the mesh first and ends the run Failed with the mesh restored.
+func TestStandbyReplicaTakesOver(t *testing.T) {
+	g := NewWithT(t)
+	ha := func(fault func(string) error) operator.Options {
+		return suite.HAOptions(2*time.Second, 1500*time.Millisecond, 200*time.Millisecond, fault)
+	}
+	kill := suite.CrashAt("after-change:peer-authentication/set-permissive")
+	leader := suite.Start(t, ha(kill.Fault))
+	run := suite.NewRun(labsv1.LabPeerAuthentication)
+	suite.Create(t, run)
+	g.Eventually(kill.Done).WithTimeout(60 * time.Second).Should(BeClosed())
+	suite.Start(t, ha(nil)) // the standby waits for the Lease
+	leader()
+	suite.ExpectInterrupted(t, suite.Finished(t, run))
+	suite.DeleteAndWait(t, run)
+	suite.ExpectMeshAsFound(t)
 }
 
 // TestTakeoverLeavesARunBetweenWindowsToResume: a manager that dies when the run has restored what it changed
@@ -131,34 +58,34 @@ func measureCrashExposure(tb testing.TB, leaseDuration, renewDeadline, retryPeri
 // next manager resumes the run, which opens its next window and succeeds.
 func TestTakeoverLeavesARunBetweenWindowsToResume(t *testing.T) {
 	g := NewWithT(t)
-	o := managerOptions()
+	o := suite.Options()
 	o.Fault = func(p string) error {
 		if strings.HasPrefix(p, "after-change:peer-authentication/set-permissive") {
 			// STRICT now takes 3 s to reach ztunnel: the run waits in non-mesh-denied-again, the record clear.
-			sb.Dataplane.SetPropagationDelay(3 * time.Second)
+			suite.SB.Dataplane.SetPropagationDelay(3 * time.Second)
 		}
 		return nil
 	}
 	t.Cleanup(func() {
-		sb.Dataplane.SetPropagationDelay(testDelay)
-		waitPropagated(t, 3*time.Second)
+		suite.SB.Dataplane.SetPropagationDelay(suite.TestDelay)
+		suite.WaitPropagated(t, 3*time.Second)
 	})
-	stop := startManager(t, o)
-	run := newRun(labsv1.LabPeerAuthentication, labsv1.LabAuthorizationPolicy)
-	create(t, run)
+	stop := suite.Start(t, o)
+	run := suite.NewRun(labsv1.LabPeerAuthentication, labsv1.LabAuthorizationPolicy)
+	suite.Create(t, run)
 	g.Eventually(func(g Gomega) []labsv1.StepResult {
 		cur := &labsv1.LabRun{}
-		g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
+		g.Expect(suite.K8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
 		return cur.Status.Steps
 	}).WithTimeout(60 * time.Second).WithPolling(10 * time.Millisecond).Should(ContainElement(And(
 		HaveField("Name", "restore-strict"), HaveField("Verdict", labsv1.VerdictPass))))
 	stop()
-	sb.Dataplane.SetPropagationDelay(testDelay)
-	startManager(t, managerOptions())
-	done := finished(t, run)
-	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
-	deleteAndWait(t, run)
-	expectMeshAsFound(t)
+	suite.SB.Dataplane.SetPropagationDelay(suite.TestDelay)
+	suite.Start(t, suite.Options())
+	done := suite.Finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(done))
+	suite.DeleteAndWait(t, run)
+	suite.ExpectMeshAsFound(t)
 }
 
 // TestTakeoverDoesNotWaitForARecordItCannotRestore: a trusted record whose restore the API server refuses for
@@ -167,24 +94,24 @@ func TestTakeoverLeavesARunBetweenWindowsToResume(t *testing.T) {
 func TestTakeoverDoesNotWaitForARecordItCannotRestore(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	records := mesh.Store{Client: k8s, Reader: k8s, Namespace: sandbox.OperatorNamespace}
+	records := mesh.Store{Client: suite.K8s, Reader: suite.K8s, Namespace: sandbox.OperatorNamespace}
 	bad := &mesh.Record{Run: mesh.RunRef{Namespace: sandbox.DemoNamespace, Name: "gone", UID: "unrestorable"},
 		TargetNamespace: sandbox.DemoNamespace, Entries: []labsv1.JournalEntry{{
 			Kind: mesh.KindAuthorizationPolicy, Namespace: sandbox.DemoNamespace, Name: "unrestorable",
 			Spec: &apiextensionsv1.JSON{Raw: []byte(`{"action":"NOT-AN-ACTION"}`)}, RecordedAt: metav1.Now()}}}
 	g.Expect(records.Save(ctx, bad)).To(Succeed())
 	t.Cleanup(func() { _ = records.Delete(ctx, bad) })
-	startManager(t, managerOptions())
-	run := newRun(labsv1.LabPeerAuthentication)
-	create(t, run)
-	done := finished(t, run)
-	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
+	suite.Start(t, suite.Options())
+	run := suite.NewRun(labsv1.LabPeerAuthentication)
+	suite.Create(t, run)
+	done := suite.Finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(done))
 	rec, err := records.Get(ctx, bad.Run.UID)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(rec.Pending()).To(HaveLen(1), "refused, and still there for the watchdog to retry")
 	g.Expect(records.Delete(ctx, bad)).To(Succeed())
-	deleteAndWait(t, run)
-	expectMeshAsFound(t)
+	suite.DeleteAndWait(t, run)
+	suite.ExpectMeshAsFound(t)
 }
 
 // requestCounter counts a client's API requests: reads (GET: gets, lists and watches) and writes.
@@ -204,7 +131,7 @@ func (c requestCounter) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // countedConfig is the manager's identity with its requests counted.
 func countedConfig(reads, writes *atomic.Int64) *rest.Config {
-	cfg := sb.ManagerConfig()
+	cfg := suite.SB.ManagerConfig()
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return requestCounter{next: rt, reads: reads, writes: writes}
 	})
@@ -222,14 +149,14 @@ func measureLeaderElectionCost(tb testing.TB, lease, renew, retry, window time.D
 	tb.Helper()
 	g := NewWithT(tb)
 	var lr, lw, sr, sw atomic.Int64
-	o := haOptions(lease, renew, retry, nil)
+	o := suite.HAOptions(lease, renew, retry, nil)
 	o.KeepLeaseOnStop = false
-	leader := newManager(tb, countedConfig(&lr, &lw), o)
-	stopLeader := runManager(tb, leader)
+	leader := suite.NewManager(tb, countedConfig(&lr, &lw), o)
+	stopLeader := sandboxtest.RunManager(tb, leader)
 	defer stopLeader()
 	g.Eventually(leader.Elected()).WithTimeout(time.Minute).Should(BeClosed())
-	standby := newManager(tb, countedConfig(&sr, &sw), o)
-	stopStandby := runManager(tb, standby)
+	standby := suite.NewManager(tb, countedConfig(&sr, &sw), o)
+	stopStandby := sandboxtest.RunManager(tb, standby)
 	defer stopStandby()
 	g.Expect(standby.GetCache().WaitForCacheSync(context.Background())).To(BeTrue())
 	g.Expect(leader.GetCache().WaitForCacheSync(context.Background())).To(BeTrue())
@@ -242,8 +169,8 @@ func measureLeaderElectionCost(tb testing.TB, lease, renew, retry, window time.D
 }
 
 // BenchmarkLeaderElectionCost measures candidate leader-election timings: the API requests per minute of an
-// idle leader and of a warm standby over a fixed window, and the crash exposure (measureCrashExposure: from
-// the leader's death with the mesh PERMISSIVE until it is STRICT again). main.go's defaults come from this
+// idle leader and of a warm standby over a fixed window, and the crash exposure (suite.MeasureCrashExposure:
+// from the leader's death with the mesh PERMISSIVE until it is STRICT again). main.go's defaults come from this
 // table. Run it with -benchtime=1x (one exposure sample per candidate) or Nx for more samples.
 func BenchmarkLeaderElectionCost(b *testing.B) {
 	const window = 30 * time.Second
@@ -258,7 +185,7 @@ func BenchmarkLeaderElectionCost(b *testing.B) {
 			cost := measureLeaderElectionCost(b, c.lease, c.renew, c.retry, window)
 			var samples []time.Duration
 			for i := 0; i < b.N; i++ {
-				samples = append(samples, measureCrashExposure(b, c.lease, c.renew, c.retry))
+				samples = append(samples, suite.MeasureCrashExposure(b, c.lease, c.renew, c.retry))
 			}
 			var sum time.Duration
 			for _, s := range samples {

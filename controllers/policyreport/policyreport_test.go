@@ -1,4 +1,4 @@
-package controllers_test
+package policyreport_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	labreport "github.com/ambientlab/labrun-operator/internal/report"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	suite "github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 // policyReportCRD is the upstream CRD (kubernetes-sigs/wg-policy-prototypes, see the file's header).
@@ -31,16 +32,16 @@ var crdGVK = schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1
 // reports fail. The manager may write no PolicyReport but its own.
 func TestPolicyReports(t *testing.T) {
 	g := NewWithT(t)
-	o := managerOptions()
+	o := suite.Options()
 	o.PolicyReportPoll = 200 * time.Millisecond
-	startManager(t, o)
+	suite.Start(t, o)
 
 	g.Expect(policyReportsServed()).To(BeFalse(), "the PolicyReport CRD must not be installed before this test")
-	healthy := newRun(labsv1.LabMTLS)
+	healthy := suite.NewRun(labsv1.LabMTLS)
 	healthy.Spec.Mode = labsv1.ModeVerify
-	create(t, healthy)
-	done := finished(t, healthy)
-	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
+	suite.Create(t, healthy)
+	done := suite.Finished(t, healthy)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(done))
 
 	installPolicyReportCRD(t)
 	start := time.Now()
@@ -59,14 +60,14 @@ func TestPolicyReports(t *testing.T) {
 		g.Expect(unstructured.SetNestedField(forged.Object, int64(0), "summary", "pass")).To(Succeed())
 		forged.SetLabels(nil) // the watch still sees it
 		forged.SetOwnerReferences(nil)
-		g.Expect(k8s.Update(context.Background(), forged)).To(Succeed())
+		g.Expect(suite.K8s.Update(context.Background(), forged)).To(Succeed())
 		back := waitForReport(t, done, len(done.Status.Steps))
 		expectReportOf(t, done, back)
 		g.Expect(back.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "labrun-operator"))
 
-		g.Expect(k8s.Delete(context.Background(), back)).To(Succeed())
+		g.Expect(suite.K8s.Delete(context.Background(), back)).To(Succeed())
 		g.Eventually(func() types.UID {
-			_ = k8s.Get(context.Background(), client.ObjectKeyFromObject(back), forged)
+			_ = suite.K8s.Get(context.Background(), client.ObjectKeyFromObject(back), forged)
 			return forged.GetUID()
 		}).WithTimeout(30*time.Second).WithPolling(50*time.Millisecond).ShouldNot(Equal(back.GetUID()), "recreated")
 		expectReportOf(t, done, waitForReport(t, done, len(done.Status.Steps)))
@@ -74,12 +75,12 @@ func TestPolicyReports(t *testing.T) {
 
 	t.Run("a failing step reports fail", func(t *testing.T) {
 		g := NewWithT(t)
-		addPeerAuthentication(t, "relaxed", "PERMISSIVE", nil)
-		failing := shortSettle(newRun(labsv1.LabPeerAuthentication))
+		suite.AddPeerAuthentication(t, "relaxed", "PERMISSIVE", nil)
+		failing := suite.ShortSettle(suite.NewRun(labsv1.LabPeerAuthentication))
 		failing.Spec.Mode = labsv1.ModeVerify
-		create(t, failing)
-		done := finished(t, failing)
-		g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed), notPassed(done))
+		suite.Create(t, failing)
+		done := suite.Finished(t, failing)
+		g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed), suite.NotPassed(done))
 		report := waitForReport(t, done, len(done.Status.Steps))
 		expectReportOf(t, done, report)
 		g.Expect(resultOf(t, report, "baseline-strict")["result"]).To(Equal("fail"))
@@ -89,7 +90,7 @@ func TestPolicyReports(t *testing.T) {
 
 	t.Run("the manager writes only its own reports", func(t *testing.T) {
 		g := NewWithT(t)
-		mgrClient, err := client.New(sb.ManagerConfig(), client.Options{Scheme: k8s.Scheme()})
+		mgrClient, err := client.New(suite.SB.ManagerConfig(), client.Options{Scheme: suite.K8s.Scheme()})
 		g.Expect(err).NotTo(HaveOccurred())
 		for name, allowed := range map[string]bool{"labrun-by-hand": true, "kyverno-findings": false} {
 			r := &unstructured.Unstructured{}
@@ -171,7 +172,7 @@ func waitForReport(t *testing.T, run *labsv1.LabRun, n int) *unstructured.Unstru
 	report.SetGroupVersionKind(labreport.PolicyReportGVK)
 	key := client.ObjectKey{Namespace: run.Namespace, Name: "labrun-" + run.Name}
 	NewWithT(t).Eventually(func() ([]any, error) {
-		err := k8s.Get(context.Background(), key, report)
+		err := suite.K8s.Get(context.Background(), key, report)
 		results, _, _ := unstructured.NestedSlice(report.Object, "results")
 		return results, err
 	}).WithTimeout(30*time.Second).WithPolling(50*time.Millisecond).Should(HaveLen(n), "PolicyReport %s", key)
@@ -182,7 +183,7 @@ func waitForReport(t *testing.T, run *labsv1.LabRun, n int) *unstructured.Unstru
 func policyReportsServed() bool {
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(labreport.PolicyReportGVK.GroupVersion().WithKind("PolicyReportList"))
-	return k8s.List(context.Background(), list, client.Limit(1)) == nil
+	return suite.K8s.List(context.Background(), list, client.Limit(1)) == nil
 }
 
 // installPolicyReportCRD creates the upstream CRD, waits until it is served, and removes it (with every report)
@@ -200,13 +201,13 @@ func installPolicyReportCRD(t *testing.T) {
 	}
 	g.Expect(crd.GroupVersionKind()).To(Equal(crdGVK))
 	ctx := context.Background()
-	g.Expect(k8s.Create(ctx, crd)).To(Succeed())
+	g.Expect(suite.K8s.Create(ctx, crd)).To(Succeed())
 	t.Cleanup(func() {
-		if err := k8s.Delete(ctx, crd); client.IgnoreNotFound(err) != nil {
+		if err := suite.K8s.Delete(ctx, crd); client.IgnoreNotFound(err) != nil {
 			t.Errorf("deleting the PolicyReport CRD: %v", err)
 		}
 		NewWithT(t).Eventually(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(crd), &unstructured.Unstructured{Object: map[string]any{
+			return apierrors.IsNotFound(suite.K8s.Get(ctx, client.ObjectKeyFromObject(crd), &unstructured.Unstructured{Object: map[string]any{
 				"apiVersion": crdGVK.GroupVersion().String(), "kind": crdGVK.Kind}}))
 		}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(BeTrue())
 	})
