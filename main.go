@@ -47,7 +47,7 @@ func runManager() int {
 	// LeaseDuration after the leader's last renewal, give or take the standby's polling), and the new leader
 	// restores at once. Shorter timings cost API requests: the leader renews (one write) every RetryPeriod, a
 	// standby reads the Lease every 1.6 RetryPeriods on average. Measured idle against a real API server
-	// (BenchmarkLeaderElectionCost in controllers/takeover_test.go; exposure: kill → STRICT, mean of 4 kills):
+	// (BenchmarkLeaderElectionCost in controllers/meshguard/takeover_test.go; exposure: kill → STRICT, mean of 4 kills):
 	//   lease/renew/retry   leader writes/min   standby reads/min   crash exposure
 	//   15s/10s/2s          28-30               18                  16.3 s (max 17.8)  controller-runtime's defaults
 	//   8s/6s/1s            58                  34-36                8.4 s (max 9.4)

@@ -25,9 +25,11 @@ const (
 	ambientValue = "ambient"
 )
 
-// reconcilePlan writes the planned steps into status once, so a user sees the whole run from the start.
+// reconcilePlan writes the planned steps into status once, so a user sees the whole run from the start. A run
+// not planned yet has no start time (its phase is Pending, the API server's default, or empty when stored
+// before that default).
 func (r *LabRunReconciler) reconcilePlan(ctx context.Context, run *labsv1.LabRun) error {
-	if run.Status.Phase != "" {
+	if run.Status.StartTime != nil || (run.Status.Phase != "" && run.Status.Phase != labsv1.PhasePending) {
 		return nil
 	}
 	plan, err := planOf(run)

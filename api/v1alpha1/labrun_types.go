@@ -572,7 +572,9 @@ type LabRunStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Phase of the run: Pending, Queued, Running, Restoring, Succeeded or Failed.
+	// Phase of the run: Pending, Queued, Running, Restoring, Succeeded or Failed. A run is Pending from its
+	// creation (the API server's default), before the operator has seen it.
+	// +kubebuilder:default=Pending
 	// +optional
 	Phase Phase `json:"phase,omitempty"`
 

@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -37,7 +38,7 @@ const crdName = "labruns.labs.ambientlab.io"
 
 var (
 	env *controlplane.Env
-	k8s client.Client
+	k8s client.WithWatch
 	ns  string // the namespace every LabRun of these tests lives in
 )
 
@@ -67,7 +68,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	k8s, err = client.New(env.Config, client.Options{Scheme: scheme})
+	k8s, err = client.NewWithWatch(env.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "building the client:", err)
 		return 1
@@ -252,7 +253,7 @@ func TestDefaults(t *testing.T) {
 		expectInvalid(t, err, "spec", "mesh.authorizationPolicy is required when the peer-authentication or authorization-policy lab runs")
 	})
 
-	t.Run("status.observedGeneration defaults to -1 on create and on read", func(t *testing.T) {
+	t.Run("status defaults on create, on read and in a watch: observedGeneration -1, phase Pending", func(t *testing.T) {
 		g := NewWithT(t)
 		run := &labsv1.LabRun{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "defaults-status"},
@@ -260,14 +261,27 @@ func TestDefaults(t *testing.T) {
 			// Create drops status (status subresource); the schema default must fill it in again.
 			Status: labsv1.LabRunStatus{ObservedGeneration: 7, Phase: labsv1.PhaseSucceeded},
 		}
+		// `kubectl get labruns -w` shows the ADDED event first: its PHASE column must not be empty.
+		w, err := k8s.Watch(ctx, &labsv1.LabRunList{}, client.InNamespace(ns))
+		g.Expect(err).NotTo(HaveOccurred())
+		defer w.Stop()
 		g.Expect(k8s.Create(ctx, run)).To(Succeed())
 		g.Expect(run.Status.ObservedGeneration).To(Equal(int64(-1)), "the create response")
-		g.Expect(run.Status.Phase).To(BeEmpty(), "create must not set status")
+		g.Expect(run.Status.Phase).To(Equal(labsv1.PhasePending), "create must not set status, only its defaults")
 		got := &labsv1.LabRun{}
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(run), got)).To(Succeed())
 		g.Expect(got.Status.ObservedGeneration).To(Equal(int64(-1)), "a read")
-		g.Expect(got.Status.Phase).To(BeEmpty())
+		g.Expect(got.Status.Phase).To(Equal(labsv1.PhasePending), "a read")
 		g.Expect(got.Generation).To(Equal(int64(1)))
+		var added *labsv1.LabRun
+		g.Eventually(w.ResultChan(), 10*time.Second).Should(Receive(Satisfy(func(e watch.Event) bool {
+			r, ok := e.Object.(*labsv1.LabRun)
+			if ok && e.Type == watch.Added && r.Name == run.Name {
+				added = r
+			}
+			return added != nil
+		})))
+		g.Expect(added.Status.Phase).To(Equal(labsv1.PhasePending), "the watch's ADDED event")
 	})
 
 	t.Run("values written are kept, not replaced by defaults", func(t *testing.T) {
