@@ -1,5 +1,0 @@
-package docs_test
-
-import (
-	_ "k8s.io/kubectl/pkg/cmd"
-)
