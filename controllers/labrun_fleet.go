@@ -254,9 +254,10 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 		}
 	}
 	entries, err := r.readZtunnel(ctx, run, st, since.Add(-steps.ClockTolerance))
-	if err != nil {
-		return steps.Concluded(labsv1.VerdictError, "", "ztunnel logs unreachable: "+err.Error()), nil
+	if err != nil && !ztunnel.IsIncomplete(err) {
+		return steps.Errored(steps.LogsUnread(err)), nil
 	}
+	partial := err
 	rejected := true
 	newest := map[string]ztunnel.Entry{} // endpoint pod → the newest refusal its node logged for the observers
 	callerNS, _ := r.caller(run, step.Caller)
@@ -272,6 +273,9 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 		switch {
 		case !ok && r.now().Before(latestFirst(pairs).Add(r.EvidenceWait)):
 			return steps.Outcome{}, r.waitObserver(run, "endpoint "+e.pod+"'s ztunnel line naming "+string(step.Denier), w)
+		case !ok && partial != nil:
+			// The line may be among those not held: that is no finding about the node.
+			return steps.Errored(fmt.Sprintf("endpoint %s: %s", e, steps.LogsUnread(partial))), nil
 		case !ok:
 			wrong = append(wrong, fmt.Sprintf("destination node %s (endpoint %s): no ztunnel line says who denied", e.node, e))
 			markFailed(st.Coverage, e)

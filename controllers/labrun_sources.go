@@ -14,24 +14,25 @@ import (
 const maxEvidenceSources = 64
 
 // readZtunnel reads the run's ztunnel access logs since the given time and records on st the pods it read, so
-// that the step's reports say where its evidence came from. A failed read leaves st's sources as they were.
+// that the step's reports say where its evidence came from. A failed read leaves st's sources as they were; a
+// window not held in full returns what is held, and the *ztunnel.Incomplete error saying so.
 func (r *LabRunReconciler) readZtunnel(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, since time.Time) ([]ztunnel.Entry, error) {
 	entries, sources, err := r.readZtunnelSources(ctx, run, since)
-	if err != nil {
+	if err != nil && !ztunnel.IsIncomplete(err) {
 		return nil, err
 	}
 	st.EvidenceSources = sources
-	return entries, nil
+	return entries, err
 }
 
 // readZtunnelSources reads the run's ztunnel access logs since the given time and names the pods it read.
 func (r *LabRunReconciler) readZtunnelSources(ctx context.Context, run *labsv1.LabRun, since time.Time) ([]ztunnel.Entry, []labsv1.EvidenceSource, error) {
 	z := r.meshConfig() // the operator's ztunnel, never one a spec names
 	entries, sources, err := r.Logs.Read(ctx, z.ZtunnelNamespace, z.ZtunnelSelector, since)
-	if err != nil {
+	if err != nil && !ztunnel.IsIncomplete(err) {
 		return nil, nil, err
 	}
-	return entries, evidenceSources(sources), nil
+	return entries, evidenceSources(sources), err
 }
 
 // evidenceSources orders the pods read by node and name and keeps the first maxEvidenceSources.

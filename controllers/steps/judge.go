@@ -210,3 +210,12 @@ func StepStart(run *labsv1.LabRun, lab labsv1.LabName, name string) time.Time {
 	}
 	return time.Time{}
 }
+
+// LogsUnread is the message of a step that could not read the ztunnel lines it needs: unreachable, or not held in
+// full (ztunnel.Incomplete), when a line it did not find may be among those dropped.
+func LogsUnread(err error) string {
+	if ztunnel.IsIncomplete(err) {
+		return "ztunnel logs not read in full, so a line not found proves nothing: " + err.Error()
+	}
+	return "ztunnel logs unreachable: " + err.Error()
+}

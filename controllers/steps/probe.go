@@ -102,7 +102,11 @@ func (x probeExecutor) judgeDenier(ctx context.Context, run *labsv1.LabRun, st *
 	}
 	d, err := x.env.Denial(ctx, run, j.First.Time.Add(-ClockTolerance), pod, dst)
 	if err != nil {
-		return Errored("ztunnel logs unreachable: " + err.Error()), nil
+		if ztunnel.IsIncomplete(err) && x.env.Now().Before(j.Last.Time.Add(x.env.EvidenceWait())) {
+			// A newer line, which would be held, may still come.
+			return Outcome{}, x.env.WaitObserver(run, "the destination ztunnel's line naming "+string(step.Denier), w)
+		}
+		return Errored(LogsUnread(err)), nil
 	}
 	st.EvidenceSources = d.Sources
 	now := x.env.Now()

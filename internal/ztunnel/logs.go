@@ -2,6 +2,7 @@ package ztunnel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -44,7 +45,8 @@ type Source struct {
 
 // Read returns the parsed log entries of every ztunnel pod matching selector in namespace, written since the
 // given time (to the second, as pods/log's sinceTime), and the pods it read. It fails when no ztunnel pod is found
-// or a pod's logs cannot be read: no logs is not evidence.
+// or a pod's logs cannot be read: no logs is not evidence. When it holds only the newer part of a pod's window, it
+// returns what it holds and an *Incomplete error.
 func (r *LogReader) Read(ctx context.Context, namespace string, selector map[string]string, since time.Time) ([]Entry, []Source, error) {
 	pods, err := r.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: labels.SelectorFromSet(selector).String(),
@@ -56,6 +58,7 @@ func (r *LogReader) Read(ctx context.Context, namespace string, selector map[str
 		return nil, nil, fmt.Errorf("no ztunnel pods match %s in namespace %s", labels.SelectorFromSet(selector), namespace)
 	}
 	var all []Entry
+	var partial *Incomplete
 	sources := make([]Source, 0, len(pods.Items))
 	for i := range pods.Items {
 		p := &pods.Items[i]
@@ -64,12 +67,38 @@ func (r *LogReader) Read(ctx context.Context, namespace string, selector map[str
 			container = p.Spec.Containers[0].Name
 		}
 		t := lookup(r, &r.ztunnel, tailKey{p.UID, container}, r.parseEntry)
-		if all, err = t.appendSince(ctx, all, r.pages(p.Namespace, p.Name, container), since, time.Now()); err != nil {
+		var held time.Time
+		if all, held, err = t.appendSince(ctx, all, r.pages(p.Namespace, p.Name, container), since, time.Now()); err != nil {
 			return nil, nil, fmt.Errorf("reading logs of ztunnel pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
+		if !held.IsZero() && partial == nil {
+			partial = &Incomplete{Pod: p.Namespace + "/" + p.Name, Node: p.Spec.NodeName, Since: since, Held: held}
 		}
 		sources = append(sources, Source{Namespace: p.Namespace, Pod: p.Name, Node: p.Spec.NodeName})
 	}
+	if partial != nil {
+		return all, sources, partial
+	}
 	return all, sources, nil
+}
+
+// Incomplete is Read's error when it returns what it holds of a window but not all of it: a ztunnel pod logged
+// more lines in the window than the reader keeps (maxKept), and those before Held were dropped. The entries
+// returned are real; a line missing from them may be among those dropped.
+type Incomplete struct {
+	Pod, Node   string
+	Since, Held time.Time
+}
+
+func (e *Incomplete) Error() string {
+	return fmt.Sprintf("the log of ztunnel pod %s (node %s) is held only from %s, not from %s: it logged more than %d lines "+
+		"in the window, and the older ones were dropped", e.Pod, e.Node, e.Held.UTC().Format(time.RFC3339), e.Since.UTC().Format(time.RFC3339), maxKept)
+}
+
+// IsIncomplete tells whether err is, or wraps, an Incomplete.
+func IsIncomplete(err error) bool {
+	var inc *Incomplete
+	return errors.As(err, &inc)
 }
 
 // parseEntry keeps the lines Parse keeps (ztunnel log lines, not blank lines, comments or other output) that Keep

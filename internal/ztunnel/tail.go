@@ -112,8 +112,9 @@ const (
 	// maxKept bounds the lines kept per container (a parsed ztunnel line takes about 2.5 KiB), whatever the
 	// windows asked for; beyond it the oldest go. A window reaching back before what is kept is read from the API
 	// again, unless lines were dropped for this bound within keepFor: then reading it again would only drop them
-	// again, and the window gets the newest maxKept lines (a step may then miss a line and fail; it never passes
-	// for it).
+	// again, and the window gets the newest maxKept lines, said so (held, Incomplete): a step that does not find
+	// its line among them ends in Error, not Fail, as the line may be among those not held. So does a window over a
+	// second skipped unread (catchUp).
 	maxKept = 10000
 	// forgetAfter drops the tail of a container no one read for that long (a pod deleted or replaced).
 	forgetAfter = 2 * time.Minute
@@ -136,39 +137,46 @@ type tail[T any] struct {
 	oldest   time.Time // the oldest window asked for lately, kept while asked for again within keepFor
 	oldestAt time.Time
 	capped   time.Time // when lines were last dropped for maxKept
+	gap      time.Time // the end of the last second skipped unread (catchUp): lines before it may be missing
 	used     time.Time
 }
 
 // read returns what the container logged since the given time (to the second, as pods/log's sinceTime), fetching
 // only what was not read before.
 func (t *tail[T]) read(ctx context.Context, page pageFunc, since, now time.Time) ([]T, error) {
-	return t.appendSince(ctx, nil, page, since, now)
+	lines, _, err := t.appendSince(ctx, nil, page, since, now)
+	return lines, err
 }
 
-// appendSince is read appending to dst: a reader of many containers copies each line once.
-func (t *tail[T]) appendSince(ctx context.Context, dst []T, page pageFunc, since, now time.Time) ([]T, error) {
+// appendSince is read appending to dst: a reader of many containers copies each line once. held, when not zero,
+// says the window is not all there: its lines before held were dropped for maxKept (the container logs more than
+// that in the window), and only those from held on are in dst.
+func (t *tail[T]) appendSince(ctx context.Context, dst []T, page pageFunc, since, now time.Time) (_ []T, held time.Time, _ error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	since = since.UTC().Truncate(time.Second)
 	t.used = now
 	if !t.filled || since.Before(t.from) && now.Sub(t.capped) > keepFor {
 		// Never read, or asked for older lines than kept: read from since again.
-		t.filled, t.from, t.cur, t.lines = true, since, cursor{}, nil
+		t.filled, t.from, t.cur, t.lines, t.gap = true, since, cursor{}, nil, time.Time{}
 	}
 	if t.oldestAt.IsZero() || !since.After(t.oldest) || now.Sub(t.oldestAt) > keepFor {
 		t.oldest, t.oldestAt = since, now
 	}
 	if err := t.catchUp(ctx, page); err != nil {
-		return dst, err
+		return dst, time.Time{}, err
 	}
 	t.evict(now)
+	if h := later(t.from, t.gap); since.Before(h) {
+		held = h
+	}
 	// Lines are kept in log order, and the runtime's stamps do not go back: the first at or after since.
 	i, _ := slices.BinarySearchFunc(t.lines, since, func(l kept[T], at time.Time) int { return l.at.Compare(at) })
 	dst = slices.Grow(dst, len(t.lines)-i)
 	for _, l := range t.lines[i:] {
 		dst = append(dst, l.v)
 	}
-	return dst, nil
+	return dst, held, nil
 }
 
 // catchUp reads pages from the cursor until one is not cut at the byte limit, or maxPagesPerRead.
@@ -199,9 +207,10 @@ func (t *tail[T]) catchUp(ctx context.Context, page pageFunc) error {
 			// One second holds more than a page, and sinceTime cannot start inside it: ask for it in a larger page.
 			scale = maxPageScale
 		case len(fresh) == 0:
-			// Not even the larger page holds the second: the rest of it is skipped (a reader missing lines fails
-			// a step; it never passes one).
+			// Not even the larger page holds the second: the rest of it is skipped, and a window over it is said
+			// to be incomplete (held): a reader missing lines errs; it never passes or fails a step for them.
 			t.cur, scale = cursor{at: t.cur.from(t.from).Add(time.Second)}, 1
+			t.gap = t.cur.at
 		default:
 			scale = 1
 		}
@@ -236,6 +245,13 @@ func (t *tail[T]) dropBefore(at time.Time) {
 	}
 	clear(t.lines[:i])
 	t.lines = t.lines[i:]
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // idle: no one read this tail for forgetAfter (a tail being read is not idle).

@@ -155,7 +155,7 @@ func TestTailSkipsASecondLongerThanAPage(t *testing.T) {
 	}
 	f.add(1000, "after")
 	tl, _ := newTail()
-	got, err := tl.read(context.Background(), f.page, time.Time{}, at(2000))
+	got, held, err := tl.appendSince(context.Background(), nil, f.page, at(0), at(2000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +164,37 @@ func TestTailSkipsASecondLongerThanAPage(t *testing.T) {
 	}
 	if f.pages > maxPagesPerRead {
 		t.Errorf("%d pages", f.pages)
+	}
+	// The window over the skipped second is said to be held only from the second after it.
+	if !held.Equal(at(1000)) {
+		t.Errorf("held from %v, want %v: the burst's second was not read in full", held, at(1000))
+	}
+	// A window after the skipped second is whole.
+	if _, held, err := tl.appendSince(context.Background(), nil, f.page, at(1000), at(2000)); err != nil || !held.IsZero() {
+		t.Errorf("a window after the gap: held %v, %v; want it whole", held, err)
+	}
+}
+
+// A window of more lines than maxKept is answered with the newest and said to be held only from the oldest kept;
+// a window that fits is whole.
+func TestTailSaysWhenAWindowIsNotHeldInFull(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeLog{}
+	n := maxKept + 500
+	for i := range n {
+		f.add(i*10, fmt.Sprintf("line-%05d", i)) // a hundred lines a second
+	}
+	tl, _ := newTail()
+	got, held, err := tl.appendSince(ctx, nil, f.page, at(0), at(n*10+1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held.IsZero() || !held.After(at(0)) || len(got) > maxKept {
+		t.Fatalf("%d lines held from %v: want at most %d, held from after the window's start", len(got), held, maxKept)
+	}
+	// The newest second is held in full.
+	if _, held, err := tl.appendSince(ctx, nil, f.page, at((n-100)*10).Truncate(time.Second).Add(time.Second), at(n*10+1000)); err != nil || !held.IsZero() {
+		t.Errorf("a window within what is kept: held %v, %v; want it whole", held, err)
 	}
 }
 
