@@ -49,13 +49,46 @@ func (e endpoint) String() string { return e.pod + " (" + e.addr() + ")" }
 type fleet struct {
 	nodes     []string   // nodes with a ready ztunnel, sorted
 	endpoints []endpoint // ready target pods, by name
+	// calls are the endpoints (indexes into endpoints) each node calls: all of them (Matrix), or pairs.
+	calls map[string][]int
 }
 
-// urls are the endpoints' URLs, in the fleet's order: what every per-node observer calls in turn.
-func (f fleet) urls(path string) []string {
-	out := make([]string, len(f.endpoints))
-	for i, e := range f.endpoints {
-		out[i] = "http://" + e.addr() + path
+// url is an endpoint's URL.
+func (e endpoint) url(path string) string { return "http://" + e.addr() + path }
+
+// urls are the URLs node's observer calls in turn, in the fleet's order.
+func (f fleet) urls(node, path string) []string {
+	out := make([]string, 0, len(f.calls[node]))
+	for _, i := range f.calls[node] {
+		out = append(out, f.endpoints[i].url(path))
+	}
+	return out
+}
+
+// coveragePairs picks which of n nodes call which of e endpoints so that each node calls two endpoints and each
+// endpoint is called from two nodes (where there are two): node i calls endpoints i and i+1, and endpoint j is
+// called from nodes j and j+1 (modulo their numbers). A node whose ztunnel fails then fails at every endpoint it
+// calls while each of those endpoints answers another node, and an endpoint's node that fails does so from every
+// node while each of those nodes reaches another endpoint: attribute still lays the fault at its node. That is at
+// most 2(n+e) pairs instead of n·e; with one or two endpoints (or nodes), every pair.
+func coveragePairs(n, e int) [][]int {
+	calls := make([]map[int]bool, n)
+	for i := range calls {
+		calls[i] = map[int]bool{}
+	}
+	for i := range n {
+		calls[i][i%e], calls[i][(i+1)%e] = true, true
+	}
+	for j := range e {
+		calls[j%n][j], calls[(j+1)%n][j] = true, true
+	}
+	out := make([][]int, n)
+	for i, m := range calls {
+		for j := range e {
+			if m[j] {
+				out[i] = append(out[i], j)
+			}
+		}
 	}
 	return out
 }
@@ -91,6 +124,19 @@ func (r *LabRunReconciler) fleetOf(ctx context.Context, run *labsv1.LabRun) (fle
 		}
 	}
 	sort.Slice(f.endpoints, func(i, j int) bool { return f.endpoints[i].pod < f.endpoints[j].pod })
+	if len(f.nodes) > 0 && len(f.endpoints) > 0 {
+		pairs := coveragePairs(len(f.nodes), len(f.endpoints))
+		f.calls = map[string][]int{}
+		for i, n := range f.nodes {
+			f.calls[n] = pairs[i]
+			if run.Spec.Probe.Coverage == labsv1.CoverageMatrix {
+				f.calls[n] = nil
+				for j := range f.endpoints {
+					f.calls[n] = append(f.calls[n], j)
+				}
+			}
+		}
+	}
 	switch {
 	case len(f.nodes) == 0:
 		return f, stepBlocked{fmt.Errorf("no ztunnel pod is ready (namespace %s, selector %s): no node can be verified", z.ZtunnelNamespace, mesh.SelectorString(z.ZtunnelSelector))}
@@ -116,7 +162,7 @@ func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, 
 		o.node = node
 		pod, reason, err := r.ensure(ctx, run, rec, o, func() (observerDest, string, error) {
 			tolerations, err := r.noExecuteTolerations(ctx, node)
-			return observerDest{urls: f.urls(run.Spec.Target.Path), tolerations: tolerations}, "", err
+			return observerDest{urls: f.urls(node, run.Spec.Target.Path), tolerations: tolerations}, "", err
 		})
 		if err != nil {
 			return nil, f, err
@@ -175,7 +221,8 @@ type pair struct {
 	j        steps.Judgement
 }
 
-// observeFleet judges a per-node step: every source node must see the expected outcome at every endpoint. When
+// observeFleet judges a per-node step: every source node must see the expected outcome at every endpoint it calls
+// (fleet.calls). When
 // settle runs out first, the failures are laid at the nodes that explain them (attribute).
 func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) (steps.Outcome, error) {
 	pods, f, err := r.ensureFleet(ctx, run, step)
@@ -205,17 +252,18 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 		if err != nil {
 			return steps.Outcome{}, fmt.Errorf("reading observer log on node %s: %w", node, err)
 		}
+		urls := f.urls(node, run.Spec.Target.Path)
 		byURL := map[string][]probe.Attempt{}
 		for _, a := range probe.ParseAttempts(raw) {
 			u := a.URL
-			if u == "" && len(f.endpoints) == 1 {
-				u = f.urls(run.Spec.Target.Path)[0] // one URL: attempts do not name it
+			if u == "" && len(urls) == 1 {
+				u = urls[0] // one URL: attempts do not name it
 			}
 			byURL[u] = append(byURL[u], a)
 		}
-		for i, e := range f.endpoints {
-			pairs = append(pairs, pair{node: node, endpoint: e,
-				j: steps.Judge(byURL[f.urls(run.Spec.Target.Path)[i]], step.Expect, max(step.Count, 1), w)})
+		for k, i := range f.calls[node] {
+			pairs = append(pairs, pair{node: node, endpoint: f.endpoints[i],
+				j: steps.Judge(byURL[urls[k]], step.Expect, max(step.Count, 1), w)})
 		}
 	}
 	if len(waiting) > 0 {
@@ -223,7 +271,7 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 	}
 	failing := slices.ContainsFunc(pairs, func(p pair) bool { return !p.j.Pass })
 	if failing && r.now().Before(w.SettleBy) {
-		return steps.Outcome{}, r.waitObserver(run, fmt.Sprintf("every node to see %s at every endpoint", step.Expect), w)
+		return steps.Outcome{}, r.waitObserver(run, fmt.Sprintf("every node to see %s at the endpoints it calls", step.Expect), w)
 	}
 	cov, blamed := attribute(f, pairs)
 	st.Coverage = cov
@@ -233,7 +281,7 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 	}
 	if failing {
 		return steps.Concluded(labsv1.VerdictFail, fleetObserved(step, pairs), fmt.Sprintf(
-			"Expected %s from every node at every endpoint; %s (settle %s)", step.Expected(), blamed,
+			"Expected %s from every node and at every endpoint; %s (settle %s)", step.Expected(), blamed,
 			run.Spec.Probe.SettleTimeout.Duration)), nil
 	}
 	msg := fmt.Sprintf("Observed %s from %d node(s) at %d endpoint(s), as expected", step.Expect, len(f.nodes), len(f.endpoints))
@@ -335,7 +383,7 @@ func fleetObserved(step labs.Step, pairs []pair) string {
 	return string(step.Caller) + " " + strings.Join(parts, "; ")
 }
 
-// attribute lays failing pairs at the nodes that explain them. A source node is blamed when every endpoint
+// attribute lays failing pairs at the nodes that explain them. A source node is blamed when every endpoint it called
 // failed from it while some endpoint is reachable as expected from elsewhere; an endpoint (its node) is blamed
 // when it failed from every source while some source succeeded elsewhere. A failure neither explains is named
 // as the pair. If everything failed, no node is singled out: the mesh fails everywhere. It returns the coverage
@@ -359,7 +407,7 @@ func attribute(f fleet, pairs []pair) ([]labsv1.NodeResult, string) {
 		mine := filter(pairs, func(p pair) bool { return p.node == n })
 		v := verdictOf(blameSrc(n))
 		if blameSrc(n) {
-			names = append(names, fmt.Sprintf("source node %s (%s to every endpoint)", n, mine[0].j.Described()))
+			names = append(names, fmt.Sprintf("source node %s (%s to every endpoint it called)", n, mine[0].j.Described()))
 		}
 		cov = append(cov, labsv1.NodeResult{Node: n, Role: labsv1.RoleSource, Verdict: v, Observed: tally(mine, "endpoints"),
 			Attempts: counted(mine)})
@@ -367,7 +415,7 @@ func attribute(f fleet, pairs []pair) ([]labsv1.NodeResult, string) {
 	for _, e := range f.endpoints {
 		mine := filter(pairs, func(p pair) bool { return p.endpoint.pod == e.pod })
 		if blameDst(e) {
-			names = append(names, fmt.Sprintf("destination node %s (endpoint %s: %s from every node)", e.node, e, mine[0].j.Described()))
+			names = append(names, fmt.Sprintf("destination node %s (endpoint %s: %s from every node that called it)", e.node, e, mine[0].j.Described()))
 		}
 		cov = append(cov, labsv1.NodeResult{Node: e.node, Role: labsv1.RoleDestination, Endpoint: e.String(),
 			Verdict: verdictOf(blameDst(e)), Observed: tally(mine, "nodes"), Attempts: counted(mine)})

@@ -279,7 +279,25 @@ type ProbeSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="settleTimeout must be a positive duration"
 	// +optional
 	SettleTimeout *metav1.Duration `json:"settleTimeout,omitempty"`
+
+	// Coverage is which node calls which endpoint in Verify mode, where every node with a ztunnel probes the
+	// target's endpoints. Pairs (default): each node calls at least two endpoints and each endpoint is called from
+	// at least two nodes (where there are two), so a failure is still laid at its node, with connections growing
+	// with nodes plus endpoints; with one or two endpoints that is every pair. Matrix: every node calls every
+	// endpoint (nodes times endpoints connections; for small clusters).
+	// +kubebuilder:default=Pairs
+	// +optional
+	Coverage Coverage `json:"coverage,omitempty"`
 }
+
+// Coverage is which node calls which endpoint in Verify mode.
+// +kubebuilder:validation:Enum=Pairs;Matrix
+type Coverage string
+
+const (
+	CoveragePairs  Coverage = "Pairs"
+	CoverageMatrix Coverage = "Matrix"
+)
 
 // FootprintSpec holds the per-sidecar cost the footprint lab uses to estimate sidecar mode.
 type FootprintSpec struct {

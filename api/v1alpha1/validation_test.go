@@ -22,10 +22,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -207,6 +207,7 @@ func TestDefaults(t *testing.T) {
 		g.Expect(spec.Probe.Image).To(BeEmpty(), "probe.image has no schema default")
 		g.Expect(spec.Probe.RequestTimeout).To(Equal(&metav1.Duration{Duration: 5 * time.Second}), "probe.requestTimeout")
 		g.Expect(spec.Probe.SettleTimeout).To(Equal(&metav1.Duration{Duration: 30 * time.Second}), "probe.settleTimeout")
+		g.Expect(spec.Probe.Coverage).To(Equal(labsv1.CoveragePairs), "probe.coverage")
 		g.Expect(spec.MaxExposure).To(Equal(&metav1.Duration{Duration: 2 * time.Minute}), "maxExposure")
 		g.Expect(spec.Scope).To(Equal(labsv1.ScopeWorkload), "scope")
 		g.Expect(spec.Mode).To(Equal(labsv1.ModeLab), "mode")
@@ -295,7 +296,7 @@ func TestDefaults(t *testing.T) {
 				Mesh: labsv1.MeshSpec{RootNamespace: "mesh-root", PeerAuthentication: "strict", TrustDomain: "example.org",
 					Ztunnel: labsv1.ZtunnelSpec{Namespace: "ztunnel", Selector: map[string]labsv1.LabelValue{"app.kubernetes.io/name": "ztunnel"}}},
 				Probe: labsv1.ProbeSpec{Image: "registry.example/probe:1", RequestTimeout: &metav1.Duration{Duration: 1500 * time.Millisecond},
-					SettleTimeout: &metav1.Duration{Duration: 90 * time.Second}},
+					SettleTimeout: &metav1.Duration{Duration: 90 * time.Second}, Coverage: labsv1.CoverageMatrix},
 				MaxExposure: &metav1.Duration{Duration: 90 * time.Second},
 				DryRun:      true,
 			},
@@ -379,6 +380,8 @@ func TestInvalidSpecs(t *testing.T) {
 			"spec.target.path", []string{"should match"}},
 
 		// durations
+		{"probe.coverage unknown", func(s map[string]any) { set(s, "probe.coverage", "Everything") },
+			"spec.probe.coverage", []string{`Unsupported value: "Everything"`, `"Pairs"`, `"Matrix"`}},
 		{"probe.requestTimeout 0s", func(s map[string]any) { set(s, "probe.requestTimeout", "0s") },
 			"spec.probe.requestTimeout", []string{"requestTimeout must be a positive duration"}},
 		{"probe.requestTimeout -1s", func(s map[string]any) { set(s, "probe.requestTimeout", "-1s") },
