@@ -275,8 +275,8 @@ func TestRunTimeoutLeavesTheRunGoing(t *testing.T) {
 	res := kubectlLabrun(t, "run", "-n", key.Namespace, "--name", key.Name, "--target", "backend", "--labs", "mtls",
 		"--timeout", "2s")
 	g.Expect(res.code).To(Equal(plugin.ExitError))
-	g.Expect(res.errOut).To(ContainSubstring("LabRun demo/nobody-runs-it is still - after 2s; it goes on without the plugin"))
-	g.Expect(getRun(t, key).Status.Phase).To(BeEmpty())
+	g.Expect(res.errOut).To(ContainSubstring("LabRun demo/nobody-runs-it is still Pending after 2s; it goes on without the plugin"))
+	g.Expect(getRun(t, key).Status.Phase).To(Equal(labsv1.PhasePending), "the API server's default; no manager saw it")
 }
 
 // TestStatusTableListsFailingNodes: under the table, a failing step's message and what each node saw.
