@@ -3,14 +3,11 @@ package controllers_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
@@ -20,19 +17,6 @@ import (
 
 // These tests run through the real istiod the sandbox starts: the simulated ztunnel enforces what istiod
 // converted and attached, so the verdicts and policy names are istiod's, not a re-implementation's.
-
-// addPolicy creates an AuthorizationPolicy for the test.
-func addPolicy(t *testing.T, ns, name string, labels, annotations map[string]string, spec map[string]any) {
-	t.Helper()
-	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
-	u.SetGroupVersionKind(mesh.GVK(mesh.KindAuthorizationPolicy))
-	u.SetNamespace(ns)
-	u.SetName(name)
-	u.SetLabels(labels)
-	u.SetAnnotations(annotations)
-	NewWithT(t).Expect(k8s.Create(context.Background(), u)).To(Succeed())
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), u) })
-}
 
 // TestPortLevelPeerAuthenticationThroughIstiod: a workload PeerAuthentication with portLevelMtls makes istiod
 // convert it to demo/converted_peer_authentication_<name> and drop the static strict policy for backend. The
@@ -130,24 +114,4 @@ func inForce(t *testing.T) {
 		z, ok := sb.Dataplane.Effective().(*policy.Ztunnel)
 		return ok && z.Has(sandbox.DemoNamespace+"/"+marker)
 	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(BeTrue())
-}
-
-// waitForPlaintextVerdict waits until the simulated ztunnel, with what istiod computed, decides a plaintext
-// connection to backend:80 by the given DENY policy ("" = by none: allowed, or refused because no ALLOW policy
-// matched): a run started then meets the policy state its test set up.
-func waitForPlaintextVerdict(t *testing.T, by string) {
-	t.Helper()
-	NewWithT(t).Eventually(func() string {
-		pods := &corev1.PodList{}
-		if err := k8s.List(context.Background(), pods, client.InNamespace(sandbox.DemoNamespace), client.MatchingLabels{"app": "backend"}); err != nil || len(pods.Items) == 0 {
-			return "no backend pod"
-		}
-		p := pods.Items[0]
-		d := sb.Dataplane.Effective().Evaluate(policy.Peer{IP: "10.244.9.9"},
-			policy.Workload{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, IP: p.Status.PodIP, Port: 80})
-		if d.Allowed || !strings.HasPrefix(d.Error, policy.ErrExplicitlyDeniedPrefix) {
-			return ""
-		}
-		return d.Policy
-	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Equal(by))
 }

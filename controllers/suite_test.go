@@ -48,18 +48,21 @@ var (
 	waitForMode        = operatortest.WaitForMode
 	temporaryPeerAuths = operatortest.TemporaryPeerAuths
 
-	asUser                = operatortest.AsUser
-	grant                 = operatortest.Grant
-	rule                  = operatortest.Rule
-	ensureTenantNamespace = operatortest.EnsureTenantNamespace
-	grantFootprintReads   = operatortest.GrantFootprintReads
-	kstatusOf             = operatortest.KstatusOf
-	notPassed             = operatortest.NotPassed
-	expectInterrupted     = operatortest.ExpectInterrupted
-	addPeerAuthentication = operatortest.AddPeerAuthentication
-	shortSettle           = operatortest.ShortSettle
-	crashAt               = operatortest.CrashAt
-	measureCrashExposure  = operatortest.MeasureCrashExposure
+	asUser                  = operatortest.AsUser
+	grant                   = operatortest.Grant
+	rule                    = operatortest.Rule
+	ensureTenantNamespace   = operatortest.EnsureTenantNamespace
+	grantFootprintReads     = operatortest.GrantFootprintReads
+	kstatusOf               = operatortest.KstatusOf
+	notPassed               = operatortest.NotPassed
+	expectInterrupted       = operatortest.ExpectInterrupted
+	addPolicy               = operatortest.AddPolicy
+	expectNoLock            = operatortest.ExpectNoLock
+	waitForPlaintextVerdict = operatortest.WaitForPlaintextVerdict
+	addPeerAuthentication   = operatortest.AddPeerAuthentication
+	shortSettle             = operatortest.ShortSettle
+	crashAt                 = operatortest.CrashAt
+	measureCrashExposure    = operatortest.MeasureCrashExposure
 )
 
 const tenantNamespace = operatortest.TenantNamespace

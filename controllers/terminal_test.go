@@ -7,7 +7,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -16,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
-	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 
@@ -69,15 +67,6 @@ func refuseProbePods(t *testing.T, step string) {
 			return k8s.Create(ctx, probe.DeepCopy(), client.DryRunAll)
 		}).WithTimeout(30*time.Second).WithPolling(50*time.Millisecond).Should(Succeed(), "the refusal is lifted")
 	})
-}
-
-// expectNoLock asserts no run holds or waits for a mesh lock (its tickets live in the operator's namespace).
-func expectNoLock(t *testing.T) {
-	t.Helper()
-	tickets := &coordinationv1.LeaseList{}
-	NewWithT(t).Expect(k8s.List(context.Background(), tickets, client.InNamespace(sandbox.OperatorNamespace),
-		client.MatchingLabels{mesh.LabelLockTicket: "true"})).To(Succeed())
-	NewWithT(t).Expect(tickets.Items).To(BeEmpty(), "a mesh lock ticket is still there")
 }
 
 // TestRefusedProbePodEndsTheRunAndFreesTheLock: a probe pod refused at creation (403 from the cluster's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/loader"
 	"helm.sh/helm/v4/pkg/kube"
+	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	"helm.sh/helm/v4/pkg/strvals"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -90,8 +92,12 @@ func TestReadmeHelmIntoTheSandbox(t *testing.T) {
 	in.ForceConflicts = h.forceConflicts
 	// The sandbox runs no controllers to roll a Deployment out: wait for hooks only (the chart has none).
 	in.WaitStrategy, in.Timeout = kube.HookOnlyStrategy, time.Minute
-	_, err = in.RunWithContext(ctx, ch, h.values)
+	rel, err := in.RunWithContext(ctx, ch, h.values)
 	g.Expect(err).NotTo(HaveOccurred(), "README line %d: `%s`", install.line, install)
+	r, ok := rel.(*releasev1.Release)
+	g.Expect(ok).To(BeTrue(), "a Helm 4 v1 release")
+	notes := notesCommands(r.Info.Notes)
+	g.Expect(notes).NotTo(BeEmpty(), "the chart's NOTES show commands")
 
 	var sa corev1.ServiceAccount
 	g.Expect(sb.Client.Get(ctx, client.ObjectKey{Namespace: sandbox.OperatorNamespace, Name: sandbox.ManagerServiceAccount}, &sa)).To(Succeed())
@@ -104,4 +110,57 @@ func TestReadmeHelmIntoTheSandbox(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), done.Status.Message)
 	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
+
+	// The chart's NOTES, as the install printed them: each kubectl command runs against the sandbox, in the
+	// repository's root, as written (a watch is run once, without -w).
+	admin := filepath.Join(t.TempDir(), "kubeconfig")
+	g.Expect(sb.WriteAdminKubeconfig(admin)).To(Succeed())
+	t.Chdir(root)
+	for _, c := range notes {
+		if why, ok := notesNotRun(c); ok {
+			t.Logf("NOTES: `%s` not run: %s", strings.Join(c, " "), why)
+			continue
+		}
+		args := slices.DeleteFunc(slices.Clone(c[1:]), func(w string) bool { return w == "-w" || w == "--watch" })
+		out, err := kubectl(admin, args...)
+		g.Expect(err).NotTo(HaveOccurred(), "NOTES: `%s`", strings.Join(c, " "))
+		if slices.Contains(args, "get") {
+			g.Expect(out).To(HavePrefix("NAME "), "NOTES: `%s` shows a table", strings.Join(c, " "))
+		}
+		if args[0] == "create" && args[1] == "clusterrolebinding" {
+			name := args[2]
+			t.Cleanup(func() { _, _ = kubectl(admin, "delete", "clusterrolebinding", name) })
+		}
+		t.Logf("NOTES: `%s`:\n%s", strings.Join(c, " "), out)
+	}
+}
+
+// notesCommands are the kubectl commands of the chart's NOTES: indented lines beginning with kubectl, continuation
+// lines joined.
+func notesCommands(notes string) [][]string {
+	var out [][]string
+	pending := ""
+	for _, line := range strings.Split(notes, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if pending == "" && !strings.HasPrefix(trimmed, "kubectl ") {
+			continue
+		}
+		if rest, ok := strings.CutSuffix(trimmed, `\`); ok {
+			pending += rest + " "
+			continue
+		}
+		out = append(out, split(pending+trimmed))
+		pending = ""
+	}
+	return out
+}
+
+// notesNotRun says why a NOTES command is not run against the sandbox.
+func notesNotRun(c []string) (string, bool) {
+	joined := strings.Join(c, " ")
+	if strings.Contains(joined, "$(") {
+		return "it needs a shell (command substitution) and Argo CD's argocd-cm, which the sandbox does not have; " +
+			"config/argocd's tests check the health script it merges", true
+	}
+	return "", false
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -29,6 +30,7 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/policy"
 	"github.com/ambientlab/labrun-operator/internal/sandbox/sandboxtest"
 	"github.com/ambientlab/labrun-operator/operator"
 )
@@ -269,6 +271,19 @@ func AddPeerAuthentication(t *testing.T, name, mode string, selector map[string]
 	t.Cleanup(func() { _ = K8s.Delete(context.Background(), u) })
 }
 
+// AddPolicy creates an AuthorizationPolicy for the test.
+func AddPolicy(t *testing.T, ns, name string, labels, annotations map[string]string, spec map[string]any) {
+	t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+	u.SetGroupVersionKind(mesh.GVK(mesh.KindAuthorizationPolicy))
+	u.SetNamespace(ns)
+	u.SetName(name)
+	u.SetLabels(labels)
+	u.SetAnnotations(annotations)
+	NewWithT(t).Expect(K8s.Create(context.Background(), u)).To(Succeed())
+	t.Cleanup(func() { _ = K8s.Delete(context.Background(), u) })
+}
+
 // ShortSettle: the run's denied probes will not see what they expect, so settle need not be long.
 func ShortSettle(run *labsv1.LabRun) *labsv1.LabRun {
 	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: 3 * time.Second}
@@ -472,4 +487,33 @@ func NotPassed(run *labsv1.LabRun) string {
 		}
 	}
 	return run.Status.Message + "\n" + strings.Join(out, "\n")
+}
+
+// ExpectNoLock asserts no run holds or waits for a mesh lock (its tickets live in the operator's namespace).
+func ExpectNoLock(t *testing.T) {
+	t.Helper()
+	tickets := &coordinationv1.LeaseList{}
+	NewWithT(t).Expect(K8s.List(context.Background(), tickets, client.InNamespace(sandbox.OperatorNamespace),
+		client.MatchingLabels{mesh.LabelLockTicket: "true"})).To(Succeed())
+	NewWithT(t).Expect(tickets.Items).To(BeEmpty(), "a mesh lock ticket is still there")
+}
+
+// WaitForPlaintextVerdict waits until the simulated ztunnel, with what istiod computed, decides a plaintext
+// connection to backend:80 by the given DENY policy ("" = by none: allowed, or refused because no ALLOW policy
+// matched): a run started then meets the policy state its test set up.
+func WaitForPlaintextVerdict(t *testing.T, by string) {
+	t.Helper()
+	NewWithT(t).Eventually(func() string {
+		pods := &corev1.PodList{}
+		if err := K8s.List(context.Background(), pods, client.InNamespace(sandbox.DemoNamespace), client.MatchingLabels{"app": "backend"}); err != nil || len(pods.Items) == 0 {
+			return "no backend pod"
+		}
+		p := pods.Items[0]
+		d := SB.Dataplane.Effective().Evaluate(policy.Peer{IP: "10.244.9.9"},
+			policy.Workload{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, IP: p.Status.PodIP, Port: 80})
+		if d.Allowed || !strings.HasPrefix(d.Error, policy.ErrExplicitlyDeniedPrefix) {
+			return ""
+		}
+		return d.Policy
+	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Equal(by))
 }

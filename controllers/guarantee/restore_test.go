@@ -1,4 +1,4 @@
-package controllers_test
+package guarantee_test
 
 import (
 	"context"
@@ -16,72 +16,73 @@ import (
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
+	suite "github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 // setMode changes the PeerAuthentication as a third party would (kubectl, Argo CD self-heal).
 func setMode(t *testing.T, mode string) {
 	t.Helper()
-	pa := readMesh(peerAuthRef)
+	pa := suite.ReadMesh(suite.PeerAuthRef)
 	patch := client.MergeFrom(pa.DeepCopy())
 	if err := unstructured.SetNestedField(pa.Object, mode, "spec", "mtls", "mode"); err != nil {
 		t.Fatal(err)
 	}
-	NewWithT(t).Expect(k8s.Patch(context.Background(), pa, patch)).To(Succeed())
+	NewWithT(t).Expect(suite.K8s.Patch(context.Background(), pa, patch)).To(Succeed())
 }
 
 func TestFailingStepStillRestoresAndWarnsWhenNotStrictBefore(t *testing.T) {
-	startManager(t, managerOptions())
+	suite.Start(t, suite.Options())
 	g := NewWithT(t)
 	setMode(t, "PERMISSIVE") // the mesh is weak before the run: the guide's baseline fails
 	t.Cleanup(func() { setMode(t, "STRICT") })
-	waitForPlaintextVerdict(t, "") // istiod dropped the static strict policy: STRICT no longer refuses plaintext
-	run := newRun(labsv1.LabPeerAuthentication)
+	suite.WaitForPlaintextVerdict(t, "") // istiod dropped the static strict policy: STRICT no longer refuses plaintext
+	run := suite.NewRun(labsv1.LabPeerAuthentication)
 	run.Spec.Scope = labsv1.ScopeMesh // the scope that changes, and so restores, the mesh-wide policy
 	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: 2 * time.Second}
 	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: time.Second}
-	create(t, run)
-	done := finished(t, run)
+	suite.Create(t, run)
+	done := suite.Finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
-	g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "baseline-strict").Verdict).To(Equal(labsv1.VerdictFail))
+	g.Expect(suite.StepOf(t, done, labsv1.LabPeerAuthentication, "baseline-strict").Verdict).To(Equal(labsv1.VerdictFail))
 	// Plaintext was refused only by the policy (still in force a moment after being set aside), not by STRICT.
-	strict := stepOf(t, done, labsv1.LabPeerAuthentication, "strict-rejection-logged")
+	strict := suite.StepOf(t, done, labsv1.LabPeerAuthentication, "strict-rejection-logged")
 	g.Expect(strict.Verdict).To(Equal(labsv1.VerdictFail), strict.Message)
 	c := meta.FindStatusCondition(done.Status.Conditions, labsv1.ConditionMeshRestored)
 	g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
 	g.Expect(c.Reason).To(Equal(labsv1.ReasonWasNotStrict))
-	g.Expect(kstatusOf(t, done)).To(Equal(status.FailedStatus))
-	expectMeshAsFound(t) // STRICT now, as it always is after a run
+	g.Expect(suite.KstatusOf(t, done)).To(Equal(status.FailedStatus))
+	suite.ExpectMeshAsFound(t) // STRICT now, as it always is after a run
 }
 
 func TestErroringStepsStillRestore(t *testing.T) {
-	startManager(t, managerOptions())
+	suite.Start(t, suite.Options())
 	g := NewWithT(t)
-	run := newRun(labsv1.LabPeerAuthentication)
-	run.Spec.Probe.Image = unpullableImage // permitted by the administrator, but no kubelet can pull it
-	create(t, run)
-	done := finished(t, run)
+	run := suite.NewRun(labsv1.LabPeerAuthentication)
+	run.Spec.Probe.Image = suite.UnpullableImage // permitted by the administrator, but no kubelet can pull it
+	suite.Create(t, run)
+	done := suite.Finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
-	st := stepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-denied")
+	st := suite.StepOf(t, done, labsv1.LabPeerAuthentication, "non-mesh-denied")
 	g.Expect(st.Verdict).To(Equal(labsv1.VerdictError))
 	g.Expect(st.Message).To(ContainSubstring("ErrImagePull"))
 	// No observer can run, so no window opens (TestNoWindowWithoutObservers): the weakening step errs instead.
-	g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "set-aside-policy").Verdict).To(Equal(labsv1.VerdictError))
+	g.Expect(suite.StepOf(t, done, labsv1.LabPeerAuthentication, "set-aside-policy").Verdict).To(Equal(labsv1.VerdictError))
 	g.Expect(done.Status.Journal).To(BeEmpty())
 	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
-	expectMeshAsFound(t)
+	suite.ExpectMeshAsFound(t)
 }
 
 func TestExposureCapRestoresAtOnce(t *testing.T) {
-	startManager(t, managerOptions())
+	suite.Start(t, suite.Options())
 	g := NewWithT(t)
 	// Policy changes now take longer to reach ztunnel than the run may keep the mesh weak.
-	slowPropagation(t, 5*time.Second)
-	run := newRun(labsv1.LabPeerAuthentication)
+	suite.SlowPropagation(t, 5*time.Second)
+	run := suite.NewRun(labsv1.LabPeerAuthentication)
 	run.Spec.MaxExposure = &metav1.Duration{Duration: 2 * time.Second}
 	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: 2 * time.Second}
 	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: time.Second}
-	create(t, run)
-	done := finished(t, run)
+	suite.Create(t, run)
+	done := suite.Finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
 	g.Expect(done.Status.Reason).To(Equal(labsv1.ReasonExposureExceeded))
 	var capped bool
@@ -90,16 +91,16 @@ func TestExposureCapRestoresAtOnce(t *testing.T) {
 	}
 	g.Expect(capped).To(BeTrue())
 	g.Expect(done.Status.Exposure.Duration.Duration).To(BeNumerically("<", 4*time.Second))
-	expectMeshAsFound(t)
+	suite.ExpectMeshAsFound(t)
 }
 
 func TestDeletingARunMidwayRestores(t *testing.T) {
-	startManager(t, managerOptions())
-	run := newRun(labsv1.LabPeerAuthentication)
-	create(t, run)
-	waitForMode(t, "PERMISSIVE")
-	deleteAndWait(t, run)
-	expectMeshAsFound(t)
+	suite.Start(t, suite.Options())
+	run := suite.NewRun(labsv1.LabPeerAuthentication)
+	suite.Create(t, run)
+	suite.WaitForMode(t, "PERMISSIVE")
+	suite.DeleteAndWait(t, run)
+	suite.ExpectMeshAsFound(t)
 }
 
 // TestManagerKilledAtEachMutationPoint stops the manager right at each point where the mesh changes, before
@@ -119,18 +120,18 @@ func TestManagerKilledAtEachMutationPoint(t *testing.T) {
 	for _, point := range points {
 		t.Run(point, func(t *testing.T) {
 			g := NewWithT(t)
-			kill := crashAt(point)
-			o := managerOptions()
+			kill := suite.CrashAt(point)
+			o := suite.Options()
 			o.Fault = kill.Fault
-			stop := startManager(t, o)
-			run := newRun(labsv1.LabPeerAuthentication, labsv1.LabAuthorizationPolicy)
-			create(t, run)
+			stop := suite.Start(t, o)
+			run := suite.NewRun(labsv1.LabPeerAuthentication, labsv1.LabAuthorizationPolicy)
+			suite.Create(t, run)
 			g.Eventually(kill.Done).WithTimeout(60 * time.Second).Should(BeClosed())
 			stop()
-			startManager(t, managerOptions())
-			expectInterrupted(t, finished(t, run))
-			deleteAndWait(t, run) // while the second manager runs
-			expectMeshAsFound(t)
+			suite.Start(t, suite.Options())
+			suite.ExpectInterrupted(t, suite.Finished(t, run))
+			suite.DeleteAndWait(t, run) // while the second manager runs
+			suite.ExpectMeshAsFound(t)
 		})
 	}
 }
@@ -138,36 +139,36 @@ func TestManagerKilledAtEachMutationPoint(t *testing.T) {
 // TestThirdPartyChangeMidStepIsReported: someone else undoes the run's change mid-step (Argo CD self-heal): the
 // mesh-wide PeerAuthentication put back to STRICT (Mesh scope), or the temporary one deleted (Workload scope).
 func TestThirdPartyChangeMidStepIsReported(t *testing.T) {
-	startManager(t, managerOptions())
-	slowPropagation(t, 3*time.Second) // keep the run inside non-mesh-allowed for a while
+	suite.Start(t, suite.Options())
+	suite.SlowPropagation(t, 3*time.Second) // keep the run inside non-mesh-allowed for a while
 	for _, scope := range []labsv1.Scope{labsv1.ScopeMesh, labsv1.ScopeWorkload} {
 		t.Run(string(scope), func(t *testing.T) {
 			g := NewWithT(t)
-			run := newRun(labsv1.LabPeerAuthentication)
+			run := suite.NewRun(labsv1.LabPeerAuthentication)
 			run.Spec.Scope = scope
-			create(t, run)
-			waitForMode(t, "PERMISSIVE")
+			suite.Create(t, run)
+			suite.WaitForMode(t, "PERMISSIVE")
 			if scope == labsv1.ScopeMesh {
 				setMode(t, "STRICT") // Argo CD self-heal puts it back mid-step
 			} else {
-				for _, name := range temporaryPeerAuths() { // "peerauthentication <ns>/<name>"
+				for _, name := range suite.TemporaryPeerAuths() { // "peerauthentication <ns>/<name>"
 					ns, n, _ := strings.Cut(strings.TrimPrefix(name, "peerauthentication "), "/")
 					pa := &unstructured.Unstructured{}
 					pa.SetGroupVersionKind(mesh.GVK(mesh.KindPeerAuthentication))
 					pa.SetNamespace(ns)
 					pa.SetName(n)
-					g.Expect(k8s.Delete(context.Background(), pa)).To(Succeed())
+					g.Expect(suite.K8s.Delete(context.Background(), pa)).To(Succeed())
 				}
 			}
-			done := finished(t, run)
+			done := suite.Finished(t, run)
 			g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
 			var interfered bool
 			for _, st := range done.Status.Steps {
 				interfered = interfered || strings.Contains(st.Message, "interfered")
 			}
-			g.Expect(interfered).To(BeTrue(), "a step should say the mesh was changed by someone else: %s", notPassed(done))
-			expectMeshAsFound(t)
-			waitPropagated(t, 3*time.Second) // the next case starts on a data plane that enforces STRICT again
+			g.Expect(interfered).To(BeTrue(), "a step should say the mesh was changed by someone else: %s", suite.NotPassed(done))
+			suite.ExpectMeshAsFound(t)
+			suite.WaitPropagated(t, 3*time.Second) // the next case starts on a data plane that enforces STRICT again
 		})
 	}
 }
@@ -175,56 +176,56 @@ func TestThirdPartyChangeMidStepIsReported(t *testing.T) {
 // TestSecondRunQueuesBehindMeshLock: a run that changes the mesh waits for the lock, naming the holder; while it
 // waits it creates what changes nothing in the mesh (its fixtures, its observers), so its window opens at once.
 func TestSecondRunQueuesBehindMeshLock(t *testing.T) {
-	startManager(t, managerOptions())
-	slowPropagation(t, 2*time.Second) // the first run holds the lock a while
+	suite.Start(t, suite.Options())
+	suite.SlowPropagation(t, 2*time.Second) // the first run holds the lock a while
 	g := NewWithT(t)
-	first, second := newRun(labsv1.LabPeerAuthentication), newRun(labsv1.LabAuthorizationPolicy)
-	create(t, first)
-	waitForMode(t, "PERMISSIVE")
-	create(t, second)
+	first, second := suite.NewRun(labsv1.LabPeerAuthentication), suite.NewRun(labsv1.LabAuthorizationPolicy)
+	suite.Create(t, first)
+	suite.WaitForMode(t, "PERMISSIVE")
+	suite.Create(t, second)
 	g.Eventually(func(g Gomega) {
 		cur := &labsv1.LabRun{}
-		g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(second), cur)).To(Succeed())
+		g.Expect(suite.K8s.Get(context.Background(), client.ObjectKeyFromObject(second), cur)).To(Succeed())
 		g.Expect(cur.Status.Phase).To(Equal(labsv1.PhaseQueued))
 		g.Expect(cur.Status.LockHolder).To(Equal(first.Namespace + "/" + first.Name))
 		ready := meta.FindStatusCondition(cur.Status.Conditions, labsv1.ConditionReady)
 		g.Expect(ready.Message).To(ContainSubstring(first.Name))
-		g.Expect(kstatusOf(t, cur)).To(Equal(status.InProgressStatus))
+		g.Expect(suite.KstatusOf(t, cur)).To(Equal(status.InProgressStatus))
 	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
-	firstDone := finished(t, first)
-	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(firstDone))
-	done := finished(t, second)
+	firstDone := suite.Finished(t, first)
+	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(firstDone))
+	done := suite.Finished(t, second)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), done.Status.Message)
 	released := firstDone.Status.Steps[len(firstDone.Status.Steps)-1].CompletionTime.Time
-	fixture := stepOf(t, done, labsv1.LabAuthorizationPolicy, "create-attacker")
+	fixture := suite.StepOf(t, done, labsv1.LabAuthorizationPolicy, "create-attacker")
 	g.Expect(fixture.CompletionTime.Time).To(BeTemporally("<", released), "the fixture was created ahead of the lock")
 	// The second run journaled the real original, never the first run's weakened state.
 	for _, e := range done.Status.Journal {
 		g.Expect(e.Annotations).NotTo(HaveKey(labsv1.AnnotationOwner))
 		g.Expect(e.Labels).NotTo(HaveKey(mesh.LabelChangedBy))
 	}
-	expectMeshAsFound(t)
+	suite.ExpectMeshAsFound(t)
 }
 
 func TestDryRunChangesNothing(t *testing.T) {
-	startManager(t, managerOptions())
+	suite.Start(t, suite.Options())
 	g := NewWithT(t)
-	before := []string{readMesh(peerAuthRef).GetResourceVersion(), readMesh(policyRef).GetResourceVersion()}
-	run := newRun(labsv1.AllLabs...)
+	before := []string{suite.ReadMesh(suite.PeerAuthRef).GetResourceVersion(), suite.ReadMesh(suite.PolicyRef).GetResourceVersion()}
+	run := suite.NewRun(labsv1.AllLabs...)
 	run.Spec.DryRun = true
-	create(t, run)
-	done := finished(t, run)
+	suite.Create(t, run)
+	done := suite.Finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded))
 	g.Expect(done.Status.Steps).To(HaveEach(HaveField("Verdict", labsv1.VerdictSkipped)))
-	g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "set-permissive").Change).To(ContainSubstring("PERMISSIVE"))
+	g.Expect(suite.StepOf(t, done, labsv1.LabPeerAuthentication, "set-permissive").Change).To(ContainSubstring("PERMISSIVE"))
 	g.Expect(done.Status.Journal).To(BeEmpty())
-	after := []string{readMesh(peerAuthRef).GetResourceVersion(), readMesh(policyRef).GetResourceVersion()}
+	after := []string{suite.ReadMesh(suite.PeerAuthRef).GetResourceVersion(), suite.ReadMesh(suite.PolicyRef).GetResourceVersion()}
 	g.Expect(after).To(Equal(before))
-	expectMeshAsFound(t)
+	suite.ExpectMeshAsFound(t)
 }
 
 func TestPreflightFailuresChangeNothing(t *testing.T) {
-	startManager(t, managerOptions())
+	suite.Start(t, suite.Options())
 	cases := []struct {
 		name    string
 		mutate  func(*labsv1.LabRun)
@@ -239,18 +240,18 @@ func TestPreflightFailuresChangeNothing(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
-			before := []string{readMesh(peerAuthRef).GetResourceVersion(), readMesh(policyRef).GetResourceVersion()}
-			run := newRun(labsv1.LabPeerAuthentication)
+			before := []string{suite.ReadMesh(suite.PeerAuthRef).GetResourceVersion(), suite.ReadMesh(suite.PolicyRef).GetResourceVersion()}
+			run := suite.NewRun(labsv1.LabPeerAuthentication)
 			tc.mutate(run)
-			create(t, run)
-			done := finished(t, run)
+			suite.Create(t, run)
+			done := suite.Finished(t, run)
 			g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
 			g.Expect(done.Status.Reason).To(Equal(labsv1.ReasonPreflightFailed))
 			g.Expect(done.Status.Message).To(ContainSubstring(tc.message))
 			g.Expect(done.Status.Steps).To(HaveEach(HaveField("Verdict", labsv1.VerdictSkipped)))
-			after := []string{readMesh(peerAuthRef).GetResourceVersion(), readMesh(policyRef).GetResourceVersion()}
+			after := []string{suite.ReadMesh(suite.PeerAuthRef).GetResourceVersion(), suite.ReadMesh(suite.PolicyRef).GetResourceVersion()}
 			g.Expect(after).To(Equal(before))
-			expectMeshAsFound(t)
+			suite.ExpectMeshAsFound(t)
 		})
 	}
 }
@@ -263,7 +264,7 @@ func plainNamespace(t *testing.T) string {
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "plain", Name: "backend"},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}
 	for _, o := range []client.Object{ns, svc} {
-		if err := k8s.Create(ctx, o); client.IgnoreAlreadyExists(err) != nil {
+		if err := suite.K8s.Create(ctx, o); client.IgnoreAlreadyExists(err) != nil {
 			t.Fatal(err)
 		}
 	}
@@ -273,49 +274,49 @@ func plainNamespace(t *testing.T) string {
 // TestPolicyDeletedMidRunIsRecreated: someone deletes the set-aside AuthorizationPolicy during the run; the run
 // reports the interference and restore creates the policy again from the journal, exactly as it was.
 func TestPolicyDeletedMidRunIsRecreated(t *testing.T) {
-	startManager(t, managerOptions())
+	suite.Start(t, suite.Options())
 	g := NewWithT(t)
-	slowPropagation(t, 2*time.Second) // keep the run inside its weakened steps for a while
-	run := newRun(labsv1.LabAuthorizationPolicy)
-	create(t, run)
+	suite.SlowPropagation(t, 2*time.Second) // keep the run inside its weakened steps for a while
+	run := suite.NewRun(labsv1.LabAuthorizationPolicy)
+	suite.Create(t, run)
 	g.Eventually(func() map[string]string {
-		return readMesh(policyRef).GetLabels()
+		return suite.ReadMesh(suite.PolicyRef).GetLabels()
 	}).WithTimeout(30 * time.Second).WithPolling(10 * time.Millisecond).Should(HaveKey(mesh.LabelChangedBy))
-	g.Expect(k8s.Delete(context.Background(), readMesh(policyRef))).To(Succeed())
-	done := finished(t, run)
+	g.Expect(suite.K8s.Delete(context.Background(), suite.ReadMesh(suite.PolicyRef))).To(Succeed())
+	done := suite.Finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
-	g.Expect(notPassed(done)).To(ContainSubstring("interfered"))
+	g.Expect(suite.NotPassed(done)).To(ContainSubstring("interfered"))
 	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
-	expectMeshAsFound(t)
+	suite.ExpectMeshAsFound(t)
 }
 
 // TestStepTimeoutStillRestores: inside the weakened window the run's observers are gone and pods stop starting;
 // the probe step times out (Error) and the run restores.
 func TestStepTimeoutStillRestores(t *testing.T) {
-	o := managerOptions()
+	o := suite.Options()
 	o.PodStartGrace = time.Second
-	startManager(t, o)
+	suite.Start(t, o)
 	g := NewWithT(t)
-	t.Cleanup(func() { sb.SetPodStartLatency(0) })
-	slowPropagation(t, 3*time.Second) // keep the run inside non-mesh-allowed for a while
-	run := newRun(labsv1.LabPeerAuthentication)
+	t.Cleanup(func() { suite.SB.SetPodStartLatency(0) })
+	suite.SlowPropagation(t, 3*time.Second) // keep the run inside non-mesh-allowed for a while
+	run := suite.NewRun(labsv1.LabPeerAuthentication)
 	run.Spec.Probe.SettleTimeout = &metav1.Duration{Duration: time.Second}
 	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: 500 * time.Millisecond}
-	create(t, run)
-	waitForMode(t, "PERMISSIVE")
-	sb.SetPodStartLatency(time.Hour)
+	suite.Create(t, run)
+	suite.WaitForMode(t, "PERMISSIVE")
+	suite.SB.SetPodStartLatency(time.Hour)
 	cur := &labsv1.LabRun{}
-	g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
+	g.Expect(suite.K8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
 	pods := &corev1.PodList{}
-	g.Expect(k8s.List(context.Background(), pods, client.MatchingLabels{labsv1.LabelLabRun: string(cur.UID), labsv1.LabelProbe: "true"})).To(Succeed())
+	g.Expect(suite.K8s.List(context.Background(), pods, client.MatchingLabels{labsv1.LabelLabRun: string(cur.UID), labsv1.LabelProbe: "true"})).To(Succeed())
 	g.Expect(pods.Items).NotTo(BeEmpty(), "the run's observers")
 	for i := range pods.Items {
-		g.Expect(k8s.Delete(context.Background(), &pods.Items[i])).To(Succeed())
+		g.Expect(suite.K8s.Delete(context.Background(), &pods.Items[i])).To(Succeed())
 	}
-	done := finished(t, run)
+	done := suite.Finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
-	g.Expect(notPassed(done)).To(ContainSubstring("step timed out"))
+	g.Expect(suite.NotPassed(done)).To(ContainSubstring("step timed out"))
 	g.Expect(meta.IsStatusConditionTrue(done.Status.Conditions, labsv1.ConditionMeshRestored)).To(BeTrue())
-	sb.SetPodStartLatency(0)
-	expectMeshAsFound(t)
+	suite.SB.SetPodStartLatency(0)
+	suite.ExpectMeshAsFound(t)
 }

@@ -1,4 +1,4 @@
-package controllers_test
+package guarantee_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	suite "github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
 // teamB is a second team's namespace: its own workload web (protected by its own L4 policy, which allows its
@@ -25,7 +26,7 @@ func teamBWorld(t *testing.T) {
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: teamB,
 		Labels: map[string]string{"istio.io/dataplane-mode": "ambient", labsv1.LabelEnabled: "true"}}}
-	if err := k8s.Create(ctx, ns); client.IgnoreAlreadyExists(err) != nil {
+	if err := suite.K8s.Create(ctx, ns); client.IgnoreAlreadyExists(err) != nil {
 		t.Fatal(err)
 	}
 	var objs []client.Object
@@ -36,23 +37,23 @@ func teamBWorld(t *testing.T) {
 				Spec: corev1.ServiceSpec{Selector: map[string]string{"app": app},
 					Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}}}},
 			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: teamB, Name: app + "-0", Labels: map[string]string{"app": app}},
-				Spec: corev1.PodSpec{NodeName: sb.Nodes[i%len(sb.Nodes)], ServiceAccountName: app,
+				Spec: corev1.PodSpec{NodeName: suite.SB.Nodes[i%len(suite.SB.Nodes)], ServiceAccountName: app,
 					Containers: []corev1.Container{{Name: app, Image: "kong/httpbin:0.1.0",
 						Ports: []corev1.ContainerPort{{ContainerPort: 80}}}}}})
 	}
 	objs = append(objs, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: teamB, Name: "client"}})
 	for _, o := range objs {
-		NewWithT(t).Expect(k8s.Create(ctx, o)).To(Succeed(), "%T %s", o, o.GetName())
+		NewWithT(t).Expect(suite.K8s.Create(ctx, o)).To(Succeed(), "%T %s", o, o.GetName())
 	}
 	t.Cleanup(func() {
 		for _, o := range objs {
-			_ = k8s.Delete(ctx, o, client.GracePeriodSeconds(0))
+			_ = suite.K8s.Delete(ctx, o, client.GracePeriodSeconds(0))
 		}
 		NewWithT(t).Eventually(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: teamB, Name: "web-0"}, &corev1.Pod{}))
+			return apierrors.IsNotFound(suite.K8s.Get(ctx, client.ObjectKey{Namespace: teamB, Name: "web-0"}, &corev1.Pod{}))
 		}).WithTimeout(30 * time.Second).Should(BeTrue())
 	})
-	addPolicy(t, teamB, "web-allow-client", nil, nil, map[string]any{
+	suite.AddPolicy(t, teamB, "web-allow-client", nil, nil, map[string]any{
 		"selector": map[string]any{"matchLabels": map[string]any{"app": "web"}},
 		"action":   "ALLOW",
 		"rules": []any{map[string]any{"from": []any{map[string]any{"source": map[string]any{
@@ -61,16 +62,16 @@ func teamBWorld(t *testing.T) {
 	NewWithT(t).Eventually(func(g Gomega) {
 		for _, app := range []string{"web", "api"} {
 			pod := &corev1.Pod{}
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: teamB, Name: app + "-0"}, pod)).To(Succeed())
+			g.Expect(suite.K8s.Get(ctx, client.ObjectKey{Namespace: teamB, Name: app + "-0"}, pod)).To(Succeed())
 			g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
 		}
 	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
-	waitPropagated(t, testDelay)
+	suite.WaitPropagated(t, suite.TestDelay)
 }
 
 // teamBRun is team B's Lab run of the peer-authentication lab on its own workload.
 func teamBRun() *labsv1.LabRun {
-	run := newRun(labsv1.LabPeerAuthentication)
+	run := suite.NewRun(labsv1.LabPeerAuthentication)
 	run.Namespace = teamB
 	run.Spec.Target.Service = "web"
 	run.Spec.Client.ServiceAccount = "client"
@@ -83,7 +84,7 @@ func waitWindowOpen(t *testing.T, run *labsv1.LabRun) {
 	t.Helper()
 	NewWithT(t).Eventually(func(g Gomega) {
 		cur := &labsv1.LabRun{}
-		g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
+		g.Expect(suite.K8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
 		g.Expect(cur.Status.Exposure.Since).NotTo(BeNil(), "the run's window is open")
 	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
 }
@@ -93,12 +94,12 @@ func waitWindowOpen(t *testing.T, run *labsv1.LabRun) {
 func secondDuringFirstsWindow(t *testing.T, first, second *labsv1.LabRun) (firstDone, secondDone *labsv1.LabRun) {
 	t.Helper()
 	g := NewWithT(t)
-	create(t, first)
+	suite.Create(t, first)
 	waitWindowOpen(t, first)
-	create(t, second)
-	firstDone, secondDone = finished(t, first), finished(t, second)
-	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(firstDone))
-	g.Expect(secondDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(secondDone))
+	suite.Create(t, second)
+	firstDone, secondDone = suite.Finished(t, first), suite.Finished(t, second)
+	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(firstDone))
+	g.Expect(secondDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(secondDone))
 	return firstDone, secondDone
 }
 
@@ -106,7 +107,7 @@ func secondDuringFirstsWindow(t *testing.T, first, second *labsv1.LabRun) (first
 // back).
 func window(t *testing.T, run *labsv1.LabRun, lab labsv1.LabName, change, restore string) (opened, closed time.Time) {
 	t.Helper()
-	return stepOf(t, run, lab, change).CompletionTime.Time, stepOf(t, run, lab, restore).CompletionTime.Time
+	return suite.StepOf(t, run, lab, change).CompletionTime.Time, suite.StepOf(t, run, lab, restore).CompletionTime.Time
 }
 
 // TestRunsOnAnotherWorkloadDoNotWait: a slow Lab run of one team holds the lock only on what its window reaches
@@ -115,134 +116,134 @@ func window(t *testing.T, run *labsv1.LabRun, lab labsv1.LabName, change, restor
 // run's had closed.
 func TestRunsOnAnotherWorkloadDoNotWait(t *testing.T) {
 	teamBWorld(t)
-	startManager(t, managerOptions())
-	slowPropagation(t, 2*time.Second) // every window lasts at least this long
+	suite.Start(t, suite.Options())
+	suite.SlowPropagation(t, 2*time.Second) // every window lasts at least this long
 	g := NewWithT(t)
-	slowDone, otherDone := secondDuringFirstsWindow(t, newRun(labsv1.LabPeerAuthentication), teamBRun())
+	slowDone, otherDone := secondDuringFirstsWindow(t, suite.NewRun(labsv1.LabPeerAuthentication), teamBRun())
 	slowOpened, slowClosed := window(t, slowDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
 	otherOpened, _ := window(t, otherDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
 	g.Expect(otherOpened).To(BeTemporally(">", slowOpened))
 	g.Expect(otherOpened).To(BeTemporally("<", slowClosed),
 		"team B's window opened only after team A's closed: it waited for a lock on a workload it does not touch")
-	expectMeshAsFound(t)
-	expectNoLock(t)
+	suite.ExpectMeshAsFound(t)
+	suite.ExpectNoLock(t)
 }
 
 // TestQueuedRunsAreServedInArrivalOrder: two runs queue behind a run on the same target; each shows its place,
 // the one behind the next in line starts no pod while it waits, and they are served in the order they asked.
 func TestQueuedRunsAreServedInArrivalOrder(t *testing.T) {
-	startManager(t, managerOptions())
-	slowPropagation(t, 2*time.Second) // the first run holds the lock a while
+	suite.Start(t, suite.Options())
+	suite.SlowPropagation(t, 2*time.Second) // the first run holds the lock a while
 	g := NewWithT(t)
-	first, second, third := newRun(labsv1.LabPeerAuthentication), newRun(labsv1.LabAuthorizationPolicy),
-		newRun(labsv1.LabAuthorizationPolicy)
-	create(t, first)
+	first, second, third := suite.NewRun(labsv1.LabPeerAuthentication), suite.NewRun(labsv1.LabAuthorizationPolicy),
+		suite.NewRun(labsv1.LabAuthorizationPolicy)
+	suite.Create(t, first)
 	queued := func(run *labsv1.LabRun, ahead int32) {
 		t.Helper()
 		g.Eventually(func(g Gomega) {
 			cur := &labsv1.LabRun{}
-			g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
+			g.Expect(suite.K8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
 			g.Expect(cur.Status.Phase).To(Equal(labsv1.PhaseQueued))
 			g.Expect(cur.Status.QueuePosition).To(Equal(ahead))
 			g.Expect(cur.Status.LockHolder).To(Equal(first.Namespace + "/" + first.Name))
 		}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
 	}
 	waitWindowOpen(t, first)
-	create(t, second)
+	suite.Create(t, second)
 	queued(second, 1)
-	create(t, third)
+	suite.Create(t, third)
 	queued(third, 2)
 	// Two ahead: the third run holds no probe pod while it waits; the second, next in line, has its observers.
 	pods := func(run *labsv1.LabRun) []corev1.Pod {
 		list := &corev1.PodList{}
-		g.Expect(k8s.List(context.Background(), list, client.MatchingLabels{labsv1.LabelLabRun: string(run.UID)})).To(Succeed())
+		g.Expect(suite.K8s.List(context.Background(), list, client.MatchingLabels{labsv1.LabelLabRun: string(run.UID)})).To(Succeed())
 		return list.Items
 	}
 	g.Expect(pods(third)).To(BeEmpty(), "a run two places back started pods")
 	g.Eventually(func() []corev1.Pod { return pods(second) }).WithTimeout(30*time.Second).ShouldNot(BeEmpty(),
 		"the next in line readies its observers")
-	firstDone, secondDone, thirdDone := finished(t, first), finished(t, second), finished(t, third)
+	firstDone, secondDone, thirdDone := suite.Finished(t, first), suite.Finished(t, second), suite.Finished(t, third)
 	for _, done := range []*labsv1.LabRun{firstDone, secondDone, thirdDone} {
-		g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), "%s: %s", done.Name, notPassed(done))
+		g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), "%s: %s", done.Name, suite.NotPassed(done))
 	}
 	_, firstClosed := window(t, firstDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
 	secondOpened, secondClosed := window(t, secondDone, labsv1.LabAuthorizationPolicy, "set-aside-policy", "reapply-policy")
 	thirdOpened, _ := window(t, thirdDone, labsv1.LabAuthorizationPolicy, "set-aside-policy", "reapply-policy")
 	g.Expect(secondOpened).To(BeTemporally(">", firstClosed))
 	g.Expect(thirdOpened).To(BeTemporally(">", secondClosed), "the third run was served before the second")
-	expectMeshAsFound(t)
-	expectNoLock(t)
+	suite.ExpectMeshAsFound(t)
+	suite.ExpectNoLock(t)
 }
 
 // TestLockIsHeldOnlyThroughTheWindow: a run gives the lock back at the end of the lab whose window it restored,
 // and asks again for its next window, behind whoever asked meanwhile: a run queued behind it opens its window
 // between the first run's two windows, not after the whole first run.
 func TestLockIsHeldOnlyThroughTheWindow(t *testing.T) {
-	startManager(t, managerOptions())
-	slowPropagation(t, time.Second) // the first window lasts a while
+	suite.Start(t, suite.Options())
+	suite.SlowPropagation(t, time.Second) // the first window lasts a while
 	g := NewWithT(t)
-	first := newRun(labsv1.LabAuthorizationPolicy, labsv1.LabPeerAuthentication)
-	create(t, first)
+	first := suite.NewRun(labsv1.LabAuthorizationPolicy, labsv1.LabPeerAuthentication)
+	suite.Create(t, first)
 	waitWindowOpen(t, first)
-	second := newRun(labsv1.LabAuthorizationPolicy)
-	create(t, second)
-	firstDone, secondDone := finished(t, first), finished(t, second)
-	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(firstDone))
-	g.Expect(secondDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(secondDone))
-	firstLabEnd := stepOf(t, firstDone, labsv1.LabAuthorizationPolicy, "attacker-denied").CompletionTime.Time
+	second := suite.NewRun(labsv1.LabAuthorizationPolicy)
+	suite.Create(t, second)
+	firstDone, secondDone := suite.Finished(t, first), suite.Finished(t, second)
+	g.Expect(firstDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(firstDone))
+	g.Expect(secondDone.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(secondDone))
+	firstLabEnd := suite.StepOf(t, firstDone, labsv1.LabAuthorizationPolicy, "attacker-denied").CompletionTime.Time
 	secondOpened, secondClosed := window(t, secondDone, labsv1.LabAuthorizationPolicy, "set-aside-policy", "reapply-policy")
 	firstAgain, _ := window(t, firstDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
 	g.Expect(secondOpened).To(BeTemporally(">", firstLabEnd), "the second run's window opened inside the first's lab")
 	g.Expect(secondOpened).To(BeTemporally("<", firstAgain),
 		"the second run waited for the whole first run, not for its window")
 	g.Expect(firstAgain).To(BeTemporally(">", secondClosed), "the first run's next window did not wait its turn")
-	expectMeshAsFound(t)
-	expectNoLock(t)
+	suite.ExpectMeshAsFound(t)
+	suite.ExpectNoLock(t)
 }
 
 // TestHoldWaitsNoLongerThanPodStartGraceForObservers: once served, a run holds the lock; observers that do not
 // start within the pod start grace end the step before any change, whatever the step's budget, and the lock is
 // given back.
 func TestHoldWaitsNoLongerThanPodStartGraceForObservers(t *testing.T) {
-	sb.SetPodStartLatency(3 * time.Second)
-	t.Cleanup(func() { sb.SetPodStartLatency(0) })
-	o := managerOptions()
+	suite.SB.SetPodStartLatency(3 * time.Second)
+	t.Cleanup(func() { suite.SB.SetPodStartLatency(0) })
+	o := suite.Options()
 	o.PodStartGrace = time.Second
-	startManager(t, o)
+	suite.Start(t, o)
 	g := NewWithT(t)
-	run := newRun(labsv1.LabAuthorizationPolicy)
-	create(t, run)
-	done := finished(t, run)
+	run := suite.NewRun(labsv1.LabAuthorizationPolicy)
+	suite.Create(t, run)
+	done := suite.Finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
-	st := stepOf(t, done, labsv1.LabAuthorizationPolicy, "set-aside-policy")
+	st := suite.StepOf(t, done, labsv1.LabAuthorizationPolicy, "set-aside-policy")
 	g.Expect(st.Verdict).To(Equal(labsv1.VerdictError), st.Message)
 	g.Expect(st.Message).To(ContainSubstring("were not running and watching within 1s (--pod-start-grace)"))
 	g.Expect(done.Status.Journal).To(BeEmpty(), "the mesh was changed")
-	expectMeshAsFound(t)
-	expectNoLock(t)
+	suite.ExpectMeshAsFound(t)
+	suite.ExpectNoLock(t)
 }
 
 // TestMaxActiveRunsQueuesTheRest: with --max-active-runs 2, of three runs created at once two are worked on and
 // the third waits Queued, in first place, holding no pod, until one of them ends.
 func TestMaxActiveRunsQueuesTheRest(t *testing.T) {
-	sb.SetPodStartLatency(4 * time.Second) // each run lasts a while
-	t.Cleanup(func() { sb.SetPodStartLatency(0) })
-	o := managerOptions()
+	suite.SB.SetPodStartLatency(4 * time.Second) // each run lasts a while
+	t.Cleanup(func() { suite.SB.SetPodStartLatency(0) })
+	o := suite.Options()
 	o.MaxActiveRuns = 2
-	startManager(t, o)
+	suite.Start(t, o)
 	g := NewWithT(t)
 	var runs []*labsv1.LabRun
 	for range 3 {
-		run := newRun(labsv1.LabMTLS)
+		run := suite.NewRun(labsv1.LabMTLS)
 		run.Spec.Mode = labsv1.ModeVerify
-		create(t, run)
+		suite.Create(t, run)
 		runs = append(runs, run)
 	}
 	g.Eventually(func(g Gomega) {
 		var active, waiting []labsv1.LabRun
 		for _, run := range runs {
 			cur := &labsv1.LabRun{}
-			g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
+			g.Expect(suite.K8s.Get(context.Background(), client.ObjectKeyFromObject(run), cur)).To(Succeed())
 			switch {
 			case cur.Status.Reason == labsv1.ReasonWaitingForSlot:
 				waiting = append(waiting, *cur)
@@ -256,13 +257,13 @@ func TestMaxActiveRunsQueuesTheRest(t *testing.T) {
 		g.Expect(waiting[0].Status.QueuePosition).To(BeEquivalentTo(1))
 		g.Expect(waiting[0].Status.Message).To(ContainSubstring("--max-active-runs 2"))
 		pods := &corev1.PodList{}
-		g.Expect(k8s.List(context.Background(), pods, client.MatchingLabels{labsv1.LabelLabRun: string(waiting[0].UID)})).To(Succeed())
+		g.Expect(suite.K8s.List(context.Background(), pods, client.MatchingLabels{labsv1.LabelLabRun: string(waiting[0].UID)})).To(Succeed())
 		g.Expect(pods.Items).To(BeEmpty(), "a queued run started pods")
 	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
 	var done []*labsv1.LabRun
 	for _, run := range runs {
-		d := finished(t, run)
-		g.Expect(d.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(d))
+		d := suite.Finished(t, run)
+		g.Expect(d.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(d))
 		g.Expect(d.Status.ActiveSince).NotTo(BeNil())
 		done = append(done, d)
 	}
@@ -278,13 +279,13 @@ func TestMaxActiveRunsQueuesTheRest(t *testing.T) {
 // refused) under its lock too. A second run on the same target, created while the first run's window is open,
 // waits before its baseline instead of finding the target PERMISSIVE by the first run's hand and failing.
 func TestBaselineIsNotJudgedInAnotherRunsWindow(t *testing.T) {
-	startManager(t, managerOptions())
-	slowPropagation(t, 2*time.Second) // the first window stays open a while
+	suite.Start(t, suite.Options())
+	suite.SlowPropagation(t, 2*time.Second) // the first window stays open a while
 	g := NewWithT(t)
-	firstDone, secondDone := secondDuringFirstsWindow(t, newRun(labsv1.LabPeerAuthentication), newRun(labsv1.LabPeerAuthentication))
+	firstDone, secondDone := secondDuringFirstsWindow(t, suite.NewRun(labsv1.LabPeerAuthentication), suite.NewRun(labsv1.LabPeerAuthentication))
 	_, firstClosed := window(t, firstDone, labsv1.LabPeerAuthentication, "set-aside-policy", "restore-strict")
-	baseline := stepOf(t, secondDone, labsv1.LabPeerAuthentication, "baseline-strict")
+	baseline := suite.StepOf(t, secondDone, labsv1.LabPeerAuthentication, "baseline-strict")
 	g.Expect(baseline.StartTime.Time).To(BeTemporally(">", firstClosed), "the baseline was judged inside another run's window")
-	expectMeshAsFound(t)
-	expectNoLock(t)
+	suite.ExpectMeshAsFound(t)
+	suite.ExpectNoLock(t)
 }
