@@ -63,8 +63,8 @@ func runFleet(ctx context.Context, c config, b *bench, stdout io.Writer) error {
 	}
 	var sb strings.Builder
 	w := io.MultiWriter(stdout, &sb)
-	fmt.Fprintf(w, "\nbench-fleet %s: one Verify run of every lab, settle %s, sandbox propagation %s; manager as its own process\n\n",
-		time.Now().UTC().Format(time.RFC3339), c.settle, c.propagationDelay)
+	fmt.Fprintf(w, "\nbench-fleet %s: one Verify run of every lab, %d replicas, coverage %s, settle %s, sandbox propagation %s; manager as its own process\n\n",
+		time.Now().UTC().Format(time.RFC3339), c.replicas, c.coverage, c.settle, c.propagationDelay)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "nodes\trun\tphase\tpassed\twall\tpods created\tAPI requests\tbytes to LabRuns\tstatus size\tmanager CPU\tpeak heap\tpeak RSS\t")
 	for _, r := range rows {
@@ -122,6 +122,9 @@ func (b *bench) fleetCase(ctx context.Context, c config, n int) ([]fleetRow, err
 func (b *bench) fleetRun(ctx context.Context, c config, m *manager, n int, which string) (fleetRow, error) {
 	r := fleetRow{nodes: n, run: which}
 	run, err := b.verifyRun(fmt.Sprintf("fleet-%d-%s", n, which), c.settle)
+	if err == nil {
+		run.Spec.Probe.Coverage = labsv1.Coverage(c.coverage)
+	}
 	if err != nil {
 		return r, err
 	}

@@ -25,6 +25,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/controlplane"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
@@ -33,6 +34,7 @@ type config struct {
 	counts           []int
 	fleet            []int // fleet mode: node counts
 	replicas         int
+	coverage         string // fleet mode: spec.probe.coverage
 	settle           time.Duration
 	out              string
 	profileN         int
@@ -61,6 +63,7 @@ func parseFlags(args []string) (config, error) {
 	counts := fs.String("n", "1,30,100", "How many LabRuns to apply at once, one case per number (comma-separated)")
 	fleet := fs.String("fleet", "", "Fleet mode instead: one Verify run of every lab (twice) on a sandbox of each of these node counts (comma-separated, e.g. 3,30,100,300)")
 	fs.IntVar(&c.replicas, "replicas", 2, "Fleet mode: the target's replicas, spread over the nodes")
+	fs.StringVar(&c.coverage, "coverage", string(labsv1.CoveragePairs), "Fleet mode: the runs' spec.probe.coverage (Pairs or Matrix)")
 	fs.DurationVar(&c.settle, "settle", 5*time.Second, "Fleet mode: the runs' settle timeout")
 	fs.StringVar(&c.out, "out", "bin/bench-load", "Directory for the manager binary, its logs, the profiles and summary.txt")
 	fs.IntVar(&c.profileN, "profile-n", 30, "The case whose CPU and heap profiles are saved (0: none)")
