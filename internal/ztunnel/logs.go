@@ -67,12 +67,12 @@ func (r *LogReader) Read(ctx context.Context, namespace string, selector map[str
 			container = p.Spec.Containers[0].Name
 		}
 		t := lookup(r, &r.ztunnel, tailKey{p.UID, container}, r.parseEntry)
-		var held time.Time
-		if all, held, err = t.appendSince(ctx, all, r.pages(p.Namespace, p.Name, container), since, time.Now()); err != nil {
+		var h held
+		if all, h, err = t.appendSince(ctx, all, r.pages(p.Namespace, p.Name, container), since, time.Now()); err != nil {
 			return nil, nil, fmt.Errorf("reading logs of ztunnel pod %s/%s: %w", p.Namespace, p.Name, err)
 		}
-		if !held.IsZero() && partial == nil {
-			partial = &Incomplete{Pod: p.Namespace + "/" + p.Name, Node: p.Spec.NodeName, Since: since, Held: held}
+		if !h.whole() && partial == nil {
+			partial = &Incomplete{Pod: p.Namespace + "/" + p.Name, Node: p.Spec.NodeName, Since: since, Held: h.from, ReadTo: h.to}
 		}
 		sources = append(sources, Source{Namespace: p.Namespace, Pod: p.Name, Node: p.Spec.NodeName})
 	}
@@ -83,16 +83,26 @@ func (r *LogReader) Read(ctx context.Context, namespace string, selector map[str
 }
 
 // Incomplete is Read's error when it returns what it holds of a window but not all of it: a ztunnel pod logged
-// more lines in the window than the reader keeps (maxKept), and those before Held were dropped. The entries
-// returned are real; a line missing from them may be among those dropped.
+// more lines in the window than the reader keeps (maxKept), and those before Held were dropped; or it logs faster
+// than the reads page through it, and those after ReadTo are not read yet. The entries returned are real; a line
+// missing from them may be among those not held.
 type Incomplete struct {
 	Pod, Node   string
 	Since, Held time.Time
+	ReadTo      time.Time
 }
 
 func (e *Incomplete) Error() string {
-	return fmt.Sprintf("the log of ztunnel pod %s (node %s) is held only from %s, not from %s: it logged more than %d lines "+
-		"in the window, and the older ones were dropped", e.Pod, e.Node, e.Held.UTC().Format(time.RFC3339), e.Since.UTC().Format(time.RFC3339), maxKept)
+	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	var parts []string
+	if !e.Held.IsZero() {
+		parts = append(parts, fmt.Sprintf("held only from %s, not from %s: it logged more than %d lines in the window, "+
+			"and the older ones were dropped", stamp(e.Held), stamp(e.Since), maxKept))
+	}
+	if !e.ReadTo.IsZero() {
+		parts = append(parts, fmt.Sprintf("read only up to %s: it logs faster than the reads page through it", stamp(e.ReadTo)))
+	}
+	return fmt.Sprintf("the log of ztunnel pod %s (node %s) is %s", e.Pod, e.Node, strings.Join(parts, "; and "))
 }
 
 // IsIncomplete tells whether err is, or wraps, an Incomplete.

@@ -138,6 +138,7 @@ type tail[T any] struct {
 	oldestAt time.Time
 	capped   time.Time // when lines were last dropped for maxKept
 	gap      time.Time // the end of the last second skipped unread (catchUp): lines before it may be missing
+	behind   bool      // the last catchUp stopped at maxPagesPerRead with more to read
 	used     time.Time
 }
 
@@ -148,10 +149,16 @@ func (t *tail[T]) read(ctx context.Context, page pageFunc, since, now time.Time)
 	return lines, err
 }
 
-// appendSince is read appending to dst: a reader of many containers copies each line once. held, when not zero,
-// says the window is not all there: its lines before held were dropped for maxKept (the container logs more than
-// that in the window), and only those from held on are in dst.
-func (t *tail[T]) appendSince(ctx context.Context, dst []T, page pageFunc, since, now time.Time) (_ []T, held time.Time, _ error) {
+// held says what of a window dst holds when it is not all there (zero: all of it). from: lines before it were
+// dropped (for maxKept, or a second skipped unread). to: the reads have not caught up with the log yet (a log
+// that grows faster than maxPagesPerRead pages a read), and lines after it are not read.
+type held struct{ from, to time.Time }
+
+func (h held) whole() bool { return h.from.IsZero() && h.to.IsZero() }
+
+// appendSince is read appending to dst: a reader of many containers copies each line once, and says what of the
+// window it holds.
+func (t *tail[T]) appendSince(ctx context.Context, dst []T, page pageFunc, since, now time.Time) (_ []T, h held, _ error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	since = since.UTC().Truncate(time.Second)
@@ -164,11 +171,14 @@ func (t *tail[T]) appendSince(ctx context.Context, dst []T, page pageFunc, since
 		t.oldest, t.oldestAt = since, now
 	}
 	if err := t.catchUp(ctx, page); err != nil {
-		return dst, time.Time{}, err
+		return dst, held{}, err
 	}
 	t.evict(now)
-	if h := later(t.from, t.gap); since.Before(h) {
-		held = h
+	if from := later(t.from, t.gap); since.Before(from) {
+		h.from = from
+	}
+	if t.behind {
+		h.to = t.cur.at
 	}
 	// Lines are kept in log order, and the runtime's stamps do not go back: the first at or after since.
 	i, _ := slices.BinarySearchFunc(t.lines, since, func(l kept[T], at time.Time) int { return l.at.Compare(at) })
@@ -176,12 +186,14 @@ func (t *tail[T]) appendSince(ctx context.Context, dst []T, page pageFunc, since
 	for _, l := range t.lines[i:] {
 		dst = append(dst, l.v)
 	}
-	return dst, held, nil
+	return dst, h, nil
 }
 
-// catchUp reads pages from the cursor until one is not cut at the byte limit, or maxPagesPerRead.
+// catchUp reads pages from the cursor until one is not cut at the byte limit, or maxPagesPerRead (then it is
+// behind, and the next read goes on from there).
 func (t *tail[T]) catchUp(ctx context.Context, page pageFunc) error {
 	scale := int64(1)
+	t.behind = true
 	for range maxPagesPerRead {
 		lines, cut, err := page(ctx, t.cur.from(t.from), scale)
 		if err != nil {
@@ -202,6 +214,7 @@ func (t *tail[T]) catchUp(ctx context.Context, page pageFunc) error {
 		t.cur = next
 		switch {
 		case !cut:
+			t.behind = false
 			return nil
 		case len(fresh) == 0 && scale < maxPageScale:
 			// One second holds more than a page, and sinceTime cannot start inside it: ask for it in a larger page.

@@ -166,13 +166,41 @@ func TestTailSkipsASecondLongerThanAPage(t *testing.T) {
 		t.Errorf("%d pages", f.pages)
 	}
 	// The window over the skipped second is said to be held only from the second after it.
-	if !held.Equal(at(1000)) {
-		t.Errorf("held from %v, want %v: the burst's second was not read in full", held, at(1000))
+	if !held.from.Equal(at(1000)) {
+		t.Errorf("held from %v, want %v: the burst's second was not read in full", held.from, at(1000))
 	}
 	// A window after the skipped second is whole.
-	if _, held, err := tl.appendSince(context.Background(), nil, f.page, at(1000), at(2000)); err != nil || !held.IsZero() {
+	if _, held, err := tl.appendSince(context.Background(), nil, f.page, at(1000), at(2000)); err != nil || !held.whole() {
 		t.Errorf("a window after the gap: held %v, %v; want it whole", held, err)
 	}
+}
+
+// A log that grows faster than a read pages through it: the window is said to be read only up to where the reads
+// stopped, until they catch up.
+func TestTailSaysWhenItHasNotCaughtUp(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeLog{limit: 100} // about three lines a page
+	for i := range 20 * maxPagesPerRead {
+		f.add(i*1000, fmt.Sprintf("line-%04d", i)) // one line a second: each page ends inside a later second
+	}
+	tl, _ := newTail()
+	now := at(20 * maxPagesPerRead * 1000)
+	_, held, err := tl.appendSince(ctx, nil, f.page, at(0), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held.to.IsZero() || !held.from.IsZero() {
+		t.Fatalf("after one read: held %+v; want read only up to where the read stopped", held)
+	}
+	for range 20 {
+		if _, held, err = tl.appendSince(ctx, nil, f.page, at(0), now); err != nil {
+			t.Fatal(err)
+		}
+		if held.whole() {
+			return
+		}
+	}
+	t.Errorf("never caught up: held %+v", held)
 }
 
 // A window of more lines than maxKept is answered with the newest and said to be held only from the oldest kept;
@@ -189,11 +217,11 @@ func TestTailSaysWhenAWindowIsNotHeldInFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if held.IsZero() || !held.After(at(0)) || len(got) > maxKept {
-		t.Fatalf("%d lines held from %v: want at most %d, held from after the window's start", len(got), held, maxKept)
+	if !held.from.After(at(0)) || len(got) > maxKept {
+		t.Fatalf("%d lines held from %v: want at most %d, held from after the window's start", len(got), held.from, maxKept)
 	}
 	// The newest second is held in full.
-	if _, held, err := tl.appendSince(ctx, nil, f.page, at((n-100)*10).Truncate(time.Second).Add(time.Second), at(n*10+1000)); err != nil || !held.IsZero() {
+	if _, held, err := tl.appendSince(ctx, nil, f.page, at((n-100)*10).Truncate(time.Second).Add(time.Second), at(n*10+1000)); err != nil || !held.whole() {
 		t.Errorf("a window within what is kept: held %v, %v; want it whole", held, err)
 	}
 }
