@@ -2,6 +2,7 @@ package authz
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -106,4 +107,31 @@ func names(ps []Peer) string {
 		out = append(out, p.principal())
 	}
 	return strings.Join(out, ", ")
+}
+
+// Strict is the effective mTLS mode under which ztunnel refuses a peer without identity.
+const Strict = "STRICT"
+
+// PlaintextProbes are the connections without identity (from nonMesh) that prove a workload's PeerAuthentication,
+// one per port it serves, given its effective mode on each (internal/mesh works those out): on a STRICT port
+// ztunnel refuses it (istiod's DENY for STRICT: the static strict policy, or the workload's converted one with
+// portLevelMtls, ISTIO-FACTS.md), and on any other port it reaches the workload's AuthorizationPolicies, which
+// decide as Decide says.
+func PlaintextProbes(modes map[uint32]string, all []Reading, o Options, w Workload, nonMesh Peer) []Probe {
+	ports := make([]uint32, 0, len(modes))
+	for p := range modes {
+		ports = append(ports, p)
+	}
+	slices.Sort(ports)
+	out := make([]Probe, 0, len(ports))
+	for _, port := range ports {
+		if modes[port] == Strict {
+			out = append(out, Probe{Src: nonMesh, Port: port, Want: Decision{Reason: "STRICT: a peer without identity is refused"},
+				Why: "plaintext to a STRICT port"})
+			continue
+		}
+		out = append(out, Probe{Src: nonMesh, Port: port, Want: Decide(all, o, nonMesh, w, port),
+			Why: "plaintext to a " + modes[port] + " port, left to the AuthorizationPolicies"})
+	}
+	return out
 }

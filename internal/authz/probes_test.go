@@ -86,3 +86,42 @@ spec:
 		})
 	}
 }
+
+// TestPlaintextProbes: plaintext is refused on a STRICT port whatever the AuthorizationPolicies say, and on a
+// PERMISSIVE port (port-level PERMISSIVE) it meets them.
+func TestPlaintextProbes(t *testing.T) {
+	modes := map[uint32]string{9090: "PERMISSIVE", 8080: Strict}
+	for _, tc := range []struct {
+		name     string
+		policies []string
+		want     []string
+	}{
+		{"no AuthorizationPolicy", nil, []string{"8080 denied STRICT: a peer without identity is refused", "9090 allowed no ALLOW policy"}},
+		{"the lab guide's ALLOW", []string{allowFrontend}, []string{"8080 denied STRICT: a peer without identity is refused",
+			"9090 denied allow policies exist, but none allowed"}},
+		{"an ALLOW of the plaintext source's addresses", []string{`
+metadata: {name: legacy, namespace: demo}
+spec:
+  action: ALLOW
+  rules: [{from: [{source: {ipBlocks: ["10.3.0.0/16"]}}]}]
+`}, []string{"8080 denied STRICT: a peer without identity is refused", "9090 allowed allowed by an ALLOW policy"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var all []Reading
+			for _, doc := range tc.policies {
+				all = append(all, Read(policy(t, doc), Options{}))
+			}
+			var got []string
+			for _, p := range PlaintextProbes(modes, all, Options{}, backend, nonMesh) {
+				v := "denied"
+				if p.Want.Allowed {
+					v = "allowed"
+				}
+				got = append(got, strconv.FormatUint(uint64(p.Port), 10)+" "+v+" "+p.Want.Reason)
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
