@@ -46,10 +46,5 @@ func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, lab
 // planStep is the catalogue's step lab/name of the run's plan (zero when absent).
 func planStep(run *labsv1.LabRun, lab labsv1.LabName, name string) labs.Step {
 	plan, _ := planOf(run)
-	for _, s := range plan {
-		if s.Lab == lab && s.Name == name {
-			return s
-		}
-	}
-	return labs.Step{Lab: lab, Name: name}
+	return steps.PlanStep(plan, lab, name)
 }

@@ -125,16 +125,19 @@ func (r *LabRunReconciler) fleetOf(ctx context.Context, run *labsv1.LabRun) (fle
 	}
 	sort.Slice(f.endpoints, func(i, j int) bool { return f.endpoints[i].pod < f.endpoints[j].pod })
 	if len(f.nodes) > 0 && len(f.endpoints) > 0 {
-		pairs := coveragePairs(len(f.nodes), len(f.endpoints))
+		calls := coveragePairs(len(f.nodes), len(f.endpoints))
+		if run.Spec.Probe.Coverage == labsv1.CoverageMatrix {
+			all := make([]int, len(f.endpoints))
+			for j := range all {
+				all[j] = j
+			}
+			for i := range calls {
+				calls[i] = all
+			}
+		}
 		f.calls = map[string][]int{}
 		for i, n := range f.nodes {
-			f.calls[n] = pairs[i]
-			if run.Spec.Probe.Coverage == labsv1.CoverageMatrix {
-				f.calls[n] = nil
-				for j := range f.endpoints {
-					f.calls[n] = append(f.calls[n], j)
-				}
-			}
+			f.calls[n] = calls[i]
 		}
 	}
 	switch {

@@ -206,7 +206,7 @@ func (r Reading) Enforced() bool { return r.Effect == AsWritten || r.Effect == N
 func (r Reading) Deny() bool { return r.deny }
 
 // AppliesTo tells whether ztunnel applies the policy to connections to w.
-func (r Reading) AppliesTo(w Workload, o Options) bool {
+func (r Reading) AppliesTo(w Workload) bool {
 	if !r.Enforced() {
 		return false
 	}
@@ -249,10 +249,10 @@ type Decision struct {
 // apply to w are passed over): a matching DENY denies; no ALLOW policy allows; a matching ALLOW allows; otherwise
 // it is denied. Several matching DENY policies: the first in the order given (ztunnel names one of them, not
 // deterministically, ISTIO-FACTS.md).
-func Decide(policies []Reading, o Options, src Peer, w Workload, port uint32) Decision {
+func Decide(policies []Reading, src Peer, w Workload, port uint32) Decision {
 	var allows []Reading
 	for _, r := range policies {
-		if !r.AppliesTo(w, o) {
+		if !r.AppliesTo(w) {
 			continue
 		}
 		if r.deny {

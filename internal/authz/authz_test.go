@@ -183,7 +183,7 @@ spec:
 				read = append(read, Read(policy(t, doc), Options{}))
 			}
 			for _, p := range tc.probes {
-				d := Decide(read, Options{}, p.src, p.dst, p.port)
+				d := Decide(read, p.src, p.dst, p.port)
 				got := d.By
 				if got == "" {
 					got = d.Reason
@@ -269,7 +269,7 @@ spec:
 				t.Fatalf("%s: %q; want %s saying %q", r.Effect, r.Reason, tc.effect, tc.says)
 			}
 			for _, p := range tc.probes {
-				d := Decide([]Reading{r}, tc.o, p.src, p.dst, p.port)
+				d := Decide([]Reading{r}, p.src, p.dst, p.port)
 				got := d.By
 				if got == "" {
 					got = d.Reason

@@ -62,17 +62,17 @@ func Candidates(r Reading) []Peer {
 // names); for a DENY policy, one connection it refuses and one it lets through. Each probe's expectation comes from
 // Decide over all the policies read (r among them). A policy that cannot be proved that way gets no probes and the
 // reason (e.g. it allows only identities the audit may not assume).
-func ProbesFor(r Reading, all []Reading, o Options, w Workload, ports []uint32, candidates []Peer, auditor Peer) ([]Probe, string) {
+func ProbesFor(r Reading, all []Reading, w Workload, ports []uint32, candidates []Peer, auditor Peer) ([]Probe, string) {
 	if !r.Enforced() {
 		return nil, "not enforced by ztunnel: " + r.Reason
 	}
-	if !r.AppliesTo(w, o) {
+	if !r.AppliesTo(w) {
 		return nil, "it does not apply to the workload"
 	}
 	var hit, miss *Probe
 	for _, port := range ports {
 		for _, src := range append(append([]Peer{}, candidates...), auditor) {
-			d := Decide(all, o, src, w, port)
+			d := Decide(all, src, w, port)
 			decided := d.By == r.Policy.Key()
 			switch {
 			case hit == nil && decided:
@@ -117,7 +117,7 @@ const Strict = "STRICT"
 // ztunnel refuses it (istiod's DENY for STRICT: the static strict policy, or the workload's converted one with
 // portLevelMtls, ISTIO-FACTS.md), and on any other port it reaches the workload's AuthorizationPolicies, which
 // decide as Decide says.
-func PlaintextProbes(modes map[uint32]string, all []Reading, o Options, w Workload, nonMesh Peer) []Probe {
+func PlaintextProbes(modes map[uint32]string, all []Reading, w Workload, nonMesh Peer) []Probe {
 	ports := make([]uint32, 0, len(modes))
 	for p := range modes {
 		ports = append(ports, p)
@@ -130,7 +130,7 @@ func PlaintextProbes(modes map[uint32]string, all []Reading, o Options, w Worklo
 				Why: "plaintext to a STRICT port"})
 			continue
 		}
-		out = append(out, Probe{Src: nonMesh, Port: port, Want: Decide(all, o, nonMesh, w, port),
+		out = append(out, Probe{Src: nonMesh, Port: port, Want: Decide(all, nonMesh, w, port),
 			Why: "plaintext to a " + modes[port] + " port, left to the AuthorizationPolicies"})
 	}
 	return out

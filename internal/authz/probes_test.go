@@ -64,7 +64,7 @@ spec:
 			for _, doc := range tc.others {
 				all = append(all, Read(policy(t, doc), Options{}))
 			}
-			probes, reason := ProbesFor(target, all, Options{}, backend, tc.ports, append(Candidates(target), tc.extra...), auditor)
+			probes, reason := ProbesFor(target, all, backend, tc.ports, append(Candidates(target), tc.extra...), auditor)
 			var got []string
 			for _, p := range probes {
 				who := p.Src.principal()
@@ -112,7 +112,7 @@ spec:
 				all = append(all, Read(policy(t, doc), Options{}))
 			}
 			var got []string
-			for _, p := range PlaintextProbes(modes, all, Options{}, backend, nonMesh) {
+			for _, p := range PlaintextProbes(modes, all, backend, nonMesh) {
 				v := "denied"
 				if p.Want.Allowed {
 					v = "allowed"

@@ -50,8 +50,8 @@ func readRule(sr *v1beta1.Rule, ns string) (rule, []string) {
 		var cl clause
 		for _, to := range sr.To {
 			op := to.GetOperation()
-			l7 = appendIf(l7, "hosts", op.GetHosts(), "notHosts", op.GetNotHosts(), "methods", op.GetMethods(),
-				"notMethods", op.GetNotMethods(), "paths", op.GetPaths(), "notPaths", op.GetNotPaths())
+			l7 = append(l7, present(map[string][]string{"hosts": op.GetHosts(), "notHosts": op.GetNotHosts(),
+				"methods": op.GetMethods(), "notMethods": op.GetNotMethods(), "paths": op.GetPaths(), "notPaths": op.GetNotPaths()})...)
 			cl = append(cl, match{ports: ports(op.GetPorts()), notPorts: ports(op.GetNotPorts())})
 		}
 		ru.clauses = append(ru.clauses, cl)
@@ -60,9 +60,10 @@ func readRule(sr *v1beta1.Rule, ns string) (rule, []string) {
 		var cl clause
 		for _, from := range sr.From {
 			s := from.GetSource()
-			l7 = appendIf(l7, "remoteIpBlocks", s.GetRemoteIpBlocks(), "notRemoteIpBlocks", s.GetNotRemoteIpBlocks(),
-				"requestPrincipals", s.GetRequestPrincipals(), "notRequestPrincipals", s.GetNotRequestPrincipals(),
-				"trustDomains", s.GetTrustDomains(), "notTrustDomains", s.GetNotTrustDomains())
+			l7 = append(l7, present(map[string][]string{"remoteIpBlocks": s.GetRemoteIpBlocks(),
+				"notRemoteIpBlocks": s.GetNotRemoteIpBlocks(), "requestPrincipals": s.GetRequestPrincipals(),
+				"notRequestPrincipals": s.GetNotRequestPrincipals(), "trustDomains": s.GetTrustDomains(),
+				"notTrustDomains": s.GetNotTrustDomains()})...)
 			cl = append(cl, match{
 				principals: strs(s.GetPrincipals()), notPrincipals: strs(s.GetNotPrincipals()),
 				namespaces: strs(s.GetNamespaces()), notNamespaces: strs(s.GetNotNamespaces()),
@@ -94,10 +95,12 @@ func readRule(sr *v1beta1.Rule, ns string) (rule, []string) {
 	return ru, l7
 }
 
-func appendIf(out []string, pairs ...any) []string {
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if vals, _ := pairs[i+1].([]string); len(vals) > 0 {
-			out = append(out, pairs[i].(string))
+// present are the names of the fields that are set (Read sorts what it reports).
+func present(fields map[string][]string) []string {
+	var out []string
+	for name, vals := range fields {
+		if len(vals) > 0 {
+			out = append(out, name)
 		}
 	}
 	return out
