@@ -51,6 +51,12 @@ const (
 	LabelSchedule = "labs.ambientlab.io/schedule"
 	// LabelNode names the node a probe pod is pinned to (observers of a per-node step).
 	LabelNode = "labs.ambientlab.io/node"
+	// LabelWarm names, by UID, the LabSchedule that keeps a warm observer, fixture or arm ConfigMap between its
+	// runs.
+	LabelWarm = "labs.ambientlab.io/warm"
+	// LabelArm marks an arm ConfigMap: what a schedule's warm observers call, for which run and until when. The
+	// observers read it from a ConfigMap volume (one key per node).
+	LabelArm = "labs.ambientlab.io/arm"
 	// AnnotationOwner marks a mesh object changed by a run: <namespace>/<name> of the LabRun.
 	AnnotationOwner = "labs.ambientlab.io/owner"
 	// LabelEnabled, with value "true" on a namespace, lets runs touch it (probe pods, fixtures, policies, the
