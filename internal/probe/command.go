@@ -75,6 +75,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // observe streams one JSON Attempt per line to stdout, each written (and flushed) as soon as it is known: the
 // controller reads the container log while the observer runs.
 func observe(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
+	if cfg.opts.ArmFile != "" && cfg.opts.LoadArm == nil {
+		cfg.opts.LoadArm = reportingArmFile(cfg.opts.ArmFile, stderr)
+	}
 	n, failed := 0, false
 	Observe(ctx, cfg.opts, func(a Attempt) {
 		n++
@@ -87,6 +90,23 @@ func observe(ctx context.Context, cfg config, stdout, stderr io.Writer) int {
 	summary, _ := json.Marshal(Summary{Attempts: n})
 	writeTerminationLog(cfg.terminationLog, append(summary, '\n'), stderr)
 	return 0
+}
+
+// reportingArmFile reads the arm at path, as Observe would, and writes an error that stops the observer from
+// reading its arm to stderr: once, not at every attempt, until the file reads well again.
+func reportingArmFile(path string, stderr io.Writer) func() (Arm, error) {
+	last := ""
+	return func() (Arm, error) {
+		arm, err := readArmFile(path)
+		switch {
+		case err == nil:
+			last = ""
+		case err.Error() != last:
+			last = err.Error()
+			fmt.Fprintf(stderr, "probe: reading arm (idle until it reads): %v\n", err)
+		}
+		return arm, err
+	}
 }
 
 // writeLine writes line in one call and flushes a buffered writer, so that a log reader sees whole lines.
@@ -116,7 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var expect string
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Func("url", "URL to request (required); an observer takes it more than once and calls each in turn", func(v string) error {
+	fs.Func("url", "URL to request (required unless --arm); an observer takes it more than once and calls each in turn", func(v string) error {
 		if cfg.opts.URL == "" {
 			cfg.opts.URL = v
 			return nil
@@ -130,6 +150,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.opts.Settle, "settle", 30*time.Second, "total time to wait until the expectation holds (0: one attempt); with --observe, the total observation time (0: until stopped)")
 	fs.IntVar(&cfg.opts.Count, "count", DefaultCount, "requests that must all match once the expectation holds")
 	fs.DurationVar(&cfg.opts.Interval, "interval", DefaultInterval, "pause between attempts while the expectation does not hold; with --observe, after every attempt")
+	fs.StringVar(&cfg.opts.ArmFile, "arm", "", "with --observe, a JSON arm file read before every attempt: its URLs replace --url, and while it is missing or expired the observer is idle")
 	fs.StringVar(&cfg.terminationLog, "termination-log", DefaultTerminationLog, "file to write the result to (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -143,9 +164,13 @@ func checkConfig(cfg config, rest []string) error {
 	switch {
 	case len(rest) > 0:
 		return fmt.Errorf("unexpected arguments %q", rest)
-	case o.URL == "":
+	case o.ArmFile != "" && !o.Observe:
+		return errors.New("--arm is only for an observer (--observe)")
+	case o.ArmFile != "" && (o.URL != "" || len(o.URLs) > 0):
+		return errors.New("--arm and --url exclude each other: a warm observer calls the URLs of its arm")
+	case o.URL == "" && o.ArmFile == "":
 		return errors.New("--url is required")
-	case checkURL(o.URL) != nil:
+	case o.ArmFile == "" && checkURL(o.URL) != nil:
 		return fmt.Errorf("--url: %w", checkURL(o.URL))
 	case len(o.URLs) > 0 && !o.Observe:
 		return errors.New("--url may be given more than once only with --observe")

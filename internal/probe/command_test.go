@@ -93,6 +93,8 @@ func TestMainBadFlags(t *testing.T) {
 		{"observe with unknown expectation", []string{"--observe", "--url", url, "--expect", "maybe"}, "invalid expectation"},
 		{"observe with unknown flag", []string{"--observe", "--url", url, "--frobnicate"}, "frobnicate"},
 		{"observe with negative budget", []string{"--observe", "--url", url, "--settle", "-1s"}, "--settle must not be negative"},
+		{"arm without observe", []string{"--arm=/arm.json", "--expect", "allowed"}, "--arm is only for an observer"},
+		{"arm with url", []string{"--observe", "--arm=/arm.json", "--url", url}, "--arm and --url exclude each other"},
 		{"observe with zero interval", []string{"--observe", "--url", url, "--interval", "0s"}, "--interval must be positive"},
 	}
 	for _, tc := range tests {

@@ -12,8 +12,10 @@ import (
 type Attempt struct {
 	// Time is when the attempt started (RFC3339Nano in JSON, UTC).
 	Time time.Time `json:"t"`
-	// URL is the URL called, set only by an observer that calls more than one.
+	// URL is the URL called, set by an observer that calls more than one and by a warm observer.
 	URL string `json:"url,omitempty"`
+	// Arm is the token of the arm the attempt was made under (a warm observer's run), empty otherwise.
+	Arm string `json:"arm,omitempty"`
 	// Observed is "allowed", "denied" or "error", the same words as Result.Observed.
 	Observed string `json:"observed"`
 	// HTTPCode is the HTTP status, 0 when there was no HTTP response (curl's 000).
@@ -41,8 +43,15 @@ type Summary struct {
 //
 // With more than one URL (o.URL, then o.URLs) it calls them in turn, one per attempt, and each Attempt names
 // its URL.
+//
+// A warm observer (o.LoadArm or o.ArmFile set) ignores o.URL and o.URLs: it loads its Arm before every attempt
+// and calls the arm's URLs while it is armed, and makes no attempt while it is idle (see Arm).
 func Observe(ctx context.Context, o Options, emit func(Attempt)) {
 	o = withDefaults(o)
+	if load := armLoader(o); load != nil {
+		observeArmed(ctx, o, load, emit)
+		return
+	}
 	urls := append([]string{o.URL}, o.URLs...)
 	deadline := time.Now().Add(o.Settle)
 	for i := 0; ; i++ {

@@ -33,6 +33,9 @@ type PodRequest struct {
 	// scheduler is bypassed: an observer takes those of the node's ztunnel, so it runs wherever ztunnel does.
 	Tolerations []corev1.Toleration
 	Options     Options
+	// Arm, when set, makes the pod a warm observer: the ConfigMap key it names is mounted read-only as
+	// ArmFileName in ArmDir, and Options.ArmFile points at it (Options.URL and URLs must then be empty).
+	Arm *ArmVolume
 }
 
 // Args is the command line of `manager probe` for o; the sandbox's node agent parses it back with ParseArgs.
@@ -60,8 +63,12 @@ func observerArgs(o Options) []string {
 	if interval <= 0 {
 		interval = DefaultInterval
 	}
-	args := []string{"probe", "--observe",
-		"--url=" + o.URL,
+	args := []string{"probe", "--observe"}
+	if o.ArmFile != "" {
+		args = append(args, "--arm="+o.ArmFile)
+	}
+	if o.URL != "" || o.ArmFile == "" {
+		args = append(args, "--url="+o.URL) // with --arm, only for ParseArgs to refuse
 	}
 	for _, u := range o.URLs {
 		args = append(args, "--url="+u)
@@ -93,14 +100,17 @@ func ParseArgs(args []string) (Options, error) {
 // privilege escalation, all capabilities dropped, RuntimeDefault seccomp, small limits and no API token (the
 // probe needs none: its mesh identity comes from the ServiceAccount alone). An observer pod (Options.Observe)
 // has the same shape; its activeDeadlineSeconds, Settle plus the same grace, bounds its life even if nobody
-// deletes it (with Settle 0 the grace alone).
+// deletes it (with Settle 0 the grace alone). A warm observer (req.Arm) also mounts its arm (armVolume).
 func Pod(req PodRequest) *corev1.Pod {
+	if req.Arm != nil {
+		req.Options.ArmFile = ArmDir + "/" + ArmFileName
+	}
 	deadline := int64((req.Options.Settle + 2*req.Options.Timeout + time.Minute) / time.Second)
 	limits := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("100m"),
 		corev1.ResourceMemory: resource.MustParse("64Mi"),
 	}
-	return &corev1.Pod{
+	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: req.Name, Namespace: req.Namespace, Labels: req.Labels, Annotations: req.Annotations,
 		},
@@ -143,6 +153,30 @@ func Pod(req PodRequest) *corev1.Pod {
 			}},
 		},
 	}
+	if req.Arm != nil {
+		addArmVolume(pod, *req.Arm)
+	}
+	return pod
+}
+
+// armVolumeName is the name of a warm observer's arm volume.
+const armVolumeName = "arm"
+
+// addArmVolume mounts the arm's ConfigMap key at ArmDir/ArmFileName, read only. The volume is optional, so the
+// pod starts before the manager first writes the arm (the observer is idle until then), and only the one key
+// is projected: the ConfigMap holds every node's arm.
+func addArmVolume(pod *corev1.Pod, arm ArmVolume) {
+	pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{
+		Name: armVolumeName,
+		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: arm.ConfigMap},
+			Items:                []corev1.KeyToPath{{Key: arm.Key, Path: ArmFileName}},
+			Optional:             ptr.To(true),
+			DefaultMode:          ptr.To[int32](0o444),
+		}},
+	})
+	c := &pod.Spec.Containers[0]
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: armVolumeName, MountPath: ArmDir, ReadOnly: true})
 }
 
 // Finished tells whether the probe container has terminated, and returns its result when it has. A terminated

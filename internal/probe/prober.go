@@ -72,6 +72,13 @@ type Options struct {
 	// Observe makes the probe an observer (`manager probe --observe`, see Observe): it keeps probing for the
 	// whole Settle budget and reports every attempt, with no expectation.
 	Observe bool
+	// ArmFile, when set, makes an observer a warm one (`--arm=PATH`): its targets are not URL and URLs but the
+	// Arm in this JSON file, read before every attempt; a missing file is an idle arm. Pod sets it for a
+	// PodRequest with an Arm.
+	ArmFile string
+	// LoadArm, when set, reads the arm instead of ArmFile (not a flag: the sandbox's node agent sets it to read
+	// the ConfigMap the file would come from). An error counts as an idle arm.
+	LoadArm func() (Arm, error)
 	// DialContext, when set, replaces the network dialer (the sandbox uses it to route through its simulated
 	// ztunnel with the pod's identity).
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
