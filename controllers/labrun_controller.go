@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -77,6 +78,9 @@ type LabRunReconciler struct {
 	EvidenceWait time.Duration
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// keepers are, for the runs in a pass, whose per-node observers and fixtures they use (labrun_warm.go);
+	// arms are what each run last wrote in its warm observers' arms.
+	keepers, arms sync.Map
 	// slots are the runs this reconciler let in that the cache does not show active yet (labrun_slots.go).
 	slots slotBook
 	// Fault, when set, is called at each mesh mutation point; an error aborts the pass there without writing
@@ -101,6 +105,7 @@ type LabRunReconciler struct {
 // +kubebuilder:rbac:groups=metrics.k8s.io,resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=create;patch;delete
 
 // Reconcile moves one LabRun forward: get → deferred status patch → deletion → finalizer → ordered phases.
 func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
@@ -113,6 +118,11 @@ func (r *LabRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		m.Begin(string(run.UID))
 		defer m.End(string(run.UID))
 	}
+	done, err := r.loadKeeper(ctx, run)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	defer done()
 	if !run.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, run)
 	}

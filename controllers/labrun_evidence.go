@@ -24,9 +24,9 @@ func (r *LabRunReconciler) criteria(ctx context.Context, run *labsv1.LabRun, lab
 	// counts, however close in time another observer's connections were (the bystander's, for one).
 	src := planStep(run, lab, ev.Since)
 	if steps.PerNode(run, src) {
-		c.SrcWorkloadPrefix = observerPrefix(run, observer{caller: src.Caller, node: "any"})
+		c.SrcWorkloadPrefix = observerPrefix(r.keeper(run), observer{caller: src.Caller, node: "any"})
 	} else {
-		c.SrcWorkload = observerPodName(run, observerOf(src))
+		c.SrcWorkload = r.observerName(run, observerOf(src))
 	}
 	c.SrcNamespace, _ = r.caller(run, src.Caller) // where the observer runs: a tenant's namesake pod is not it
 	if ev.SrcCaller != "" {

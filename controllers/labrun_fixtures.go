@@ -15,52 +15,60 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 )
 
-// attackerServiceAccount is the run's attacker identity (the lab guide's "attacker"), unique per run: runs in one
-// namespace may now overlap outside their windows, and one run's cleanup must never delete the identity another
-// run's observer still calls as.
-func attackerServiceAccount(uid string) string { return mesh.AttackerServiceAccount(uid) }
+// attackerServiceAccount is the attacker identity (the lab guide's "attacker") of a keeper: unique per run, or per
+// schedule for its warm observers. Runs in one namespace may overlap outside their windows, and one run's cleanup
+// must never delete the identity another run's observer still calls as.
+func attackerServiceAccount(k keeper) string { return mesh.AttackerServiceAccount(k.uid) }
 
-// nonMeshNamespace is the run's namespace outside the mesh (the guide's non-mesh), unique per run.
-func nonMeshNamespace(run *labsv1.LabRun) string {
-	return "labrun-non-mesh-" + hash(string(run.UID))
-}
+// nonMeshNamespace is the keeper's namespace outside the mesh (the guide's non-mesh): unique per run, or per
+// schedule.
+func nonMeshNamespace(k keeper) string { return mesh.NonMeshNamespace(k.uid) }
 
 func (r *LabRunReconciler) fixtureName(run *labsv1.LabRun, f labs.Fixture) string {
+	k := r.keeper(run)
 	if f == labs.FixtureNonMeshNamespace {
-		return "Namespace " + nonMeshNamespace(run) + " (not enrolled in ambient)"
+		return "Namespace " + nonMeshNamespace(k) + " (not enrolled in ambient)"
 	}
-	return "ServiceAccount " + run.TargetNamespace() + "/" + attackerServiceAccount(string(run.UID))
+	return "ServiceAccount " + run.TargetNamespace() + "/" + attackerServiceAccount(k)
 }
 
-// fixture builds the object; both carry the run's label so cleanup (and the watchdog) find them.
-func fixture(run *labsv1.LabRun, f labs.Fixture) client.Object {
-	meta := metav1.ObjectMeta{Labels: map[string]string{labsv1.LabelLabRun: string(run.UID)},
-		Annotations: ownerAnnotation(run)}
+// fixture builds the object; both carry the keeper's label (the run's, or the schedule's with LabelWarm) so
+// cleanup (and the watchdog) find them.
+func fixture(run *labsv1.LabRun, k keeper, f labs.Fixture) client.Object {
+	meta := metav1.ObjectMeta{Labels: map[string]string{labsv1.LabelLabRun: k.uid}, Annotations: ownerAnnotation(run)}
+	if k.warm() {
+		meta.Labels[labsv1.LabelWarm] = k.uid
+		meta.Annotations = map[string]string{labsv1.AnnotationOwner: k.schedule.String()}
+	}
 	if f == labs.FixtureNonMeshNamespace {
-		meta.Name = nonMeshNamespace(run)
+		meta.Name = nonMeshNamespace(k)
 		// Probe pods are the only pods meant to run there, and they meet the restricted Pod Security profile.
 		for _, mode := range []string{"enforce", "audit", "warn"} {
 			meta.Labels["pod-security.kubernetes.io/"+mode] = "restricted"
 		}
 		return &corev1.Namespace{ObjectMeta: meta}
 	}
-	meta.Namespace, meta.Name = run.TargetNamespace(), attackerServiceAccount(string(run.UID))
+	meta.Namespace, meta.Name = run.TargetNamespace(), attackerServiceAccount(k)
 	return &corev1.ServiceAccount{ObjectMeta: meta}
 }
 
-// createFixture creates the fixture f, labelled with the run, and names it. One an earlier pass of this run
-// created is kept (the names are the run's own).
+// createFixture creates the fixture f, labelled with its keeper, and names it. One an earlier pass of this run
+// (or, warm, an earlier run of the schedule) created is kept (the names are the keeper's own).
 func (r *LabRunReconciler) createFixture(ctx context.Context, run *labsv1.LabRun, f labs.Fixture) (string, error) {
-	err := r.Create(ctx, fixture(run, f))
+	err := r.Create(ctx, fixture(run, r.keeper(run), f))
 	if apierrors.IsAlreadyExists(err) {
 		err = nil
 	}
 	return r.fixtureName(run, f), err
 }
 
-// removeFixture removes the fixture f, only when it carries the run's label, and names it.
-func (r *LabRunReconciler) removeFixture(ctx context.Context, run *labsv1.LabRun, f labs.Fixture) (string, error) {
-	return r.fixtureName(run, f), r.deleteOwned(ctx, run, fixture(run, f))
+// removeFixture removes the fixture f, only when it carries the run's label, and says so. A schedule's warm
+// fixture stays for its next run.
+func (r *LabRunReconciler) removeFixture(ctx context.Context, run *labsv1.LabRun, f labs.Fixture) (string, bool, error) {
+	if k := r.keeper(run); k.warm() {
+		return r.fixtureName(run, f) + " kept for LabSchedule " + k.schedule.String() + "'s next run", true, nil
+	}
+	return r.fixtureName(run, f) + " removed", false, r.deleteOwned(ctx, run, fixture(run, coldKeeper(run), f))
 }
 
 // deleteOwned deletes obj if it carries the run's label; NotFound counts as done.
@@ -76,6 +84,9 @@ func (r *LabRunReconciler) cleanup(ctx context.Context, run *labsv1.LabRun) erro
 		return err
 	}
 	if err := mesh.Sweep(ctx, r.Client, r.APIReader, rec); err != nil {
+		return err
+	}
+	if err := r.releaseWarm(ctx, run, rec); err != nil {
 		return err
 	}
 	if err := r.lock().Release(ctx, holderOf(run)); err != nil {

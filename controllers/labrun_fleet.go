@@ -149,13 +149,15 @@ func (r *LabRunReconciler) fleetOf(ctx context.Context, run *labsv1.LabRun) (fle
 	return f, nil
 }
 
-// ensureFleet creates the step's per-node observers that are missing: node → pod (nil while just created).
+// ensureFleet creates the step's per-node observers that are missing: node → pod (nil while just created). A
+// schedule's warm observers are then armed for this run (armFleet), and those of nodes gone from the cluster
+// are deleted.
 func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, step labs.Step) (map[string]*corev1.Pod, fleet, error) {
 	f, err := r.fleetOf(ctx, run)
 	if err != nil {
 		return nil, f, err
 	}
-	rec, err := r.trustedRecord(ctx, run)
+	b, err := r.fleetBook(ctx, run)
 	if err != nil {
 		return nil, f, err
 	}
@@ -163,9 +165,9 @@ func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, 
 	for _, node := range f.nodes {
 		o := observerOf(step)
 		o.node = node
-		pod, reason, err := r.ensure(ctx, run, rec, o, func() (observerDest, string, error) {
-			tolerations, err := r.noExecuteTolerations(ctx, node)
-			return observerDest{urls: f.urls(node, run.Spec.Target.Path), tolerations: tolerations}, "", err
+		pod, reason, err := r.ensure(ctx, run, b, o, func() (observerDest, string, error) {
+			n, tolerations, err := r.noExecuteTolerations(ctx, node)
+			return observerDest{urls: f.urls(node, run.Spec.Target.Path), tolerations: tolerations, nodeUID: n.UID}, "", err
 		})
 		if err != nil {
 			return nil, f, err
@@ -175,7 +177,30 @@ func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, 
 		}
 		pods[node] = pod
 	}
+	if k := r.keeper(run); k.warm() {
+		o := observerOf(step)
+		o.node = "any"
+		ns, _ := r.caller(run, step.Caller)
+		if err := r.armFleet(ctx, run, k, o.key(), ns, f); err != nil {
+			return nil, f, err
+		}
+		if err := r.dropGoneNodes(ctx, b, k, o.key(), ns, f.nodes); err != nil {
+			return nil, f, err
+		}
+	}
 	return pods, f, nil
+}
+
+// fleetBook is where the run's per-node observers are recorded: its trusted record, or its schedule's warm one.
+func (r *LabRunReconciler) fleetBook(ctx context.Context, run *labsv1.LabRun) (observerBook, error) {
+	if k := r.keeper(run); k.warm() {
+		return r.warmBookOf(ctx, k)
+	}
+	rec, err := r.trustedRecord(ctx, run)
+	if err != nil {
+		return nil, err
+	}
+	return runBook{r, rec}, nil
 }
 
 // noExecuteTolerations tolerates the node's NoExecute taints as they are now. An observer pinned by
@@ -184,10 +209,10 @@ func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, 
 // tolerates every taint (the Istio chart), so without these the observer could not run on a node whose ztunnel
 // enforces. The taints are read from the Node, which only the cluster's administrators and kubelet write, not from
 // a pod spec a tenant could shape.
-func (r *LabRunReconciler) noExecuteTolerations(ctx context.Context, node string) ([]corev1.Toleration, error) {
+func (r *LabRunReconciler) noExecuteTolerations(ctx context.Context, node string) (*corev1.Node, []corev1.Toleration, error) {
 	n := &corev1.Node{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: node}, n); err != nil {
-		return nil, fmt.Errorf("reading node %s's taints: %w", node, err)
+		return n, nil, fmt.Errorf("reading node %s's taints: %w", node, err)
 	}
 	var out []corev1.Toleration
 	for _, t := range n.Spec.Taints {
@@ -196,7 +221,7 @@ func (r *LabRunReconciler) noExecuteTolerations(ctx context.Context, node string
 				Effect: corev1.TaintEffectNoExecute})
 		}
 	}
-	return out, nil
+	return n, out, nil
 }
 
 // stepBlocked is a reason a step cannot go on, as opposed to a transient error to retry.
@@ -239,6 +264,12 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 	w := steps.Window{SettleBy: st.StartTime.Add(run.Spec.Probe.SettleTimeout.Duration)}
 	var pairs []pair
 	var waiting []string
+	// A warm observer has called for earlier runs: only what it did under this run's arm counts, and nothing
+	// from before the run started is read.
+	warm, since := r.keeper(run).warm(), time.Time{}
+	if warm && run.Status.StartTime != nil {
+		since = run.Status.StartTime.Add(-steps.ClockTolerance)
+	}
 	for _, node := range f.nodes {
 		pod := pods[node]
 		switch {
@@ -251,13 +282,16 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 			waiting = append(waiting, node)
 			continue
 		}
-		raw, err := r.observerLog(ctx, pod, time.Time{})
+		raw, err := r.observerLog(ctx, pod, since)
 		if err != nil {
 			return steps.Outcome{}, fmt.Errorf("reading observer log on node %s: %w", node, err)
 		}
 		urls := f.urls(node, run.Spec.Target.Path)
 		byURL := map[string][]probe.Attempt{}
 		for _, a := range probe.ParseAttempts(raw) {
+			if warm && a.Arm != string(run.UID) {
+				continue // a warm observer's attempt for another run, or before this run armed it
+			}
 			u := a.URL
 			if u == "" && len(urls) == 1 {
 				u = urls[0] // one URL: attempts do not name it
@@ -313,7 +347,7 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 	newest := map[string]ztunnel.Entry{} // endpoint pod → the newest refusal its node logged for the observers
 	callerNS, _ := r.caller(run, step.Caller)
 	for _, e := range ztunnel.Match(entries, ztunnel.Criteria{Since: since.Add(-steps.ClockTolerance), Direction: "inbound",
-		SrcWorkloadPrefix: observerPrefix(run, observer{caller: step.Caller, node: "any"}), SrcNamespace: callerNS,
+		SrcWorkloadPrefix: observerPrefix(r.keeper(run), observer{caller: step.Caller, node: "any"}), SrcNamespace: callerNS,
 		DstNamespace: run.TargetNamespace(), PolicyRejected: &rejected}) {
 		newest[e.Fields.Get(ztunnel.FieldDstWorkload)] = e
 	}

@@ -234,19 +234,19 @@ func (r *LabRunReconciler) parkObservers(ctx context.Context, run *labsv1.LabRun
 		o := observerOf(step)
 		ns, _ := r.caller(run, o.caller)
 		pod := &corev1.Pod{}
-		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: observerPodName(run, o)}, pod); err != nil {
+		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: r.observerName(run, o)}, pod); err != nil {
 			if apierrors.IsNotFound(err) {
 				continue
 			}
 			return err
 		}
-		if trusted, _, err := r.trustObserver(ctx, rec, pod); err != nil || trusted == nil {
+		if trusted, _, err := r.trustObserver(ctx, runBook{r, rec}, pod); err != nil || trusted == nil {
 			if err != nil {
 				return err
 			}
 			continue // not proven: the window's own check names it
 		}
-		if err := r.replaceObserver(ctx, rec, pod); err != nil {
+		if err := r.replaceObserver(ctx, runBook{r, rec}, pod); err != nil {
 			return err
 		}
 	}

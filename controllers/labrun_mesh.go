@@ -119,7 +119,7 @@ func (r *LabRunReconciler) recordOrNew(ctx context.Context, run *labsv1.LabRun) 
 	}
 	return &mesh.Record{
 		Run:             mesh.RunRef{Namespace: run.Namespace, Name: run.Name, UID: string(run.UID)},
-		TargetNamespace: run.TargetNamespace(), NonMeshNamespace: nonMeshNamespace(run),
+		TargetNamespace: run.TargetNamespace(), NonMeshNamespace: nonMeshNamespace(coldKeeper(run)),
 	}, nil
 }
 

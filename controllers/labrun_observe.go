@@ -20,7 +20,6 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
-	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
@@ -58,17 +57,32 @@ func (o observer) key() string {
 	return string(o.caller) + "-target"
 }
 
-// observerPodName: a per-node observer's name is its caller's prefix (observerPrefix) and the node's hash.
-func observerPodName(run *labsv1.LabRun, o observer) string {
+// observerPodName: a per-node observer's name is its caller's prefix (observerPrefix) and the node's hash. k is
+// whose observers they are (observerKeeper): the run's, or its schedule's warm ones.
+func observerPodName(k keeper, o observer) string {
 	if o.node != "" {
-		return observerPrefix(run, o) + hash(o.node)[:6]
+		return observerPrefix(k, o) + hash(o.node)[:6]
 	}
-	return shortName(run.Name, 40) + observerInfix + hash(string(run.UID)+"/"+o.key())
+	return shortName(k.name, 40) + observerInfix + hash(k.uid+"/"+o.key())
 }
 
 // observerPrefix begins the names of a caller's per-node observers, which ztunnel logs as src.workload.
-func observerPrefix(run *labsv1.LabRun, o observer) string {
-	return shortName(run.Name, 40) + observerInfix + hash(string(run.UID)+"/"+o.key()) + "-"
+func observerPrefix(k keeper, o observer) string {
+	return shortName(k.name, 40) + observerInfix + hash(k.uid+"/"+o.key()) + "-"
+}
+
+// observerKeeper is whose observer o is: a per-node observer is the keeper's (warm, for a schedule's run), any
+// other the run's own.
+func (r *LabRunReconciler) observerKeeper(run *labsv1.LabRun, o observer) keeper {
+	if o.node != "" {
+		return r.keeper(run)
+	}
+	return coldKeeper(run)
+}
+
+// observerName is the name of the run's observer o.
+func (r *LabRunReconciler) observerName(run *labsv1.LabRun, o observer) string {
+	return observerPodName(r.observerKeeper(run, o), o)
 }
 
 // observerInfix is in every observer pod's name, which ztunnel logs as src.workload.
@@ -142,14 +156,18 @@ func (r *LabRunReconciler) observerBudget(run *labsv1.LabRun) time.Duration {
 }
 
 // observerPod builds the observer; urls are the destinations it calls in turn.
-func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, urls []string, tolerations []corev1.Toleration) *corev1.Pod {
+func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, d observerDest) *corev1.Pod {
+	if k := r.observerKeeper(run, o); k.warm() {
+		return r.warmPod(run, k, o, d)
+	}
+	urls, tolerations := d.urls, d.tolerations
 	ns, sa := r.caller(run, o.caller)
 	image := run.Spec.Probe.Image
 	if image == "" {
 		image = r.ProbeImage
 	}
 	return probe.Pod(probe.PodRequest{
-		Name: observerPodName(run, o), Namespace: ns, ServiceAccount: sa, Image: image,
+		Name: r.observerName(run, o), Namespace: ns, ServiceAccount: sa, Image: image,
 		Labels: map[string]string{
 			labsv1.LabelProbe: "true", labsv1.LabelLabRun: string(run.UID), labsv1.LabelStep: "observe-" + o.key(),
 		},
@@ -167,7 +185,7 @@ func (r *LabRunReconciler) ensureObserver(ctx context.Context, run *labsv1.LabRu
 	if err != nil {
 		return nil, "", err
 	}
-	return r.ensure(ctx, run, rec, o, func() (observerDest, string, error) {
+	return r.ensure(ctx, run, runBook{r, rec}, o, func() (observerDest, string, error) {
 		if !o.bystander {
 			return observerDest{urls: []string{targetURL(run)}}, "", nil
 		}
@@ -176,24 +194,31 @@ func (r *LabRunReconciler) ensureObserver(ctx context.Context, run *labsv1.LabRu
 	})
 }
 
-// observerDest is what a new observer calls, and the tolerations it needs where it is pinned.
+// observerDest is what a new observer calls, and the tolerations it needs where it is pinned (and, for a warm
+// observer, the UID of its node, which owns it).
 type observerDest struct {
 	urls        []string
 	tolerations []corev1.Toleration
+	nodeUID     types.UID
 }
 
 // ensure creates observer o if it is missing, as dest describes it (or not, for the reason dest gives), and
 // records it in rec. A pod found under its name is returned only if it is the one the run created, unchanged
 // (trustObserver); else the reason names the tampering.
-func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, rec *mesh.Record, o observer,
+func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, b observerBook, o observer,
 	dest func() (observerDest, string, error)) (*corev1.Pod, string, error) {
 	ns, _ := r.caller(run, o.caller)
 	pod := &corev1.Pod{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: observerPodName(run, o)}, pod)
+	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: r.observerName(run, o)}, pod)
 	if err == nil {
-		trusted, reason, err := r.trustObserver(ctx, rec, pod)
+		trusted, reason, err := r.trustObserver(ctx, b, pod)
 		if trusted == nil {
 			return nil, reason, err
+		}
+		if k := r.observerKeeper(run, o); k.warm() && probe.Digest(r.warmPod(run, k, o, observerDest{})) != b.lookup(pod.Namespace, pod.Name).Digest {
+			// The schedule's template changed (image, timeout, identity): a new observer replaces the old one.
+			ctrl.LoggerFrom(ctx).Info("Replacing a warm observer for a changed template", "pod", klog.KObj(pod))
+			return nil, "", r.replaceObserver(ctx, b, pod)
 		}
 	}
 	if err == nil && pod.Status.Phase == corev1.PodFailed && pod.Status.StartTime == nil {
@@ -207,7 +232,7 @@ func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, rec *
 		// Its budget ran out (a run queued for long): a fresh observer replaces it, and a window waits until
 		// that one has been watching.
 		ctrl.LoggerFrom(ctx).Info("Replacing an observer that ended", "pod", klog.KObj(pod), "phase", pod.Status.Phase)
-		return nil, "", r.replaceObserver(ctx, rec, pod)
+		return nil, "", r.replaceObserver(ctx, b, pod)
 	}
 	if err == nil {
 		return pod, "", nil
@@ -219,9 +244,9 @@ func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, rec *
 	if err != nil || reason != "" {
 		return nil, reason, err
 	}
-	pod = r.observerPod(run, o, d.urls, d.tolerations)
+	pod = r.observerPod(run, o, d)
 	ctrl.LoggerFrom(ctx).Info("Creating observer pod", "pod", klog.KObj(pod), "urls", d.urls, "node", o.node)
-	if err := r.createObserver(ctx, rec, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := r.createObserver(ctx, b, pod); err != nil && !apierrors.IsAlreadyExists(err) {
 		if awaitingServiceAccount(err) {
 			return nil, "", nil // a ServiceAccount just created is not admitted yet: the step's budget bounds this
 		}
@@ -288,13 +313,13 @@ func (r *LabRunReconciler) observersWatching(ctx context.Context, run *labsv1.La
 		o := observerOf(step)
 		ns, _ := r.caller(run, o.caller)
 		pod := &corev1.Pod{}
-		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: observerPodName(run, o)}, pod); err != nil {
+		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: r.observerName(run, o)}, pod); err != nil {
 			if apierrors.IsNotFound(err) {
 				continue // refused or not needed: its steps say so
 			}
 			return nil, err
 		}
-		if trusted, _, err := r.trustObserver(ctx, rec, pod); trusted == nil || err != nil {
+		if trusted, _, err := r.trustObserver(ctx, runBook{r, rec}, pod); trusted == nil || err != nil {
 			// Not the run's own (startObservers names the tampering) or being replaced: not watching.
 			if err != nil {
 				return nil, err
@@ -365,7 +390,7 @@ func (r *LabRunReconciler) retireObservers(ctx context.Context, run *labsv1.LabR
 			}
 			continue
 		}
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: observerPodName(run, observerOf(step))}}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: r.observerName(run, observerOf(step))}}
 		if err := r.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting observer pod %s: %w", klog.KObj(pod), err)
 		}

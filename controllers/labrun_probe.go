@@ -93,9 +93,9 @@ func (r *LabRunReconciler) deniedAsExpected(run *labsv1.LabRun, denier labs.Deni
 func (r *LabRunReconciler) caller(run *labsv1.LabRun, c labs.Caller) (namespace, serviceAccount string) {
 	switch c {
 	case labs.CallerNonMesh:
-		return nonMeshNamespace(run), ""
+		return nonMeshNamespace(r.keeper(run)), ""
 	case labs.CallerAttacker:
-		return run.TargetNamespace(), attackerServiceAccount(string(run.UID))
+		return run.TargetNamespace(), attackerServiceAccount(r.keeper(run))
 	}
 	return run.TargetNamespace(), run.Spec.Client.ServiceAccount
 }

@@ -35,12 +35,99 @@ func (r *LabRunReconciler) trustedRecord(ctx context.Context, run *labsv1.LabRun
 	return rec, nil
 }
 
-// trustObserver returns pod when it is the run's own observer, unchanged. An observer an earlier pass created
+// observerBook is where observers are recorded as created: the run's trusted record, or, for warm observers,
+// its schedule's warm record (labrun_warm.go).
+type observerBook interface {
+	// lookup returns the record of the observer namespace/name, or nil.
+	lookup(namespace, name string) *mesh.PodRecord
+	// ownerUID is the value of labsv1.LabelLabRun on the observers the book's owner creates.
+	ownerUID() string
+	// put records a pod just created; forget drops one about to be replaced; seen records its container.
+	put(ctx context.Context, p mesh.PodRecord) error
+	forget(ctx context.Context, namespace, name string) error
+	seen(ctx context.Context, namespace, name, containerID string) error
+}
+
+// runBook records a run's own observers in its trusted record.
+type runBook struct {
+	r   *LabRunReconciler
+	rec *mesh.Record
+}
+
+func (b runBook) lookup(ns, name string) *mesh.PodRecord { return b.rec.Pod(ns, name) }
+func (b runBook) ownerUID() string                       { return b.rec.Run.UID }
+
+func (b runBook) put(ctx context.Context, p mesh.PodRecord) error {
+	b.rec.PutPod(p)
+	return b.r.Records.Save(ctx, b.rec)
+}
+
+func (b runBook) forget(ctx context.Context, ns, name string) error {
+	if !b.rec.ForgetPod(ns, name) {
+		return nil
+	}
+	return b.r.Records.Save(ctx, b.rec)
+}
+
+func (b runBook) seen(ctx context.Context, ns, name, containerID string) error {
+	b.rec.Pod(ns, name).ContainerID = containerID
+	return b.r.Records.Save(ctx, b.rec)
+}
+
+// warmBook records a schedule's warm observers in its warm record, read once per pass and written through.
+type warmBook struct {
+	r *LabRunReconciler
+	w *mesh.Warm
+}
+
+// warmBookOf reads the schedule's warm record.
+func (r *LabRunReconciler) warmBookOf(ctx context.Context, k keeper) (*warmBook, error) {
+	w, err := r.warmStore().Get(ctx, k.uid)
+	if err != nil {
+		return nil, err
+	}
+	if w == nil {
+		return nil, fmt.Errorf("the warm record of LabSchedule %s is gone", k.schedule)
+	}
+	return &warmBook{r: r, w: w}, nil
+}
+
+func (b *warmBook) lookup(ns, name string) *mesh.PodRecord { return b.w.Pod(ns, name) }
+func (b *warmBook) ownerUID() string                       { return b.w.Schedule.UID }
+
+func (b *warmBook) update(ctx context.Context, change func(*mesh.Warm) bool) error {
+	w, err := b.r.warmStore().Update(ctx, b.w.Schedule, func(w *mesh.Warm) (bool, error) { return change(w), nil })
+	if err == nil {
+		b.w = w
+	}
+	return err
+}
+
+func (b *warmBook) put(ctx context.Context, p mesh.PodRecord) error {
+	return b.update(ctx, func(w *mesh.Warm) bool { w.PutPod(p); return true })
+}
+
+func (b *warmBook) forget(ctx context.Context, ns, name string) error {
+	return b.update(ctx, func(w *mesh.Warm) bool { return w.ForgetPod(ns, name) })
+}
+
+func (b *warmBook) seen(ctx context.Context, ns, name, containerID string) error {
+	return b.update(ctx, func(w *mesh.Warm) bool {
+		p := w.Pod(ns, name)
+		if p == nil || p.ContainerID != "" {
+			return false
+		}
+		p.ContainerID = containerID
+		return true
+	})
+}
+
+// trustObserver returns pod when it is one of the book's observers, unchanged. An observer an earlier pass created
 // but could not record is not proven: it is deleted (nil, "", nil: the caller creates it again once it is gone).
 // Anything else is tampering: the reason names it.
-func (r *LabRunReconciler) trustObserver(ctx context.Context, rec *mesh.Record, pod *corev1.Pod) (*corev1.Pod, string, error) {
-	pr := rec.Pod(pod.Namespace, pod.Name)
-	if pr == nil && pod.Labels[labsv1.LabelProbe] == "true" && pod.Labels[labsv1.LabelLabRun] == rec.Run.UID {
+func (r *LabRunReconciler) trustObserver(ctx context.Context, b observerBook, pod *corev1.Pod) (*corev1.Pod, string, error) {
+	pr := b.lookup(pod.Namespace, pod.Name)
+	if pr == nil && pod.Labels[labsv1.LabelProbe] == "true" && pod.Labels[labsv1.LabelLabRun] == b.ownerUID() {
 		if !pod.DeletionTimestamp.IsZero() {
 			return nil, "", nil // being replaced
 		}
@@ -63,29 +150,25 @@ func (r *LabRunReconciler) trustObserver(ctx context.Context, rec *mesh.Record, 
 		return nil, fmt.Sprintf("%spod %s: %s", steps.TamperPrefix, klog.KObj(pod), why), nil
 	}
 	if id := probe.ContainerID(pod); pr.ContainerID == "" && id != "" {
-		pr.ContainerID = id
-		if err := r.Records.Save(ctx, rec); err != nil {
+		if err := b.seen(ctx, pod.Namespace, pod.Name, id); err != nil {
 			return nil, "", err
 		}
 	}
 	return pod, "", nil
 }
 
-// createObserver creates pod and records it, as the API server accepted it, in the run's trusted record.
-func (r *LabRunReconciler) createObserver(ctx context.Context, rec *mesh.Record, pod *corev1.Pod) error {
+// createObserver creates pod and records it, as the API server accepted it, in the book.
+func (r *LabRunReconciler) createObserver(ctx context.Context, b observerBook, pod *corev1.Pod) error {
 	if err := r.Create(ctx, pod); err != nil {
 		return err
 	}
-	rec.PutPod(mesh.PodRecord{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), Digest: probe.Digest(pod)})
-	return r.Records.Save(ctx, rec)
+	return b.put(ctx, mesh.PodRecord{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), Digest: probe.Digest(pod)})
 }
 
 // replaceObserver deletes an observer that ended, forgetting it first: the pod that replaces it is recorded anew.
-func (r *LabRunReconciler) replaceObserver(ctx context.Context, rec *mesh.Record, pod *corev1.Pod) error {
-	if rec.ForgetPod(pod.Namespace, pod.Name) {
-		if err := r.Records.Save(ctx, rec); err != nil {
-			return err
-		}
+func (r *LabRunReconciler) replaceObserver(ctx context.Context, b observerBook, pod *corev1.Pod) error {
+	if err := b.forget(ctx, pod.Namespace, pod.Name); err != nil {
+		return err
 	}
 	if err := r.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting observer pod: %w", err)

@@ -262,6 +262,10 @@ func orWait(err error, run *labsv1.LabRun) error {
 // anything this pass.
 func (r *LabRunReconciler) prepare(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) (bool, error) {
 	progressed := false
+	// Whose observers and fixtures the run uses is decided before the first of them (labrun_warm.go).
+	if err := r.decideKeeper(ctx, run); err != nil {
+		return false, err
+	}
 	if needs(plan, labs.KindCreateFixture) {
 		// A run that changes no policy (Verify) still creates fixtures: its trusted record names them, so the
 		// watchdog can remove them if the run is force-deleted.

@@ -45,7 +45,7 @@ func TestNamesakePodIsNotTheObserver(t *testing.T) {
 	}
 	static, _ := (&LabRunReconciler{}).strictDenials(run)
 	step := planStep(run, labsv1.LabPeerAuthentication, "non-mesh-denied")
-	observerName := observerPodName(run, observerOf(step))
+	observerName := observerPodName(coldKeeper(run), observerOf(step))
 	ownNS, _ := (&LabRunReconciler{}).caller(run, step.Caller)
 	const tenantNS = "tenant"
 

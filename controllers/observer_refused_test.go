@@ -31,7 +31,7 @@ func TestEnsureEndsOnAnObserverTheNodeRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := func(started bool, reason string) *corev1.Pod {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: observerPodName(run, o), UID: "observer-uid"},
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: observerPodName(coldKeeper(run), o), UID: "observer-uid"},
 			Spec:   corev1.PodSpec{NodeName: "node-3"},
 			Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: reason, Message: "Pod was rejected: no"}}
 		if started {
@@ -55,7 +55,7 @@ func TestEnsureEndsOnAnObserverTheNodeRefused(t *testing.T) {
 			r := &LabRunReconciler{Client: c, Records: mesh.Store{Client: c, Reader: c, Namespace: "labrun-system"}}
 			rec := &mesh.Record{Run: mesh.RunRef{Namespace: run.Namespace, Name: run.Name, UID: string(run.UID)}}
 			rec.PutPod(mesh.PodRecord{Namespace: ns, Name: tc.pod.Name, UID: string(tc.pod.UID), Digest: probe.Digest(tc.pod)})
-			got, reason, err := r.ensure(context.Background(), run, rec, o, dest)
+			got, reason, err := r.ensure(context.Background(), run, runBook{r, rec}, o, dest)
 			if err != nil || got != nil {
 				t.Fatalf("ensure = %v, %q, %v", got, reason, err)
 			}

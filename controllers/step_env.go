@@ -72,7 +72,7 @@ func (e stepEnv) ReadZtunnel(ctx context.Context, run *labsv1.LabRun, st *labsv1
 func (e stepEnv) CreateFixture(ctx context.Context, run *labsv1.LabRun, f labs.Fixture) (string, error) {
 	return e.r.createFixture(ctx, run, f)
 }
-func (e stepEnv) RemoveFixture(ctx context.Context, run *labsv1.LabRun, f labs.Fixture) (string, error) {
+func (e stepEnv) RemoveFixture(ctx context.Context, run *labsv1.LabRun, f labs.Fixture) (string, bool, error) {
 	return e.r.removeFixture(ctx, run, f)
 }
 

@@ -71,8 +71,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	if err := r.APIReader.Get(ctx, req.NamespacedName, ls); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.triggers.forget(req.NamespacedName)
+			return r.sweepWarm(ctx, req.NamespacedName)
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		return ctrl.Result{}, err
 	}
 	if !ls.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil // its runs go with it (owner references)
@@ -311,6 +312,9 @@ func (r *Reconciler) start(ctx context.Context, ls *labsv1.LabSchedule, runs *sc
 		return false, fmt.Errorf("creating LabRun %s for LabSchedule %s: %w", klog.KObj(run), klog.KObj(ls), err)
 	} else if err == nil {
 		r.Recorder.Eventf(ls, run, corev1.EventTypeNormal, "RunCreated", "Create", "Created LabRun %s", name)
+		if err := r.listWarm(ctx, ls, run); err != nil {
+			return false, err
+		}
 	}
 	runs.active = append(runs.active, run)
 	return true, nil

@@ -89,8 +89,9 @@ type Evidence interface {
 type Fixtures interface {
 	// CreateFixture creates f (an earlier pass's is kept) and names it.
 	CreateFixture(ctx context.Context, run *labsv1.LabRun, f labs.Fixture) (name string, err error)
-	// RemoveFixture removes f, only when it carries the run's label, and names it.
-	RemoveFixture(ctx context.Context, run *labsv1.LabRun, f labs.Fixture) (name string, err error)
+	// RemoveFixture removes f, only when it carries the run's label, or keeps a schedule's warm fixture for its
+	// next run, and says which ("<name> removed").
+	RemoveFixture(ctx context.Context, run *labsv1.LabRun, f labs.Fixture) (observed string, kept bool, err error)
 }
 
 // Footprint measures the ambient footprint; it reads only, and writes the run's footprint.

@@ -10,9 +10,12 @@ import (
 type removeFixtureExecutor struct{ env Fixtures }
 
 func (x removeFixtureExecutor) Execute(ctx context.Context, in *Input) (Outcome, error) {
-	name, err := x.env.RemoveFixture(ctx, in.Run, in.Step.Fixture)
+	observed, kept, err := x.env.RemoveFixture(ctx, in.Run, in.Step.Fixture)
 	if err != nil {
 		return Errored(err.Error()), nil
 	}
-	return Concluded(labsv1.VerdictPass, name+" removed", "Removed"), nil
+	if kept {
+		return Concluded(labsv1.VerdictPass, observed, "Kept: the schedule's warm observers call as it"), nil
+	}
+	return Concluded(labsv1.VerdictPass, observed, "Removed"), nil
 }

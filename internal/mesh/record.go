@@ -55,6 +55,11 @@ type Record struct {
 	// Interrupted is when a newly started or elected manager found changes of this run still pending (left by a
 	// manager that is gone) and restored them at once; the run then ends instead of resuming.
 	Interrupted *metav1.Time `json:"interrupted,omitempty"`
+	// Keeper is the LabSchedule whose warm observers and fixtures the run uses instead of creating its own (see
+	// Warm); nil when the run creates and removes its own. It is decided once (KeeperDecided), before the run's
+	// first fixture or observer, and never changes after: every name the run uses depends on it.
+	Keeper        *RunRef `json:"keeper,omitempty"`
+	KeeperDecided bool    `json:"keeperDecided,omitempty"`
 	// Pods are the probe pods the run created, as the API server returned them at creation. Only these are the
 	// run's observers: a pod found under an observer's name is believed only if it is one of them, unchanged.
 	Pods []PodRecord `json:"pods,omitempty"`
