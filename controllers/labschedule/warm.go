@@ -18,7 +18,7 @@ import (
 
 // warmRecheck is how soon the warm observers of a deleted schedule are looked at again while a run still holds
 // them.
-const warmRecheck = 30 * time.Second
+const warmRecheck = 5 * time.Second
 
 func (r *Reconciler) warmStore() mesh.WarmStore {
 	return mesh.WarmStore{Client: r.Client, Reader: r.Records.Reader, Namespace: r.Records.Namespace}
