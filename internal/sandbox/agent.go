@@ -45,6 +45,7 @@ type nodeAgent struct {
 	nextIP  map[string]int                     // node → last host number handed out
 	running map[string]context.CancelFunc      // probe pod UID → cancel of its prober
 	logs    *kubelet.LogStore
+	arms    *arms // what warm observers' arm volumes hold
 	wg      sync.WaitGroup
 	ctx     context.Context
 }
@@ -383,7 +384,11 @@ func (a *nodeAgent) runProbe(ctx context.Context, pod *corev1.Pod) {
 // runObserver is `manager probe --observe` in-process: every attempt goes to the container log as one JSON
 // line as soon as it is made, while the pod stays Running; when the budget runs out the container exits 0
 // with a Summary as its termination message. A deleted pod stops without a status: confirmDeletion cancels ctx.
+// A warm observer reads its arm from the agent's arms, as it would from its ConfigMap volume.
 func (a *nodeAgent) runObserver(ctx context.Context, pod *corev1.Pod, opts probe.Options) error {
+	if opts.ArmFile != "" {
+		opts.LoadArm = a.arms.loader(pod, opts.ArmFile)
+	}
 	started, n := time.Now(), 0
 	probe.Observe(ctx, opts, func(at probe.Attempt) {
 		n++

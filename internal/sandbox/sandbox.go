@@ -240,6 +240,7 @@ func (s *Sandbox) startAgent(o Options) error {
 	mgr, err := ctrl.NewManager(s.Env.Config, ctrl.Options{
 		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		Controller: config.Controller{SkipNameValidation: &skip, MaxConcurrentReconciles: 4},
+		Cache:      armCacheOptions(),
 	})
 	if err != nil {
 		return err
@@ -252,8 +253,11 @@ func (s *Sandbox) startAgent(o Options) error {
 	}()
 	s.agent = &nodeAgent{Client: mgr.GetClient(), dp: s.Dataplane, nodes: s.Nodes,
 		ips: map[types.UID]podAddr{}, byName: map[types.NamespacedName]types.UID{}, used: map[string]map[int]bool{}, nextIP: map[string]int{}, running: map[string]context.CancelFunc{}, ctx: ctx,
-		logs: s.Logs}
+		logs: s.Logs, arms: newArms()}
 	s.agent.startDelay.Store(int64(o.PodStartLatency))
+	if err := s.agent.arms.watch(ctx, mgr.GetCache()); err != nil {
+		return err
+	}
 	if err := ctrl.NewControllerManagedBy(mgr).Named("sandbox-node-agent").For(&corev1.Pod{}).Complete(s.agent); err != nil {
 		return err
 	}
