@@ -87,7 +87,7 @@ BENCH_LOAD_N ?= 1,30,100
 BENCH_FLEET_NODES ?= 3,30,100,300
 
 .PHONY: bench-fleet
-bench-fleet: controlplane istiod ## One Verify run of every lab (twice) on sandboxes of BENCH_FLEET_NODES nodes: wall, pods created, API requests by verb, bytes written, manager CPU and peak heap, in bin/bench-fleet/fleet.txt.
+bench-fleet: controlplane istiod ## A one-off Verify run of every lab, then a LabSchedule's first two runs (warm observers), on sandboxes of BENCH_FLEET_NODES nodes: wall, pods created, API requests by verb, bytes written, manager CPU and peak heap, in bin/bench-fleet/fleet.txt.
 	go run ./hack/benchload -fleet $(BENCH_FLEET_NODES) -out $(LOCALBIN)/bench-fleet
 
 .PHONY: bench-load

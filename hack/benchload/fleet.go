@@ -22,8 +22,8 @@ import (
 
 // Fleet mode (`make bench-fleet`, issue 20): for each node count, a sandbox of that many nodes with the target's
 // replicas spread over them, the manager binary as its own process, and one Verify run of every lab, then a second
-// one as a schedule's next run would be (today a scheduled run is a LabRun like any other: it creates its own
-// probe pods). Each row: wall time, pods created, API requests by verb (the API server's apiserver_request_total),
+// the first two runs of a LabSchedule with the same template: its first run creates the schedule's warm observers,
+// its second is the steady state, which only arms them. Each row: wall time, pods created, API requests by verb (the API server's apiserver_request_total),
 // bytes written to LabRuns (apiserver_request_body_size_bytes), the manager's CPU seconds, peak heap and peak RSS.
 
 // fleetRow is one run's figures at one node count.
@@ -36,6 +36,7 @@ type fleetRow struct {
 	wall       time.Duration
 	podsMade   float64
 	byVerb     []count
+	writes     []count // POST, PUT, PATCH and DELETE requests by resource
 	requests   float64
 	runBytes   float64
 	cpu        time.Duration
@@ -63,7 +64,7 @@ func runFleet(ctx context.Context, c config, b *bench, stdout io.Writer) error {
 	}
 	var sb strings.Builder
 	w := io.MultiWriter(stdout, &sb)
-	fmt.Fprintf(w, "\nbench-fleet %s: one Verify run of every lab, %d replicas, coverage %s, settle %s, sandbox propagation %s; manager as its own process\n\n",
+	fmt.Fprintf(w, "\nbench-fleet %s: a one-off Verify run of every lab, then a LabSchedule's first two; %d replicas, coverage %s, settle %s, sandbox propagation %s; manager as its own process\n\n",
 		time.Now().UTC().Format(time.RFC3339), c.replicas, c.coverage, c.settle, c.propagationDelay)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "nodes\trun\tphase\tpassed\twall\tpods created\tAPI requests\tbytes to LabRuns\tstatus size\tmanager CPU\tpeak heap\tpeak RSS\t")
@@ -80,6 +81,11 @@ func runFleet(ctx context.Context, c config, b *bench, stdout io.Writer) error {
 			verbs = append(verbs, fmt.Sprintf("%s %.0f", v.name, v.n))
 		}
 		fmt.Fprintf(w, "  %d nodes, %s run, API server by verb: %s\n", r.nodes, r.run, strings.Join(verbs, ", "))
+		writes := make([]string, 0, len(r.writes))
+		for _, c := range r.writes {
+			writes = append(writes, fmt.Sprintf("%s %.0f", c.name, c.n))
+		}
+		fmt.Fprintf(w, "    writes (%.0f): %s\n", total(r.writes), strings.Join(writes, ", "))
 		if r.err != nil {
 			fmt.Fprintf(w, "  %d nodes, %s run: %v\n", r.nodes, r.run, r.err)
 		}
@@ -108,8 +114,54 @@ func (b *bench) fleetCase(ctx context.Context, c config, n int) ([]fleetRow, err
 	}
 	defer m.stop()
 	var rows []fleetRow
-	for _, which := range []string{"first", "second"} {
-		r, err := fb.fleetRun(ctx, c, m, n, which)
+	run, err := fb.verifyRun(fmt.Sprintf("fleet-%d", n), c.settle)
+	if err != nil {
+		return nil, err
+	}
+	run.Spec.Probe.Coverage = labsv1.Coverage(c.coverage)
+	r, err := fb.measure(ctx, m, n, "one-off", func(ctx context.Context, w *watcher) (string, time.Duration, error) {
+		start := time.Now()
+		if err := fb.sb.Client.Create(ctx, run); err != nil {
+			return "", 0, err
+		}
+		_, e, err := w.waitFor(ctx, func(name string) bool { return name == run.Name })
+		return run.Name, e.at.Sub(start), err
+	}, c.perRunTimeout+time.Duration(n)*time.Second)
+	rows = append(rows, r)
+	if err != nil {
+		return rows, err
+	}
+	// A schedule of the same run, due every second: its first run, then its second (the steady state), then it is
+	// suspended.
+	ls := &labsv1.LabSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: run.Namespace, Name: fmt.Sprintf("fleet-%d-schedule", n)},
+		Spec: labsv1.LabScheduleSpec{Schedule: "@every 1s", Template: labsv1.LabRunTemplate{Spec: *run.Spec.DeepCopy()}}}
+	seen := map[string]bool{}
+	for i, which := range []string{"scheduled 1st", "scheduled 2nd"} {
+		r, err := fb.measure(ctx, m, n, which, func(ctx context.Context, w *watcher) (string, time.Duration, error) {
+			if i == 0 {
+				if err := fb.sb.Client.Create(ctx, ls); err != nil {
+					return "", 0, err
+				}
+			}
+			name, e, err := w.waitFor(ctx, func(name string) bool { return strings.HasPrefix(name, ls.Name+"-") && !seen[name] })
+			if err != nil {
+				return "", 0, err
+			}
+			seen[name] = true
+			if i == 1 {
+				patch := client.MergeFrom(ls.DeepCopy())
+				ls.Spec.Suspend = ptrTo(true)
+				if err := fb.sb.Client.Patch(ctx, ls, patch); err != nil {
+					return name, 0, err
+				}
+			}
+			done := &labsv1.LabRun{}
+			if err := fb.sb.Client.Get(ctx, client.ObjectKey{Namespace: ls.Namespace, Name: name}, done); err != nil {
+				return name, 0, err
+			}
+			// From its creation, as the API server stamped it (to the second), to when it was seen to end.
+			return name, e.at.Sub(done.CreationTimestamp.Time), nil
+		}, c.perRunTimeout+time.Duration(n)*time.Second)
 		rows = append(rows, r)
 		if err != nil {
 			return rows, err
@@ -118,16 +170,13 @@ func (b *bench) fleetCase(ctx context.Context, c config, n int) ([]fleetRow, err
 	return rows, nil
 }
 
-// fleetRun applies one Verify run of every lab and measures it until it ends.
-func (b *bench) fleetRun(ctx context.Context, c config, m *manager, n int, which string) (fleetRow, error) {
+func ptrTo[T any](v T) *T { return &v }
+
+// measure runs one case (start it and wait for its run to end: which run, and its wall time) and measures it: the
+// API server's requests and bytes to LabRuns, the manager's CPU and peak heap and RSS, the run's status.
+func (b *bench) measure(ctx context.Context, m *manager, n int, which string,
+	run func(context.Context, *watcher) (string, time.Duration, error), timeout time.Duration) (fleetRow, error) {
 	r := fleetRow{nodes: n, run: which}
-	run, err := b.verifyRun(fmt.Sprintf("fleet-%d-%s", n, which), c.settle)
-	if err == nil {
-		run.Spec.Probe.Coverage = labsv1.Coverage(c.coverage)
-	}
-	if err != nil {
-		return r, err
-	}
 	before, err := b.serverCounts(ctx)
 	if err != nil {
 		return r, err
@@ -141,21 +190,21 @@ func (b *bench) fleetRun(ctx context.Context, c config, m *manager, n int, which
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); r.peakHeap = m.peakHeap(heapCtx) }()
-	// A heap profile at the peak of RSS: heap-<nodes>0<1|2>-peak.pb.gz (go tool pprof -top -sample_index=inuse_space).
+	// A heap profile at the peak of RSS: heap-<nodes>0<1|2|3>-peak.pb.gz (go tool pprof -top -sample_index=inuse_space).
 	go func() {
 		defer wg.Done()
-		m.heapAtPeak(heapCtx, b.out, n*10+map[string]int{"first": 1, "second": 2}[which])
+		m.heapAtPeak(heapCtx, b.out, n*10+map[string]int{"one-off": 1, "scheduled 1st": 2, "scheduled 2nd": 3}[which])
 	}()
-	start := time.Now()
-	ended, waitErr := b.applyAndWait(ctx, []*labsv1.LabRun{run}, c.perRunTimeout+time.Duration(n)*time.Second)
-	r.wall = time.Since(start)
+	runCtx, cancel := context.WithTimeout(ctx, timeout)
+	w := newWatcher(runCtx, b.sb.Client, sandbox.DemoNamespace)
+	name, wall, waitErr := run(runCtx, w)
+	w.stop()
+	cancel()
+	r.wall = wall
 	stopHeap()
 	wg.Wait()
 	r.cpu = m.cpu() - cpuBefore
 	r.peakRSS, _ = m.rss()
-	if e, ok := ended[run.Name]; ok {
-		r.phase = e.phase
-	}
 	after, err := b.serverCounts(ctx)
 	if err != nil {
 		return r, err
@@ -167,16 +216,21 @@ func (b *bench) fleetRun(ctx context.Context, c config, m *manager, n int, which
 	r.runBytes = bytesAfter - bytesBefore
 	r.byVerb, _, _ = serverFigures(before, after)
 	r.requests = total(r.byVerb)
-	r.podsMade = after["POST pods"] - before["POST pods"]
-	done := &labsv1.LabRun{}
-	if err := b.sb.Client.Get(ctx, client.ObjectKeyFromObject(run), done); err == nil {
-		r.passed, r.steps = done.Status.Summary.Passed, len(done.Status.Steps)
-		if raw, err := yaml.Marshal(done.Status); err == nil {
-			r.statusSize = len(raw)
+	for _, c := range diff(before, after) {
+		if verb, _, _ := strings.Cut(c.name, " "); verb == "POST" || verb == "PUT" || verb == "PATCH" || verb == "DELETE" {
+			r.writes = append(r.writes, c)
 		}
 	}
-	if err := b.deleteRuns(ctx, []*labsv1.LabRun{run}); err != nil {
-		return r, err
+	r.podsMade = after["POST pods"] - before["POST pods"]
+	done := &labsv1.LabRun{}
+	if name != "" {
+		if err := b.sb.Client.Get(ctx, client.ObjectKey{Namespace: sandbox.DemoNamespace, Name: name}, done); err == nil {
+			r.phase = done.Status.Phase
+			r.passed, r.steps = done.Status.Summary.Passed, len(done.Status.Steps)
+			if raw, err := yaml.Marshal(done.Status); err == nil {
+				r.statusSize = len(raw)
+			}
+		}
 	}
 	r.err = waitErr
 	return r, waitErr

@@ -84,6 +84,28 @@ func (w *watcher) saw(run *labsv1.LabRun) {
 	w.ended <- m
 }
 
+// waitFor returns the name and end of the first ended run that match accepts (runs seen ended before the call
+// included), or an error when ctx ends first.
+func (w *watcher) waitFor(ctx context.Context, match func(name string) bool) (string, end, error) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		m := <-w.ended
+		for n, e := range m {
+			if match(n) {
+				w.ended <- m
+				return n, e, nil
+			}
+		}
+		w.ended <- m
+		select {
+		case <-ctx.Done():
+			return "", end{}, fmt.Errorf("no run ended before the case's time ran out")
+		case <-tick.C:
+		}
+	}
+}
+
 // waitAll returns when every named run has ended, or with what ended so far and an error when ctx ends first.
 func (w *watcher) waitAll(ctx context.Context, names []string) (map[string]end, error) {
 	tick := time.NewTicker(100 * time.Millisecond)
