@@ -310,6 +310,18 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 	if failing && r.now().Before(w.SettleBy) {
 		return steps.Outcome{}, r.waitObserver(run, fmt.Sprintf("every node to see %s at the endpoints it calls", step.Expect), w)
 	}
+	if failing {
+		// A pair with no attempt at all says nothing about the mesh (a refusal is an attempt too): its observer did
+		// not call that endpoint, for this run. A warm observer's arm may have been edited or not read yet; a
+		// one-off run's observer was started before the endpoint came.
+		for _, p := range pairs {
+			if p.j.Last == nil {
+				return steps.Errored(fmt.Sprintf("the observer on node %s made no attempt at endpoint %s for this run "+
+					"(settle %s): nothing is known of that pair%s", p.node, p.endpoint, run.Spec.Probe.SettleTimeout.Duration,
+					r.armHint(run, step))), nil
+			}
+		}
+	}
 	cov, blamed := attribute(f, pairs)
 	st.Coverage = cov
 	st.Attempts = 0

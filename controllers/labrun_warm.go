@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/labs"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 )
@@ -271,4 +272,17 @@ func (r *LabRunReconciler) dropGoneNodes(ctx context.Context, b observerBook, k 
 		}
 	}
 	return nil
+}
+
+// armHint names, for a warm run, the arm a step's observers read, where an attempt missing for this run is to be
+// looked for.
+func (r *LabRunReconciler) armHint(run *labsv1.LabRun, step labs.Step) string {
+	k := r.keeper(run)
+	if !k.warm() {
+		return ""
+	}
+	o := observerOf(step)
+	o.node = "any"
+	ns, _ := r.caller(run, step.Caller)
+	return fmt.Sprintf("; the schedule's warm observers read what to call from ConfigMap %s/%s", ns, mesh.ArmName(k.uid, o.key()))
 }
