@@ -55,7 +55,18 @@ func fixture(run *labsv1.LabRun, k keeper, f labs.Fixture) client.Object {
 // createFixture creates the fixture f, labelled with its keeper, and names it. One an earlier pass of this run
 // (or, warm, an earlier run of the schedule) created is kept (the names are the keeper's own).
 func (r *LabRunReconciler) createFixture(ctx context.Context, run *labsv1.LabRun, f labs.Fixture) (string, error) {
-	err := r.Create(ctx, fixture(run, r.keeper(run), f))
+	obj := fixture(run, r.keeper(run), f)
+	if r.keeper(run).warm() {
+		// A schedule's fixture is there from its earlier runs: read, not written again.
+		err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), obj.DeepCopyObject().(client.Object))
+		if err == nil {
+			return r.fixtureName(run, f), nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return r.fixtureName(run, f), err
+		}
+	}
+	err := r.Create(ctx, obj)
 	if apierrors.IsAlreadyExists(err) {
 		err = nil
 	}

@@ -371,7 +371,7 @@ func (r *LabRunReconciler) markStarted(st *labsv1.StepResult) {
 	}
 }
 
-// finishStep records a verdict, with one Event for it, and counts it: the step loop's, and runStep's for what
+// finishStep records a verdict, with one Event for it (not for a pass in a schedule's Verify run), and counts it: the step loop's, and runStep's for what
 // an executor concluded.
 func (r *LabRunReconciler) finishStep(run *labsv1.LabRun, st *labsv1.StepResult, v labsv1.Verdict, observed, msg string) {
 	now := metav1.NewMicroTime(r.now())
@@ -388,6 +388,11 @@ func (r *LabRunReconciler) finishStep(run *labsv1.LabRun, st *labsv1.StepResult,
 		typ, reason = corev1.EventTypeWarning, "StepFailed"
 	case labsv1.VerdictError:
 		typ, reason = corev1.EventTypeWarning, "StepErrored"
+	}
+	if v == labsv1.VerdictPass && scheduleOf(run) != nil {
+		// A schedule's Verify run, every few minutes for good: a step that passed is in its status and reports;
+		// an Event for each would be most of what the run writes to the API server. What did not pass gets one.
+		return
 	}
 	// The action names the step: events.k8s.io folds events with the same regarding, reason and action into
 	// one series, and each verdict should stay its own Event.

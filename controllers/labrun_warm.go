@@ -235,7 +235,7 @@ func (r *LabRunReconciler) warmPod(run *labsv1.LabRun, k keeper, o observer, d o
 		},
 		Annotations: map[string]string{labsv1.AnnotationOwner: k.schedule.String()},
 		NodeName:    o.node, Tolerations: d.tolerations,
-		Arm:         &probe.ArmVolume{ConfigMap: mesh.ArmName(k.uid, o.key()), Key: armKey(o.node)},
+		Arm: &probe.ArmVolume{ConfigMap: mesh.ArmName(k.uid, o.key()), Key: armKey(o.node)},
 		Options: probe.Options{Observe: true, Timeout: run.Spec.Probe.RequestTimeout.Duration, Settle: warmLife,
 			Interval: observerInterval},
 	})

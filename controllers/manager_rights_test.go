@@ -45,7 +45,11 @@ func TestManagerRBACIsNarrow(t *testing.T) {
 		{access{"list", "", "secrets", "", "", ""}, false},
 		{access{"create", "", "configmaps", "", sandbox.OperatorNamespace, ""}, true}, // the trusted records
 		{access{"update", "", "configmaps", "", sandbox.OperatorNamespace, "labrun-record-x"}, true},
-		{access{"create", "", "configmaps", "", "demo", ""}, false},
+		// A schedule's warm observers read their arm from a ConfigMap of their namespace: create, patch and delete
+		// anywhere (admission narrows them to labrun-arm-*), never read or list.
+		{access{"create", "", "configmaps", "", "demo", ""}, true},
+		{access{"get", "", "configmaps", "", "demo", "app-config"}, false},
+		{access{"update", "", "configmaps", "", "demo", "app-config"}, false},
 		{access{"list", "", "configmaps", "", "", ""}, false},
 		{access{"update", "coordination.k8s.io", "leases", "", sandbox.OperatorNamespace, "labrun-lock-some-run"}, true},
 		{access{"watch", "coordination.k8s.io", "leases", "", sandbox.OperatorNamespace, "labrun-lock-some-run"}, true},
@@ -178,6 +182,17 @@ func TestManagerMayCreateOnlyWhatARunNeeds(t *testing.T) {
 		{"another Lease outside its namespace", func() client.Object {
 			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-scheduler"}}
 		}, `cannot create resource "leases" in API group "coordination.k8s.io" in the namespace "kube-system"`},
+		{"an arm ConfigMap for warm observers", func() client.Object {
+			return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: mesh.ArmPrefix + "abc",
+				Labels: map[string]string{labsv1.LabelArm: "true"}}}
+		}, ""},
+		{"another ConfigMap in a tenant's namespace", func() client.Object {
+			return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "app-config",
+				Labels: map[string]string{labsv1.LabelArm: "true"}}}
+		}, "may only write arm ConfigMaps"},
+		{"an arm-named ConfigMap without the arm label", func() client.Object {
+			return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: mesh.ArmPrefix + "abc"}}
+		}, "may only write arm ConfigMaps"},
 		{"its temporary PeerAuthentication", func() client.Object {
 			return peerAuthentication("labrun-permissive-0123456789", map[string]string{mesh.LabelChangedBy: "uid"})
 		}, ""},

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
@@ -368,6 +369,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&labsv1.LabSchedule{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&labsv1.LabRun{}, builder.WithPredicates(phaseChanged()))
 	if err := r.watchTriggers(mgr, b); err != nil {
+		return err
+	}
+	if err := mgr.Add(manager.RunnableFunc(r.sweepOrphans)); err != nil {
 		return err
 	}
 	return b.Complete(r)

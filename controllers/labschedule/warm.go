@@ -48,20 +48,52 @@ func (r *Reconciler) sweepWarm(ctx context.Context, name types.NamespacedName) (
 		if w.Schedule.Namespace != name.Namespace || w.Schedule.Name != name.Name {
 			continue
 		}
-		if w.ArmedBy != nil {
-			run := &labsv1.LabRun{}
-			err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: w.ArmedBy.Namespace, Name: w.ArmedBy.Name}, run)
-			if client.IgnoreNotFound(err) != nil {
-				return ctrl.Result{}, err
-			}
-			if err == nil && string(run.UID) == w.ArmedBy.UID && run.Status.CompletionTime == nil {
-				return ctrl.Result{RequeueAfter: warmRecheck}, nil
-			}
-		}
-		ctrl.LoggerFrom(ctx).Info("Removing the warm observers of a deleted schedule", "pods", len(w.Pods), "arms", len(w.Arms))
-		if err := r.warmStore().SweepWarm(ctx, w); err != nil {
-			return ctrl.Result{}, err
+		if held, err := r.sweepGone(ctx, w); err != nil || held {
+			return ctrl.Result{RequeueAfter: warmRecheck}, err
 		}
 	}
 	return ctrl.Result{}, nil
+}
+
+// sweepGone deletes what the warm record w names, unless a run still holds it (held).
+func (r *Reconciler) sweepGone(ctx context.Context, w *mesh.Warm) (held bool, err error) {
+	if w.ArmedBy != nil {
+		run := &labsv1.LabRun{}
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: w.ArmedBy.Namespace, Name: w.ArmedBy.Name}, run)
+		if client.IgnoreNotFound(err) != nil {
+			return false, err
+		}
+		if err == nil && string(run.UID) == w.ArmedBy.UID && run.Status.CompletionTime == nil {
+			return true, nil
+		}
+	}
+	ctrl.LoggerFrom(ctx).Info("Removing the warm observers of a deleted schedule", "labSchedule", w.Schedule.String(),
+		"pods", len(w.Pods), "arms", len(w.Arms))
+	return false, r.warmStore().SweepWarm(ctx, w)
+}
+
+// sweepOrphans, when the manager starts (as leader), deletes what schedules deleted while no manager ran had kept:
+// no event for them will come. A schedule of the same name created since is another schedule (another UID).
+// It never fails the manager: what it cannot remove now, the next start will.
+func (r *Reconciler) sweepOrphans(ctx context.Context) error {
+	all, err := r.warmStore().List(ctx)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing warm records")
+		return nil
+	}
+	for _, w := range all {
+		ls := &labsv1.LabSchedule{}
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: w.Schedule.Namespace, Name: w.Schedule.Name}, ls)
+		if client.IgnoreNotFound(err) != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Reading a schedule with warm observers", "labSchedule", w.Schedule.String())
+			continue
+		}
+		if err == nil && string(ls.UID) == w.Schedule.UID {
+			continue
+		}
+		if _, err := r.sweepGone(ctx, w); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Removing the warm observers of a deleted schedule", "labSchedule", w.Schedule.String())
+		}
+	}
+	return nil
 }

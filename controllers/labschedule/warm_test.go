@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
@@ -237,4 +238,36 @@ func secondBackend(t *testing.T, node string) *corev1.Pod {
 		g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	return pod
+}
+
+// TestWarmObserversOfAScheduleDeletedWhileNoManagerRan: a schedule deleted while its manager was down leaves no
+// event behind; the next manager finds its warm record with no schedule and removes what it kept.
+func TestWarmObserversOfAScheduleDeletedWhileNoManagerRan(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	stop := suite.Start(t, suite.Options())
+	ls := suite.NewSchedule("@every 2s")
+	cleanup := suite.CreateSchedule(t, ls)
+	succeededAfter(t, ls, time.Time{})
+	// Suspended, and with no run active, no run holds the observers.
+	patch := client.MergeFrom(ls.DeepCopy())
+	ls.Spec.Suspend = ptr.To(true)
+	g.Expect(suite.K8s.Patch(ctx, ls, patch)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		for _, run := range suite.RunsOf(g, ls) {
+			g.Expect(run.Status.CompletionTime).NotTo(BeNil(), "run %s is still active", run.Name)
+		}
+	}).WithTimeout(60 * time.Second).Should(Succeed())
+	g.Expect(warmPods(g, ls)).NotTo(BeEmpty())
+	stop()
+	g.Expect(suite.K8s.Delete(ctx, ls)).To(Succeed())
+
+	suite.Start(t, suite.Options())
+	g.Eventually(func(g Gomega) {
+		g.Expect(warmPods(g, ls)).To(BeEmpty())
+		cms := &corev1.ConfigMapList{}
+		g.Expect(suite.K8s.List(ctx, cms, client.MatchingLabels{labsv1.LabelWarm: string(ls.UID)})).To(Succeed())
+		g.Expect(cms.Items).To(BeEmpty(), "no warm record is left")
+	}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+	cleanup() // the runs, while the second manager runs: their finalizers need it
 }
