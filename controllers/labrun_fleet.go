@@ -65,6 +65,31 @@ func (f fleet) urls(node, path string) []string {
 	return out
 }
 
+// pace is how often a node's observer calls: every observerInterval on a small cluster, more slowly on a large
+// one (10ms a node, at most a second): every attempt writes a ztunnel line on two nodes, and those lines are what
+// a run reads, so attempts beyond what a step needs cost the manager memory and time for nothing. Never so slowly,
+// though, that a node's pairs could not each show count attempts in a row within half the settle timeout.
+func (f fleet) pace(settle time.Duration, count int) time.Duration {
+	calls := 1
+	for _, c := range f.calls {
+		calls = max(calls, len(c))
+	}
+	p := min(time.Duration(len(f.nodes))*10*time.Millisecond, time.Second, settle/time.Duration(2*max(count, 1)*calls))
+	return max(p, observerInterval)
+}
+
+// fleetCount is the most attempts in a row a per-node step of the run needs.
+func fleetCount(run *labsv1.LabRun) int {
+	plan, _ := planOf(run)
+	n := 1
+	for _, s := range plan {
+		if steps.PerNode(run, s) {
+			n = max(n, s.Count)
+		}
+	}
+	return n
+}
+
 // coveragePairs picks which of n nodes call which of e endpoints so that each node calls two endpoints and each
 // endpoint is called from two nodes (where there are two): node i calls endpoints i and i+1, and endpoint j is
 // called from nodes j and j+1 (modulo their numbers). A node whose ztunnel fails then fails at every endpoint it
@@ -167,7 +192,8 @@ func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, 
 		o.node = node
 		pod, reason, err := r.ensure(ctx, run, b, o, func() (observerDest, string, error) {
 			n, tolerations, err := r.noExecuteTolerations(ctx, node)
-			return observerDest{urls: f.urls(node, run.Spec.Target.Path), tolerations: tolerations, nodeUID: n.UID}, "", err
+			return observerDest{urls: f.urls(node, run.Spec.Target.Path), tolerations: tolerations, nodeUID: n.UID,
+				interval: f.pace(run.Spec.Probe.SettleTimeout.Duration, fleetCount(run))}, "", err
 		})
 		if err != nil {
 			return nil, f, err

@@ -20,6 +20,7 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
@@ -160,7 +161,10 @@ func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, d observe
 	if k := r.observerKeeper(run, o); k.warm() {
 		return r.warmPod(run, k, o, d)
 	}
-	urls, tolerations := d.urls, d.tolerations
+	urls, tolerations, interval := d.urls, d.tolerations, d.interval
+	if interval <= 0 {
+		interval = observerInterval
+	}
 	ns, sa := r.caller(run, o.caller)
 	image := run.Spec.Probe.Image
 	if image == "" {
@@ -173,7 +177,7 @@ func (r *LabRunReconciler) observerPod(run *labsv1.LabRun, o observer, d observe
 		},
 		Annotations: ownerAnnotation(run), NodeName: o.node, Tolerations: tolerations,
 		Options: probe.Options{URL: urls[0], URLs: urls[1:], Observe: true, Timeout: run.Spec.Probe.RequestTimeout.Duration,
-			Settle: r.observerBudget(run), Interval: observerInterval},
+			Settle: r.observerBudget(run), Interval: interval},
 	})
 }
 
@@ -200,6 +204,8 @@ type observerDest struct {
 	urls        []string
 	tolerations []corev1.Toleration
 	nodeUID     types.UID
+	// interval paces the attempts (zero: observerInterval).
+	interval time.Duration
 }
 
 // ensure creates observer o if it is missing, as dest describes it (or not, for the reason dest gives), and
@@ -384,6 +390,13 @@ func (r *LabRunReconciler) retireObservers(ctx context.Context, run *labsv1.LabR
 			continue
 		}
 		ns, _ := r.caller(run, step.Caller)
+		if k := r.keeper(run); k.warm() && steps.PerNode(run, step) {
+			// A schedule's observers stay; they stop calling (their arm goes) until its next run.
+			if err := r.disarm(ctx, run, ns, mesh.ArmName(k.uid, key)); err != nil {
+				return err
+			}
+			continue
+		}
 		if steps.PerNode(run, step) {
 			if err := r.retireFleet(ctx, run, ns, key); err != nil {
 				return err

@@ -170,6 +170,20 @@ func (r *LabRunReconciler) releaseWarm(ctx context.Context, run *labsv1.LabRun, 
 	return err
 }
 
+// disarm deletes an arm ConfigMap the run wrote: the observers that read it stop calling.
+func (r *LabRunReconciler) disarm(ctx context.Context, run *labsv1.LabRun, ns, name string) error {
+	memo := string(run.UID) + "/" + ns + "/" + name
+	if _, ok := r.arms.Load(memo); !ok {
+		return nil // not armed by this run (in this manager: a restarted one deletes them at the run's end)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	if err := r.Delete(ctx, cm); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("disarming %s/%s: %w", ns, name, err)
+	}
+	r.arms.Delete(memo)
+	return nil
+}
+
 // armKey is a node's key in an arm ConfigMap.
 func armKey(node string) string { return hash(node)[:6] + ".json" }
 
@@ -190,7 +204,8 @@ func (r *LabRunReconciler) armFleet(ctx context.Context, run *labsv1.LabRun, k k
 	}
 	data := map[string]string{}
 	for _, node := range f.nodes {
-		raw, _ := json.Marshal(probe.Arm{Token: string(run.UID), URLs: f.urls(node, run.Spec.Target.Path), Until: st.until.UTC()})
+		raw, _ := json.Marshal(probe.Arm{Token: string(run.UID), URLs: f.urls(node, run.Spec.Target.Path), Until: st.until.UTC(),
+			Interval: f.pace(run.Spec.Probe.SettleTimeout.Duration, fleetCount(run))})
 		data[armKey(node)] = string(raw)
 	}
 	raw, _ := json.Marshal(data)

@@ -131,29 +131,40 @@ func (b *bench) fleetCase(ctx context.Context, c config, n int) ([]fleetRow, err
 	if err != nil {
 		return rows, err
 	}
-	// A schedule of the same run, due every second: its first run, then its second (the steady state), then it is
-	// suspended.
+	// A schedule of the same run, due every second but suspended as soon as a run of it is seen (and resumed for
+	// the next): its first run, then its second, the steady state. Suspended, it does not wake at every due time
+	// while its run goes on, as a schedule due every 15 minutes would not.
 	ls := &labsv1.LabSchedule{ObjectMeta: metav1.ObjectMeta{Namespace: run.Namespace, Name: fmt.Sprintf("fleet-%d-schedule", n)},
 		Spec: labsv1.LabScheduleSpec{Schedule: "@every 1s", Template: labsv1.LabRunTemplate{Spec: *run.Spec.DeepCopy()}}}
+	suspend := func(ctx context.Context, on bool) error {
+		patch := client.MergeFrom(ls.DeepCopy())
+		ls.Spec.Suspend = ptrTo(on)
+		return fb.sb.Client.Patch(ctx, ls, patch)
+	}
 	seen := map[string]bool{}
 	for i, which := range []string{"scheduled 1st", "scheduled 2nd"} {
 		r, err := fb.measure(ctx, m, n, which, func(ctx context.Context, w *watcher) (string, time.Duration, error) {
+			var err error
 			if i == 0 {
-				if err := fb.sb.Client.Create(ctx, ls); err != nil {
-					return "", 0, err
-				}
+				err = fb.sb.Client.Create(ctx, ls)
+			} else {
+				err = suspend(ctx, false)
 			}
-			name, e, err := w.waitFor(ctx, func(name string) bool { return strings.HasPrefix(name, ls.Name+"-") && !seen[name] })
+			if err != nil {
+				return "", 0, err
+			}
+			mine := func(name string) bool { return strings.HasPrefix(name, ls.Name+"-") && !seen[name] }
+			name, err := w.waitSeen(ctx, mine)
 			if err != nil {
 				return "", 0, err
 			}
 			seen[name] = true
-			if i == 1 {
-				patch := client.MergeFrom(ls.DeepCopy())
-				ls.Spec.Suspend = ptrTo(true)
-				if err := fb.sb.Client.Patch(ctx, ls, patch); err != nil {
-					return name, 0, err
-				}
+			if err := suspend(ctx, true); err != nil {
+				return name, 0, err
+			}
+			_, e, err := w.waitFor(ctx, func(n string) bool { return n == name })
+			if err != nil {
+				return name, 0, err
 			}
 			done := &labsv1.LabRun{}
 			if err := fb.sb.Client.Get(ctx, client.ObjectKey{Namespace: ls.Namespace, Name: name}, done); err != nil {

@@ -25,12 +25,14 @@ type watcher struct {
 	ns     string
 	cancel context.CancelFunc
 	ended  chan map[string]end
+	seen   chan map[string]bool // every run seen, ended or not
 }
 
 func newWatcher(ctx context.Context, c client.WithWatch, ns string) *watcher {
 	ctx, cancel := context.WithCancel(ctx)
-	w := &watcher{c: c, ns: ns, cancel: cancel, ended: make(chan map[string]end, 1)}
+	w := &watcher{c: c, ns: ns, cancel: cancel, ended: make(chan map[string]end, 1), seen: make(chan map[string]bool, 1)}
 	w.ended <- map[string]end{}
+	w.seen <- map[string]bool{}
 	go w.loop(ctx)
 	return w
 }
@@ -74,6 +76,9 @@ func (w *watcher) follow(ctx context.Context, wi watch.Interface) {
 }
 
 func (w *watcher) saw(run *labsv1.LabRun) {
+	seen := <-w.seen
+	seen[run.Name] = true
+	w.seen <- seen
 	if run.Status.Phase != labsv1.PhaseSucceeded && run.Status.Phase != labsv1.PhaseFailed {
 		return
 	}
@@ -82,6 +87,27 @@ func (w *watcher) saw(run *labsv1.LabRun) {
 		m[run.Name] = end{at: time.Now(), phase: run.Status.Phase}
 	}
 	w.ended <- m
+}
+
+// waitSeen returns the name of the first run seen (in any phase) that match accepts.
+func (w *watcher) waitSeen(ctx context.Context, match func(name string) bool) (string, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		m := <-w.seen
+		for n := range m {
+			if match(n) {
+				w.seen <- m
+				return n, nil
+			}
+		}
+		w.seen <- m
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("no run was created before the case's time ran out")
+		case <-tick.C:
+		}
+	}
 }
 
 // waitFor returns the name and end of the first ended run that match accepts (runs seen ended before the call

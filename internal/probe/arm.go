@@ -32,6 +32,9 @@ type Arm struct {
 	URLs []string `json:"urls"`
 	// Until ends the arm: no attempt starts at or after it.
 	Until time.Time `json:"until"`
+	// Interval, when set, paces the attempts made under this arm instead of the observer's own interval (which
+	// still paces the loads of an idle arm): a run over many nodes asks its observers for fewer attempts.
+	Interval time.Duration `json:"interval,omitempty"`
 }
 
 // Armed tells whether an attempt may start under a at the time now: a has URLs and now is before Until.
@@ -100,10 +103,14 @@ func observeArmed(ctx context.Context, o Options, load func() (Arm, error), emit
 			a.URL, a.Arm = one.URL, arm.Token
 			emit(a)
 		}
-		if o.Settle > 0 && time.Until(deadline) <= o.Interval {
+		wait := o.Interval
+		if err == nil && arm.Armed(time.Now()) && arm.Interval > 0 {
+			wait = arm.Interval
+		}
+		if o.Settle > 0 && time.Until(deadline) <= wait {
 			return // the next attempt would start after the budget
 		}
-		if !pause(ctx, o.Interval) || (o.Settle > 0 && !time.Now().Before(deadline)) {
+		if !pause(ctx, wait) || (o.Settle > 0 && !time.Now().Before(deadline)) {
 			return
 		}
 	}

@@ -312,3 +312,29 @@ func TestWarmObserverPod(t *testing.T) {
 	plain.Spec.Containers[0].Args = c.Args
 	g.Expect(plain).To(Equal(pod))
 }
+
+// TestObserveIsPacedByItsArm: an arm's Interval paces the attempts made under it (one attempt starts at least that
+// long after the one before), while an idle arm is still loaded at the observer's own, shorter, interval.
+func TestObserveIsPacedByItsArm(t *testing.T) {
+	g := NewWithT(t)
+	srv, _ := statusServer(t, always(http.StatusOK))
+	script := &armScript{}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Observe(ctx, Options{Observe: true, LoadArm: script.load, Timeout: time.Second, Interval: 10 * time.Millisecond},
+			script.emit)
+	}()
+	g.Eventually(func() int { return script.loadsOf(0) }, 5*time.Second, 5*time.Millisecond).Should(BeNumerically(">=", 3))
+	paced := script.set(Arm{Token: "t1", URLs: []string{srv.URL + "/get"}, Until: time.Now().Add(time.Minute),
+		Interval: 150 * time.Millisecond})
+	g.Eventually(func() int { return len(script.made(paced)) }, 5*time.Second, 5*time.Millisecond).Should(BeNumerically(">=", 4))
+	cancel()
+	<-done
+	made := script.made(paced)
+	for i := 1; i < len(made); i++ {
+		g.Expect(made[i].Time.Sub(made[i-1].Time)).To(BeNumerically(">=", 150*time.Millisecond), "attempt %d", i)
+	}
+}
