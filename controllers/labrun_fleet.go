@@ -381,6 +381,15 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 		return steps.Errored(steps.LogsUnread(err)), nil
 	}
 	partial := err
+	// Each pair's first refusal wrote its line on the endpoint's node by then: a read that holds up to there holds
+	// the lines this judges, however far behind the log's end it is.
+	needed := latestFirst(pairs).Add(steps.ClockTolerance + steps.ClockSlack)
+	if t := run.Spec.Probe.RequestTimeout; t != nil {
+		needed = needed.Add(t.Duration)
+	}
+	if ztunnel.HoldsWindow(partial, since.Add(-steps.ClockTolerance), needed) {
+		partial = nil
+	}
 	rejected := true
 	newest := map[string]ztunnel.Entry{} // endpoint pod → the newest refusal its node logged for the observers
 	callerNS, _ := r.caller(run, step.Caller)

@@ -62,11 +62,18 @@ func TestEvidenceNotHeldInFullIsNoFinding(t *testing.T) {
 		{"held in part, the line among those held", []ztunnel.Entry{line}, incomplete, labsv1.VerdictPass, "Found 1 matching"},
 		{"held in part, no line", nil, incomplete, labsv1.VerdictError, "not read in full"},
 		{"held in full, no line", nil, nil, labsv1.VerdictFail, "Found 0 of 1"},
+		// The probe step ended at start+10s: a read that reached start+20s holds every line its attempts wrote, even
+		// though it has not caught up with the log's end.
+		{"read up to past the probe step, no line", nil, &ztunnel.Incomplete{Since: start, ReadTo: start.Add(20 * time.Second)},
+			labsv1.VerdictFail, "Found 0 of 1"},
+		{"read only up to inside the probe step, no line", nil, &ztunnel.Incomplete{Since: start, ReadTo: start.Add(5 * time.Second)},
+			labsv1.VerdictError, "not read in full"},
 		{"unreachable", nil, errors.New("connection refused"), labsv1.VerdictError, "unreachable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			run := &labsv1.LabRun{Status: labsv1.LabRunStatus{StartTime: &metav1.Time{Time: start},
-				Steps: []labsv1.StepResult{{Lab: labsv1.LabMTLS, Name: "probe", StartTime: &metav1.MicroTime{Time: start}}}}}
+				Steps: []labsv1.StepResult{{Lab: labsv1.LabMTLS, Name: "probe", StartTime: &metav1.MicroTime{Time: start},
+					CompletionTime: &metav1.MicroTime{Time: start.Add(10 * time.Second)}}}}}
 			st := &labsv1.StepResult{StartTime: &metav1.MicroTime{Time: start}}
 			step := labs.Step{Lab: labsv1.LabMTLS, Name: "evidence", Kind: labs.KindEvidence, Evidence: &labs.Evidence{Since: "probe"}}
 			env := evidenceLogs{now: start.Add(time.Minute), entries: tc.entries, err: tc.err}

@@ -211,6 +211,16 @@ func StepStart(run *labsv1.LabRun, lab labsv1.LabName, name string) time.Time {
 	return time.Time{}
 }
 
+// StepEnd is when the named step of lab ended (zero if it has not).
+func StepEnd(run *labsv1.LabRun, lab labsv1.LabName, name string) time.Time {
+	for _, st := range run.Status.Steps {
+		if st.Lab == lab && st.Name == name && st.CompletionTime != nil {
+			return st.CompletionTime.Time
+		}
+	}
+	return time.Time{}
+}
+
 // LogsUnread is the message of a step that could not read the ztunnel lines it needs: unreachable, or not held in
 // full (ztunnel.Incomplete), when a line it did not find may be among those dropped.
 func LogsUnread(err error) string {

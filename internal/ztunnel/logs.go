@@ -71,8 +71,17 @@ func (r *LogReader) Read(ctx context.Context, namespace string, selector map[str
 		if all, h, err = t.appendSince(ctx, all, r.pages(p.Namespace, p.Name, container), since, time.Now()); err != nil {
 			return nil, nil, fmt.Errorf("reading logs of ztunnel pod %s/%s: %w", p.Namespace, p.Name, err)
 		}
-		if !h.whole() && partial == nil {
-			partial = &Incomplete{Pod: p.Namespace + "/" + p.Name, Node: p.Spec.NodeName, Since: since, Held: h.from, ReadTo: h.to}
+		if !h.whole() {
+			// What every pod holds: from the latest start held, to the earliest line read.
+			if partial == nil {
+				partial = &Incomplete{Pod: p.Namespace + "/" + p.Name, Node: p.Spec.NodeName, Since: since}
+			}
+			if h.from.After(partial.Held) {
+				partial.Held = h.from
+			}
+			if !h.to.IsZero() && (partial.ReadTo.IsZero() || h.to.Before(partial.ReadTo)) {
+				partial.ReadTo = h.to
+			}
 		}
 		sources = append(sources, Source{Namespace: p.Namespace, Pod: p.Name, Node: p.Spec.NodeName})
 	}
@@ -82,7 +91,8 @@ func (r *LogReader) Read(ctx context.Context, namespace string, selector map[str
 	return all, sources, nil
 }
 
-// Incomplete is Read's error when it returns what it holds of a window but not all of it: a ztunnel pod logged
+// Incomplete is Read's error when it returns what it holds of a window but not all of it (Held and ReadTo are what
+// every pod read holds; Pod and Node name the first that did not hold it all): a ztunnel pod logged
 // more lines in the window than the reader keeps (maxKept), and those before Held were dropped; or it logs faster
 // than the reads page through it, and those after ReadTo are not read yet. The entries returned are real; a line
 // missing from them may be among those not held.
@@ -103,6 +113,21 @@ func (e *Incomplete) Error() string {
 		parts = append(parts, fmt.Sprintf("read only up to %s: it logs faster than the reads page through it", stamp(e.ReadTo)))
 	}
 	return fmt.Sprintf("the log of ztunnel pod %s (node %s) is %s", e.Pod, e.Node, strings.Join(parts, "; and "))
+}
+
+// Holds tells whether every pod read holds the lines stamped from from to to (the window a finding needs): the
+// lines it did not hold are all before from or after to.
+func (e *Incomplete) Holds(from, to time.Time) bool {
+	return (e.Held.IsZero() || !e.Held.After(from)) && (e.ReadTo.IsZero() || !e.ReadTo.Before(to))
+}
+
+// HoldsWindow tells whether err is nil, or an Incomplete that holds the window from from to to.
+func HoldsWindow(err error, from, to time.Time) bool {
+	var inc *Incomplete
+	if err == nil {
+		return true
+	}
+	return errors.As(err, &inc) && inc.Holds(from, to)
 }
 
 // IsIncomplete tells whether err is, or wraps, an Incomplete.
