@@ -3,7 +3,8 @@
 // it (Read), which workloads it applies to, and whether ztunnel allows a connection (Decide). The policy-audit
 // lab computes its expectations here, from the policies' specs as written: never from istiod's output or from
 // the sandbox's matcher (internal/sandbox/policy, which the real istiod feeds), so that a wrong simulator cannot
-// agree with a wrong expectation.
+// agree with a wrong expectation. Both are checked against the same table of ztunnel's own test cases
+// (internal/authz/authztest).
 package authz
 
 import (

@@ -1,8 +1,9 @@
 // Package policy is the simulated ztunnel's L4 authorization: it holds what the real istiod computed for
 // ztunnel (converted policies and their attachment to workloads, istiod.go) and decides, for a connection at the
 // destination's ztunnel, whether it is allowed and which policy decided, as ztunnel's src/rbac.rs and
-// src/state.rs assert_rbac do (checked against their own tests in upstream_rbac_test.go). It converts nothing:
-// istiod turns PeerAuthentication and AuthorizationPolicy objects into these policies.
+// src/state.rs assert_rbac do (checked in upstream_rbac_test.go against ztunnel's own tests, the table in
+// internal/authz/authztest that internal/authz is checked against too). It converts nothing: istiod turns
+// PeerAuthentication and AuthorizationPolicy objects into these policies.
 package policy
 
 // Defaults applied when Config.RootNamespace or Peer.TrustDomain are empty.
