@@ -203,6 +203,11 @@ func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, 
 		}
 		pods[node] = pod
 	}
+	// The containers first seen running in this pass, written once for the fleet (an unwritten one is seen again
+	// next pass, as if not seen yet).
+	if err := b.flush(ctx); err != nil {
+		return nil, f, err
+	}
 	if k := r.keeper(run); k.warm() {
 		o := observerOf(step)
 		o.node = "any"
@@ -226,7 +231,7 @@ func (r *LabRunReconciler) fleetBook(ctx context.Context, run *labsv1.LabRun) (o
 	if err != nil {
 		return nil, err
 	}
-	return runBook{r, rec}, nil
+	return runBook{r: r, rec: rec, batch: new(bool)}, nil
 }
 
 // noExecuteTolerations tolerates the node's NoExecute taints as they are now. An observer pinned by

@@ -240,13 +240,13 @@ func (r *LabRunReconciler) parkObservers(ctx context.Context, run *labsv1.LabRun
 			}
 			return err
 		}
-		if trusted, _, err := r.trustObserver(ctx, runBook{r, rec}, pod); err != nil || trusted == nil {
+		if trusted, _, err := r.trustObserver(ctx, runBook{r: r, rec: rec}, pod); err != nil || trusted == nil {
 			if err != nil {
 				return err
 			}
 			continue // not proven: the window's own check names it
 		}
-		if err := r.replaceObserver(ctx, runBook{r, rec}, pod); err != nil {
+		if err := r.replaceObserver(ctx, runBook{r: r, rec: rec}, pod); err != nil {
 			return err
 		}
 	}

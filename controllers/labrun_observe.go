@@ -189,7 +189,7 @@ func (r *LabRunReconciler) ensureObserver(ctx context.Context, run *labsv1.LabRu
 	if err != nil {
 		return nil, "", err
 	}
-	return r.ensure(ctx, run, runBook{r, rec}, o, func() (observerDest, string, error) {
+	return r.ensure(ctx, run, runBook{r: r, rec: rec}, o, func() (observerDest, string, error) {
 		if !o.bystander {
 			return observerDest{urls: []string{targetURL(run)}}, "", nil
 		}
@@ -325,7 +325,7 @@ func (r *LabRunReconciler) observersWatching(ctx context.Context, run *labsv1.La
 			}
 			return nil, err
 		}
-		if trusted, _, err := r.trustObserver(ctx, runBook{r, rec}, pod); trusted == nil || err != nil {
+		if trusted, _, err := r.trustObserver(ctx, runBook{r: r, rec: rec}, pod); trusted == nil || err != nil {
 			// Not the run's own (startObservers names the tampering) or being replaced: not watching.
 			if err != nil {
 				return nil, err

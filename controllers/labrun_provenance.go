@@ -46,12 +46,16 @@ type observerBook interface {
 	put(ctx context.Context, p mesh.PodRecord) error
 	forget(ctx context.Context, namespace, name string) error
 	seen(ctx context.Context, namespace, name, containerID string) error
+	// flush writes what seen left unwritten (a batch book: one write for a fleet's observers, not one each).
+	flush(ctx context.Context) error
 }
 
-// runBook records a run's own observers in its trusted record.
+// runBook records a run's own observers in its trusted record. A batch book (batch non-nil) keeps the containers
+// seen in the record in memory until flush (or the next put or forget, which writes the record whole).
 type runBook struct {
-	r   *LabRunReconciler
-	rec *mesh.Record
+	r     *LabRunReconciler
+	rec   *mesh.Record
+	batch *bool // dirty: a container seen is not written yet
 }
 
 func (b runBook) lookup(ns, name string) *mesh.PodRecord { return b.rec.Pod(ns, name) }
@@ -59,25 +63,48 @@ func (b runBook) ownerUID() string                       { return b.rec.Run.UID 
 
 func (b runBook) put(ctx context.Context, p mesh.PodRecord) error {
 	b.rec.PutPod(p)
-	return b.r.Records.Save(ctx, b.rec)
+	return b.save(ctx)
 }
 
 func (b runBook) forget(ctx context.Context, ns, name string) error {
 	if !b.rec.ForgetPod(ns, name) {
 		return nil
 	}
-	return b.r.Records.Save(ctx, b.rec)
+	return b.save(ctx)
 }
 
 func (b runBook) seen(ctx context.Context, ns, name, containerID string) error {
 	b.rec.Pod(ns, name).ContainerID = containerID
-	return b.r.Records.Save(ctx, b.rec)
+	if b.batch != nil {
+		*b.batch = true
+		return nil
+	}
+	return b.save(ctx)
 }
 
-// warmBook records a schedule's warm observers in its warm record, read once per pass and written through.
+func (b runBook) save(ctx context.Context) error {
+	if err := b.r.Records.Save(ctx, b.rec); err != nil {
+		return err
+	}
+	if b.batch != nil {
+		*b.batch = false
+	}
+	return nil
+}
+
+func (b runBook) flush(ctx context.Context) error {
+	if b.batch == nil || !*b.batch {
+		return nil
+	}
+	return b.save(ctx)
+}
+
+// warmBook records a schedule's warm observers in its warm record, read once per pass and written through; the
+// containers seen are written together at flush.
 type warmBook struct {
-	r *LabRunReconciler
-	w *mesh.Warm
+	r       *LabRunReconciler
+	w       *mesh.Warm
+	pending map[[2]string]string // namespace, name → container seen, not written yet
 }
 
 // warmBookOf reads the schedule's warm record.
@@ -111,15 +138,31 @@ func (b *warmBook) forget(ctx context.Context, ns, name string) error {
 	return b.update(ctx, func(w *mesh.Warm) bool { return w.ForgetPod(ns, name) })
 }
 
-func (b *warmBook) seen(ctx context.Context, ns, name, containerID string) error {
-	return b.update(ctx, func(w *mesh.Warm) bool {
-		p := w.Pod(ns, name)
-		if p == nil || p.ContainerID != "" {
-			return false
+func (b *warmBook) seen(_ context.Context, ns, name, containerID string) error {
+	if b.pending == nil {
+		b.pending = map[[2]string]string{}
+	}
+	b.pending[[2]string{ns, name}] = containerID
+	return nil
+}
+
+func (b *warmBook) flush(ctx context.Context) error {
+	if len(b.pending) == 0 {
+		return nil
+	}
+	err := b.update(ctx, func(w *mesh.Warm) bool {
+		changed := false
+		for k, id := range b.pending {
+			if p := w.Pod(k[0], k[1]); p != nil && p.ContainerID == "" {
+				p.ContainerID, changed = id, true
+			}
 		}
-		p.ContainerID = containerID
-		return true
+		return changed
 	})
+	if err == nil {
+		b.pending = nil
+	}
+	return err
 }
 
 // trustObserver returns pod when it is one of the book's observers, unchanged. An observer an earlier pass created

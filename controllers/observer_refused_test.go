@@ -55,7 +55,7 @@ func TestEnsureEndsOnAnObserverTheNodeRefused(t *testing.T) {
 			r := &LabRunReconciler{Client: c, Records: mesh.Store{Client: c, Reader: c, Namespace: "labrun-system"}}
 			rec := &mesh.Record{Run: mesh.RunRef{Namespace: run.Namespace, Name: run.Name, UID: string(run.UID)}}
 			rec.PutPod(mesh.PodRecord{Namespace: ns, Name: tc.pod.Name, UID: string(tc.pod.UID), Digest: probe.Digest(tc.pod)})
-			got, reason, err := r.ensure(context.Background(), run, runBook{r, rec}, o, dest)
+			got, reason, err := r.ensure(context.Background(), run, runBook{r: r, rec: rec}, o, dest)
 			if err != nil || got != nil {
 				t.Fatalf("ensure = %v, %q, %v", got, reason, err)
 			}

@@ -68,7 +68,7 @@ func TestTrustObserver(t *testing.T) {
 				rec.PutPod(mesh.PodRecord{Namespace: "demo", Name: recorded.Name, UID: string(recorded.UID),
 					Digest: probe.Digest(recorded), ContainerID: "cri://one"})
 			}
-			got, reason, err := r.trustObserver(context.Background(), runBook{r, rec}, live)
+			got, reason, err := r.trustObserver(context.Background(), runBook{r: r, rec: rec}, live)
 			if err != nil {
 				t.Fatal(err)
 			}
