@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -50,8 +51,8 @@ type observerBook interface {
 	flush(ctx context.Context) error
 }
 
-// runBook records a run's own observers in its trusted record. A batch book (batch non-nil) keeps the containers
-// seen in the record in memory until flush (or the next put or forget, which writes the record whole).
+// runBook records a run's own observers in its trusted record. A batch book (batch non-nil) keeps the pods created
+// and the containers seen in the record in memory until flush (or the next forget, which writes the record whole).
 type runBook struct {
 	r     *LabRunReconciler
 	rec   *mesh.Record
@@ -63,6 +64,12 @@ func (b runBook) ownerUID() string                       { return b.rec.Run.UID 
 
 func (b runBook) put(ctx context.Context, p mesh.PodRecord) error {
 	b.rec.PutPod(p)
+	if b.batch != nil {
+		// Written at flush: a pod created but not recorded when a pass ends early is not proven, and the next pass
+		// replaces it (trustObserver).
+		*b.batch = true
+		return nil
+	}
 	return b.save(ctx)
 }
 
@@ -99,12 +106,13 @@ func (b runBook) flush(ctx context.Context) error {
 	return b.save(ctx)
 }
 
-// warmBook records a schedule's warm observers in its warm record, read once per pass and written through; the
-// containers seen are written together at flush.
+// warmBook records a schedule's warm observers in its warm record, read once per pass; the pods created and the
+// containers seen are written together at flush, a pod forgotten at once.
 type warmBook struct {
 	r       *LabRunReconciler
 	w       *mesh.Warm
 	pending map[[2]string]string // namespace, name → container seen, not written yet
+	created []mesh.PodRecord     // pods created, not written yet
 }
 
 // warmBookOf reads the schedule's warm record.
@@ -119,8 +127,16 @@ func (r *LabRunReconciler) warmBookOf(ctx context.Context, k keeper) (*warmBook,
 	return &warmBook{r: r, w: w}, nil
 }
 
-func (b *warmBook) lookup(ns, name string) *mesh.PodRecord { return b.w.Pod(ns, name) }
-func (b *warmBook) ownerUID() string                       { return b.w.Schedule.UID }
+func (b *warmBook) lookup(ns, name string) *mesh.PodRecord {
+	for i := range b.created {
+		if b.created[i].Namespace == ns && b.created[i].Name == name {
+			return &b.created[i]
+		}
+	}
+	return b.w.Pod(ns, name)
+}
+
+func (b *warmBook) ownerUID() string { return b.w.Schedule.UID }
 
 func (b *warmBook) update(ctx context.Context, change func(*mesh.Warm) bool) error {
 	w, err := b.r.warmStore().Update(ctx, b.w.Schedule, func(w *mesh.Warm) (bool, error) { return change(w), nil })
@@ -130,11 +146,14 @@ func (b *warmBook) update(ctx context.Context, change func(*mesh.Warm) bool) err
 	return err
 }
 
-func (b *warmBook) put(ctx context.Context, p mesh.PodRecord) error {
-	return b.update(ctx, func(w *mesh.Warm) bool { w.PutPod(p); return true })
+func (b *warmBook) put(_ context.Context, p mesh.PodRecord) error {
+	b.created = append(b.created, p)
+	return nil
 }
 
 func (b *warmBook) forget(ctx context.Context, ns, name string) error {
+	b.created = slices.DeleteFunc(b.created, func(p mesh.PodRecord) bool { return p.Namespace == ns && p.Name == name })
+	delete(b.pending, [2]string{ns, name})
 	return b.update(ctx, func(w *mesh.Warm) bool { return w.ForgetPod(ns, name) })
 }
 
@@ -147,11 +166,14 @@ func (b *warmBook) seen(_ context.Context, ns, name, containerID string) error {
 }
 
 func (b *warmBook) flush(ctx context.Context) error {
-	if len(b.pending) == 0 {
+	if len(b.pending) == 0 && len(b.created) == 0 {
 		return nil
 	}
 	err := b.update(ctx, func(w *mesh.Warm) bool {
-		changed := false
+		changed := len(b.created) > 0
+		for _, p := range b.created {
+			w.PutPod(p)
+		}
 		for k, id := range b.pending {
 			if p := w.Pod(k[0], k[1]); p != nil && p.ContainerID == "" {
 				p.ContainerID, changed = id, true
@@ -160,7 +182,7 @@ func (b *warmBook) flush(ctx context.Context) error {
 		return changed
 	})
 	if err == nil {
-		b.pending = nil
+		b.pending, b.created = nil, nil
 	}
 	return err
 }
