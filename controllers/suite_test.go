@@ -47,6 +47,7 @@ var (
 	waitPropagated     = operatortest.WaitPropagated
 	waitForMode        = operatortest.WaitForMode
 	temporaryPeerAuths = operatortest.TemporaryPeerAuths
+	secondBackend      = operatortest.SecondBackend
 
 	asUser                  = operatortest.AsUser
 	grant                   = operatortest.Grant

@@ -9,7 +9,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -27,7 +26,7 @@ func TestVerifyCoversEveryNodeAndNamesTheFaultyOne(t *testing.T) {
 	g := NewWithT(t)
 	nodes := sb.Nodes
 	g.Expect(len(nodes)).To(BeNumerically(">=", 3))
-	second := secondBackend(t, nodes[2]) // the world's backend runs on nodes[1]
+	second := secondBackend(t, nodes[2], "backend-second-replica") // the world's backend runs on nodes[1]
 	startManager(t, managerOptions())
 	paBefore, apBefore := readMesh(peerAuthRef).GetResourceVersion(), readMesh(policyRef).GetResourceVersion()
 	verifyLabs := []labsv1.LabName{labsv1.LabPeerAuthentication, labsv1.LabAuthorizationPolicy}
@@ -117,33 +116,6 @@ func verifyRun(t *testing.T, names []labsv1.LabName) *labsv1.LabRun {
 	run.Spec.Probe.RequestTimeout = &metav1.Duration{Duration: time.Second}
 	create(t, run)
 	return finished(t, run)
-}
-
-// secondBackend runs another backend pod on node, as a second replica would, until the test ends.
-func secondBackend(t *testing.T, node string) *corev1.Pod {
-	t.Helper()
-	ctx := context.Background()
-	g := NewWithT(t)
-	pods := &corev1.PodList{}
-	g.Expect(k8s.List(ctx, pods, client.InNamespace(sandbox.DemoNamespace), client.MatchingLabels{"app": "backend"})).To(Succeed())
-	g.Expect(pods.Items).To(HaveLen(1))
-	first := pods.Items[0]
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: first.Namespace, Name: "backend-second-replica",
-		Labels: first.Labels}, Spec: *first.Spec.DeepCopy()}
-	pod.Spec.NodeName = node
-	g.Expect(k8s.Create(ctx, pod)).To(Succeed())
-	t.Cleanup(func() {
-		_ = k8s.Delete(ctx, pod)
-		NewWithT(t).Eventually(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
-		}).WithTimeout(30 * time.Second).Should(BeTrue())
-	})
-	g.Eventually(func(g Gomega) {
-		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
-		g.Expect(pod.Status.PodIP).NotTo(BeEmpty())
-		g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
-	}).WithTimeout(30 * time.Second).Should(Succeed())
-	return pod
 }
 
 // TestVerifyRunsOnANodeTaintedNoExecute: ztunnel runs on every node whatever its taints (the Istio chart tolerates

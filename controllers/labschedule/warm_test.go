@@ -19,7 +19,6 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
-	"github.com/ambientlab/labrun-operator/internal/sandbox"
 	"github.com/ambientlab/labrun-operator/internal/sandbox/dataplane"
 	suite "github.com/ambientlab/labrun-operator/operator/operatortest"
 )
@@ -175,7 +174,7 @@ func TestWarmObserversFollowTheEndpoints(t *testing.T) {
 	}
 	g.Eventually(func(g Gomega) { g.Expect(arm(g)).To(HaveLen(len(nodes))) }).WithTimeout(60 * time.Second).Should(Succeed())
 	before := arm(g)
-	second := secondBackend(t, nodes[2])
+	second := suite.SecondBackend(t, nodes[2], "backend-warm-replica")
 	var token string
 	g.Eventually(func(g Gomega) {
 		called := false
@@ -211,33 +210,6 @@ func TestWarmObserversFollowTheEndpoints(t *testing.T) {
 		}
 	}
 	g.Expect(endpoints).To(ContainElement(HavePrefix(second.Name+" (")), "the endpoint added mid-run was probed")
-}
-
-// secondBackend runs another backend pod on node, as a second replica would, until the test ends.
-func secondBackend(t *testing.T, node string) *corev1.Pod {
-	t.Helper()
-	ctx := context.Background()
-	g := NewWithT(t)
-	pods := &corev1.PodList{}
-	g.Expect(suite.K8s.List(ctx, pods, client.InNamespace(sandbox.DemoNamespace), client.MatchingLabels{"app": "backend"})).To(Succeed())
-	g.Expect(pods.Items).To(HaveLen(1))
-	first := pods.Items[0]
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: first.Namespace, Name: "backend-warm-replica",
-		Labels: first.Labels}, Spec: *first.Spec.DeepCopy()}
-	pod.Spec.NodeName = node
-	g.Expect(suite.K8s.Create(ctx, pod)).To(Succeed())
-	t.Cleanup(func() {
-		_ = suite.K8s.Delete(ctx, pod)
-		NewWithT(t).Eventually(func() bool {
-			return apierrors.IsNotFound(suite.K8s.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
-		}).WithTimeout(30 * time.Second).Should(BeTrue())
-	})
-	g.Eventually(func(g Gomega) {
-		g.Expect(suite.K8s.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
-		g.Expect(pod.Status.PodIP).NotTo(BeEmpty())
-		g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
-	}).WithTimeout(30 * time.Second).Should(Succeed())
-	return pod
 }
 
 // TestWarmObserversOfAScheduleDeletedWhileNoManagerRan: a schedule deleted while its manager was down leaves no

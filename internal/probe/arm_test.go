@@ -85,6 +85,26 @@ func (s *armScript) count() int {
 	return len(s.attempts)
 }
 
+// observing runs Observe with script's arm (10ms interval) until stop, which waits for it to return; stop may be
+// called again.
+func observing(t *testing.T, script *armScript) (stop func()) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Observe(ctx, Options{Observe: true, LoadArm: script.load, Timeout: time.Second, Interval: 10 * time.Millisecond},
+			script.emit)
+	}()
+	return func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Observe did not return after its context ended")
+		}
+	}
+}
+
 func TestObserveFollowsItsArm(t *testing.T) {
 	g := NewWithT(t)
 	srvA, connsA := statusServer(t, always(http.StatusOK))
@@ -93,14 +113,8 @@ func TestObserveFollowsItsArm(t *testing.T) {
 	a, b, c := srvA.URL+"/get", srvB.URL+"/get", srvC.URL+"/get"
 
 	script := &armScript{}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		Observe(ctx, Options{Observe: true, LoadArm: script.load, Timeout: time.Second, Interval: 10 * time.Millisecond},
-			script.emit)
-	}()
+	stop := observing(t, script)
+	defer stop()
 
 	// Idle: several loads, no attempt.
 	g.Eventually(func() int { return script.loadsOf(0) }, 5*time.Second, 5*time.Millisecond).Should(BeNumerically(">=", 3))
@@ -114,12 +128,7 @@ func TestObserveFollowsItsArm(t *testing.T) {
 
 	expired := script.set(Arm{Token: "t1", URLs: []string{c}, Until: time.Now()})
 	g.Eventually(func() int { return script.loadsOf(expired) }, 5*time.Second, 5*time.Millisecond).Should(BeNumerically(">=", 3))
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Observe did not return after its context ended")
-	}
+	stop()
 
 	g.Expect(script.made(0)).To(BeEmpty(), "attempts before the arm")
 	g.Expect(script.made(expired)).To(BeEmpty(), "attempts after the arm expired")
@@ -319,20 +328,13 @@ func TestObserveIsPacedByItsArm(t *testing.T) {
 	g := NewWithT(t)
 	srv, _ := statusServer(t, always(http.StatusOK))
 	script := &armScript{}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		Observe(ctx, Options{Observe: true, LoadArm: script.load, Timeout: time.Second, Interval: 10 * time.Millisecond},
-			script.emit)
-	}()
+	stop := observing(t, script)
+	defer stop()
 	g.Eventually(func() int { return script.loadsOf(0) }, 5*time.Second, 5*time.Millisecond).Should(BeNumerically(">=", 3))
 	paced := script.set(Arm{Token: "t1", URLs: []string{srv.URL + "/get"}, Until: time.Now().Add(time.Minute),
 		Interval: 150 * time.Millisecond})
 	g.Eventually(func() int { return len(script.made(paced)) }, 5*time.Second, 5*time.Millisecond).Should(BeNumerically(">=", 4))
-	cancel()
-	<-done
+	stop()
 	made := script.made(paced)
 	for i := 1; i < len(made); i++ {
 		g.Expect(made[i].Time.Sub(made[i-1].Time)).To(BeNumerically(">=", 150*time.Millisecond), "attempt %d", i)

@@ -517,3 +517,30 @@ func WaitForPlaintextVerdict(t *testing.T, by string) {
 		return d.Policy
 	}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Equal(by))
 }
+
+// SecondBackend runs another backend pod, named name, on node, as a second replica would, until the test ends.
+func SecondBackend(t *testing.T, node, name string) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	g := NewWithT(t)
+	pods := &corev1.PodList{}
+	g.Expect(K8s.List(ctx, pods, client.InNamespace(sandbox.DemoNamespace), client.MatchingLabels{"app": "backend"})).To(Succeed())
+	g.Expect(pods.Items).To(HaveLen(1))
+	first := pods.Items[0]
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: first.Namespace, Name: name, Labels: first.Labels},
+		Spec: *first.Spec.DeepCopy()}
+	pod.Spec.NodeName = node
+	g.Expect(K8s.Create(ctx, pod)).To(Succeed())
+	t.Cleanup(func() {
+		_ = K8s.Delete(ctx, pod)
+		NewWithT(t).Eventually(func() bool {
+			return apierrors.IsNotFound(K8s.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
+		}).WithTimeout(30 * time.Second).Should(BeTrue())
+	})
+	g.Eventually(func(g Gomega) {
+		g.Expect(K8s.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
+		g.Expect(pod.Status.PodIP).NotTo(BeEmpty())
+		g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	return pod
+}
