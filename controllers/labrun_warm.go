@@ -37,9 +37,12 @@ import (
 // (attempts the run does not count), call nothing (the step ends in Error), or call on another run's behalf (the
 // run's own steps then see no attempt of theirs): none makes a verdict pass.
 
-// warmLife is how long a warm observer lives (the admission policy bounds a probe pod's activeDeadlineSeconds to
-// 4h): a run that finds it ended replaces it.
-const warmLife = 3*time.Hour + 50*time.Minute
+// warmLife is how long a warm observer with this request timeout lives: its activeDeadlineSeconds (the life, two
+// timeouts and a minute: probe.Pod) stays a minute under the admission policy's 4h bound. A run that finds it
+// ended replaces it.
+func warmLife(timeout time.Duration) time.Duration {
+	return max(time.Minute, 4*time.Hour-2*timeout-2*time.Minute)
+}
 
 // keeper is whose per-node observers and fixtures a run uses: its own (uid is the run's) or, warm, its schedule's.
 type keeper struct {
@@ -251,8 +254,8 @@ func (r *LabRunReconciler) warmPod(run *labsv1.LabRun, k keeper, o observer, d o
 		Annotations: map[string]string{labsv1.AnnotationOwner: k.schedule.String()},
 		NodeName:    o.node, Tolerations: d.tolerations,
 		Arm: &probe.ArmVolume{ConfigMap: mesh.ArmName(k.uid, o.key()), Key: armKey(o.node)},
-		Options: probe.Options{Observe: true, Timeout: run.Spec.Probe.RequestTimeout.Duration, Settle: warmLife,
-			Interval: observerInterval},
+		Options: probe.Options{Observe: true, Timeout: run.Spec.Probe.RequestTimeout.Duration,
+			Settle: warmLife(run.Spec.Probe.RequestTimeout.Duration), Interval: observerInterval},
 	})
 	if d.nodeUID != "" {
 		// The node owns it: when the node leaves the cluster, the garbage collector takes its observers.

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/labs"
 	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 )
@@ -63,5 +65,22 @@ func TestDropGoneNodes(t *testing.T) {
 	}
 	if saved.Pod("demo", "gone") != nil || saved.Pod("demo", "here") == nil {
 		t.Errorf("warm record pods %+v: want gone forgotten, here kept", saved.Pods)
+	}
+}
+
+// TestWarmObserverDeadlineFitsTheAdmissionBound: for any request timeout under an hour, a warm observer's
+// activeDeadlineSeconds stays within the 4h manager_policy.yaml admits for a probe pod. (Two longer timeouts leave
+// no life under the bound: such a pod is refused, and the step says so, as for a one-off run's observer.)
+func TestWarmObserverDeadlineFitsTheAdmissionBound(t *testing.T) {
+	sched := mesh.RunRef{Namespace: "demo", Name: "nightly", UID: "sched-uid"}
+	k := keeper{name: sched.Name, uid: sched.UID, schedule: &sched}
+	for _, timeout := range []time.Duration{time.Second, 5 * time.Second, 10 * time.Minute, time.Hour} {
+		run := &labsv1.LabRun{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "nightly-1", UID: "run-uid"},
+			Spec: labsv1.LabRunSpec{Target: labsv1.TargetSpec{Service: "backend"},
+				Probe: labsv1.ProbeSpec{RequestTimeout: &metav1.Duration{Duration: timeout}}}}
+		pod := (&LabRunReconciler{ProbeImage: "probe"}).warmPod(run, k, observer{caller: labs.CallerClient, node: "node-1"}, observerDest{})
+		if d := *pod.Spec.ActiveDeadlineSeconds; d > 4*3600 || d < 3600 {
+			t.Errorf("request timeout %s: activeDeadlineSeconds %d, want from 1h to 4h", timeout, d)
+		}
 	}
 }
