@@ -77,16 +77,18 @@ func scheduleOf(run *labsv1.LabRun) *metav1.OwnerReference {
 
 // loadKeeper puts in place, for this pass, the keeper the run's trusted record names; done ends it.
 func (r *LabRunReconciler) loadKeeper(ctx context.Context, run *labsv1.LabRun) (done func(), err error) {
-	done = func() {}
 	if scheduleOf(run) == nil {
-		return done, nil
+		return func() {}, nil
 	}
+	// What the pass (or decideKeeper in it) put in place goes with it; the record says it again next pass.
+	done = func() { r.keepers.Delete(run.UID) }
+	r.keepers.Delete(run.UID)
 	rec, err := r.Records.Get(ctx, string(run.UID))
 	if err != nil || rec == nil || rec.Keeper == nil {
 		return done, err
 	}
 	r.keepers.Store(run.UID, keeper{name: rec.Keeper.Name, uid: rec.Keeper.UID, schedule: rec.Keeper})
-	return func() { r.keepers.Delete(run.UID) }, nil
+	return done, nil
 }
 
 func (r *LabRunReconciler) warmStore() mesh.WarmStore {
