@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	shipped "github.com/ambientlab/labrun-operator/config"
 	"github.com/ambientlab/labrun-operator/internal/sandbox"
 )
 
@@ -48,6 +54,15 @@ func startManager(ctx context.Context, bin, kubeconfig, logPath string) (*manage
 		"--metrics-bind-address="+metrics, "--metrics-secure=false", "--health-probe-bind-address=0",
 		"--pprof-bind-address="+pprof, "--probe-image="+sandbox.SandboxProbeImage,
 		"--namespace="+sandbox.OperatorNamespace)
+	// As the Deployment runs it: MEMORY_LIMIT is its container's memory limit (the downward API), from which the
+	// manager sets the Go runtime's soft memory limit. Without it the heap grows to twice what is live before a
+	// collection, and the peak heap measured is not the one the Deployment would see.
+	limit, err := deploymentMemoryLimit()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	m.cmd.Env = append(os.Environ(), "MEMORY_LIMIT="+strconv.FormatInt(limit, 10))
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	if err := m.cmd.Start(); err != nil {
 		logFile.Close()
@@ -231,4 +246,24 @@ func freeAddr() (string, error) {
 func writeManagerKubeconfig(sb *sandbox.Sandbox, dir string) (string, error) {
 	path := filepath.Join(dir, "manager.kubeconfig")
 	return path, sb.WriteManagerKubeconfig(path)
+}
+
+// deploymentMemoryLimit is the manager container's memory limit in config/manager/manager.yaml, in bytes.
+func deploymentMemoryLimit() (int64, error) {
+	raw, err := fs.ReadFile(shipped.Files, "manager/manager.yaml")
+	if err != nil {
+		return 0, err
+	}
+	for _, doc := range strings.Split(string(raw), "\n---") {
+		d := &appsv1.Deployment{}
+		if err := yaml.Unmarshal([]byte(doc), d); err != nil || d.Kind != "Deployment" {
+			continue
+		}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
+				return q.Value(), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("config/manager/manager.yaml: no Deployment container with a memory limit")
 }
