@@ -209,13 +209,12 @@ func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, 
 		return nil, f, err
 	}
 	if k := r.keeper(run); k.warm() {
-		o := observerOf(step)
-		o.node = "any"
+		key := observerKey(run, step)
 		ns, _ := r.caller(run, step.Caller)
-		if err := r.armFleet(ctx, run, k, o.key(), ns, f); err != nil {
+		if err := r.armFleet(ctx, run, k, key, ns, f); err != nil {
 			return nil, f, err
 		}
-		if err := r.dropGoneNodes(ctx, b, k, o.key(), ns, f.nodes); err != nil {
+		if err := r.dropGoneNodes(ctx, b, k, key, ns, f.nodes); err != nil {
 			return nil, f, err
 		}
 	}

@@ -301,8 +301,6 @@ func (r *LabRunReconciler) armHint(run *labsv1.LabRun, step labs.Step) string {
 	if !k.warm() {
 		return ""
 	}
-	o := observerOf(step)
-	o.node = "any"
 	ns, _ := r.caller(run, step.Caller)
-	return fmt.Sprintf("; the schedule's warm observers read what to call from ConfigMap %s/%s", ns, mesh.ArmName(k.uid, o.key()))
+	return fmt.Sprintf("; the schedule's warm observers read what to call from ConfigMap %s/%s", ns, mesh.ArmName(k.uid, observerKey(run, step)))
 }
