@@ -7,19 +7,23 @@ import (
 )
 
 // LabName names one lab of the ambient-mode lab guide.
-// +kubebuilder:validation:Enum=mtls;peer-authentication;authorization-policy;footprint;hbone
+// +kubebuilder:validation:Enum=mtls;peer-authentication;authorization-policy;footprint;hbone;policy-audit
 type LabName string
 
-// The five labs, in the order of the lab guide.
+// The five labs, in the order of the lab guide, and the policy audit.
 const (
 	LabMTLS                LabName = "mtls"
 	LabPeerAuthentication  LabName = "peer-authentication"
 	LabAuthorizationPolicy LabName = "authorization-policy"
 	LabFootprint           LabName = "footprint"
 	LabHBONE               LabName = "hbone"
+	// LabPolicyAudit proves every PeerAuthentication and AuthorizationPolicy that applies to the audited
+	// namespaces (spec.audit) with probes derived from each policy's spec. It changes nothing and takes no lock.
+	LabPolicyAudit LabName = "policy-audit"
 )
 
-// AllLabs lists every lab in the guide's order; it is the default of spec.labs.
+// AllLabs lists every lab of the guide in its order; it is the default of spec.labs (the policy audit is not
+// among them: name it).
 var AllLabs = []LabName{LabMTLS, LabPeerAuthentication, LabAuthorizationPolicy, LabFootprint, LabHBONE}
 
 // LabRunSpec is what to run and against which mesh. The spec cannot change once the run exists: create a new
@@ -27,12 +31,14 @@ var AllLabs = []LabName{LabMTLS, LabPeerAuthentication, LabAuthorizationPolicy, 
 // +kubebuilder:validation:XValidation:rule="duration(self.probe.settleTimeout) <= duration(self.maxExposure)",message="probe.settleTimeout must not be longer than maxExposure: a weakened mesh must be restored before a probe could give up"
 // +kubebuilder:validation:XValidation:rule="duration(self.probe.requestTimeout) <= duration(self.probe.settleTimeout)",message="probe.requestTimeout must not be longer than probe.settleTimeout"
 // +kubebuilder:validation:XValidation:rule="!(self.labs.exists(l, l == 'peer-authentication' || l == 'authorization-policy')) || has(self.mesh.authorizationPolicy)",message="mesh.authorizationPolicy is required when the peer-authentication or authorization-policy lab runs"
+// +kubebuilder:validation:XValidation:rule="!has(self.audit) || self.labs.exists(l, l == 'policy-audit')",message="audit is read only by the policy-audit lab: name it in labs, or leave audit out"
 type LabRunSpec struct {
 	// Labs to run, in this order. Each name at most once. Defaults to all five labs of the guide:
-	// mtls, peer-authentication, authorization-policy, footprint, hbone.
+	// mtls, peer-authentication, authorization-policy, footprint, hbone. policy-audit proves every policy of the
+	// namespaces spec.audit names; it changes nothing, in either mode.
 	// +kubebuilder:default={mtls,peer-authentication,authorization-policy,footprint,hbone}
 	// +kubebuilder:validation:MinItems=1
-	// +kubebuilder:validation:MaxItems=5
+	// +kubebuilder:validation:MaxItems=6
 	// +kubebuilder:validation:XValidation:rule="self.all(l, self.exists_one(m, m == l))",message="labs must not name a lab twice"
 	// +listType=atomic
 	// +optional
@@ -60,6 +66,10 @@ type LabRunSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Footprint FootprintSpec `json:"footprint,omitempty"`
+
+	// Audit says what the policy-audit lab audits.
+	// +optional
+	Audit *AuditSpec `json:"audit,omitempty"`
 
 	// Mode is what the run does. Lab (default): the lab guide, weakening the mesh for a while to show what each
 	// protection does. Verify: asserts the protections as they stand and changes no PeerAuthentication or
@@ -161,6 +171,21 @@ type ClientSpec struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	// +optional
 	ServiceAccount string `json:"serviceAccount,omitempty"`
+}
+
+// AuditSpec is what the policy-audit lab proves.
+type AuditSpec struct {
+	// Namespaces whose AuthorizationPolicies and PeerAuthentications the audit proves, together with the
+	// mesh-wide ones of the root namespace that apply there. Defaults to the target's namespace. Each must be
+	// enabled for LabRuns (labs.ambientlab.io/enabled=true), and the requester must be allowed to list
+	// AuthorizationPolicies and PeerAuthentications and to create pods in each: the audit calls as the
+	// ServiceAccounts a policy names only in these namespaces.
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +listType=set
+	// +optional
+	Namespaces []string `json:"namespaces,omitempty"`
 }
 
 // MeshSpec names the Istio objects of the mesh under test.
@@ -436,6 +461,13 @@ type StepResult struct {
 	// +optional
 	Coverage []NodeResult `json:"coverage,omitempty"`
 
+	// Policies is the policy-audit lab's verdict on each policy it audited, one line per policy, those not
+	// enforced first (at most 64; the reports hold every probe).
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	Policies []PolicyResult `json:"policies,omitempty"`
+
 	// EvidenceSources are the ztunnel pods whose access logs were read for this step's evidence or for who
 	// denied its connections: every pod the ztunnel namespace and selector matched when the step last read the
 	// logs, whether or not it had lines for the step. Empty for a step that read no ztunnel log. At most 64,
@@ -454,6 +486,59 @@ type StepResult struct {
 	// (the later steps count from it, and it goes on to read the change back).
 	// +optional
 	CompletionTime *metav1.MicroTime `json:"completionTime,omitempty"`
+}
+
+// PolicyVerdict is what the policy audit found of one policy.
+// +kubebuilder:validation:Enum=Enforced;NotEnforced;EnforcedDifferently;NoEffect;Untestable
+type PolicyVerdict string
+
+// Policy verdicts.
+const (
+	// PolicyEnforced: every probe derived from the policy saw what its spec says, from every node.
+	PolicyEnforced PolicyVerdict = "Enforced"
+	// PolicyNotEnforced: a probe contradicts the policy's spec (the step fails, naming the node and the probe).
+	PolicyNotEnforced PolicyVerdict = "NotEnforced"
+	// PolicyEnforcedDifferently: istiod narrowed the policy for ztunnel (HTTP rules dropped with no waypoint),
+	// and the probes show the narrowed behaviour.
+	PolicyEnforcedDifferently PolicyVerdict = "EnforcedDifferently"
+	// PolicyNoEffect: the policy selects no pod, belongs to another revision, is a dry run, or ztunnel drops it.
+	PolicyNoEffect PolicyVerdict = "NoEffect"
+	// PolicyUntestable: the audit cannot prove it (it allows only identities the audit may not call as, a
+	// waypoint enforces it, no Service reaches what it selects).
+	PolicyUntestable PolicyVerdict = "Untestable"
+)
+
+// PolicyResult is the audit's verdict on one policy.
+type PolicyResult struct {
+	// Kind of the policy.
+	// +kubebuilder:validation:Enum=AuthorizationPolicy;PeerAuthentication
+	Kind string `json:"kind"`
+
+	// Policy is the policy's <namespace>/<name>.
+	// +kubebuilder:validation:MaxLength=317
+	Policy string `json:"policy"`
+
+	// Verdict on the policy.
+	Verdict PolicyVerdict `json:"verdict"`
+
+	// Reason says why, in a sentence (at most 1024 bytes).
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Reason string `json:"reason,omitempty"`
+
+	// Istiod quotes what istiod wrote in the policy's status about ztunnel (its ZtunnelAccepted condition),
+	// when it wrote something other than accepted (at most 1024 bytes).
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Istiod string `json:"istiod,omitempty"`
+
+	// Probes are what the probes derived from the policy expected and saw: contradictions first (at most 8,
+	// each at most 512 bytes).
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=512
+	// +listType=atomic
+	// +optional
+	Probes []string `json:"probes,omitempty"`
 }
 
 // CoverageRole says which side of a connection a node was on.
