@@ -16,8 +16,10 @@ func newReportCommand(o *Options) *cobra.Command {
 		Use:   "report NAME --format junit|json|markdown [-o FILE]",
 		Short: "Write a LabRun's report: JUnit XML, JSON or Markdown",
 		Long: `Write a LabRun's report. junit: a testsuite per lab and a testcase per step, for CI test reporters;
-json: the documented labs.ambientlab.io/report/v1 document; markdown: a table per lab. The report is written
-whatever the run's outcome (exit 0); a run that has not ended reports its unfinished steps as skipped.`,
+json: the documented labs.ambientlab.io/report/v1 document; markdown: a table per lab. A policy-audit step's
+policies follow it: a testcase each (NotEnforced fails, NoEffect and Untestable are skipped), and in markdown a
+table of their verdicts, reasons and first probes. The report is written whatever the run's outcome (exit 0); a
+run that has not ended reports its unfinished steps as skipped.`,
 		Example: `  kubectl labrun report ambient-security-labs -n demo --format junit -o labrun.xml`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -12,7 +12,8 @@ import (
 )
 
 // The JUnit XML shape Jenkins' JUnit plugin, GitLab and most CI test reporters read (Ant/Surefire): one
-// <testsuite> per lab and one <testcase> per step, classname the lab, so a CI page groups steps by lab.
+// <testsuite> per lab and one <testcase> per step, classname the lab, so a CI page groups steps by lab. A step
+// with per-policy verdicts (the policy audit) is followed by one <testcase> per policy.
 
 // JUnitSuites is the document root.
 type JUnitSuites struct {
@@ -50,7 +51,7 @@ type JUnitProperty struct {
 	Value string `xml:"value,attr"`
 }
 
-// JUnitCase is one step.
+// JUnitCase is one step, or one policy a step audited.
 type JUnitCase struct {
 	Name       string           `xml:"name,attr"`
 	Classname  string           `xml:"classname,attr"`
@@ -87,25 +88,27 @@ func JUnit(run *labsv1.LabRun) JUnitSuites {
 }
 
 func junitSuite(run *labsv1.LabRun, lab labSteps) (JUnitSuite, time.Duration) {
-	suite := JUnitSuite{Name: string(lab.Lab), Tests: len(lab.Steps), Properties: runProperties(run)}
+	suite := JUnitSuite{Name: string(lab.Lab), Properties: runProperties(run)}
 	var total time.Duration
 	var first *time.Time
 	for _, st := range lab.Steps {
-		c := junitCase(st)
-		switch {
-		case c.Failure != nil:
-			suite.Failures++
-		case c.Error != nil:
-			suite.Errors++
-		case c.Skipped != nil:
-			suite.Skipped++
+		for _, c := range append([]JUnitCase{junitCase(st)}, policyCases(st)...) {
+			suite.Tests++
+			switch {
+			case c.Failure != nil:
+				suite.Failures++
+			case c.Error != nil:
+				suite.Errors++
+			case c.Skipped != nil:
+				suite.Skipped++
+			}
+			suite.Cases = append(suite.Cases, c)
 		}
 		total += duration(st)
 		if st.StartTime != nil && (first == nil || st.StartTime.Time.Before(*first)) {
 			t := st.StartTime.Time
 			first = &t
 		}
-		suite.Cases = append(suite.Cases, c)
 	}
 	suite.Time = seconds(total)
 	if first != nil {
@@ -141,6 +144,41 @@ func junitCase(st labsv1.StepResult) JUnitCase {
 		c.Skipped = &JUnitResult{Message: "no verdict yet (" + string(st.Verdict) + ")"}
 	}
 	return c
+}
+
+// policyCases are a step's per-policy cases, named <lab>/<kind> <namespace>/<name>, taking no time of their own:
+// NotEnforced fails (the reason, istiod's word and the probes in the body), NoEffect and Untestable are skipped
+// with the reason, Enforced and EnforcedDifferently pass with the reason, istiod's word and the probes as output.
+func policyCases(st labsv1.StepResult) []JUnitCase {
+	out := make([]JUnitCase, 0, len(st.Policies))
+	for _, p := range st.Policies {
+		c := JUnitCase{Name: string(st.Lab) + "/" + PolicyName(p), Classname: string(st.Lab), Time: seconds(0),
+			Properties: policyProperties(st, p)}
+		switch p.Verdict {
+		case labsv1.PolicyNotEnforced:
+			c.Failure = &JUnitResult{Message: policyMessage(p), Type: string(p.Verdict), Text: policyDetails(p)}
+		case labsv1.PolicyNoEffect, labsv1.PolicyUntestable:
+			c.Skipped = &JUnitResult{Message: policyMessage(p)}
+			c.SystemOut = policyDetails(p)
+		case labsv1.PolicyEnforced, labsv1.PolicyEnforcedDifferently:
+			c.SystemOut = policyDetails(p)
+		default: // the API admits no other verdict; one that got there anyway is not a pass
+			c.Error = &JUnitResult{Message: fmt.Sprintf("unknown policy verdict %q", p.Verdict), Type: string(p.Verdict),
+				Text: policyDetails(p)}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// policyProperties name the step that audited the policy, and the policy.
+func policyProperties(st labsv1.StepResult, p labsv1.PolicyResult) *JUnitProperties {
+	return &JUnitProperties{Properties: []JUnitProperty{
+		{Name: "step", Value: st.Name},
+		{Name: "kind", Value: p.Kind},
+		{Name: "policy", Value: p.Policy},
+		{Name: "verdict", Value: string(p.Verdict)},
+	}}
 }
 
 // stepProperties: what was expected and observed, the mesh change, and one property per node of the coverage.

@@ -9,7 +9,7 @@ import (
 )
 
 // WriteMarkdown writes the run as GitHub-flavoured Markdown: a heading with the outcome, then a table per lab,
-// and under it what each node saw for the steps that failed.
+// and under it what each node saw for the steps that failed and a table of the policies each audit step judged.
 func WriteMarkdown(w io.Writer, run *labsv1.LabRun) error {
 	var b strings.Builder
 	restored, restoredMsg := MeshRestored(run)
@@ -59,6 +59,28 @@ func writeLab(b *strings.Builder, lab labSteps) {
 		for _, n := range st.Coverage {
 			b.WriteString("- " + cell(CoverageLine(n)) + "\n")
 		}
+	}
+	for _, st := range lab.Steps {
+		writePolicies(b, st)
+	}
+}
+
+// writePolicies writes a step's per-policy verdicts as a table, those not enforced first (as the step lists
+// them), with each policy's first probes.
+func writePolicies(b *strings.Builder, st labsv1.StepResult) {
+	if len(st.Policies) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n%s, per policy:\n\n", cell(st.Name))
+	b.WriteString("| Verdict | Kind | Policy | Reason | Probes |\n")
+	b.WriteString("|---|---|---|---|---|\n")
+	for _, p := range st.Policies {
+		verdict := string(p.Verdict)
+		if p.Verdict == labsv1.PolicyNotEnforced {
+			verdict = "**" + verdict + "**"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", verdict, cell(p.Kind), cell(p.Policy), cell(firstNonEmpty(p.Reason, p.Istiod)),
+			cell(firstProbes(p.Probes)))
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 )
 
-// A run's wg-policy PolicyReport (controllers/policyreport writes it): one result per judged step.
+// A run's wg-policy PolicyReport (controllers/policyreport writes it): one result per judged step, and one per
+// policy a judged step audited.
 
 // PolicyReportGVK is the wg-policy PolicyReport version Kyverno's Policy Reporter reads.
 var PolicyReportGVK = schema.GroupVersionKind{Group: "wgpolicyk8s.io", Version: "v1alpha2", Kind: "PolicyReport"}
@@ -33,15 +34,20 @@ const (
 )
 
 // BuildPolicyReport is the run's report, without its owner: one result per judged step (a step still Pending
-// or Running has none yet), a summary of them, and the run as scope.
+// or Running has none yet) followed by one per policy it audited, a summary of them, and the run as scope.
 func BuildPolicyReport(run *labsv1.LabRun) *unstructured.Unstructured {
 	steps := JudgedSteps(run)
 	results := make([]any, 0, len(steps))
 	summary := map[string]any{"pass": int64(0), "fail": int64(0), "warn": int64(0), "error": int64(0), "skip": int64(0)}
-	for _, st := range steps {
-		res := stepResult(run, st)
+	add := func(res map[string]any) {
 		results = append(results, res)
 		summary[res["result"].(string)] = summary[res["result"].(string)].(int64) + 1
+	}
+	for _, st := range steps {
+		add(stepResult(run, st))
+		for _, p := range st.Policies {
+			add(policyResult(run, st, p))
+		}
 	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"scope": map[string]any{"apiVersion": labsv1.GroupVersion.String(), "kind": "LabRun",
@@ -82,6 +88,13 @@ var reportResult = map[labsv1.Verdict]string{
 	labsv1.VerdictPass: "pass", labsv1.VerdictFail: "fail", labsv1.VerdictError: "error", labsv1.VerdictSkipped: "skip",
 }
 
+// policyReportResult maps a policy's verdict to the PolicyReport result enum: a policy istiod narrowed holds
+// only in part (warn); one that has no effect, or that the audit cannot prove, was not judged (skip).
+var policyReportResult = map[labsv1.PolicyVerdict]string{
+	labsv1.PolicyEnforced: "pass", labsv1.PolicyNotEnforced: "fail", labsv1.PolicyEnforcedDifferently: "warn",
+	labsv1.PolicyNoEffect: "skip", labsv1.PolicyUntestable: "skip",
+}
+
 // labSeverity: a broken protection is high; the footprint lab only measures cost.
 func labSeverity(lab labsv1.LabName) string {
 	if lab == labsv1.LabFootprint {
@@ -102,9 +115,45 @@ func stepResult(run *labsv1.LabRun, st labsv1.StepResult) map[string]any {
 		"message":    firstNonEmpty(st.Message, st.Description, st.Observed),
 		"properties": reportProperties(run, st),
 	}
-	if ts := stepTime(run, st); ts != nil {
-		res["timestamp"] = map[string]any{"seconds": ts.Unix(), "nanos": int64(ts.Nanosecond())}
+	stamp(res, run, st)
+	return res
+}
+
+// policyResult is one policy's result: policy <namespace>/<name>, rule its kind, the audit's reason as message,
+// and the step, the verdict, istiod's word and the probes as properties. A verdict the API does not know is an
+// error, not a pass.
+func policyResult(run *labsv1.LabRun, st labsv1.StepResult, p labsv1.PolicyResult) map[string]any {
+	result, ok := policyReportResult[p.Verdict]
+	if !ok {
+		result = "error"
 	}
+	props := map[string]any{}
+	for k, v := range map[string]string{
+		"labrun":  run.Name,
+		"mode":    string(run.Spec.Mode),
+		"lab":     string(st.Lab),
+		"step":    st.Name,
+		"kind":    p.Kind,
+		"verdict": string(p.Verdict),
+		"istiod":  p.Istiod,
+		// What the probes derived from the policy expected and saw, a line each, contradictions first.
+		"probes": strings.Join(p.Probes, "\n"),
+	} {
+		if v != "" {
+			props[k] = v
+		}
+	}
+	res := map[string]any{
+		"source":     ReportSource,
+		"category":   ReportCategory,
+		"policy":     p.Policy,
+		"rule":       p.Kind,
+		"result":     result,
+		"severity":   labSeverity(st.Lab),
+		"message":    policyMessage(p),
+		"properties": props,
+	}
+	stamp(res, run, st)
 	return res
 }
 
@@ -166,6 +215,13 @@ func SPIFFEIdentities(evidence []string) []string {
 		}
 	}
 	return out
+}
+
+// stamp sets a result's timestamp to when the step was judged, when that is known.
+func stamp(res map[string]any, run *labsv1.LabRun, st labsv1.StepResult) {
+	if ts := stepTime(run, st); ts != nil {
+		res["timestamp"] = map[string]any{"seconds": ts.Unix(), "nanos": int64(ts.Nanosecond())}
+	}
 }
 
 // stepTime is when the step was judged: its completion, else its start, else the run's end.
