@@ -17,7 +17,6 @@ import (
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
-	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
@@ -126,17 +125,11 @@ func serving(p *corev1.Pod) bool {
 // fleetOf reads the nodes with a ready ztunnel and the target's ready endpoints.
 func (r *LabRunReconciler) fleetOf(ctx context.Context, run *labsv1.LabRun) (fleet, error) {
 	var f fleet
-	z := r.meshConfig()
-	zpods, err := r.appPods(ctx, client.InNamespace(z.ZtunnelNamespace), client.MatchingLabels(z.ZtunnelSelector))
+	nodes, err := r.ztunnelNodes(ctx)
 	if err != nil {
 		return f, err
 	}
-	for i := range zpods {
-		if n := zpods[i].Spec.NodeName; serving(&zpods[i]) && n != "" && !slices.Contains(f.nodes, n) {
-			f.nodes = append(f.nodes, n)
-		}
-	}
-	sort.Strings(f.nodes)
+	f.nodes = nodes
 	svc, pods, err := r.targetPods(ctx, run)
 	if err != nil {
 		return f, err
@@ -165,10 +158,7 @@ func (r *LabRunReconciler) fleetOf(ctx context.Context, run *labsv1.LabRun) (fle
 			f.calls[n] = calls[i]
 		}
 	}
-	switch {
-	case len(f.nodes) == 0:
-		return f, stepBlocked{fmt.Errorf("no ztunnel pod is ready (namespace %s, selector %s): no node can be verified", z.ZtunnelNamespace, mesh.SelectorString(z.ZtunnelSelector))}
-	case len(f.endpoints) == 0:
+	if len(f.endpoints) == 0 {
 		return f, stepBlocked{fmt.Errorf("no ready endpoint backs Service %s/%s", run.TargetNamespace(), run.Spec.Target.Service)}
 	}
 	return f, nil

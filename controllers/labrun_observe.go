@@ -49,6 +49,10 @@ func observerOf(s labs.Step) observer { return observer{caller: s.Caller, bystan
 
 // key names what the observer watches; a caller's per-node observers share it.
 func (o observer) key() string {
+	if isAuditCaller(o.caller) {
+		// An audit caller names a ServiceAccount a policy names: hashed into a label value.
+		o.caller = labs.Caller("audit-" + hash(string(o.caller)))
+	}
 	switch {
 	case o.bystander:
 		return string(o.caller) + "-bystander"
@@ -75,7 +79,7 @@ func observerPrefix(k keeper, o observer) string {
 // observerKeeper is whose observer o is: a per-node observer is the keeper's (warm, for a schedule's run), any
 // other the run's own.
 func (r *LabRunReconciler) observerKeeper(run *labsv1.LabRun, o observer) keeper {
-	if o.node != "" {
+	if o.node != "" && !isAuditCaller(o.caller) {
 		return r.keeper(run)
 	}
 	return coldKeeper(run)

@@ -85,8 +85,8 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 }
 
 // preflightEnabled refuses a run that would touch a namespace an administrator has not enabled for runs: the
-// target's (probe pods, the attacker), and for runs that change the mesh the root namespace (PeerAuthentication)
-// and the AuthorizationPolicy's.
+// target's (probe pods, the attacker), for runs that change the mesh the root namespace (PeerAuthentication)
+// and the AuthorizationPolicy's, and the namespaces a policy audit audits.
 func (r *LabRunReconciler) preflightEnabled(ctx context.Context, run *labsv1.LabRun) error {
 	if r.EnabledLabel == "" {
 		return nil
@@ -98,6 +98,10 @@ func (r *LabRunReconciler) preflightEnabled(ctx context.Context, run *labsv1.Lab
 	}
 	if needs(plan, labs.KindSetAside) && !run.Spec.DryRun {
 		touched = append(touched, policyRef(run).Namespace)
+	}
+	if needs(plan, labs.KindAudit) {
+		// The audit runs probe pods as the ServiceAccounts of the namespaces it audits.
+		touched = append(touched, auditNamespaces(run)...)
 	}
 	for _, ns := range touched {
 		namespace := &corev1.Namespace{}

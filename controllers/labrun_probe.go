@@ -91,6 +91,9 @@ func (r *LabRunReconciler) deniedAsExpected(run *labsv1.LabRun, denier labs.Deni
 
 // caller is where a caller's probe pods run and as which ServiceAccount.
 func (r *LabRunReconciler) caller(run *labsv1.LabRun, c labs.Caller) (namespace, serviceAccount string) {
+	if ns, sa, ok := r.auditIdentity(run, c); ok {
+		return ns, sa
+	}
 	switch c {
 	case labs.CallerNonMesh:
 		return nonMeshNamespace(r.keeper(run)), ""

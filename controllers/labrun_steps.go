@@ -211,7 +211,7 @@ func (r *LabRunReconciler) holdRunOut(run *labsv1.LabRun, plan []labs.Step, i in
 // looksAtMesh: the step changes the mesh, or judges what the mesh does now (a probe, the effective mode).
 // Evidence steps read log lines already written; fixtures change no policy.
 func looksAtMesh(s labs.Step) bool {
-	return s.Mutates() || s.Kind == labs.KindProbe || s.Kind == labs.KindCheckMode
+	return s.Mutates() || s.Kind == labs.KindProbe || s.Kind == labs.KindCheckMode || s.Kind == labs.KindAudit
 }
 
 // labMutates: the lab changes the mesh.

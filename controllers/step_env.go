@@ -48,6 +48,9 @@ func (e stepEnv) ObserverLog(ctx context.Context, pod *corev1.Pod, since time.Ti
 func (e stepEnv) WaitObserver(run *labsv1.LabRun, what string, w steps.Window) error {
 	return e.r.waitObserver(run, what, w)
 }
+func (e stepEnv) Audit(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) (steps.Outcome, error) {
+	return e.r.audit(ctx, run, st, step)
+}
 func (e stepEnv) ObserveFleet(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) (steps.Outcome, error) {
 	return e.r.observeFleet(ctx, run, st, step)
 }

@@ -22,6 +22,7 @@ type Env interface {
 	Fixtures
 	Footprint
 	Mesh
+	Auditor
 }
 
 // Clock is what every executor has: the time, how long a wait may be within the run's budget, and the bound on

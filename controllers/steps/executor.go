@@ -91,6 +91,8 @@ func For(kind labs.Kind, env Env) (Executor, bool) {
 		return evidenceExecutor{env}, true
 	case labs.KindNoSidecars, labs.KindZtunnelUsage, labs.KindSidecarEstimate:
 		return footprintExecutor{env}, true
+	case labs.KindAudit:
+		return auditExecutor{env}, true
 	}
 	return nil, false
 }

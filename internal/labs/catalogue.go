@@ -38,6 +38,8 @@ const (
 	KindZtunnelUsage Kind = "ZtunnelUsage"
 	// KindSidecarEstimate compares ambient with the sidecars it replaces.
 	KindSidecarEstimate Kind = "SidecarEstimate"
+	// KindAudit proves every policy of the audited namespaces with probes derived from its spec, from every node.
+	KindAudit Kind = "Audit"
 )
 
 // Caller is who a probe runs as.
@@ -172,6 +174,8 @@ func (s Step) Expected() string {
 		return "a ready ztunnel pod on every node"
 	case KindSidecarEstimate:
 		return "sidecar-mode estimate recorded in status.footprint"
+	case KindAudit:
+		return "every policy that applies to the audited namespaces enforced as its spec says (or as istiod narrowed it), from every node"
 	}
 	return string(s.Kind)
 }

@@ -94,4 +94,18 @@ var catalogue = map[labsv1.LabName][]Step{
 			Direction: "inbound", SrcCaller: CallerClient, DstTarget: true, HBONE: true, MinLines: HBONERequests},
 			Description: "Each went through an HBONE tunnel: dst.addr on 15008, dst.hbone_addr, SPIFFE IDs on both ends"},
 	},
+	// The policy audit: not a lab of the guide, but its question asked of every policy a cluster has. Each policy's
+	// probes and their expectations come from its spec (internal/authz), never from istiod or the data plane.
+	labsv1.LabPolicyAudit: {
+		{Name: "create-non-mesh-namespace", Verify: true, Kind: KindCreateFixture, Fixture: FixtureNonMeshNamespace,
+			Description: "Create a namespace outside the mesh: plaintext probes run there"},
+		{Name: "create-attacker", Verify: true, Kind: KindCreateFixture, Fixture: FixtureAttacker,
+			Description: "Create the attacker ServiceAccount: an identity no policy names"},
+		{Name: "audit-policies", Verify: true, Kind: KindAudit,
+			Description: "Prove every PeerAuthentication and AuthorizationPolicy that applies to the audited namespaces, from every node"},
+		{Name: "remove-attacker", Verify: true, Kind: KindRemoveFixture, Fixture: FixtureAttacker,
+			Description: "Remove the attacker ServiceAccount"},
+		{Name: "remove-non-mesh-namespace", Verify: true, Kind: KindRemoveFixture, Fixture: FixtureNonMeshNamespace,
+			Description: "Remove the non-mesh namespace"},
+	},
 }
