@@ -686,14 +686,34 @@ func (l *auditLine) result(results []auditResult, deniers map[deniedKey]ztunnel.
 	if l.verdict != "" {
 		return out
 	}
-	var wrong []string
-	var badNodes []string
-	for _, res := range results {
-		p := l.probes[res.probe]
-		if !res.j.Pass {
-			wrong = append(wrong, fmt.Sprintf("node %s: %s: expected %s, saw %s", res.node, p, p.wanted(), res.j.Described()))
-			if !slices.Contains(badNodes, res.node) {
-				badNodes = append(badNodes, res.node)
+	// A probe that fails from every node lays the fault at its destination's node (whose ztunnel enforces inbound);
+	// one that fails from some nodes only, at those source nodes.
+	var wrong, badNodes []string
+	blame := func(n string) {
+		if !slices.Contains(badNodes, n) {
+			badNodes = append(badNodes, n)
+		}
+	}
+	for i, p := range l.probes {
+		var all, failed []auditResult
+		for _, res := range results {
+			if res.probe == i {
+				all = append(all, res)
+				if !res.j.Pass {
+					failed = append(failed, res)
+				}
+			}
+		}
+		switch {
+		case len(failed) == 0:
+		case len(failed) == len(all):
+			blame(p.dst.node)
+			wrong = append(wrong, fmt.Sprintf("destination node %s: %s: expected %s, saw %s from every node", p.dst.node, p,
+				p.wanted(), failed[0].j.Described()))
+		default:
+			for _, res := range failed {
+				blame(res.node)
+				wrong = append(wrong, fmt.Sprintf("source node %s: %s: expected %s, saw %s", res.node, p, p.wanted(), res.j.Described()))
 			}
 		}
 	}
@@ -705,21 +725,19 @@ func (l *auditLine) result(results []auditResult, deniers map[deniedKey]ztunnel.
 		e, ok := deniers[deniedKey{p.caller, p.dst.pod, p.port}]
 		if !ok {
 			if !slices.ContainsFunc(results, func(r auditResult) bool { return r.probe == i && !r.j.Pass }) {
+				blame(p.dst.node)
 				wrong = append(wrong, fmt.Sprintf("destination node %s: %s: refused, but no ztunnel line says who refused it", p.dst.node, p))
 			}
 			continue
 		}
 		if who := deniedBy(e); !auditRefusal(p, who, root) {
+			blame(p.dst.node)
 			wrong = append(wrong, fmt.Sprintf("destination node %s: %s: expected %s, refused by %s", p.dst.node, p, p.wanted(), who))
 		}
 	}
 	if len(wrong) > 0 {
 		out.Verdict = labsv1.PolicyNotEnforced
-		out.Reason = fmt.Sprintf("%d of %d probe(s) contradict its spec (nodes %s)", len(wrong), len(results),
-			strings.Join(badNodes, ", "))
-		if len(badNodes) == 0 {
-			out.Reason = fmt.Sprintf("%d probe(s) were refused by something else than it says", len(wrong))
-		}
+		out.Reason = fmt.Sprintf("not enforced on node(s) %s: %s", strings.Join(badNodes, ", "), wrong[0])
 		out.Probes = capStrings(wrong, 8, 512)
 		return out
 	}

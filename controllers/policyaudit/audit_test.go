@@ -1,11 +1,14 @@
 package policyaudit_test
 
 import (
+	"os"
 	"testing"
 
 	. "github.com/onsi/gomega"
+	"sigs.k8s.io/yaml"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/sandbox/dataplane"
 	suite "github.com/ambientlab/labrun-operator/operator/operatortest"
 )
 
@@ -52,4 +55,81 @@ func TestAuditOfTheGuideWorld(t *testing.T) {
 	g.Expect(done.Status.Journal).To(BeEmpty())
 	suite.DeleteAndWait(t, run)
 	g.Expect(suite.Leftovers()).To(BeEmpty())
+}
+
+// TestAuditGivesEachPolicyItsVerdict: the shop namespace's policies (internal/sandbox's world) each get the
+// verdict their spec calls for, computed by the operator's evaluator and proved by probes from every node:
+//   - orders-allow-web (ALLOW web): enforced; web is let through and the attacker refused;
+//   - orders-deny-legacy (DENY legacy): enforced; legacy is refused by that very policy, as ztunnel's line says;
+//   - orders-allow-gateway (ALLOW kong's gateway): untestable, the audit may not call as kong's ServiceAccount;
+//   - payments-get-only (ALLOW web, methods GET, no waypoint): enforced differently; web, which its YAML allows, is
+//     refused, with istiod's own message;
+//   - ghost-allow-web (selects app=ghost): no effect;
+//   - catalog-metrics-permissive (port 9090 PERMISSIVE): enforced; plaintext reaches catalog on 9090 only, and
+//     the mesh-wide STRICT refuses it on 80.
+//
+// The run is config/samples/labs_v1alpha1_labrun_audit.yaml, which audits demo and shop.
+func TestAuditGivesEachPolicyItsVerdict(t *testing.T) {
+	g := NewWithT(t)
+	suite.Start(t, suite.Options())
+	raw, err := os.ReadFile("../../config/samples/labs_v1alpha1_labrun_audit.yaml")
+	g.Expect(err).NotTo(HaveOccurred())
+	run := &labsv1.LabRun{}
+	g.Expect(yaml.UnmarshalStrict(raw, run)).To(Succeed())
+	g.Expect(run.Spec.Audit.Namespaces).To(ConsistOf("demo", "shop"))
+	suite.Create(t, run)
+	done := suite.Finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(done))
+	got := policies(t, done)
+	verdicts := map[string]labsv1.PolicyVerdict{}
+	for k, p := range got {
+		verdicts[k] = p.Verdict
+	}
+	g.Expect(verdicts).To(Equal(map[string]labsv1.PolicyVerdict{
+		"AuthorizationPolicy shop/orders-allow-web":          labsv1.PolicyEnforced,
+		"AuthorizationPolicy shop/orders-deny-legacy":        labsv1.PolicyEnforced,
+		"AuthorizationPolicy shop/orders-allow-gateway":      labsv1.PolicyUntestable,
+		"AuthorizationPolicy shop/payments-get-only":         labsv1.PolicyEnforcedDifferently,
+		"AuthorizationPolicy shop/ghost-allow-web":           labsv1.PolicyNoEffect,
+		"PeerAuthentication shop/catalog-metrics-permissive": labsv1.PolicyEnforced,
+		"PeerAuthentication istio-system/default":            labsv1.PolicyEnforced,
+	}), "%+v", got)
+	g.Expect(got["AuthorizationPolicy shop/orders-deny-legacy"].Probes).To(ContainElement(And(
+		ContainSubstring("as shop/legacy → orders-"), ContainSubstring("denied by shop/orders-deny-legacy"))))
+	g.Expect(got["AuthorizationPolicy shop/orders-allow-gateway"].Reason).To(ContainSubstring("cluster.local/ns/kong/sa/kong-gateway"))
+	narrowed := got["AuthorizationPolicy shop/payments-get-only"]
+	g.Expect(narrowed.Reason).To(ContainSubstring("ztunnel does not support HTTP attributes (found: methods)"))
+	g.Expect(narrowed.Probes).To(ContainElement(And(ContainSubstring("as shop/web → payments-"),
+		ContainSubstring("denied (allow policies exist, but none allowed)"))))
+	g.Expect(got["AuthorizationPolicy shop/ghost-allow-web"].Reason).To(ContainSubstring("selects no pod"))
+	g.Expect(got["PeerAuthentication shop/catalog-metrics-permissive"].Probes).To(ConsistOf(
+		And(ContainSubstring("plaintext (non-mesh) → catalog-"), ContainSubstring(":9090): allowed"))))
+	g.Expect(got["PeerAuthentication istio-system/default"].Probes).To(ContainElement(And(
+		ContainSubstring("plaintext (non-mesh) → catalog-"), ContainSubstring(":80): denied by STRICT mTLS"))))
+	suite.DeleteAndWait(t, run)
+	g.Expect(suite.Leftovers()).To(BeEmpty())
+}
+
+// TestAuditNamesTheNodeThatDoesNotEnforce: the ztunnel of the node that runs orders stops enforcing. The DENY
+// policy's probe (legacy → orders) is let through from every node: the policy is not enforced, and the verdict
+// names that node; the run fails.
+func TestAuditNamesTheNodeThatDoesNotEnforce(t *testing.T) {
+	g := NewWithT(t)
+	suite.Start(t, suite.Options())
+	node := sb.Nodes[len(sb.Nodes)-1]
+	sb.SetNodeFault(node, dataplane.FaultNoEnforce)
+	t.Cleanup(func() { sb.SetNodeFault(node, dataplane.FaultNone) })
+	run := suite.ShortSettle(auditRun("shop"))
+	suite.Create(t, run)
+	done := suite.Finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	deny := policies(t, done)["AuthorizationPolicy shop/orders-deny-legacy"]
+	g.Expect(deny.Verdict).To(Equal(labsv1.PolicyNotEnforced), "%+v", deny)
+	g.Expect(deny.Reason).To(ContainSubstring("node(s) " + node))
+	g.Expect(deny.Probes).To(ContainElement(And(ContainSubstring("destination node "+node), ContainSubstring("as shop/legacy"),
+		ContainSubstring("expected denied by shop/orders-deny-legacy"))))
+	st := suite.StepOf(t, done, labsv1.LabPolicyAudit, "audit-policies")
+	g.Expect(st.Verdict).To(Equal(labsv1.VerdictFail))
+	g.Expect(st.Policies[0].Verdict).To(Equal(labsv1.PolicyNotEnforced), "failures first")
+	suite.DeleteAndWait(t, run)
 }
