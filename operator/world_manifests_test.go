@@ -56,6 +56,13 @@ func renderWorld(t *testing.T) map[string]*unstructured.Unstructured {
 
 func worldKey(kind, ns, name string) string { return kind + " " + ns + "/" + name }
 
+// shop's workloads and AuthorizationPolicies (internal/sandbox/shop.go).
+var (
+	shopApps     = []string{"orders", "payments", "catalog"}
+	shopPolicies = []string{sandbox.OrdersAllowWebPolicy, sandbox.OrdersDenyLegacyPolicy,
+		sandbox.OrdersAllowGatewayPolicy, sandbox.PaymentsGetOnlyPolicy, sandbox.GhostAllowWebPolicy}
+)
+
 // decode converts a rendered manifest into its Go type through JSON, as the API server reads it (Istio's specs
 // are protobuf messages with their own JSON decoding).
 func decode[T any](t *testing.T, u *unstructured.Unstructured) *T {
@@ -90,6 +97,17 @@ func TestWorldManifestsMatchTheSandbox(t *testing.T) {
 	}
 	want = append(want, worldKey("Namespace", "", demo), worldKey("PeerAuthentication", root, "default"),
 		worldKey("AuthorizationPolicy", demo, sandbox.PolicyName))
+	shop := sandbox.ShopNamespace
+	want = append(want, worldKey("Namespace", "", shop), worldKey("ServiceAccount", shop, "web"),
+		worldKey("ServiceAccount", shop, "legacy"),
+		worldKey("PeerAuthentication", shop, sandbox.CatalogMetricsPermissive))
+	for _, app := range shopApps {
+		want = append(want, worldKey("ServiceAccount", shop, app), worldKey("Deployment", shop, app),
+			worldKey("Service", shop, app))
+	}
+	for _, name := range shopPolicies {
+		want = append(want, worldKey("AuthorizationPolicy", shop, name))
+	}
 	NewWithT(t).Expect(slices.Collect(maps.Keys(world))).To(ConsistOf(want), "config/samples/world holds the sandbox's world, no more, no less")
 
 	t.Run("server-side dry run", func(t *testing.T) {
@@ -103,34 +121,53 @@ func TestWorldManifestsMatchTheSandbox(t *testing.T) {
 			}
 		}
 	})
-	t.Run("namespace enrolled and enabled", func(t *testing.T) {
-		m := decode[corev1.Namespace](t, world[worldKey("Namespace", "", demo)])
-		l := live(t, &corev1.Namespace{}, "", demo)
-		delete(l.Labels, corev1.LabelMetadataName) // the API server's own label
-		g := NewWithT(t)
-		g.Expect(m.Labels).To(Equal(l.Labels))
-		g.Expect(m.Labels).To(HaveKeyWithValue(labsv1.LabelEnabled, "true"))
-	})
-	for _, app := range []string{"frontend", "backend"} {
-		t.Run(app, func(t *testing.T) {
+	for _, ns := range []string{demo, shop} {
+		t.Run("namespace "+ns+" enrolled and enabled", func(t *testing.T) {
+			m := decode[corev1.Namespace](t, world[worldKey("Namespace", "", ns)])
+			l := live(t, &corev1.Namespace{}, "", ns)
+			delete(l.Labels, corev1.LabelMetadataName) // the API server's own label
 			g := NewWithT(t)
-			md := decode[appsv1.Deployment](t, world[worldKey("Deployment", demo, app)])
-			g.Expect(deploymentShape(md)).To(Equal(deploymentShape(live(t, &appsv1.Deployment{}, demo, app))))
-			ms := decode[corev1.Service](t, world[worldKey("Service", demo, app)])
-			g.Expect(serviceShape(ms)).To(Equal(serviceShape(live(t, &corev1.Service{}, demo, app))))
+			g.Expect(m.Labels).To(Equal(l.Labels))
+			g.Expect(m.Labels).To(HaveKeyWithValue(labsv1.LabelEnabled, "true"))
+		})
+	}
+	apps := [][2]string{{demo, "frontend"}, {demo, "backend"}}
+	for _, app := range shopApps {
+		apps = append(apps, [2]string{shop, app})
+	}
+	for _, a := range apps {
+		ns, app := a[0], a[1]
+		t.Run(ns+"/"+app, func(t *testing.T) {
+			g := NewWithT(t)
+			md := decode[appsv1.Deployment](t, world[worldKey("Deployment", ns, app)])
+			g.Expect(deploymentShape(md)).To(Equal(deploymentShape(live(t, &appsv1.Deployment{}, ns, app))))
+			ms := decode[corev1.Service](t, world[worldKey("Service", ns, app)])
+			g.Expect(serviceShape(ms)).To(Equal(serviceShape(live(t, &corev1.Service{}, ns, app))))
 			g.Expect(md.Spec.Template.Labels).To(Equal(ms.Spec.Selector), "Service %s selects the Deployment's pods", app)
 		})
 	}
-	t.Run("PeerAuthentication", func(t *testing.T) {
-		m := decode[securityv1.PeerAuthentication](t, world[worldKey("PeerAuthentication", root, "default")])
-		l := live(t, &securityv1.PeerAuthentication{}, root, "default")
-		NewWithT(t).Expect(proto.Equal(&m.Spec, &l.Spec)).To(BeTrue(), "manifest %s, sandbox %s", m.Spec.String(), l.Spec.String())
-	})
-	t.Run("AuthorizationPolicy", func(t *testing.T) {
-		m := decode[securityv1.AuthorizationPolicy](t, world[worldKey("AuthorizationPolicy", demo, sandbox.PolicyName)])
-		l := live(t, &securityv1.AuthorizationPolicy{}, demo, sandbox.PolicyName)
-		NewWithT(t).Expect(proto.Equal(&m.Spec, &l.Spec)).To(BeTrue(), "manifest %s, sandbox %s", m.Spec.String(), l.Spec.String())
-	})
+	peerAuthentications := []client.ObjectKey{{Namespace: root, Name: "default"},
+		{Namespace: shop, Name: sandbox.CatalogMetricsPermissive}}
+	for _, k := range peerAuthentications {
+		t.Run("PeerAuthentication "+k.String(), func(t *testing.T) {
+			m := decode[securityv1.PeerAuthentication](t, world[worldKey("PeerAuthentication", k.Namespace, k.Name)])
+			l := live(t, &securityv1.PeerAuthentication{}, k.Namespace, k.Name)
+			NewWithT(t).Expect(proto.Equal(&m.Spec, &l.Spec)).To(BeTrue(), "manifest %s, sandbox %s",
+				m.Spec.String(), l.Spec.String())
+		})
+	}
+	policies := []client.ObjectKey{{Namespace: demo, Name: sandbox.PolicyName}}
+	for _, name := range shopPolicies {
+		policies = append(policies, client.ObjectKey{Namespace: shop, Name: name})
+	}
+	for _, k := range policies {
+		t.Run("AuthorizationPolicy "+k.String(), func(t *testing.T) {
+			m := decode[securityv1.AuthorizationPolicy](t, world[worldKey("AuthorizationPolicy", k.Namespace, k.Name)])
+			l := live(t, &securityv1.AuthorizationPolicy{}, k.Namespace, k.Name)
+			NewWithT(t).Expect(proto.Equal(&m.Spec, &l.Spec)).To(BeTrue(), "manifest %s, sandbox %s",
+				m.Spec.String(), l.Spec.String())
+		})
+	}
 	t.Run("the sample LabRun names what the world has", func(t *testing.T) { sampleRunFits(t, world) })
 }
 

@@ -64,7 +64,11 @@ func Start(ctx context.Context, o Options) (*Istiod, error) {
 		"--grpcAddr", addr(0), "--httpAddr", addr(1), "--secureGRPCAddr", addr(2), "--monitoringAddr", addr(3),
 		"--httpsAddr", addr(4), "--ctrlz_port", strconv.Itoa(ports[5]), "--ctrlz_address", "127.0.0.1")
 	// REVISION=default as the Istio chart sets it: objects labelled for another revision are then not ours.
-	cmd.Env = append(os.Environ(), "POD_NAMESPACE="+o.RootNamespace, "PILOT_ENABLE_AMBIENT=true", "REVISION=default")
+	// AMBIENT_ENABLE_STATUS is on by default with ambient; set here so that an environment cannot turn off what
+	// the sandbox waits for: istiod writing ZtunnelAccepted into policies' status (pilot/pkg/features/ambient.go),
+	// once it holds the status-writer Lease in POD_NAMESPACE.
+	cmd.Env = append(os.Environ(), "POD_NAMESPACE="+o.RootNamespace, "PILOT_ENABLE_AMBIENT=true", "REVISION=default",
+		"AMBIENT_ENABLE_STATUS=true")
 	logs := &limited{}
 	cmd.Stdout, cmd.Stderr = logs, logs // one writer: exec then writes from one goroutine
 	// istiod dies with the process that started it, however that process ends.

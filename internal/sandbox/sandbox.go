@@ -76,7 +76,7 @@ type Sandbox struct {
 }
 
 // Start brings the sandbox up: control plane, nodes, world, node agent and simulated ztunnel. It returns once
-// the world's pods (frontend, backend, a ztunnel per node) are Ready.
+// the world's pods (frontend, backend, shop's apps, a ztunnel per node) are Ready.
 func Start(ctx context.Context, o Options) (*Sandbox, error) {
 	o = withDefaults(o)
 	env, err := controlplane.Start(controlplane.Options{Progress: o.Progress})
@@ -141,9 +141,9 @@ func (s *Sandbox) start(ctx context.Context, o Options) error {
 	return s.WaitForWorld(ctx)
 }
 
-// WaitForWorld returns once every pod of the world (frontend, backend, a ztunnel per node) is Ready: what a
-// run's preflight expects. It gives up after the pod start latency, 30s and a quarter second per pod more (the
-// node agent starts a few pods a second: 300 nodes' ztunnels take about 40s), naming the pods not Ready.
+// WaitForWorld returns once every pod of the world (frontend, backend, shop's apps, a ztunnel per node) is Ready:
+// what a run's preflight expects. It gives up after the pod start latency, 30s and a quarter second per pod more
+// (the node agent starts a few pods a second: 300 nodes' ztunnels take about 40s), naming the pods not Ready.
 func (s *Sandbox) WaitForWorld(ctx context.Context) error {
 	var keys []client.ObjectKey
 	for _, p := range worldPods(s.Nodes, s.Replicas) {

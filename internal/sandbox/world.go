@@ -34,7 +34,8 @@ const (
 func ztunnelPodName(node string) string { return "ztunnel-" + node }
 
 // seedWorld creates the guide's world: namespaces, the frontend and backend workloads, Service backend:80,
-// one ztunnel per node, PeerAuthentication istio-system/default STRICT and the backend's L4 policy.
+// one ztunnel per node, PeerAuthentication istio-system/default STRICT and the backend's L4 policy; and the shop
+// namespace with its workloads and policies (shop.go).
 func seedWorld(ctx context.Context, c client.Client, nodes []string, replicas int) error {
 	objs := []client.Object{
 		// The world's namespaces are enabled for runs, as an administrator would do (labs.ambientlab.io/enabled).
@@ -45,6 +46,7 @@ func seedWorld(ctx context.Context, c client.Client, nodes []string, replicas in
 		// frontend's Service gives a run a bystander: an enrolled workload a Workload-scope run does not weaken.
 		backendService(), appService("frontend"), ztunnelDaemonSet(), strictPeerAuthentication(), backendPolicy(),
 	}
+	objs = append(objs, shopObjects()...)
 	for _, p := range worldPods(nodes, replicas) {
 		objs = append(objs, p)
 	}
@@ -67,7 +69,7 @@ func seedWorld(ctx context.Context, c client.Client, nodes []string, replicas in
 }
 
 // worldPods are the world's pods: frontend on the first node, the backend replicas on the nodes from the second
-// on (round robin), and one ztunnel per node.
+// on (round robin), shop's apps on the last node, and one ztunnel per node.
 func worldPods(nodes []string, replicas int) []*corev1.Pod {
 	pods := []*corev1.Pod{appPod(DemoNamespace, "frontend", nodes[0], 0)}
 	for i := range replicas {
@@ -77,6 +79,7 @@ func worldPods(nodes []string, replicas int) []*corev1.Pod {
 		}
 		pods = append(pods, appPod(DemoNamespace, "backend", node, i))
 	}
+	pods = append(pods, shopPods(nodes)...)
 	for _, n := range nodes {
 		pods = append(pods, ztunnelPod(n))
 	}
@@ -91,12 +94,20 @@ func serviceAccount(ns, name string) *corev1.ServiceAccount {
 	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 }
 
-// appSpec is one container, no sidecar and no init container: that is what ambient mode looks like.
-func appSpec(name string) corev1.PodSpec {
+// appSpec is one container, no sidecar and no init container: that is what ambient mode looks like. The container
+// declares the given ports (its Service's, same numbers), or port 80.
+func appSpec(name string, ports ...corev1.ServicePort) corev1.PodSpec {
+	containerPorts := []corev1.ContainerPort{{ContainerPort: 80}}
+	if len(ports) > 0 {
+		containerPorts = nil
+		for _, p := range ports {
+			containerPorts = append(containerPorts, corev1.ContainerPort{Name: p.Name, ContainerPort: p.Port})
+		}
+	}
 	return corev1.PodSpec{
 		ServiceAccountName: name,
 		Containers: []corev1.Container{{
-			Name: name, Image: "kong/httpbin:0.1.0", Ports: []corev1.ContainerPort{{ContainerPort: 80}},
+			Name: name, Image: "kong/httpbin:0.1.0", Ports: containerPorts,
 			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
 				corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi"),
 			}},
@@ -104,21 +115,21 @@ func appSpec(name string) corev1.PodSpec {
 	}
 }
 
-func deployment(ns, name string, replicas int32) *appsv1.Deployment {
+func deployment(ns, name string, replicas int32, ports ...corev1.ServicePort) *appsv1.Deployment {
 	labels := map[string]string{"app": name}
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: appSpec(name)},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: appSpec(name, ports...)},
 		},
 	}
 }
 
 // appPod is the i-th pod the Deployment's ReplicaSet would create (no controller-manager runs in the sandbox).
-func appPod(ns, name, node string, i int) *corev1.Pod {
-	spec := appSpec(name)
+func appPod(ns, name, node string, i int, ports ...corev1.ServicePort) *corev1.Pod {
+	spec := appSpec(name, ports...)
 	spec.NodeName = node
 	suffix := "x2k9p"
 	if i > 0 {
@@ -133,14 +144,21 @@ func appPod(ns, name, node string, i int) *corev1.Pod {
 
 func backendService() *corev1.Service { return appService("backend") }
 
-// appService is the Service in front of an app's pods, port 80.
-func appService(app string) *corev1.Service {
+// appService is the Service in front of a demo app's pods, port 80.
+func appService(app string) *corev1.Service { return service(DemoNamespace, app) }
+
+// service is the Service in front of an app's pods: the given ports (each to the same container port), or http 80.
+func service(ns, app string, ports ...corev1.ServicePort) *corev1.Service {
+	if len(ports) == 0 {
+		ports = []corev1.ServicePort{{Name: "http", Port: 80}}
+	}
+	var svcPorts []corev1.ServicePort
+	for _, p := range ports {
+		svcPorts = append(svcPorts, corev1.ServicePort{Name: p.Name, Port: p.Port, TargetPort: intstr.FromInt32(p.Port)})
+	}
 	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: DemoNamespace, Name: app, Labels: map[string]string{"app": app}},
-		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": app},
-			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}},
-		},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: app, Labels: map[string]string{"app": app}},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": app}, Ports: svcPorts},
 	}
 }
 
