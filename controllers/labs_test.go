@@ -120,7 +120,8 @@ func TestPeerAuthenticationLabSeesStrictAndPermissive(t *testing.T) {
 }
 
 // TestWiderScopesWeakenMore: Namespace scope creates a namespace-wide temporary PeerAuthentication (both demo
-// pods weakened, no bystander left to call); Mesh scope sets the mesh-wide one PERMISSIVE, as the guide does.
+// pods weakened, no bystander left to call); Mesh scope sets the mesh-wide one PERMISSIVE, as the guide does
+// (every ambient pod of the world weakened, shop's too).
 // Both restore.
 func TestWiderScopesWeakenMore(t *testing.T) {
 	startManager(t, managerOptions())
@@ -135,7 +136,12 @@ func TestWiderScopesWeakenMore(t *testing.T) {
 			g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), notPassed(done))
 			g.Expect(stepOf(t, done, labsv1.LabPeerAuthentication, "bystander-denied").Verdict).To(Equal(labsv1.VerdictSkipped))
 			g.Expect(done.Status.Exposure.Scope).To(Equal(scope))
-			g.Expect(done.Status.Exposure.Pods).To(BeEquivalentTo(2), "frontend and backend")
+			if scope == labsv1.ScopeMesh {
+				// Every ambient pod of the mesh: demo's frontend and backend, shop's orders, payments and catalog.
+				g.Expect(done.Status.Exposure.Pods).To(BeEquivalentTo(5), "every ambient pod of the world")
+			} else {
+				g.Expect(done.Status.Exposure.Pods).To(BeEquivalentTo(2), "frontend and backend")
+			}
 			if scope == labsv1.ScopeMesh {
 				g.Expect(modes()).To(ContainElement("PERMISSIVE"))
 			} else {
