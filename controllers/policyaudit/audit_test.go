@@ -86,13 +86,14 @@ func TestAuditGivesEachPolicyItsVerdict(t *testing.T) {
 		verdicts[k] = p.Verdict
 	}
 	g.Expect(verdicts).To(Equal(map[string]labsv1.PolicyVerdict{
-		"AuthorizationPolicy shop/orders-allow-web":          labsv1.PolicyEnforced,
-		"AuthorizationPolicy shop/orders-deny-legacy":        labsv1.PolicyEnforced,
-		"AuthorizationPolicy shop/orders-allow-gateway":      labsv1.PolicyUntestable,
-		"AuthorizationPolicy shop/payments-get-only":         labsv1.PolicyEnforcedDifferently,
-		"AuthorizationPolicy shop/ghost-allow-web":           labsv1.PolicyNoEffect,
-		"PeerAuthentication shop/catalog-metrics-permissive": labsv1.PolicyEnforced,
-		"PeerAuthentication istio-system/default":            labsv1.PolicyEnforced,
+		"AuthorizationPolicy shop/orders-allow-web":            labsv1.PolicyEnforced,
+		"AuthorizationPolicy shop/orders-deny-legacy":          labsv1.PolicyEnforced,
+		"AuthorizationPolicy shop/orders-allow-gateway":        labsv1.PolicyUntestable,
+		"AuthorizationPolicy shop/payments-get-only":           labsv1.PolicyEnforcedDifferently,
+		"AuthorizationPolicy shop/ghost-allow-web":             labsv1.PolicyNoEffect,
+		"PeerAuthentication shop/catalog-metrics-permissive":   labsv1.PolicyEnforced,
+		"PeerAuthentication istio-system/default":              labsv1.PolicyEnforced,
+		"AuthorizationPolicy demo/backend-allow-frontend-only": labsv1.PolicyEnforced,
 	}), "%+v", got)
 	g.Expect(got["AuthorizationPolicy shop/orders-deny-legacy"].Probes).To(ContainElement(And(
 		ContainSubstring("as shop/legacy → orders-"), ContainSubstring("denied by shop/orders-deny-legacy"))))
@@ -131,5 +132,25 @@ func TestAuditNamesTheNodeThatDoesNotEnforce(t *testing.T) {
 	st := suite.StepOf(t, done, labsv1.LabPolicyAudit, "audit-policies")
 	g.Expect(st.Verdict).To(Equal(labsv1.VerdictFail))
 	g.Expect(st.Policies[0].Verdict).To(Equal(labsv1.PolicyNotEnforced), "failures first")
+	suite.DeleteAndWait(t, run)
+}
+
+// TestAuditAsksWhoRefused: the node that runs orders resets every connection itself. legacy → orders is refused
+// from every node, as orders-deny-legacy says, but not by it: ztunnel logs no policy rejection. A reset is no
+// proof of the policy, so the policy is not enforced, naming the node and that nothing says who refused.
+func TestAuditAsksWhoRefused(t *testing.T) {
+	g := NewWithT(t)
+	suite.Start(t, suite.Options())
+	node := sb.Nodes[len(sb.Nodes)-1]
+	sb.SetNodeFault(node, dataplane.FaultRefuseAll)
+	t.Cleanup(func() { sb.SetNodeFault(node, dataplane.FaultNone) })
+	run := suite.ShortSettle(auditRun("shop"))
+	suite.Create(t, run)
+	done := suite.Finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
+	deny := policies(t, done)["AuthorizationPolicy shop/orders-deny-legacy"]
+	g.Expect(deny.Verdict).To(Equal(labsv1.PolicyNotEnforced), "%+v", deny)
+	g.Expect(deny.Probes).To(ContainElement(And(ContainSubstring("destination node "+node), ContainSubstring("as shop/legacy"),
+		ContainSubstring("refused, but no ztunnel line says who refused it"))))
 	suite.DeleteAndWait(t, run)
 }
