@@ -21,7 +21,8 @@ import (
 // author lost one is Stalled, naming it, and creates no run.
 //
 // The rights below mirror requester_policy.yaml's checks, on the template's spec; TestAuthorRightsMatchRequesterPolicy
-// keeps the two in step.
+// keeps the two in step. (The policies' cap on how many checks one request may need is not a right: a template
+// over it was refused when the schedule was written.)
 
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
@@ -109,6 +110,15 @@ func authorRights(spec *labsv1.LabRunSpec, ns string, mesh mesh.Config) []right 
 		}
 		return false
 	}
+	// first is the first of names that runs: the lab a right's reason names.
+	first := func(names ...labsv1.LabName) (labsv1.LabName, bool) {
+		for _, n := range names {
+			if has(n) {
+				return n, true
+			}
+		}
+		return "", false
+	}
 	target := orDefaultString(spec.Target.Namespace, ns)
 	labMode := spec.Mode == "" || spec.Mode == labsv1.ModeLab
 	meshScope := spec.Scope == labsv1.ScopeMesh
@@ -133,9 +143,9 @@ func authorRights(spec *labsv1.LabRunSpec, ns string, mesh mesh.Config) []right 
 	}
 	out = append(out, right{verb: "create", resource: "pods", namespace: target,
 		why: "the probe pods run there as ServiceAccount " + spec.Client.ServiceAccount})
-	if has(labsv1.LabAuthorizationPolicy) {
+	if l, ok := first(labsv1.LabAuthorizationPolicy, labsv1.LabPolicyAudit); ok {
 		out = append(out, right{verb: "create", resource: "serviceaccounts", namespace: target,
-			why: "the authorization-policy lab creates the attacker ServiceAccount there"})
+			why: "the " + string(l) + " lab creates the attacker ServiceAccount there"})
 	}
 	for _, l := range spec.Labs {
 		if l != labsv1.LabFootprint {
@@ -144,9 +154,9 @@ func authorRights(spec *labsv1.LabRunSpec, ns string, mesh mesh.Config) []right 
 			break
 		}
 	}
-	if has(labsv1.LabPeerAuthentication) {
+	if l, ok := first(labsv1.LabPeerAuthentication, labsv1.LabPolicyAudit); ok {
 		out = append(out, right{verb: "create", resource: "namespaces",
-			why: "the peer-authentication lab creates one for its non-mesh client"})
+			why: "the " + string(l) + " lab creates one for its non-mesh client"})
 	}
 	if spec.Probe.Image != "" {
 		out = append(out, right{verb: "set-probe-image", group: labsv1.GroupVersion.Group, resource: "labruns",
@@ -161,6 +171,31 @@ func authorRights(spec *labsv1.LabRunSpec, ns string, mesh mesh.Config) []right 
 			right{verb: "list", resource: "pods", namespace: target, why: "the footprint lab looks for sidecars there"},
 			right{verb: "list", resource: "pods",
 				why: "the footprint lab counts the pods of every ambient-enrolled namespace"})
+	}
+	if has(labsv1.LabPolicyAudit) {
+		out = append(out, auditRights(spec, target)...)
+	}
+	return out
+}
+
+// auditRights are the policy-audit lab's rights in each namespace it audits (spec.audit.namespaces, else the
+// target's): it reads both kinds of policy there and calls as the ServiceAccounts they name. Creating pods in the
+// target namespace is already among authorRights.
+func auditRights(spec *labsv1.LabRunSpec, target string) []right {
+	audited := []string{target}
+	if spec.Audit != nil && len(spec.Audit.Namespaces) > 0 {
+		audited = spec.Audit.Namespaces
+	}
+	var out []right
+	for _, ns := range audited {
+		for _, res := range []string{"authorizationpolicies", "peerauthentications"} {
+			out = append(out, right{verb: "list", group: "security.istio.io", resource: res, namespace: ns,
+				why: "the policy-audit lab reads and proves the policies there"})
+		}
+		if ns != target {
+			out = append(out, right{verb: "create", resource: "pods", namespace: ns,
+				why: "the policy-audit lab's probe pods run there as the ServiceAccounts its policies name"})
+		}
 	}
 	return out
 }
