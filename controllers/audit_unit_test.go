@@ -41,20 +41,21 @@ func TestAuditLaysAFailureAtItsNode(t *testing.T) {
 	judge := func(a probe.Attempt) steps.Judgement {
 		return steps.Judge([]probe.Attempt{a}, probe.ExpectAllowed, 1, steps.Window{})
 	}
+	allow := authz.Decision{Allowed: true, By: "shop/orders-allow-web"}
 	line := &auditLine{kind: "AuthorizationPolicy", key: "shop/orders-allow-web", probes: []auditProbe{{
 		caller: auditCaller(authz.Peer{Mesh: true, Namespace: "shop", ServiceAccount: "web"}), port: 80,
 		dst:  auditWorkload{pod: "orders-1", node: "node-3", w: authz.Workload{Namespace: "shop"}},
-		want: authz.Decision{Allowed: true, By: "shop/orders-allow-web"},
+		want: allow,
 	}}}
-	everywhere := line.result([]auditResult{{node: "node-1", j: judge(denied)}, {node: "node-2", j: judge(denied)},
-		{node: "node-3", j: judge(denied)}}, nil, "istio-system")
+	everywhere := line.result([]auditResult{{node: "node-1", want: allow, j: judge(denied)}, {node: "node-2", want: allow, j: judge(denied)},
+		{node: "node-3", want: allow, j: judge(denied)}}, nil, "istio-system")
 	g.Expect(everywhere.Verdict).To(Equal(labsv1.PolicyNotEnforced))
 	g.Expect(everywhere.Reason).To(HavePrefix("not enforced on node(s) node-3: destination node node-3"))
-	some := line.result([]auditResult{{node: "node-1", j: judge(allowed)}, {node: "node-2", j: judge(denied)},
-		{node: "node-3", j: judge(allowed)}}, nil, "istio-system")
+	some := line.result([]auditResult{{node: "node-1", want: allow, j: judge(allowed)}, {node: "node-2", want: allow, j: judge(denied)},
+		{node: "node-3", want: allow, j: judge(allowed)}}, nil, "istio-system")
 	g.Expect(some.Verdict).To(Equal(labsv1.PolicyNotEnforced))
 	g.Expect(some.Probes).To(ConsistOf(HavePrefix("source node node-2: as shop/web → orders-1")))
-	ok := line.result([]auditResult{{node: "node-1", j: judge(allowed)}}, nil, "istio-system")
+	ok := line.result([]auditResult{{node: "node-1", want: allow, j: judge(allowed)}}, nil, "istio-system")
 	g.Expect(ok.Verdict).To(Equal(labsv1.PolicyEnforced))
 	g.Expect(strings.Join(ok.Probes, "\n")).To(ContainSubstring("allowed by shop/orders-allow-web from every node"))
 }

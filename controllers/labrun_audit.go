@@ -84,6 +84,7 @@ func (w auditWorkload) addr(port uint32) string {
 // auditProbe is one connection the audit makes, from every node, and what it must see.
 type auditProbe struct {
 	caller labs.Caller
+	src    authz.Peer
 	dst    auditWorkload
 	port   uint32
 	want   authz.Decision
@@ -141,8 +142,25 @@ type auditLine struct {
 
 // auditPlan is what the audit proves this pass: the nodes probed from, a line per policy and the probes.
 type auditPlan struct {
-	nodes []string
-	lines []*auditLine
+	nodes    []string
+	lines    []*auditLine
+	readings []authz.Reading
+}
+
+// at is probe p as called from the pod at ip: where a policy that applies to its destination decides by source
+// address, what ztunnel must answer is worked out again with the address the observer got (a STRICT refusal
+// does not depend on it).
+func (plan auditPlan) at(p auditProbe, ip string) auditProbe {
+	addr, err := netip.ParseAddr(ip)
+	if p.strict || err != nil || !slices.ContainsFunc(plan.readings, func(r authz.Reading) bool {
+		return r.AppliesTo(p.dst.w) && r.BySource()
+	}) {
+		return p
+	}
+	src := p.src
+	src.IP = addr
+	p.want = authz.Decide(plan.readings, src, p.dst.w, p.port)
+	return p
 }
 
 // callers are the identities the plan calls as, each with the URLs it calls, sorted.
@@ -180,10 +198,10 @@ func (r *LabRunReconciler) planAudit(ctx context.Context, run *labsv1.LabRun) (a
 	if err != nil {
 		return plan, err
 	}
-	var readings []authz.Reading
 	for i := range aps {
-		readings = append(readings, authz.Read(authz.FromObject(aps[i]), authz.Options{RootNamespace: root}))
+		plan.readings = append(plan.readings, authz.Read(authz.FromObject(aps[i]), authz.Options{RootNamespace: root}))
 	}
+	readings := plan.readings
 	workloads, all, err := r.auditWorkloads(ctx, run, audited)
 	if err != nil {
 		return plan, err
@@ -249,7 +267,7 @@ func (r *LabRunReconciler) planPolicy(ctx context.Context, line *auditLine, rd a
 			continue
 		}
 		for _, p := range probes {
-			line.probes = append(line.probes, auditProbe{caller: auditCaller(p.Src), dst: w, port: p.Port, want: p.Want, why: p.Why})
+			line.probes = append(line.probes, auditProbe{caller: auditCaller(p.Src), src: p.Src, dst: w, port: p.Port, want: p.Want, why: p.Why})
 		}
 	}
 	if len(line.probes) > 0 {
@@ -259,6 +277,9 @@ func (r *LabRunReconciler) planPolicy(ctx context.Context, line *auditLine, rd a
 	switch {
 	case len(reasons) == 0:
 		line.reason = "no Service reaches a pod it selects"
+	case rd.BySource():
+		line.reason = "it decides by source address (ipBlocks, source.ip), and the addresses the audit's probes get are " +
+			"not known when they are chosen: " + reasons[0]
 	case len(usable) == 0 && len(refused) > 0:
 		line.reason = fmt.Sprintf("it names only identities the audit may not call as: %s (the audit calls as a "+
 			"ServiceAccount only in an audited namespace %v, and only one that exists)", peerNames(refused), audited)
@@ -353,7 +374,7 @@ func (r *LabRunReconciler) planPeerAuthentications(ctx context.Context, plan *au
 				}
 				for _, p := range authz.PlaintextProbes(map[uint32]string{port: mode}, readings, w.w, nonMesh) {
 					lines[d.By.Namespace+"/"+d.By.Name].probes = append(lines[d.By.Namespace+"/"+d.By.Name].probes, auditProbe{
-						caller: auditNonMesh, dst: w, port: p.Port, want: p.Want, why: p.Why, strict: mode == authz.Strict})
+						caller: auditNonMesh, src: nonMesh, dst: w, port: p.Port, want: p.Want, why: p.Why, strict: mode == authz.Strict})
 				}
 			}
 		}
@@ -518,8 +539,9 @@ func (r *LabRunReconciler) audit(ctx context.Context, run *labsv1.LabRun, st *la
 	for _, l := range plan.lines {
 		for i, p := range l.probes {
 			for _, node := range plan.nodes {
-				j := steps.Judge(seen[p.caller][node][p.url(path)], p.expect(), max(step.Count, 1), w)
-				judged[l] = append(judged[l], auditResult{probe: i, node: node, j: j})
+				at := plan.at(p, pods[p.caller][node].Status.PodIP)
+				j := steps.Judge(seen[p.caller][node][p.url(path)], at.expect(), max(step.Count, 1), w)
+				judged[l] = append(judged[l], auditResult{probe: i, node: node, want: at.want, j: j})
 				failing = failing || !j.Pass
 			}
 		}
@@ -590,6 +612,7 @@ func (r *LabRunReconciler) audit(ctx context.Context, run *labsv1.LabRun, st *la
 type auditResult struct {
 	probe int
 	node  string
+	want  authz.Decision // what ztunnel must answer the probe from this node
 	j     steps.Judgement
 }
 
@@ -610,7 +633,7 @@ func (r *LabRunReconciler) auditDeniers(ctx context.Context, run *labsv1.LabRun,
 	for _, l := range plan.lines {
 		for _, res := range judged[l] {
 			p := l.probes[res.probe]
-			if p.want.Allowed || !res.j.Pass {
+			if res.want.Allowed || !res.j.Pass {
 				continue
 			}
 			want[deniedKey{p.caller, p.dst.pod, p.port}] = true
@@ -704,6 +727,9 @@ func (l *auditLine) result(results []auditResult, deniers map[deniedKey]ztunnel.
 				}
 			}
 		}
+		if len(all) > 0 {
+			p.want = all[0].want
+		}
 		switch {
 		case len(failed) == 0:
 		case len(failed) == len(all):
@@ -713,12 +739,16 @@ func (l *auditLine) result(results []auditResult, deniers map[deniedKey]ztunnel.
 		default:
 			for _, res := range failed {
 				blame(res.node)
+				p.want = res.want
 				wrong = append(wrong, fmt.Sprintf("source node %s: %s: expected %s, saw %s", res.node, p, p.wanted(), res.j.Described()))
 			}
 		}
 	}
 	// Who refused: one line per denied probe, the destination node's.
 	for i, p := range l.probes {
+		if k := slices.IndexFunc(results, func(r auditResult) bool { return r.probe == i && r.j.Pass }); k >= 0 {
+			p.want = results[k].want
+		}
 		if p.want.Allowed {
 			continue
 		}
@@ -748,8 +778,17 @@ func (l *auditLine) result(results []auditResult, deniers map[deniedKey]ztunnel.
 		out.Reason = "istiod narrowed it for ztunnel, and the probes saw the narrowed policy: " + l.narrowedWhy
 	}
 	var lines []string
-	for _, p := range l.probes {
-		lines = append(lines, fmt.Sprintf("%s: %s from every node (%s)", p, p.wanted(), p.why))
+	for i, p := range l.probes {
+		var wants []string
+		for _, res := range results {
+			if q := p; res.probe == i {
+				q.want = res.want
+				if w := q.wanted(); !slices.Contains(wants, w) {
+					wants = append(wants, w)
+				}
+			}
+		}
+		lines = append(lines, fmt.Sprintf("%s: %s from every node (%s)", p, strings.Join(wants, " or "), p.why))
 	}
 	out.Probes = capStrings(lines, 8, 512)
 	return out

@@ -154,3 +154,33 @@ func TestAuditAsksWhoRefused(t *testing.T) {
 		ContainSubstring("refused, but no ztunnel line says who refused it"))))
 	suite.DeleteAndWait(t, run)
 }
+
+// TestAuditWorksOutSourceAddresses: a DENY policy refuses catalog's metrics port to pods of the first node's
+// address range (ipBlocks). Plaintext to catalog:9090 is then refused from the first node's observer, by that
+// policy, and let through from the others: each observer's expectation is worked out with the address its pod
+// got, so catalog-metrics-permissive is still enforced. The DENY policy itself cannot be chosen probes for ahead
+// of those addresses, and says so.
+func TestAuditWorksOutSourceAddresses(t *testing.T) {
+	g := NewWithT(t)
+	suite.Start(t, suite.Options())
+	suite.AddPolicy(t, "shop", "catalog-deny-first-node", nil, nil, map[string]any{
+		"selector": map[string]any{"matchLabels": map[string]any{"app": "catalog"}},
+		"action":   "DENY",
+		"rules": []any{map[string]any{
+			"from": []any{map[string]any{"source": map[string]any{"ipBlocks": []any{"10.244.1.0/24"}}}},
+			"to":   []any{map[string]any{"operation": map[string]any{"ports": []any{"9090"}}}},
+		}},
+	})
+	run := auditRun("shop")
+	suite.Create(t, run)
+	done := suite.Finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(done))
+	got := policies(t, done)
+	pa := got["PeerAuthentication shop/catalog-metrics-permissive"]
+	g.Expect(pa.Verdict).To(Equal(labsv1.PolicyEnforced), "%+v", pa)
+	g.Expect(pa.Probes).To(ConsistOf(And(ContainSubstring(":9090): "), ContainSubstring("denied by shop/catalog-deny-first-node"),
+		ContainSubstring("allowed (no ALLOW policy)"))))
+	deny := got["AuthorizationPolicy shop/catalog-deny-first-node"]
+	g.Expect(deny.Verdict).To(Equal(labsv1.PolicyUntestable), "%+v", deny)
+	g.Expect(deny.Reason).To(ContainSubstring("decides by source address"))
+}

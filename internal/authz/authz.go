@@ -235,6 +235,21 @@ func (r Reading) Matches(src Peer, w Workload, port uint32) bool {
 	return slices.ContainsFunc(r.rules, func(ru rule) bool { return ru.matches(c) })
 }
 
+// BySource tells whether ztunnel's decision under the policy may depend on the source's address (ipBlocks,
+// notIpBlocks, a source.ip condition): its probes' expectations need the address their pods get.
+func (r Reading) BySource() bool {
+	for _, ru := range r.rules {
+		for _, cl := range ru.clauses {
+			for _, m := range cl {
+				if len(m.srcIPs) > 0 || len(m.notSrcIPs) > 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // Decision is ztunnel's answer for one connection.
 type Decision struct {
 	Allowed bool
