@@ -31,9 +31,14 @@ const (
 	// MaxNodesPerSchedule bounds the node label of labrun_schedule_failing_step: past this many distinct nodes per
 	// schedule, the rest are reported as node="other".
 	MaxNodesPerSchedule = 10
-	// NodeOther is the node label value past MaxNodesPerSchedule; UnknownStep the lab and step label values of a
-	// step the catalogue does not know.
+	// MaxPoliciesPerSchedule bounds the policy label of labrun_schedule_failing_step: past this many regressed
+	// policies per schedule, the rest are reported as one series, kind="other" and policy="other".
+	MaxPoliciesPerSchedule = 10
+	// NodeOther is the node label value past MaxNodesPerSchedule, PolicyOther the kind and policy label values
+	// past MaxPoliciesPerSchedule; UnknownStep the lab and step label values of a step the catalogue does not
+	// know, and the kind label value of a kind the audit does not judge.
 	NodeOther   = "other"
+	PolicyOther = "other"
 	UnknownStep = "unknown"
 	// collectTimeout bounds one scrape's reads from the cache.
 	collectTimeout = 5 * time.Second
@@ -59,10 +64,14 @@ var (
 		"1 when spec.suspend stops the schedule from creating runs, else 0.", scheduleLabels, nil)
 	descFailingStep = prometheus.NewDesc("labrun_schedule_failing_step",
 		fmt.Sprintf("1 for each step that failed or errored in the schedule's last finished run, by lab, step and "+
-			"node (node=\"\" when the step did not fail on a particular node). lab and step come from the lab "+
-			"catalogue (%q otherwise); at most %d distinct nodes per schedule, the rest as node=%q.",
-			UnknownStep, MaxNodesPerSchedule, NodeOther),
-		append(slices.Clone(scheduleLabels), "lab", "step", "node"), nil)
+			"node (node=\"\" when the step did not fail on a particular node; kind and policy \"\"), and 1 for each "+
+			"policy that regressed: its verdict in that run is neither Enforced nor EnforcedDifferently while an "+
+			"earlier run of the schedule, still kept, found it Enforced (kind, policy <namespace>/<name>, and the lab "+
+			"and step that audited it; node \"\"). lab and step come from the lab catalogue (%q otherwise); at most "+
+			"%d distinct nodes per schedule, the rest as node=%q; at most %d regressed policies per schedule, the "+
+			"rest as kind=%q, policy=%q.",
+			UnknownStep, MaxNodesPerSchedule, NodeOther, MaxPoliciesPerSchedule, PolicyOther, PolicyOther),
+		append(slices.Clone(scheduleLabels), "lab", "step", "node", "kind", "policy"), nil)
 	descPendingRestores = prometheus.NewDesc("labrun_mesh_pending_restores",
 		"Journaled mesh changes not restored yet, from the trusted run records, by the namespace of their LabRun "+
 			"(one series per namespace with a record or a LabRun).", []string{"namespace"}, nil)
@@ -205,12 +214,17 @@ type scheduleView struct {
 	lastRun     *time.Time
 	steps       labsv1.Summary
 	failing     []failingStep
+	regressed   []regressedPolicy
 	interval    time.Duration // 0: the schedule does not parse
 	suspended   bool
 }
 
-// failingStep is one series of labrun_schedule_failing_step.
+// failingStep is one series of labrun_schedule_failing_step: a step that failed or errored.
 type failingStep struct{ lab, step, node string }
+
+// regressedPolicy is one series of labrun_schedule_failing_step: a policy that regressed, with the lab and step
+// that audited it.
+type regressedPolicy struct{ lab, step, kind, policy string }
 
 func (v scheduleView) send(ch chan<- prometheus.Metric, namespace, name string) {
 	gauge := func(d *prometheus.Desc, value float64, extra ...string) {
@@ -235,13 +249,17 @@ func (v scheduleView) send(ch chan<- prometheus.Metric, namespace, name string) 
 		gauge(descLastRunSteps, float64(r.n), r.result)
 	}
 	for _, f := range v.failing {
-		gauge(descFailingStep, 1, f.lab, f.step, f.node)
+		gauge(descFailingStep, 1, f.lab, f.step, f.node, "", "")
+	}
+	for _, r := range v.regressed {
+		gauge(descFailingStep, 1, r.lab, r.step, "", r.kind, r.policy)
 	}
 }
 
 // viewSchedule works out a schedule's metrics from the object and its runs. The last finished run is the newer of
 // the schedule's status.lastRun and the newest finished run the schedule owns (runs merely labelled with its
-// name, by anyone, do not count); the run object is preferred, for its per-node results, while it is kept.
+// name, by anyone, do not count); the run object is preferred, for its per-node results, while it is kept. Only
+// the run object has per-policy verdicts: regressed policies are those of a kept last run.
 func viewSchedule(ls *labsv1.LabSchedule, runs []labsv1.LabRun, now time.Time) scheduleView {
 	v := scheduleView{created: ls.CreationTimestamp.Time, suspended: ls.Spec.Suspend != nil && *ls.Spec.Suspend,
 		interval: scheduleInterval(ls, now)}
@@ -260,6 +278,7 @@ func viewSchedule(ls *labsv1.LabSchedule, runs []labsv1.LabRun, now time.Time) s
 	case run != nil && (last == nil || last.CompletionTime == nil || !finishedAt(run).Before(last.CompletionTime.Time)):
 		v.lastRun, v.steps = finishedAt(run), run.Status.Summary
 		v.failing = capNodes(failingStepsOfRun(run))
+		v.regressed = capPolicies(regressedPolicies(run, finishedBefore(ls, runs, run)))
 	case last != nil && last.CompletionTime != nil:
 		v.lastRun, v.steps = &last.CompletionTime.Time, last.Summary
 		v.failing = capNodes(failingStepsOfSummary(last.FailedSteps))
@@ -280,6 +299,19 @@ func newestFinished(ls *labsv1.LabSchedule, runs []labsv1.LabRun) *labsv1.LabRun
 		}
 	}
 	return newest
+}
+
+// finishedBefore are the schedule's finished runs that ended before last, in the order of the LabSchedule
+// controller (ties included).
+func finishedBefore(ls *labsv1.LabSchedule, runs []labsv1.LabRun, last *labsv1.LabRun) []*labsv1.LabRun {
+	var out []*labsv1.LabRun
+	for i := range runs {
+		r := &runs[i]
+		if r != last && ownedBy(r, ls) && finishedAt(r) != nil && endedAfter(last, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // ownedBy: the schedule created the run (its controller reference), as the LabSchedule controller decides.
@@ -355,11 +387,75 @@ func capNodes(steps []failingStep) []failingStep {
 	return out
 }
 
-// catalogueSteps is every lab/step ID of the catalogue, which bounds the lab and step labels.
+// regressedPolicies are the policies the last run judged neither Enforced nor EnforcedDifferently although an
+// earlier run found them Enforced, once each, in the order the last run lists them (those not enforced first).
+// A policy is the same across runs when its kind and <namespace>/<name> are.
+func regressedPolicies(last *labsv1.LabRun, earlier []*labsv1.LabRun) []regressedPolicy {
+	type policyKey struct{ kind, policy string }
+	wasEnforced := map[policyKey]bool{}
+	for _, r := range earlier {
+		for _, st := range r.Status.Steps {
+			for _, p := range st.Policies {
+				if p.Verdict == labsv1.PolicyEnforced {
+					wasEnforced[policyKey{p.Kind, p.Policy}] = true
+				}
+			}
+		}
+	}
+	var out []regressedPolicy
+	for _, st := range last.Status.Steps {
+		lab, step := catalogued(string(st.Lab), st.Name)
+		for _, p := range st.Policies {
+			if p.Verdict == labsv1.PolicyEnforced || p.Verdict == labsv1.PolicyEnforcedDifferently ||
+				!wasEnforced[policyKey{p.Kind, p.Policy}] {
+				continue
+			}
+			if r := (regressedPolicy{lab, step, policyKind(p.Kind), p.Policy}); !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// policyKind bounds the kind label to the kinds the audit judges.
+func policyKind(kind string) string {
+	if kind == "AuthorizationPolicy" || kind == "PeerAuthentication" {
+		return kind
+	}
+	return UnknownStep
+}
+
+// capPolicies keeps at most MaxPoliciesPerSchedule distinct policies (kind and name, in order of appearance) and
+// reports the rest as one series per step, kind and policy PolicyOther.
+func capPolicies(regressed []regressedPolicy) []regressedPolicy {
+	type policyKey struct{ kind, policy string }
+	var kept []policyKey
+	out := make([]regressedPolicy, 0, len(regressed))
+	for _, r := range regressed {
+		if k := (policyKey{r.kind, r.policy}); !slices.Contains(kept, k) {
+			if len(kept) >= MaxPoliciesPerSchedule {
+				r.kind, r.policy = PolicyOther, PolicyOther
+			} else {
+				kept = append(kept, k)
+			}
+		}
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// catalogueSteps is every lab/step ID of the catalogue, which bounds the lab and step labels: the labs of the
+// guide and the policy audit (left out while the catalogue does not hold it).
 var catalogueSteps = func() map[string]bool {
 	plan, err := labs.Plan(labsv1.AllLabs)
 	if err != nil {
 		panic(err) // the catalogue plans every lab it names
+	}
+	if audit, err := labs.Plan([]labsv1.LabName{labsv1.LabPolicyAudit}); err == nil {
+		plan = append(plan, audit...)
 	}
 	ids := make(map[string]bool, len(plan))
 	for _, s := range plan {

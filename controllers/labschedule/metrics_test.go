@@ -221,3 +221,152 @@ func TestCollectErrors(t *testing.T) {
 		}
 	}
 }
+
+// audit is a policy-audit step that judged the given policies.
+func audit(v labsv1.Verdict, policies ...labsv1.PolicyResult) labsv1.StepResult {
+	st := step(labsv1.LabPolicyAudit, "audit-policies", v)
+	st.Policies = policies
+	return st
+}
+
+func policy(kind, name string, v labsv1.PolicyVerdict) labsv1.PolicyResult {
+	return labsv1.PolicyResult{Kind: kind, Policy: name, Verdict: v, Reason: "why", Probes: []string{"a probe"}}
+}
+
+const ap, pa = "AuthorizationPolicy", "PeerAuthentication"
+
+// auditLab and auditStep label the audit step's series: policy-audit and audit-policies once the catalogue holds
+// the lab, unknown before.
+var auditLab, auditStep = catalogued(string(labsv1.LabPolicyAudit), "audit-policies")
+
+// TestViewScheduleRegressedPolicies: a policy of the last run regressed when its verdict there is neither
+// Enforced nor EnforcedDifferently while an earlier finished run of the schedule, still kept, found it Enforced.
+func TestViewScheduleRegressedPolicies(t *testing.T) {
+	regressed := func(kind, name string) regressedPolicy {
+		return regressedPolicy{auditLab, auditStep, kind, name}
+	}
+	enforcedEarlier := finishedRun("uid", labsv1.PhaseSucceeded, -30, audit(labsv1.VerdictPass,
+		policy(ap, "shop/orders-allow-web", labsv1.PolicyEnforced), policy(pa, "shop/strict", labsv1.PolicyEnforced),
+		policy(ap, "shop/cart-get-only", labsv1.PolicyEnforcedDifferently), policy(ap, "shop/legacy", labsv1.PolicyNoEffect)))
+	for _, tc := range []struct {
+		name      string
+		status    labsv1.LabScheduleStatus
+		runs      []labsv1.LabRun
+		regressed []regressedPolicy
+	}{
+		{name: "enforced, then not enforced, of no effect or untestable: each regressed; still enforced, or " +
+			"enforced differently: not",
+			runs: []labsv1.LabRun{enforcedEarlier, finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail,
+				policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced), policy(pa, "shop/strict", labsv1.PolicyNoEffect)))},
+			regressed: []regressedPolicy{regressed(ap, "shop/orders-allow-web"), regressed(pa, "shop/strict")}},
+		{name: "untestable now, enforced before",
+			runs: []labsv1.LabRun{enforcedEarlier, finishedRun("uid", labsv1.PhaseSucceeded, -5, audit(labsv1.VerdictPass,
+				policy(ap, "shop/orders-allow-web", labsv1.PolicyUntestable)))},
+			regressed: []regressedPolicy{regressed(ap, "shop/orders-allow-web")}},
+		{name: "still enforced, or now enforced differently: no regression",
+			runs: []labsv1.LabRun{enforcedEarlier, finishedRun("uid", labsv1.PhaseSucceeded, -5, audit(labsv1.VerdictPass,
+				policy(ap, "shop/orders-allow-web", labsv1.PolicyEnforced), policy(pa, "shop/strict", labsv1.PolicyEnforcedDifferently)))}},
+		{name: "never enforced before (enforced differently, of no effect, or not audited): no regression",
+			runs: []labsv1.LabRun{enforcedEarlier, finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail,
+				policy(ap, "shop/cart-get-only", labsv1.PolicyNotEnforced), policy(ap, "shop/legacy", labsv1.PolicyNotEnforced),
+				policy(ap, "shop/new", labsv1.PolicyNotEnforced)))}},
+		{name: "a policy of the same name but another kind is another policy",
+			runs: []labsv1.LabRun{enforcedEarlier, finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail,
+				policy(pa, "shop/orders-allow-web", labsv1.PolicyNotEnforced)))}},
+		{name: "the regression holds while the policy stays broken and the run that found it enforced is kept",
+			runs: []labsv1.LabRun{enforcedEarlier,
+				finishedRun("uid", labsv1.PhaseFailed, -20, audit(labsv1.VerdictFail, policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced))),
+				finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail, policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced)))},
+			regressed: []regressedPolicy{regressed(ap, "shop/orders-allow-web")}},
+		{name: "enforced again in the last run: resolved",
+			runs: []labsv1.LabRun{enforcedEarlier,
+				finishedRun("uid", labsv1.PhaseFailed, -20, audit(labsv1.VerdictFail, policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced))),
+				finishedRun("uid", labsv1.PhaseSucceeded, -5, audit(labsv1.VerdictPass, policy(ap, "shop/orders-allow-web", labsv1.PolicyEnforced)))}},
+		{name: "enforced only in a run the schedule does not own, or in one still running: no regression",
+			runs: []labsv1.LabRun{finishedRun("", labsv1.PhaseSucceeded, -30, enforcedEarlier.Status.Steps...),
+				finishedRun("other-uid", labsv1.PhaseSucceeded, -25, enforcedEarlier.Status.Steps...),
+				{ObjectMeta: metav1.ObjectMeta{Name: "running", OwnerReferences: enforcedEarlier.OwnerReferences},
+					Status: labsv1.LabRunStatus{Phase: labsv1.PhaseRunning, Steps: enforcedEarlier.Status.Steps}},
+				finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail, policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced)))}},
+		{name: "a kind the audit does not judge is unknown",
+			runs: []labsv1.LabRun{
+				finishedRun("uid", labsv1.PhaseSucceeded, -30, audit(labsv1.VerdictPass, policy("Sidecar", "shop/x", labsv1.PolicyEnforced))),
+				finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail, policy("Sidecar", "shop/x", labsv1.PolicyNotEnforced)))},
+			regressed: []regressedPolicy{regressed(UnknownStep, "shop/x")}},
+		{name: "the last run pruned (status.lastRun is newer): its policies are unknown, none is named",
+			status: labsv1.LabScheduleStatus{LastRun: &labsv1.RunSummary{Name: "gone", Phase: labsv1.PhaseFailed,
+				CompletionTime: metricsAt(-1), FailedSteps: []string{"policy-audit/audit-policies"}}},
+			runs: []labsv1.LabRun{enforcedEarlier, finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail,
+				policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced)))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ls := scheduleFor("uid")
+			ls.Status = tc.status
+			got := viewSchedule(ls, tc.runs, metricsNow).regressed
+			if len(tc.regressed) == 0 {
+				NewWithT(t).Expect(got).To(BeEmpty())
+				return
+			}
+			NewWithT(t).Expect(got).To(Equal(tc.regressed))
+		})
+	}
+}
+
+// TestCapPolicies: past MaxPoliciesPerSchedule distinct policies the rest are one series, kind and policy
+// "other".
+func TestCapPolicies(t *testing.T) {
+	var in []regressedPolicy
+	for i := range MaxPoliciesPerSchedule + 3 {
+		in = append(in, regressedPolicy{auditLab, auditStep, ap, fmt.Sprintf("shop/p-%02d", i)})
+	}
+	in = append(in, regressedPolicy{auditLab, auditStep, pa, "shop/p-00"})
+	out := capPolicies(in)
+	g := NewWithT(t)
+	g.Expect(out).To(HaveLen(MaxPoliciesPerSchedule + 1))
+	g.Expect(out[:MaxPoliciesPerSchedule]).To(Equal(in[:MaxPoliciesPerSchedule]), "the first ones, in order")
+	g.Expect(out[MaxPoliciesPerSchedule]).To(Equal(regressedPolicy{auditLab, auditStep, PolicyOther, PolicyOther}))
+}
+
+// viewCollector exports one schedule's view as the manager's collector does.
+type viewCollector struct{ v scheduleView }
+
+func (c viewCollector) Describe(ch chan<- *prometheus.Desc) { (&scheduleCollector{}).Describe(ch) }
+func (c viewCollector) Collect(ch chan<- prometheus.Metric) { c.v.send(ch, "shop", "nightly") }
+
+// TestFailingStepSeries: labrun_schedule_failing_step names a failing step with kind and policy empty, and a
+// regressed policy with its kind and <namespace>/<name>, node empty, beside the step that audited it.
+func TestFailingStepSeries(t *testing.T) {
+	runs := []labsv1.LabRun{
+		finishedRun("uid", labsv1.PhaseSucceeded, -30, audit(labsv1.VerdictPass, policy(ap, "shop/orders-allow-web", labsv1.PolicyEnforced))),
+		finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail, policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced)),
+			step(labsv1.LabMTLS, "client-allowed", labsv1.VerdictFail, labsv1.NodeResult{Node: "node-2", Verdict: labsv1.VerdictFail})),
+	}
+	c := viewCollector{viewSchedule(scheduleFor("uid"), runs, metricsNow)}
+	reg := prometheus.NewPedanticRegistry()
+	g := NewWithT(t)
+	g.Expect(reg.Register(c)).To(Succeed())
+	families, err := reg.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	var series []map[string]string
+	for _, mf := range families {
+		if mf.GetName() != "labrun_schedule_failing_step" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			g.Expect(m.GetGauge().GetValue()).To(BeEquivalentTo(1))
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			series = append(series, labels)
+		}
+	}
+	of := func(lab, step, node, kind, policy string) map[string]string {
+		return map[string]string{"namespace": "shop", "schedule": "nightly", "lab": lab, "step": step, "node": node,
+			"kind": kind, "policy": policy}
+	}
+	g.Expect(series).To(ConsistOf(
+		of("mtls", "client-allowed", "node-2", "", ""),
+		of(auditLab, auditStep, "", "", ""),
+		of(auditLab, auditStep, "", ap, "shop/orders-allow-web")))
+}
