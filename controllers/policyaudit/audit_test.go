@@ -8,6 +8,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
+	"github.com/ambientlab/labrun-operator/internal/report"
 	"github.com/ambientlab/labrun-operator/internal/sandbox/dataplane"
 	suite "github.com/ambientlab/labrun-operator/operator/operatortest"
 )
@@ -103,6 +104,13 @@ func TestAuditGivesEachPolicyItsVerdict(t *testing.T) {
 	g.Expect(narrowed.Probes).To(ContainElement(And(ContainSubstring("as shop/web → payments-"),
 		ContainSubstring("denied (allow policies exist, but none allowed)"))))
 	g.Expect(got["AuthorizationPolicy shop/ghost-allow-web"].Reason).To(ContainSubstring("selects no pod"))
+	if path := os.Getenv("LABRUN_AUDIT_REPORT"); path != "" {
+		// What `kubectl labrun report policy-audit` prints for this run (the plugin writes report.Write's output).
+		f, err := os.Create(path)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(report.Write(f, done, report.FormatMarkdown)).To(Succeed())
+		g.Expect(f.Close()).To(Succeed())
+	}
 	g.Expect(got["PeerAuthentication shop/catalog-metrics-permissive"].Probes).To(ConsistOf(
 		And(ContainSubstring("plaintext (non-mesh) → catalog-"), ContainSubstring(":9090): allowed"))))
 	g.Expect(got["PeerAuthentication istio-system/default"].Probes).To(ContainElement(And(
