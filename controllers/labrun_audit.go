@@ -558,7 +558,7 @@ func (r *LabRunReconciler) audit(ctx context.Context, run *labsv1.LabRun, st *la
 			}
 		}
 	}
-	deniers, out, err := r.auditDeniers(ctx, run, st, plan, judged, w)
+	deniers, out, err := r.auditDeniers(ctx, run, st, plan, pods, judged, w)
 	if err != nil || out != nil {
 		if out != nil {
 			return r.concludeAudit(ctx, run, plan, *out)
@@ -627,7 +627,7 @@ type deniedKey struct {
 // caller's observers): a refusal by anything but the expected policy is no proof of it. out, when set, ends the
 // step (an Error: the lines could not be read).
 func (r *LabRunReconciler) auditDeniers(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, plan auditPlan,
-	judged map[*auditLine][]auditResult, w steps.Window) (map[deniedKey]ztunnel.Entry, *steps.Outcome, error) {
+	pods map[labs.Caller]map[string]*corev1.Pod, judged map[*auditLine][]auditResult, w steps.Window) (map[deniedKey]ztunnel.Entry, *steps.Outcome, error) {
 	var since, latest time.Time
 	want := map[deniedKey]bool{}
 	for _, l := range plan.lines {
@@ -666,8 +666,17 @@ func (r *LabRunReconciler) auditDeniers(ctx context.Context, run *labsv1.LabRun,
 	keeper := coldKeeper(run)
 	for c := range plan.callers(run.Spec.Target.Path) {
 		ns, _ := r.caller(run, c)
+		// The caller's namespace is an audited one, where others may create pods named like the observers: a line
+		// counts only from the address of one of the run's own observers (pods it created and recorded).
+		ips := map[string]bool{}
+		for _, pod := range pods[c] {
+			ips[pod.Status.PodIP] = true
+		}
 		for _, e := range ztunnel.Match(entries, ztunnel.Criteria{Since: since.Add(-steps.ClockTolerance), Direction: "inbound",
 			SrcWorkloadPrefix: observerPrefix(keeper, observer{caller: c, node: "any"}), SrcNamespace: ns, PolicyRejected: &rejected}) {
+			if host, _, err := net.SplitHostPort(e.Fields.Get(ztunnel.FieldSrcAddr)); err != nil || !ips[host] {
+				continue
+			}
 			k := deniedKey{c, e.Fields.Get(ztunnel.FieldDstWorkload), dstPort(e)}
 			if want[k] {
 				out[k] = e
