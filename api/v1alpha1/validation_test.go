@@ -349,9 +349,20 @@ func TestInvalidSpecs(t *testing.T) {
 			"spec.labs", []string{"labs must not name a lab twice"}},
 		{"empty labs list", func(s map[string]any) { set(s, "labs", list()) },
 			"spec.labs", []string{"should have at least 1 items"}},
-		{"more than 5 labs", func(s map[string]any) {
-			set(s, "labs", list("mtls", "peer-authentication", "authorization-policy", "footprint", "hbone", "mtls"))
-		}, "spec.labs", []string{"must have at most 5 items"}},
+		{"more than 6 labs", func(s map[string]any) {
+			set(s, "labs", list("mtls", "peer-authentication", "authorization-policy", "footprint", "hbone", "policy-audit", "mtls"))
+		}, "spec.labs", []string{"must have at most 6 items"}},
+		{"audit without the policy-audit lab", func(s map[string]any) {
+			set(s, "audit", map[string]any{"namespaces": list("shop")})
+		}, "spec", []string{"audit is read only by the policy-audit lab"}},
+		{"an audited namespace that is no DNS label", func(s map[string]any) {
+			set(s, "labs", list("policy-audit"))
+			set(s, "audit", map[string]any{"namespaces": list("Shop_1")})
+		}, "spec.audit.namespaces[0]", []string{"should match"}},
+		{"more than 8 audited namespaces", func(s map[string]any) {
+			set(s, "labs", list("policy-audit"))
+			set(s, "audit", map[string]any{"namespaces": list("a", "b", "c", "d", "e", "f", "g", "h", "i")})
+		}, "spec.audit.namespaces", []string{"must have at most 8 items"}},
 
 		// target
 		{"missing target", func(s map[string]any) { del(s, "target") },
