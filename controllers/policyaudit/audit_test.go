@@ -192,3 +192,25 @@ func TestAuditWorksOutSourceAddresses(t *testing.T) {
 	g.Expect(deny.Verdict).To(Equal(labsv1.PolicyUntestable), "%+v", deny)
 	g.Expect(deny.Reason).To(ContainSubstring("decides by source address"))
 }
+
+// TestAuditSeesPoliciesIstiodIgnores: a DENY-everything policy for another revision's istiod, and one marked as a
+// dry run, have no effect: the audit says so with the reason, and the policies they would override are still
+// proved enforced (web reaches orders), which the real istiod and the data plane confirm.
+func TestAuditSeesPoliciesIstiodIgnores(t *testing.T) {
+	g := NewWithT(t)
+	suite.Start(t, suite.Options())
+	denyAll := map[string]any{"selector": map[string]any{"matchLabels": map[string]any{"app": "orders"}},
+		"action": "DENY", "rules": []any{map[string]any{}}}
+	suite.AddPolicy(t, "shop", "orders-deny-all-canary", map[string]string{"istio.io/rev": "canary"}, nil, denyAll)
+	suite.AddPolicy(t, "shop", "orders-deny-all-dry-run", nil, map[string]string{"istio.io/dry-run": "true"}, denyAll)
+	run := auditRun("shop")
+	suite.Create(t, run)
+	done := suite.Finished(t, run)
+	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(done))
+	got := policies(t, done)
+	g.Expect(got["AuthorizationPolicy shop/orders-deny-all-canary"].Verdict).To(Equal(labsv1.PolicyNoEffect))
+	g.Expect(got["AuthorizationPolicy shop/orders-deny-all-canary"].Reason).To(ContainSubstring("istio.io/rev=canary"))
+	g.Expect(got["AuthorizationPolicy shop/orders-deny-all-dry-run"].Verdict).To(Equal(labsv1.PolicyNoEffect))
+	g.Expect(got["AuthorizationPolicy shop/orders-deny-all-dry-run"].Reason).To(ContainSubstring("dry run"))
+	g.Expect(got["AuthorizationPolicy shop/orders-allow-web"].Verdict).To(Equal(labsv1.PolicyEnforced))
+}
