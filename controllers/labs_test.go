@@ -207,10 +207,10 @@ func TestFootprintLabRecordsComparison(t *testing.T) {
 	g.Expect(fp.Nodes).To(BeEquivalentTo(len(sb.Nodes)))
 	g.Expect(fp.ZtunnelPods).To(BeEquivalentTo(len(sb.Nodes)))
 	g.Expect(fp.Source).To(Equal("requests"))   // the sandbox serves no metrics.k8s.io
-	g.Expect(fp.MeshPods).To(BeEquivalentTo(2)) // frontend and backend
+	g.Expect(fp.MeshPods).To(BeEquivalentTo(5)) // demo's frontend and backend, shop's orders, payments and catalog
 	// The guide's per-sidecar defaults: 100m CPU and 50M memory each.
-	g.Expect(fp.SidecarCPU.MilliValue()).To(BeEquivalentTo(200))
-	g.Expect(fp.SidecarMemory.Value()).To(BeEquivalentTo(100_000_000))
+	g.Expect(fp.SidecarCPU.MilliValue()).To(BeEquivalentTo(500))
+	g.Expect(fp.SidecarMemory.Value()).To(BeEquivalentTo(250_000_000))
 	g.Expect(fp.SavedCPU.MilliValue()).To(Equal(fp.SidecarCPU.MilliValue() - fp.AmbientCPU.MilliValue()))
 }
 
