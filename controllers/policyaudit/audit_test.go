@@ -119,14 +119,13 @@ func TestAuditGivesEachPolicyItsVerdict(t *testing.T) {
 	g.Expect(suite.Leftovers()).To(BeEmpty())
 }
 
-// TestAuditNamesTheNodeThatDoesNotEnforce: the ztunnel of the node that runs orders stops enforcing. The DENY
-// policy's probe (legacy → orders) is let through from every node: the policy is not enforced, and the verdict
-// names that node; the run fails.
-func TestAuditNamesTheNodeThatDoesNotEnforce(t *testing.T) {
+// auditWithFault audits shop while the ztunnel of the node that runs orders (the last) has fault f: the run fails,
+// and it returns the node and orders-deny-legacy's line.
+func auditWithFault(t *testing.T, f dataplane.Fault) (string, labsv1.PolicyResult, *labsv1.LabRun) {
 	g := NewWithT(t)
 	suite.Start(t, suite.Options())
 	node := sb.Nodes[len(sb.Nodes)-1]
-	sb.SetNodeFault(node, dataplane.FaultNoEnforce)
+	sb.SetNodeFault(node, f)
 	t.Cleanup(func() { sb.SetNodeFault(node, dataplane.FaultNone) })
 	run := suite.ShortSettle(auditRun("shop"))
 	suite.Create(t, run)
@@ -134,33 +133,30 @@ func TestAuditNamesTheNodeThatDoesNotEnforce(t *testing.T) {
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
 	deny := policies(t, done)["AuthorizationPolicy shop/orders-deny-legacy"]
 	g.Expect(deny.Verdict).To(Equal(labsv1.PolicyNotEnforced), "%+v", deny)
+	return node, deny, done
+}
+
+// TestAuditNamesTheNodeThatDoesNotEnforce: the ztunnel of the node that runs orders stops enforcing. The DENY
+// policy's probe (legacy → orders) is let through from every node: the policy is not enforced, and the verdict
+// names that node; the run fails.
+func TestAuditNamesTheNodeThatDoesNotEnforce(t *testing.T) {
+	g := NewWithT(t)
+	node, deny, done := auditWithFault(t, dataplane.FaultNoEnforce)
 	g.Expect(deny.Reason).To(ContainSubstring("node(s) " + node))
 	g.Expect(deny.Probes).To(ContainElement(And(ContainSubstring("destination node "+node), ContainSubstring("as shop/legacy"),
 		ContainSubstring("expected denied by shop/orders-deny-legacy"))))
 	st := suite.StepOf(t, done, labsv1.LabPolicyAudit, "audit-policies")
 	g.Expect(st.Verdict).To(Equal(labsv1.VerdictFail))
 	g.Expect(st.Policies[0].Verdict).To(Equal(labsv1.PolicyNotEnforced), "failures first")
-	suite.DeleteAndWait(t, run)
 }
 
 // TestAuditAsksWhoRefused: the node that runs orders resets every connection itself. legacy → orders is refused
 // from every node, as orders-deny-legacy says, but not by it: ztunnel logs no policy rejection. A reset is no
 // proof of the policy, so the policy is not enforced, naming the node and that nothing says who refused.
 func TestAuditAsksWhoRefused(t *testing.T) {
-	g := NewWithT(t)
-	suite.Start(t, suite.Options())
-	node := sb.Nodes[len(sb.Nodes)-1]
-	sb.SetNodeFault(node, dataplane.FaultRefuseAll)
-	t.Cleanup(func() { sb.SetNodeFault(node, dataplane.FaultNone) })
-	run := suite.ShortSettle(auditRun("shop"))
-	suite.Create(t, run)
-	done := suite.Finished(t, run)
-	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseFailed))
-	deny := policies(t, done)["AuthorizationPolicy shop/orders-deny-legacy"]
-	g.Expect(deny.Verdict).To(Equal(labsv1.PolicyNotEnforced), "%+v", deny)
-	g.Expect(deny.Probes).To(ContainElement(And(ContainSubstring("destination node "+node), ContainSubstring("as shop/legacy"),
+	node, deny, _ := auditWithFault(t, dataplane.FaultRefuseAll)
+	NewWithT(t).Expect(deny.Probes).To(ContainElement(And(ContainSubstring("destination node "+node), ContainSubstring("as shop/legacy"),
 		ContainSubstring("refused, but no ztunnel line says who refused it"))))
-	suite.DeleteAndWait(t, run)
 }
 
 // TestAuditWorksOutSourceAddresses: a DENY policy refuses catalog's metrics port to pods of the first node's
