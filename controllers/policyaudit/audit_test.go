@@ -101,6 +101,10 @@ func TestAuditGivesEachPolicyItsVerdict(t *testing.T) {
 	g.Expect(got["AuthorizationPolicy shop/orders-allow-gateway"].Reason).To(ContainSubstring("cluster.local/ns/kong/sa/kong-gateway"))
 	narrowed := got["AuthorizationPolicy shop/payments-get-only"]
 	g.Expect(narrowed.Reason).To(ContainSubstring("ztunnel does not support HTTP attributes (found: methods)"))
+	// What the real istiod wrote in the policy's status, quoted.
+	g.Expect(narrowed.Istiod).To(And(HavePrefix("ZtunnelAccepted=True (UnsupportedValue): "),
+		ContainSubstring("Within an ALLOW policy, rules matching HTTP attributes are omitted.")))
+	g.Expect(got["AuthorizationPolicy shop/orders-allow-web"].Istiod).To(BeEmpty(), "accepted as written: nothing to quote")
 	g.Expect(narrowed.Probes).To(ContainElement(And(ContainSubstring("as shop/web → payments-"),
 		ContainSubstring("denied (allow policies exist, but none allowed)"))))
 	g.Expect(got["AuthorizationPolicy shop/ghost-allow-web"].Reason).To(ContainSubstring("selects no pod"))
