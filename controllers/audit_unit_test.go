@@ -62,7 +62,7 @@ func TestAuditLaysAFailureAtItsNode(t *testing.T) {
 	g.Expect(some.Probes).To(ConsistOf(HavePrefix("source node node-2: as shop/web → orders-1")))
 	ok := line.result([]auditResult{{node: "node-1", want: allow, j: judge(allowed)}}, nil, "istio-system")
 	g.Expect(ok.Verdict).To(Equal(labsv1.PolicyEnforced))
-	g.Expect(strings.Join(ok.Probes, "\n")).To(ContainSubstring("allowed by shop/orders-allow-web from every node"))
+	g.Expect(strings.Join(ok.Probes, "\n")).To(ContainSubstring("allowed by shop/orders-allow-web from every node that made it"))
 }
 
 // TestAuditDenierIsTheObserversOwnLine: the audit calls as a ServiceAccount of an audited namespace, where others

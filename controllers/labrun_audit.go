@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -31,9 +32,11 @@ import (
 // operator's own evaluator (internal/authz), never from istiod or the data plane: for an ALLOW policy, an identity
 // it allows is let through and the run's attacker is refused; for a DENY policy, an identity it names is refused
 // by it; for a PeerAuthentication, plaintext from outside the mesh is refused on each STRICT port it decides and
-// let through (to the AuthorizationPolicies) on each PERMISSIVE one. Every probe runs from every node with a
-// ready ztunnel, as the identity it needs: one observer per identity per node, calling every endpoint that
-// identity probes. A denied probe passes only when the destination ztunnel's line names the policy expected to
+// let through (to the AuthorizationPolicies) on each PERMISSIVE one. Probes run as the identities they need, one
+// observer per identity and node, each calling every endpoint its identity probes: with coverage Matrix every
+// identity runs on every node with a ready ztunnel; with Pairs (the default) every node runs one identity's
+// observer and each identity runs on at least two nodes, so the pods grow with nodes plus identities, every
+// node sends, and every probe is made from two nodes or more (a fault at a destination shows from all of them). A denied probe passes only when the destination ztunnel's line names the policy expected to
 // refuse it.
 
 // auditPrefix marks the callers of the audit: "audit:<namespace>/<serviceAccount>", or auditNonMesh.
@@ -145,6 +148,33 @@ type auditPlan struct {
 	nodes    []string
 	lines    []*auditLine
 	readings []authz.Reading
+	// from are the nodes each caller's observers run on.
+	from map[labs.Caller][]string
+}
+
+// spread places the callers' observers: every node for each (Matrix); or node i to caller i mod callers, and
+// each caller on two nodes at least, where there are two (Pairs).
+func (plan *auditPlan) spread(callers []labs.Caller, coverage labsv1.Coverage) {
+	plan.from = map[labs.Caller][]string{}
+	for ci, c := range callers {
+		if coverage == labsv1.CoverageMatrix {
+			plan.from[c] = plan.nodes
+			continue
+		}
+		var on []string
+		for i, n := range plan.nodes {
+			if i%len(callers) == ci {
+				on = append(on, n)
+			}
+		}
+		for k := 0; len(on) < min(2, len(plan.nodes)); k++ {
+			if n := plan.nodes[(ci+k)%len(plan.nodes)]; !slices.Contains(on, n) {
+				on = append(on, n)
+			}
+		}
+		slices.Sort(on)
+		plan.from[c] = on
+	}
 }
 
 // at is probe p as called from the pod at ip: where a policy that applies to its destination decides by source
@@ -503,6 +533,7 @@ func (r *LabRunReconciler) audit(ctx context.Context, run *labsv1.LabRun, st *la
 	}
 	path := run.Spec.Target.Path
 	callers := plan.callers(path)
+	plan.spread(slices.Sorted(maps.Keys(callers)), run.Spec.Probe.Coverage)
 	pods, waiting, blocked, err := r.ensureAuditObservers(ctx, run, plan, callers)
 	if err != nil {
 		return steps.Outcome{}, err
@@ -538,7 +569,7 @@ func (r *LabRunReconciler) audit(ctx context.Context, run *labsv1.LabRun, st *la
 	failing := false
 	for _, l := range plan.lines {
 		for i, p := range l.probes {
-			for _, node := range plan.nodes {
+			for _, node := range plan.from[p.caller] {
 				at := plan.at(p, pods[p.caller][node].Status.PodIP)
 				j := steps.Judge(seen[p.caller][node][p.url(path)], at.expect(), max(step.Count, 1), w)
 				judged[l] = append(judged[l], auditResult{probe: i, node: node, want: at.want, j: j})
@@ -547,7 +578,7 @@ func (r *LabRunReconciler) audit(ctx context.Context, run *labsv1.LabRun, st *la
 		}
 	}
 	if failing && r.now().Before(w.SettleBy) {
-		return steps.Outcome{}, r.waitObserver(run, "every audit probe to see what its policy says from every node", w)
+		return steps.Outcome{}, r.waitObserver(run, "every audit probe to see what its policy says from each node that makes it", w)
 	}
 	for _, l := range plan.lines {
 		for _, res := range judged[l] {
@@ -565,6 +596,7 @@ func (r *LabRunReconciler) audit(ctx context.Context, run *labsv1.LabRun, st *la
 		}
 		return steps.Outcome{}, err
 	}
+	st.Coverage = auditCoverage(plan, judged)
 	st.Policies = nil
 	st.Attempts = 0
 	counts := map[labsv1.PolicyVerdict]int{}
@@ -606,6 +638,37 @@ func (r *LabRunReconciler) audit(ctx context.Context, run *labsv1.LabRun, st *la
 		outcome = steps.Concluded(labsv1.VerdictFail, observed, "Not enforced as written: "+strings.Join(bad, "; "))
 	}
 	return r.concludeAudit(ctx, run, plan, outcome)
+}
+
+// auditCoverage is one entry per node the audit sent from: how many of the probes made there saw what their policy
+// says.
+func auditCoverage(plan auditPlan, judged map[*auditLine][]auditResult) []labsv1.NodeResult {
+	var out []labsv1.NodeResult
+	for _, node := range plan.nodes {
+		made, ok, attempts := 0, 0, 0
+		for _, l := range plan.lines {
+			for _, res := range judged[l] {
+				if res.node != node {
+					continue
+				}
+				made++
+				attempts += res.j.Counted
+				if res.j.Pass {
+					ok++
+				}
+			}
+		}
+		if made == 0 {
+			continue
+		}
+		v := labsv1.VerdictPass
+		if ok < made {
+			v = labsv1.VerdictFail
+		}
+		out = append(out, labsv1.NodeResult{Node: node, Role: labsv1.RoleSource, Verdict: v, Attempts: int32(attempts),
+			Observed: fmt.Sprintf("as its policy says for %d of %d probes", ok, made)})
+	}
+	return boundCoverage(out)
 }
 
 // auditResult is what one probe of a policy saw from one node.
@@ -743,7 +806,7 @@ func (l *auditLine) result(results []auditResult, deniers map[deniedKey]ztunnel.
 		case len(failed) == 0:
 		case len(failed) == len(all):
 			blame(p.dst.node)
-			wrong = append(wrong, fmt.Sprintf("destination node %s: %s: expected %s, saw %s from every node", p.dst.node, p,
+			wrong = append(wrong, fmt.Sprintf("destination node %s: %s: expected %s, saw %s from every node that made it", p.dst.node, p,
 				p.wanted(), failed[0].j.Described()))
 		default:
 			for _, res := range failed {
@@ -781,7 +844,11 @@ func (l *auditLine) result(results []auditResult, deniers map[deniedKey]ztunnel.
 		return out
 	}
 	out.Verdict = labsv1.PolicyEnforced
-	out.Reason = fmt.Sprintf("%d probe(s) from %d node(s) saw what its spec says", len(l.probes), len(results)/max(len(l.probes), 1))
+	nodes := map[string]bool{}
+	for _, res := range results {
+		nodes[res.node] = true
+	}
+	out.Reason = fmt.Sprintf("%d probe(s) from %d node(s) saw what its spec says", len(l.probes), len(nodes))
 	if l.narrowed {
 		out.Verdict = labsv1.PolicyEnforcedDifferently
 		out.Reason = "istiod narrowed it for ztunnel, and the probes saw the narrowed policy: " + l.narrowedWhy
@@ -797,7 +864,7 @@ func (l *auditLine) result(results []auditResult, deniers map[deniedKey]ztunnel.
 				}
 			}
 		}
-		lines = append(lines, fmt.Sprintf("%s: %s from every node (%s)", p, strings.Join(wants, " or "), p.why))
+		lines = append(lines, fmt.Sprintf("%s: %s from every node that made it (%s)", p, strings.Join(wants, " or "), p.why))
 	}
 	out.Probes = capStrings(lines, 8, 512)
 	return out
@@ -839,16 +906,9 @@ func (r *LabRunReconciler) ensureAuditObservers(ctx context.Context, run *labsv1
 	b := runBook{r: r, rec: rec, batch: new(bool)}
 	pods := map[labs.Caller]map[string]*corev1.Pod{}
 	var waiting []string
-	names := slices.Sorted(func(yield func(labs.Caller) bool) {
-		for c := range callers {
-			if !yield(c) {
-				return
-			}
-		}
-	})
-	for _, c := range names {
+	for _, c := range slices.Sorted(maps.Keys(callers)) {
 		pods[c] = map[string]*corev1.Pod{}
-		for _, node := range plan.nodes {
+		for _, node := range plan.from[c] {
 			o := observer{caller: c, node: node}
 			pod, reason, err := r.ensure(ctx, run, b, o, func() (observerDest, string, error) {
 				n, tolerations, err := r.noExecuteTolerations(ctx, node)

@@ -503,17 +503,23 @@ func attribute(f fleet, pairs []pair) ([]labsv1.NodeResult, string) {
 			names = append(names, fmt.Sprintf("node %s to endpoint %s on node %s (%s)", p.node, p.endpoint, p.endpoint.node, p.j.Described()))
 		}
 	}
-	if len(cov) > 64 { // the API's bound: failures first
-		sort.SliceStable(cov, func(i, j int) bool {
-			return cov[i].Verdict != labsv1.VerdictPass && cov[j].Verdict == labsv1.VerdictPass
-		})
-		cov = cov[:64]
-	}
+	cov = boundCoverage(cov)
 	if allSrc && allDst && len(pairs) > 0 {
 		return cov, fmt.Sprintf("it failed everywhere: every node saw %s at every endpoint, so no single node is at fault",
 			pairs[0].j.Described())
 	}
 	return cov, "failed at " + strings.Join(names, "; ")
+}
+
+// boundCoverage keeps the API's bound on a step's coverage: failures first.
+func boundCoverage(cov []labsv1.NodeResult) []labsv1.NodeResult {
+	if len(cov) <= 64 {
+		return cov
+	}
+	sort.SliceStable(cov, func(i, j int) bool {
+		return cov[i].Verdict != labsv1.VerdictPass && cov[j].Verdict == labsv1.VerdictPass
+	})
+	return cov[:64]
 }
 
 func filter(pairs []pair, keep func(pair) bool) []pair {

@@ -1,10 +1,16 @@
 package policyaudit_test
 
 import (
+	"context"
 	"os"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
@@ -180,6 +186,7 @@ func TestAuditWorksOutSourceAddresses(t *testing.T) {
 		}},
 	})
 	run := auditRun("shop")
+	run.Spec.Probe.Coverage = labsv1.CoverageMatrix // plaintext from every node, the first among them
 	suite.Create(t, run)
 	done := suite.Finished(t, run)
 	g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(done))
@@ -213,4 +220,58 @@ func TestAuditSeesPoliciesIstiodIgnores(t *testing.T) {
 	g.Expect(got["AuthorizationPolicy shop/orders-deny-all-dry-run"].Verdict).To(Equal(labsv1.PolicyNoEffect))
 	g.Expect(got["AuthorizationPolicy shop/orders-deny-all-dry-run"].Reason).To(ContainSubstring("dry run"))
 	g.Expect(got["AuthorizationPolicy shop/orders-allow-web"].Verdict).To(Equal(labsv1.PolicyEnforced))
+}
+
+// TestAuditSpreadsItsObserversOverTheNodes: with coverage Pairs (the default) the audit runs fewer observers than
+// one per identity per node (Matrix), every node still sends probes, and the verdicts are the same.
+func TestAuditSpreadsItsObserversOverTheNodes(t *testing.T) {
+	suite.Start(t, suite.Options())
+	audit := func(coverage labsv1.Coverage) (pods int, done *labsv1.LabRun) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		run := auditRun("shop")
+		run.Spec.Probe.Coverage = coverage
+		list := &corev1.PodList{}
+		g.Expect(k8s.List(ctx, list, client.HasLabels{labsv1.LabelProbe})).To(Succeed())
+		w, err := k8s.Watch(ctx, &corev1.PodList{}, client.HasLabels{labsv1.LabelProbe},
+			&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+		g.Expect(err).NotTo(HaveOccurred())
+		created := map[string]bool{}
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			for ev := range w.ResultChan() {
+				if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Added && strings.Contains(p.Name, "-obs-") {
+					created[p.Namespace+"/"+p.Name] = true
+				}
+			}
+		}()
+		suite.Create(t, run)
+		done = suite.Finished(t, run)
+		w.Stop()
+		<-stopped
+		g.Expect(done.Status.Phase).To(Equal(labsv1.PhaseSucceeded), suite.NotPassed(done))
+		return len(created), done
+	}
+	g := NewWithT(t)
+	matrixPods, matrix := audit(labsv1.CoverageMatrix)
+	pairsPods, pairs := audit(labsv1.CoveragePairs)
+	g.Expect(pairsPods).To(BeNumerically("<", matrixPods))
+	g.Expect(matrixPods%len(sb.Nodes)).To(BeZero(), "Matrix: every identity on every node")
+	for _, run := range []*labsv1.LabRun{matrix, pairs} {
+		st := suite.StepOf(t, run, labsv1.LabPolicyAudit, "audit-policies")
+		var sent []string
+		for _, c := range st.Coverage {
+			sent = append(sent, c.Node)
+		}
+		g.Expect(sent).To(ConsistOf(sb.Nodes), "every node sends probes")
+	}
+	verdicts := func(run *labsv1.LabRun) map[string]labsv1.PolicyVerdict {
+		out := map[string]labsv1.PolicyVerdict{}
+		for k, p := range policies(t, run) {
+			out[k] = p.Verdict
+		}
+		return out
+	}
+	g.Expect(verdicts(pairs)).To(Equal(verdicts(matrix)))
 }
