@@ -103,7 +103,9 @@ func (r *LabRunReconciler) decideKeeper(ctx context.Context, run *labsv1.LabRun)
 	if ref == nil {
 		return nil
 	}
-	rec, err := r.trustedRecord(ctx, run)
+	// The record is created with the decision (one write, not a create and an update): a pass that dies before
+	// saving it decides again, and the warm record's ArmedBy already names this run.
+	rec, err := r.recordOrNew(ctx, run)
 	if err != nil || rec.KeeperDecided {
 		return err
 	}
