@@ -165,6 +165,32 @@ type RunSummary struct {
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 }
 
+// SchedulePolicy is what a schedule remembers of one policy its runs audited.
+type SchedulePolicy struct {
+	// Kind of the policy.
+	// +kubebuilder:validation:Enum=AuthorizationPolicy;PeerAuthentication
+	Kind string `json:"kind"`
+
+	// Policy is the policy's <namespace>/<name>.
+	// +kubebuilder:validation:MaxLength=317
+	Policy string `json:"policy"`
+
+	// Verdict is the newest audit's verdict on the policy (the run named by lastRun has the reason and the
+	// probes, while the schedule keeps it).
+	Verdict PolicyVerdict `json:"verdict"`
+
+	// LastEnforced is when the last run that found the policy Enforced or EnforcedDifferently ended (it may
+	// since have been pruned); absent while no run recorded since the audit began to list the policy has (a
+	// policy the audit stops listing is forgotten). Set beside any other verdict, the policy regressed:
+	// labrun_schedule_failing_step names it and LabRunPolicyRegressed fires.
+	// +optional
+	LastEnforced *metav1.Time `json:"lastEnforced,omitempty"`
+
+	// LastRun names the LabRun that gave the verdict.
+	// +kubebuilder:validation:MaxLength=253
+	LastRun string `json:"lastRun"`
+}
+
 // LabScheduleStatus is what the schedule did.
 type LabScheduleStatus struct {
 	// ObservedGeneration is the generation the status describes.
@@ -201,6 +227,18 @@ type LabScheduleStatus struct {
 	// LastRun is the outcome of the last finished run.
 	// +optional
 	LastRun *RunSummary `json:"lastRun,omitempty"`
+
+	// Policies is the schedule's memory of the policy-audit lab: each policy the newest audit of its runs judged,
+	// with that verdict and when a run last found it enforced. It outlives the runs' history, so a policy that
+	// regressed stays named (labrun_schedule_failing_step, alert LabRunPolicyRegressed) however few runs are
+	// kept. Written from each finished run the schedule records as lastRun, when its audit-policies step gave a
+	// verdict (a run that erred before it leaves the memory as it was, a run without the policy-audit lab empties
+	// it); a policy that audit no longer lists is dropped. At most 64, in the audit's order (those not enforced
+	// first).
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	Policies []SchedulePolicy `json:"policies,omitempty"`
 
 	// Conditions: Ready (the schedule parses and its last finished run succeeded), Reconciling, Stalled
 	// (the schedule cannot run: it does not parse, the time zone is unknown, or its author no longer has a

@@ -154,10 +154,10 @@ func (r *Reconciler) listRuns(ctx context.Context, ls *labsv1.LabSchedule) (sche
 	return sortRuns(owned), nil
 }
 
-// observeRuns copies what the runs show into status: the active ones, the last finished one, the last success.
-// The last run and success outlive pruning: they move only forward. A run that ended in the same second as the
-// recorded one (the API keeps whole seconds) replaces it: a run that fails fast right after another must not be
-// lost.
+// observeRuns copies what the runs show into status: the active ones, the last finished one and its audit of the
+// policies (policies.go), the last success. The last run and success outlive pruning: they move only forward. A
+// run that ended in the same second as the recorded one (the API keeps whole seconds) replaces it: a run that
+// fails fast right after another must not be lost.
 func observeRuns(ls *labsv1.LabSchedule, runs scheduleRuns) {
 	ls.Status.Active = nil
 	for _, run := range runs.active {
@@ -168,6 +168,7 @@ func observeRuns(ls *labsv1.LabSchedule, runs scheduleRuns) {
 		if prev == nil || prev.Name == last.Name || prev.CompletionTime == nil ||
 			!endTime(last).Before(prev.CompletionTime.Time) {
 			ls.Status.LastRun = summarizeRun(last)
+			ls.Status.Policies = rememberPolicies(ls.Status.Policies, last)
 		}
 	}
 	if t := runs.lastSuccess(); t != nil && (ls.Status.LastSuccessfulTime == nil || t.After(ls.Status.LastSuccessfulTime.Time)) {

@@ -65,9 +65,10 @@ var (
 	descFailingStep = prometheus.NewDesc("labrun_schedule_failing_step",
 		fmt.Sprintf("1 for each step that failed or errored in the schedule's last finished run, by lab, step and "+
 			"node (node=\"\" when the step did not fail on a particular node; kind and policy \"\"), and 1 for each "+
-			"policy that regressed: its verdict in that run is neither Enforced nor EnforcedDifferently while an "+
-			"earlier run of the schedule, still kept, found it Enforced (kind, policy <namespace>/<name>, and the lab "+
-			"and step that audited it; node \"\"). lab and step come from the lab catalogue (%q otherwise); at most "+
+			"policy that regressed: the schedule's newest audit (status.policies) judged it neither Enforced nor "+
+			"EnforcedDifferently while an earlier run found it so (status.policies[].lastEnforced), pruned or not "+
+			"(kind, policy <namespace>/<name>, and the lab and step that audit; node \"\"). lab and step come "+
+			"from the lab catalogue (%q otherwise); at most "+
 			"%d distinct nodes per schedule, the rest as node=%q; at most %d regressed policies per schedule, the "+
 			"rest as kind=%q, policy=%q.",
 			UnknownStep, MaxNodesPerSchedule, NodeOther, MaxPoliciesPerSchedule, PolicyOther, PolicyOther),
@@ -258,8 +259,8 @@ func (v scheduleView) send(ch chan<- prometheus.Metric, namespace, name string) 
 
 // viewSchedule works out a schedule's metrics from the object and its runs. The last finished run is the newer of
 // the schedule's status.lastRun and the newest finished run the schedule owns (runs merely labelled with its
-// name, by anyone, do not count); the run object is preferred, for its per-node results, while it is kept. Only
-// the run object has per-policy verdicts: regressed policies are those of a kept last run.
+// name, by anyone, do not count); the run object is preferred, for its per-node results, while it is kept.
+// Regressed policies come from the schedule's memory of the audit (status.policies), which outlives its runs.
 func viewSchedule(ls *labsv1.LabSchedule, runs []labsv1.LabRun, now time.Time) scheduleView {
 	v := scheduleView{created: ls.CreationTimestamp.Time, suspended: ls.Spec.Suspend != nil && *ls.Spec.Suspend,
 		interval: scheduleInterval(ls, now)}
@@ -278,11 +279,11 @@ func viewSchedule(ls *labsv1.LabSchedule, runs []labsv1.LabRun, now time.Time) s
 	case run != nil && (last == nil || last.CompletionTime == nil || !finishedAt(run).Before(last.CompletionTime.Time)):
 		v.lastRun, v.steps = finishedAt(run), run.Status.Summary
 		v.failing = capNodes(failingStepsOfRun(run))
-		v.regressed = capPolicies(regressedPolicies(run, finishedBefore(ls, runs, run)))
 	case last != nil && last.CompletionTime != nil:
 		v.lastRun, v.steps = &last.CompletionTime.Time, last.Summary
 		v.failing = capNodes(failingStepsOfSummary(last.FailedSteps))
 	}
+	v.regressed = capPolicies(regressedPolicies(ls.Status.Policies))
 	return v
 }
 
@@ -299,19 +300,6 @@ func newestFinished(ls *labsv1.LabSchedule, runs []labsv1.LabRun) *labsv1.LabRun
 		}
 	}
 	return newest
-}
-
-// finishedBefore are the schedule's finished runs that ended before last, in the order of the LabSchedule
-// controller (ties included).
-func finishedBefore(ls *labsv1.LabSchedule, runs []labsv1.LabRun, last *labsv1.LabRun) []*labsv1.LabRun {
-	var out []*labsv1.LabRun
-	for i := range runs {
-		r := &runs[i]
-		if r != last && ownedBy(r, ls) && finishedAt(r) != nil && endedAfter(last, r) {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // ownedBy: the schedule created the run (its controller reference), as the LabSchedule controller decides.
@@ -387,32 +375,17 @@ func capNodes(steps []failingStep) []failingStep {
 	return out
 }
 
-// regressedPolicies are the policies the last run judged neither Enforced nor EnforcedDifferently although an
-// earlier run found them Enforced, once each, in the order the last run lists them (those not enforced first).
-// A policy is the same across runs when its kind and <namespace>/<name> are.
-func regressedPolicies(last *labsv1.LabRun, earlier []*labsv1.LabRun) []regressedPolicy {
-	type policyKey struct{ kind, policy string }
-	wasEnforced := map[policyKey]bool{}
-	for _, r := range earlier {
-		for _, st := range r.Status.Steps {
-			for _, p := range st.Policies {
-				if p.Verdict == labsv1.PolicyEnforced {
-					wasEnforced[policyKey{p.Kind, p.Policy}] = true
-				}
-			}
-		}
-	}
+// regressedPolicies are the policies of the schedule's memory whose newest verdict is neither Enforced nor
+// EnforcedDifferently although a run found them so (lastEnforced), once each, in the memory's order (the
+// audit's: those not enforced first).
+func regressedPolicies(memory []labsv1.SchedulePolicy) []regressedPolicy {
 	var out []regressedPolicy
-	for _, st := range last.Status.Steps {
-		lab, step := catalogued(string(st.Lab), st.Name)
-		for _, p := range st.Policies {
-			if p.Verdict == labsv1.PolicyEnforced || p.Verdict == labsv1.PolicyEnforcedDifferently ||
-				!wasEnforced[policyKey{p.Kind, p.Policy}] {
-				continue
-			}
-			if r := (regressedPolicy{lab, step, policyKind(p.Kind), p.Policy}); !slices.Contains(out, r) {
-				out = append(out, r)
-			}
+	for _, p := range memory {
+		if enforced(p.Verdict) || p.LastEnforced == nil {
+			continue
+		}
+		if r := (regressedPolicy{auditLab, auditStep, policyKind(p.Kind), p.Policy}); !slices.Contains(out, r) {
+			out = append(out, r)
 		}
 	}
 	return out
@@ -429,7 +402,6 @@ func policyKind(kind string) string {
 // capPolicies keeps at most MaxPoliciesPerSchedule distinct policies (kind and name, in order of appearance) and
 // reports the rest as one series per step, kind and policy PolicyOther.
 func capPolicies(regressed []regressedPolicy) []regressedPolicy {
-	type policyKey struct{ kind, policy string }
 	var kept []policyKey
 	out := make([]regressedPolicy, 0, len(regressed))
 	for _, r := range regressed {

@@ -235,73 +235,54 @@ func policy(kind, name string, v labsv1.PolicyVerdict) labsv1.PolicyResult {
 
 const ap, pa = "AuthorizationPolicy", "PeerAuthentication"
 
-// auditLab and auditStep label the audit step's series: policy-audit and audit-policies once the catalogue holds
-// the lab, unknown before.
-var auditLab, auditStep = catalogued(string(labsv1.LabPolicyAudit), "audit-policies")
+// remembered is an entry of a schedule's memory of the audit (status.policies), given by run-5; lastEnforced nil
+// for none.
+func remembered(kind, name string, v labsv1.PolicyVerdict, lastEnforced *metav1.Time) labsv1.SchedulePolicy {
+	return labsv1.SchedulePolicy{Kind: kind, Policy: name, Verdict: v, LastEnforced: lastEnforced, LastRun: "run-5"}
+}
 
-// TestViewScheduleRegressedPolicies: a policy of the last run regressed when its verdict there is neither
-// Enforced nor EnforcedDifferently while an earlier finished run of the schedule, still kept, found it Enforced.
+// TestViewScheduleRegressedPolicies: a policy regressed when the schedule's memory of the audit gives it a verdict
+// neither Enforced nor EnforcedDifferently and remembers a run that found it so, whatever runs are still kept.
 func TestViewScheduleRegressedPolicies(t *testing.T) {
 	regressed := func(kind, name string) regressedPolicy {
-		return regressedPolicy{auditLab, auditStep, kind, name}
+		return regressedPolicy{"policy-audit", "audit-policies", kind, name}
 	}
-	enforcedEarlier := finishedRun("uid", labsv1.PhaseSucceeded, -30, audit(labsv1.VerdictPass,
-		policy(ap, "shop/orders-allow-web", labsv1.PolicyEnforced), policy(pa, "shop/strict", labsv1.PolicyEnforced),
-		policy(ap, "shop/cart-get-only", labsv1.PolicyEnforcedDifferently), policy(ap, "shop/legacy", labsv1.PolicyNoEffect)))
+	lastRun := &labsv1.RunSummary{Name: "run-5", Phase: labsv1.PhaseFailed, CompletionTime: metricsAt(-5),
+		FailedSteps: []string{"policy-audit/audit-policies"}}
 	for _, tc := range []struct {
 		name      string
-		status    labsv1.LabScheduleStatus
+		policies  []labsv1.SchedulePolicy
 		runs      []labsv1.LabRun
 		regressed []regressedPolicy
 	}{
-		{name: "enforced, then not enforced, of no effect or untestable: each regressed; still enforced, or " +
-			"enforced differently: not",
-			runs: []labsv1.LabRun{enforcedEarlier, finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail,
-				policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced), policy(pa, "shop/strict", labsv1.PolicyNoEffect)))},
-			regressed: []regressedPolicy{regressed(ap, "shop/orders-allow-web"), regressed(pa, "shop/strict")}},
-		{name: "untestable now, enforced before",
-			runs: []labsv1.LabRun{enforcedEarlier, finishedRun("uid", labsv1.PhaseSucceeded, -5, audit(labsv1.VerdictPass,
-				policy(ap, "shop/orders-allow-web", labsv1.PolicyUntestable)))},
+		{name: "not enforced, of no effect or untestable after a run found it enforced: each regressed; enforced " +
+			"or enforced differently now: not",
+			policies: []labsv1.SchedulePolicy{
+				remembered(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced, metricsAt(-30)),
+				remembered(pa, "shop/strict", labsv1.PolicyNoEffect, metricsAt(-30)),
+				remembered(ap, "shop/orders-deny-legacy", labsv1.PolicyUntestable, metricsAt(-30)),
+				remembered(ap, "shop/cart", labsv1.PolicyEnforced, metricsAt(-5)),
+				remembered(ap, "shop/cart-get-only", labsv1.PolicyEnforcedDifferently, metricsAt(-5))},
+			regressed: []regressedPolicy{regressed(ap, "shop/orders-allow-web"), regressed(pa, "shop/strict"),
+				regressed(ap, "shop/orders-deny-legacy")}},
+		{name: "never found enforced: no regression",
+			policies: []labsv1.SchedulePolicy{remembered(ap, "shop/new", labsv1.PolicyNotEnforced, nil),
+				remembered(ap, "shop/legacy", labsv1.PolicyNoEffect, nil)}},
+		{name: "the run that found it enforced, and the last run, pruned: still regressed",
+			policies:  []labsv1.SchedulePolicy{remembered(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced, metricsAt(-600))},
 			regressed: []regressedPolicy{regressed(ap, "shop/orders-allow-web")}},
-		{name: "still enforced, or now enforced differently: no regression",
-			runs: []labsv1.LabRun{enforcedEarlier, finishedRun("uid", labsv1.PhaseSucceeded, -5, audit(labsv1.VerdictPass,
-				policy(ap, "shop/orders-allow-web", labsv1.PolicyEnforced), policy(pa, "shop/strict", labsv1.PolicyEnforcedDifferently)))}},
-		{name: "never enforced before (enforced differently, of no effect, or not audited): no regression",
-			runs: []labsv1.LabRun{enforcedEarlier, finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail,
-				policy(ap, "shop/cart-get-only", labsv1.PolicyNotEnforced), policy(ap, "shop/legacy", labsv1.PolicyNotEnforced),
-				policy(ap, "shop/new", labsv1.PolicyNotEnforced)))}},
-		{name: "a policy of the same name but another kind is another policy",
-			runs: []labsv1.LabRun{enforcedEarlier, finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail,
-				policy(pa, "shop/orders-allow-web", labsv1.PolicyNotEnforced)))}},
-		{name: "the regression holds while the policy stays broken and the run that found it enforced is kept",
-			runs: []labsv1.LabRun{enforcedEarlier,
-				finishedRun("uid", labsv1.PhaseFailed, -20, audit(labsv1.VerdictFail, policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced))),
-				finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail, policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced)))},
-			regressed: []regressedPolicy{regressed(ap, "shop/orders-allow-web")}},
-		{name: "enforced again in the last run: resolved",
-			runs: []labsv1.LabRun{enforcedEarlier,
-				finishedRun("uid", labsv1.PhaseFailed, -20, audit(labsv1.VerdictFail, policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced))),
-				finishedRun("uid", labsv1.PhaseSucceeded, -5, audit(labsv1.VerdictPass, policy(ap, "shop/orders-allow-web", labsv1.PolicyEnforced)))}},
-		{name: "enforced only in a run the schedule does not own, or in one still running: no regression",
-			runs: []labsv1.LabRun{finishedRun("", labsv1.PhaseSucceeded, -30, enforcedEarlier.Status.Steps...),
-				finishedRun("other-uid", labsv1.PhaseSucceeded, -25, enforcedEarlier.Status.Steps...),
-				{ObjectMeta: metav1.ObjectMeta{Name: "running", OwnerReferences: enforcedEarlier.OwnerReferences},
-					Status: labsv1.LabRunStatus{Phase: labsv1.PhaseRunning, Steps: enforcedEarlier.Status.Steps}},
-				finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail, policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced)))}},
-		{name: "a kind the audit does not judge is unknown",
+		{name: "kept runs do not count: only the schedule's memory does",
 			runs: []labsv1.LabRun{
-				finishedRun("uid", labsv1.PhaseSucceeded, -30, audit(labsv1.VerdictPass, policy("Sidecar", "shop/x", labsv1.PolicyEnforced))),
-				finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail, policy("Sidecar", "shop/x", labsv1.PolicyNotEnforced)))},
+				finishedRun("uid", labsv1.PhaseSucceeded, -30, audit(labsv1.VerdictPass, policy(ap, "shop/orders-allow-web", labsv1.PolicyEnforced))),
+				finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail, policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced)))},
+			policies: []labsv1.SchedulePolicy{remembered(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced, nil)}},
+		{name: "a kind the audit does not judge is unknown",
+			policies:  []labsv1.SchedulePolicy{remembered("Sidecar", "shop/x", labsv1.PolicyNotEnforced, metricsAt(-30))},
 			regressed: []regressedPolicy{regressed(UnknownStep, "shop/x")}},
-		{name: "the last run pruned (status.lastRun is newer): its policies are unknown, none is named",
-			status: labsv1.LabScheduleStatus{LastRun: &labsv1.RunSummary{Name: "gone", Phase: labsv1.PhaseFailed,
-				CompletionTime: metricsAt(-1), FailedSteps: []string{"policy-audit/audit-policies"}}},
-			runs: []labsv1.LabRun{enforcedEarlier, finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail,
-				policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced)))}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ls := scheduleFor("uid")
-			ls.Status = tc.status
+			ls.Status = labsv1.LabScheduleStatus{LastRun: lastRun, Policies: tc.policies}
 			got := viewSchedule(ls, tc.runs, metricsNow).regressed
 			if len(tc.regressed) == 0 {
 				NewWithT(t).Expect(got).To(BeEmpty())
@@ -334,14 +315,16 @@ func (c viewCollector) Describe(ch chan<- *prometheus.Desc) { (&scheduleCollecto
 func (c viewCollector) Collect(ch chan<- prometheus.Metric) { c.v.send(ch, "shop", "nightly") }
 
 // TestFailingStepSeries: labrun_schedule_failing_step names a failing step with kind and policy empty, and a
-// regressed policy with its kind and <namespace>/<name>, node empty, beside the step that audited it.
+// regressed policy of the schedule's memory with its kind and <namespace>/<name>, node empty, with the lab and
+// step that audit it.
 func TestFailingStepSeries(t *testing.T) {
 	runs := []labsv1.LabRun{
-		finishedRun("uid", labsv1.PhaseSucceeded, -30, audit(labsv1.VerdictPass, policy(ap, "shop/orders-allow-web", labsv1.PolicyEnforced))),
 		finishedRun("uid", labsv1.PhaseFailed, -5, audit(labsv1.VerdictFail, policy(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced)),
 			step(labsv1.LabMTLS, "client-allowed", labsv1.VerdictFail, labsv1.NodeResult{Node: "node-2", Verdict: labsv1.VerdictFail})),
 	}
-	c := viewCollector{viewSchedule(scheduleFor("uid"), runs, metricsNow)}
+	ls := scheduleFor("uid")
+	ls.Status.Policies = []labsv1.SchedulePolicy{remembered(ap, "shop/orders-allow-web", labsv1.PolicyNotEnforced, metricsAt(-30))}
+	c := viewCollector{viewSchedule(ls, runs, metricsNow)}
 	reg := prometheus.NewPedanticRegistry()
 	g := NewWithT(t)
 	g.Expect(reg.Register(c)).To(Succeed())
@@ -367,6 +350,6 @@ func TestFailingStepSeries(t *testing.T) {
 	}
 	g.Expect(series).To(ConsistOf(
 		of("mtls", "client-allowed", "node-2", "", ""),
-		of(auditLab, auditStep, "", "", ""),
-		of(auditLab, auditStep, "", ap, "shop/orders-allow-web")))
+		of("policy-audit", "audit-policies", "", "", ""),
+		of("policy-audit", "audit-policies", "", ap, "shop/orders-allow-web")))
 }
