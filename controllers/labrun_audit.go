@@ -904,30 +904,38 @@ func (r *LabRunReconciler) ensureAuditObservers(ctx context.Context, run *labsv1
 		return nil, nil, "", err
 	}
 	b := runBook{r: r, rec: rec, batch: new(bool)}
+	var obs []observer
+	for _, c := range slices.Sorted(maps.Keys(callers)) {
+		for _, node := range plan.from[c] {
+			obs = append(obs, observer{caller: c, node: node})
+		}
+	}
+	got, reasons, err := r.ensureMany(ctx, run, b, obs, func(o observer) func() (observerDest, string, error) {
+		return func() (observerDest, string, error) {
+			n, tolerations, err := r.noExecuteTolerations(ctx, o.node)
+			return observerDest{urls: callers[o.caller], tolerations: tolerations, nodeUID: n.UID}, "", err
+		}
+	})
+	if err != nil {
+		return nil, nil, "", err
+	}
 	pods := map[labs.Caller]map[string]*corev1.Pod{}
 	var waiting []string
-	for _, c := range slices.Sorted(maps.Keys(callers)) {
-		pods[c] = map[string]*corev1.Pod{}
-		for _, node := range plan.from[c] {
-			o := observer{caller: c, node: node}
-			pod, reason, err := r.ensure(ctx, run, b, o, func() (observerDest, string, error) {
-				n, tolerations, err := r.noExecuteTolerations(ctx, node)
-				return observerDest{urls: callers[c], tolerations: tolerations, nodeUID: n.UID}, "", err
-			})
-			if err != nil {
-				return nil, nil, "", err
-			}
-			if reason != "" {
-				return nil, nil, fmt.Sprintf("audit observer %s on node %s: %s", strings.TrimPrefix(string(c), auditPrefix), node, reason), b.flush(ctx)
-			}
-			switch {
-			case pod == nil || (pod.Status.Phase == corev1.PodPending && probe.Stuck(pod) == ""):
-				waiting = append(waiting, strings.TrimPrefix(string(c), auditPrefix)+"@"+node)
-			case probe.Stuck(pod) != "":
-				return nil, nil, fmt.Sprintf("audit observer on node %s cannot start: %s", node, probe.Stuck(pod)), b.flush(ctx)
-			default:
-				pods[c][node] = pod
-			}
+	for i, o := range obs {
+		who := strings.TrimPrefix(string(o.caller), auditPrefix)
+		if pods[o.caller] == nil {
+			pods[o.caller] = map[string]*corev1.Pod{}
+		}
+		pod := got[i]
+		switch {
+		case reasons[i] != "":
+			return nil, nil, fmt.Sprintf("audit observer %s on node %s: %s", who, o.node, reasons[i]), b.flush(ctx)
+		case pod == nil || (pod.Status.Phase == corev1.PodPending && probe.Stuck(pod) == ""):
+			waiting = append(waiting, who+"@"+o.node)
+		case probe.Stuck(pod) != "":
+			return nil, nil, fmt.Sprintf("audit observer %s on node %s cannot start: %s", who, o.node, probe.Stuck(pod)), b.flush(ctx)
+		default:
+			pods[o.caller][o.node] = pod
 		}
 	}
 	return pods, waiting, "", b.flush(ctx)

@@ -177,21 +177,26 @@ func (r *LabRunReconciler) ensureFleet(ctx context.Context, run *labsv1.LabRun, 
 		return nil, f, err
 	}
 	pods := map[string]*corev1.Pod{}
-	for _, node := range f.nodes {
-		o := observerOf(step)
-		o.node = node
-		pod, reason, err := r.ensure(ctx, run, b, o, func() (observerDest, string, error) {
-			n, tolerations, err := r.noExecuteTolerations(ctx, node)
-			return observerDest{urls: f.urls(node, run.Spec.Target.Path), tolerations: tolerations, nodeUID: n.UID,
+	obs := make([]observer, len(f.nodes))
+	for i, node := range f.nodes {
+		obs[i] = observerOf(step)
+		obs[i].node = node
+	}
+	created, reasons, err := r.ensureMany(ctx, run, b, obs, func(o observer) func() (observerDest, string, error) {
+		return func() (observerDest, string, error) {
+			n, tolerations, err := r.noExecuteTolerations(ctx, o.node)
+			return observerDest{urls: f.urls(o.node, run.Spec.Target.Path), tolerations: tolerations, nodeUID: n.UID,
 				interval: f.pace(run.Spec.Probe.SettleTimeout.Duration, fleetCount(run))}, "", err
-		})
-		if err != nil {
-			return nil, f, err
 		}
-		if reason != "" {
-			return nil, f, stepBlocked{fmt.Errorf("observer on node %s: %s", node, reason)}
+	})
+	if err != nil {
+		return nil, f, err
+	}
+	for i, node := range f.nodes {
+		if reasons[i] != "" {
+			return nil, f, stepBlocked{fmt.Errorf("observer on node %s: %s", node, reasons[i])}
 		}
-		pods[node] = pod
+		pods[node] = created[i]
 	}
 	// The containers first seen running in this pass, written once for the fleet (an unwritten one is seen again
 	// next pass, as if not seen yet).

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -217,6 +218,29 @@ type observerDest struct {
 // (trustObserver); else the reason names the tampering.
 func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, b observerBook, o observer,
 	dest func() (observerDest, string, error)) (*corev1.Pod, string, error) {
+	pod, reason, missing, err := r.checkObserver(ctx, run, b, o)
+	if !missing || err != nil {
+		return pod, reason, err
+	}
+	created, reason, err := r.newObserver(ctx, run, o, dest)
+	if created == nil || err != nil {
+		return nil, reason, err
+	}
+	return nil, "", b.put(ctx, ownRecord(created))
+}
+
+// checkObserver reads observer o: the pod when it is there and the run's own, or why it is not usable, or (missing)
+// that it is to be created.
+func (r *LabRunReconciler) checkObserver(ctx context.Context, run *labsv1.LabRun, b observerBook, o observer) (pod *corev1.Pod, reason string, missing bool, err error) {
+	pod, reason, err = r.readObserver(ctx, run, b, o)
+	if apierrors.IsNotFound(err) {
+		return nil, "", true, nil
+	}
+	return pod, reason, false, err
+}
+
+// readObserver is checkObserver's reading: a NotFound error when there is no pod under o's name.
+func (r *LabRunReconciler) readObserver(ctx context.Context, run *labsv1.LabRun, b observerBook, o observer) (*corev1.Pod, string, error) {
 	ns, _ := r.caller(run, o.caller)
 	pod := &corev1.Pod{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: r.observerName(run, o)}, pod)
@@ -250,22 +274,32 @@ func (r *LabRunReconciler) ensure(ctx context.Context, run *labsv1.LabRun, b obs
 	if !apierrors.IsNotFound(err) {
 		return nil, "", fmt.Errorf("reading observer pod: %w", err)
 	}
+	return nil, "", err
+}
+
+// newObserver creates observer o as dest describes it, and returns the pod created (nil when it was not: dest's
+// reason, a refusal for good, a ServiceAccount not admitted yet, or one created already). The caller records it.
+// It writes nothing of the run's: fleets create their observers side by side, and record them one after another.
+func (r *LabRunReconciler) newObserver(ctx context.Context, run *labsv1.LabRun, o observer,
+	dest func() (observerDest, string, error)) (*corev1.Pod, string, error) {
 	d, reason, err := dest()
 	if err != nil || reason != "" {
 		return nil, reason, err
 	}
-	pod = r.observerPod(run, o, d)
+	pod := r.observerPod(run, o, d)
 	ctrl.LoggerFrom(ctx).Info("Creating observer pod", "pod", klog.KObj(pod), "urls", d.urls, "node", o.node)
-	if err := r.createObserver(ctx, b, pod); err != nil && !apierrors.IsAlreadyExists(err) {
-		if awaitingServiceAccount(err) {
+	if err := r.Create(ctx, pod); err != nil {
+		switch {
+		case apierrors.IsAlreadyExists(err):
+			return nil, "", nil // the next pass reads it, and trusts it only if it is in the record
+		case awaitingServiceAccount(err):
 			return nil, "", nil // a ServiceAccount just created is not admitted yet: the step's budget bounds this
-		}
-		if refusedForGood(err) {
+		case refusedForGood(err):
 			return nil, "probe pod refused: " + err.Error(), nil
 		}
 		return nil, "", fmt.Errorf("creating observer pod: %w", err)
 	}
-	return nil, "", nil
+	return pod, "", nil
 }
 
 // startObservers creates every observer the run's remaining probe steps need, at once, so that they start
@@ -432,4 +466,51 @@ func (r *LabRunReconciler) observerLog(ctx context.Context, pod *corev1.Pod, sin
 // waitObserver comes back after observerPoll, or at the settle deadline if sooner.
 func (r *LabRunReconciler) waitObserver(run *labsv1.LabRun, what string, w steps.Window) error {
 	return steps.WaitFor(what, r.deadlineAfter(run, min(observerPoll, max(time.Until(w.SettleBy), 10*time.Millisecond))))
+}
+
+// fleetCreators bounds how many observers a fleet creates at once: a first run on a large cluster creates one per
+// node and caller, and one after another they took most of its time.
+const fleetCreators = 16
+
+// ensureMany is ensure for many observers: each is read in turn, those missing are created side by side (at most
+// fleetCreators at once), and what was created is recorded one after another in b. It returns, for each observer,
+// its pod (nil while just created) and the reason it cannot have one.
+func (r *LabRunReconciler) ensureMany(ctx context.Context, run *labsv1.LabRun, b observerBook, obs []observer,
+	dest func(observer) func() (observerDest, string, error)) ([]*corev1.Pod, []string, error) {
+	pods, reasons := make([]*corev1.Pod, len(obs)), make([]string, len(obs))
+	var missing []int
+	for i, o := range obs {
+		pod, reason, miss, err := r.checkObserver(ctx, run, b, o)
+		if err != nil {
+			return nil, nil, err
+		}
+		pods[i], reasons[i] = pod, reason
+		if miss {
+			missing = append(missing, i)
+		}
+	}
+	created := make([]*corev1.Pod, len(obs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(fleetCreators)
+	for _, i := range missing {
+		g.Go(func() error {
+			pod, reason, err := r.newObserver(gctx, run, obs[i], dest(obs[i]))
+			created[i], reasons[i] = pod, reason
+			return err
+		})
+	}
+	err := g.Wait()
+	// What the API server accepted is recorded even when another creation failed: a pod created and not recorded
+	// would not be trusted, and would be replaced by the next pass.
+	for _, i := range missing {
+		if created[i] != nil {
+			if perr := b.put(ctx, ownRecord(created[i])); perr != nil {
+				return nil, nil, perr
+			}
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return pods, reasons, nil
 }

@@ -222,12 +222,9 @@ func (r *LabRunReconciler) trustObserver(ctx context.Context, b observerBook, po
 	return pod, "", nil
 }
 
-// createObserver creates pod and records it, as the API server accepted it, in the book.
-func (r *LabRunReconciler) createObserver(ctx context.Context, b observerBook, pod *corev1.Pod) error {
-	if err := r.Create(ctx, pod); err != nil {
-		return err
-	}
-	return b.put(ctx, mesh.PodRecord{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), Digest: probe.Digest(pod)})
+// ownRecord is what a book records of an observer the API server accepted: its UID and the digest of its spec.
+func ownRecord(pod *corev1.Pod) mesh.PodRecord {
+	return mesh.PodRecord{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), Digest: probe.Digest(pod)}
 }
 
 // replaceObserver deletes an observer that ended, forgetting it first: the pod that replaces it is recorded anew.
