@@ -524,7 +524,7 @@ func (r *LabRunReconciler) auditWorkloads(ctx context.Context, run *labsv1.LabRu
 
 // audit is the policy-audit lab's audit step.
 func (r *LabRunReconciler) audit(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) (steps.Outcome, error) {
-	plan, err := r.planAudit(ctx, run)
+	plan, err := r.auditPlanOf(ctx, run)
 	if err != nil {
 		if pe, ok := err.(stepBlocked); ok {
 			return steps.Errored(pe.Error()), nil
@@ -533,7 +533,6 @@ func (r *LabRunReconciler) audit(ctx context.Context, run *labsv1.LabRun, st *la
 	}
 	path := run.Spec.Target.Path
 	callers := plan.callers(path)
-	plan.spread(slices.Sorted(maps.Keys(callers)), run.Spec.Probe.Coverage)
 	pods, waiting, blocked, err := r.ensureAuditObservers(ctx, run, plan, callers)
 	if err != nil {
 		return steps.Outcome{}, err
@@ -941,8 +940,34 @@ func (r *LabRunReconciler) ensureAuditObservers(ctx context.Context, run *labsv1
 	return pods, waiting, "", b.flush(ctx)
 }
 
+// auditPlanTTL is how long a plan serves the passes of a waiting audit step before the policies, workloads and
+// ServiceAccounts are listed again: a step polls its observers every observerPoll, and listing every policy and pod
+// of the audited namespaces that often would load the API server for nothing.
+const auditPlanTTL = 5 * time.Second
+
+// auditPlanned is a plan and when it was worked out.
+type auditPlanned struct {
+	plan auditPlan
+	at   time.Time
+}
+
+// auditPlanOf is the run's audit plan: the one worked out within auditPlanTTL, else a new one.
+func (r *LabRunReconciler) auditPlanOf(ctx context.Context, run *labsv1.LabRun) (auditPlan, error) {
+	if v, ok := r.audits.Load(run.UID); ok && r.now().Sub(v.(auditPlanned).at) < auditPlanTTL {
+		return v.(auditPlanned).plan, nil
+	}
+	plan, err := r.planAudit(ctx, run)
+	if err != nil {
+		return plan, err
+	}
+	plan.spread(slices.Sorted(maps.Keys(plan.callers(run.Spec.Target.Path))), run.Spec.Probe.Coverage)
+	r.audits.Store(run.UID, auditPlanned{plan: plan, at: r.now()})
+	return plan, nil
+}
+
 // concludeAudit retires the audit's observers once it has a verdict.
 func (r *LabRunReconciler) concludeAudit(ctx context.Context, run *labsv1.LabRun, plan auditPlan, out steps.Outcome) (steps.Outcome, error) {
+	r.audits.Delete(run.UID)
 	for c := range plan.callers(run.Spec.Target.Path) {
 		ns, _ := r.caller(run, c)
 		if err := r.retireFleet(ctx, run, ns, observer{caller: c, node: "any"}.key()); err != nil {

@@ -78,6 +78,9 @@ type LabRunReconciler struct {
 	EvidenceWait time.Duration
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// audits are the policy audits' plans, by run UID, worked out at most every auditPlanTTL while the step waits
+	// (labrun_audit.go).
+	audits sync.Map
 	// keepers are, for the runs in a pass, whose per-node observers and fixtures they use (labrun_warm.go);
 	// arms are what each run last wrote in its warm observers' arms.
 	keepers, arms sync.Map

@@ -90,6 +90,7 @@ func (r *LabRunReconciler) deleteOwned(ctx context.Context, run *labsv1.LabRun, 
 // cleanup removes what the run created (probe pods, fixtures), its hold on the mesh lock and, once nothing is
 // left to restore, its trusted record. Idempotent.
 func (r *LabRunReconciler) cleanup(ctx context.Context, run *labsv1.LabRun) error {
+	r.audits.Delete(run.UID)
 	rec, err := r.recordOrNew(ctx, run)
 	if err != nil {
 		return err
