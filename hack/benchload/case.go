@@ -20,7 +20,6 @@ import (
 type bench struct {
 	sb                         *sandbox.Sandbox
 	bin, kubeconfig, out, root string
-	managerFlags               []string
 }
 
 // result is one case's figures.
@@ -43,7 +42,7 @@ type result struct {
 // for all of them to end, and deletes them before the manager stops (their finalizers are its).
 func (b *bench) runCase(ctx context.Context, n int, profile bool, timeout time.Duration) (result, error) {
 	r := result{n: n, phases: map[labsv1.Phase]int{}}
-	m, err := startManager(ctx, b.bin, b.kubeconfig, filepath.Join(b.out, fmt.Sprintf("manager-%d.log", n)), b.managerFlags)
+	m, err := startManager(ctx, b.bin, b.kubeconfig, filepath.Join(b.out, fmt.Sprintf("manager-%d.log", n)))
 	if err != nil {
 		return r, err
 	}

@@ -38,8 +38,6 @@ type fleetRow struct {
 	byVerb     []count
 	writes     []count // POST, PUT, PATCH and DELETE requests by resource
 	requests   float64
-	logReads   int64   // pods/log requests the API server finished during the run (pages, and streams that ended)
-	logStreams float64 // pods/log streams open at the run's end (apiserver_longrunning_requests)
 	runBytes   float64
 	cpu        time.Duration
 	peakHeap   int64
@@ -69,14 +67,13 @@ func runFleet(ctx context.Context, c config, b *bench, stdout io.Writer) error {
 	fmt.Fprintf(w, "\nbench-fleet %s: a one-off Verify run of every lab, then a LabSchedule's first two; %d replicas, coverage %s, settle %s, sandbox propagation %s; manager as its own process\n\n",
 		time.Now().UTC().Format(time.RFC3339), c.replicas, c.coverage, c.settle, c.propagationDelay)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "nodes\trun\tphase\tpassed\twall\tpods created\tAPI requests\tpods/log\tlog streams\tbytes to LabRuns\tstatus size\tmanager CPU\tpeak heap\tpeak RSS\t")
+	fmt.Fprintln(tw, "nodes\trun\tphase\tpassed\twall\tpods created\tAPI requests\tbytes to LabRuns\tstatus size\tmanager CPU\tpeak heap\tpeak RSS\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%s\t%.0f\t%.0f\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n", r.nodes, r.run, r.phase, r.passed, r.steps,
-			round(r.wall), r.podsMade, r.requests, r.logReads, r.logStreams, kib(int64(r.runBytes)), kib(int64(r.statusSize)),
-			r.cpu.Round(10*time.Millisecond), mib(r.peakHeap), mib(r.peakRSS))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n", r.nodes, r.run, r.phase, r.passed, r.steps,
+			round(r.wall), r.podsMade, r.requests, kib(int64(r.runBytes)), kib(int64(r.statusSize)), r.cpu.Round(10*time.Millisecond),
+			mib(r.peakHeap), mib(r.peakRSS))
 	}
 	_ = tw.Flush()
-	fmt.Fprintln(w, "\n  pods/log: the requests the API server finished during the run (pages, and streams that ended); log streams: those open at its end.")
 	fmt.Fprintln(w)
 	for _, r := range rows {
 		verbs := make([]string, 0, len(r.byVerb))
@@ -110,8 +107,8 @@ func (b *bench) fleetCase(ctx context.Context, c config, n int) ([]fleetRow, err
 	if err != nil {
 		return nil, err
 	}
-	fb := &bench{sb: sb, bin: b.bin, kubeconfig: kubeconfig, out: b.out, root: b.root, managerFlags: b.managerFlags}
-	m, err := startManager(ctx, b.bin, kubeconfig, filepath.Join(b.out, fmt.Sprintf("manager-fleet-%d.log", n)), b.managerFlags)
+	fb := &bench{sb: sb, bin: b.bin, kubeconfig: kubeconfig, out: b.out, root: b.root}
+	m, err := startManager(ctx, b.bin, kubeconfig, filepath.Join(b.out, fmt.Sprintf("manager-fleet-%d.log", n)))
 	if err != nil {
 		return nil, err
 	}
@@ -228,10 +225,7 @@ func (b *bench) measure(ctx context.Context, m *manager, n int, which string,
 		return r, err
 	}
 	r.runBytes = bytesAfter - bytesBefore
-	r.byVerb, _, r.logReads = serverFigures(before, after)
-	if r.logStreams, err = b.openLogStreams(ctx); err != nil {
-		return r, err
-	}
+	r.byVerb, _, _ = serverFigures(before, after)
 	r.requests = total(r.byVerb)
 	for _, c := range diff(before, after) {
 		if verb, _, _ := strings.Cut(c.name, " "); verb == "POST" || verb == "PUT" || verb == "PATCH" || verb == "DELETE" {

@@ -41,7 +41,6 @@ type config struct {
 	propagationDelay time.Duration
 	podStartLatency  time.Duration
 	perRunTimeout    time.Duration
-	managerFlags     []string // more flags for the manager, e.g. --stream-logs
 }
 
 func main() {
@@ -71,11 +70,9 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.propagationDelay, "propagation-delay", 500*time.Millisecond, "The sandbox's policy propagation delay (the sandbox command's default)")
 	fs.DurationVar(&c.podStartLatency, "pod-start-latency", 0, "How long a pod takes to start in the sandbox")
 	fs.DurationVar(&c.perRunTimeout, "per-run-timeout", time.Minute, "A case may take 2m plus this per run before it is given up")
-	managerFlags := fs.String("manager-flags", "", "More flags for the manager binary, space-separated (e.g. --stream-logs)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	c.managerFlags = strings.Fields(*managerFlags)
 	var err error
 	if c.counts, err = numbers("-n", *counts); err != nil {
 		return c, err
@@ -121,7 +118,7 @@ func run(ctx context.Context, c config, stdout io.Writer) error {
 		return fmt.Errorf("building the manager: %w", err)
 	}
 	if len(c.fleet) > 0 {
-		return runFleet(ctx, c, &bench{bin: bin, out: c.out, root: root, managerFlags: c.managerFlags}, stdout)
+		return runFleet(ctx, c, &bench{bin: bin, out: c.out, root: root}, stdout)
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	sb, err := sandbox.Start(startCtx, sandbox.Options{PropagationDelay: orNone(c.propagationDelay),
@@ -135,7 +132,7 @@ func run(ctx context.Context, c config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{sb: sb, bin: bin, kubeconfig: kubeconfig, out: c.out, root: root, managerFlags: c.managerFlags}
+	b := &bench{sb: sb, bin: bin, kubeconfig: kubeconfig, out: c.out, root: root}
 	var results []result
 	for _, n := range c.counts {
 		fmt.Fprintf(stdout, "Case: %d LabRun(s) at once...\n", n)

@@ -35,8 +35,8 @@ type manager struct {
 }
 
 // startManager runs the manager binary under its ServiceAccount with leader election off, metrics over plain
-// HTTP, pprof on loopback and the given flags, and returns once it logged that its admission policies check out.
-func startManager(ctx context.Context, bin, kubeconfig, logPath string, flags []string) (*manager, error) {
+// HTTP and pprof on loopback, and returns once it logged that its admission policies check out.
+func startManager(ctx context.Context, bin, kubeconfig, logPath string) (*manager, error) {
 	metrics, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -54,7 +54,6 @@ func startManager(ctx context.Context, bin, kubeconfig, logPath string, flags []
 		"--metrics-bind-address="+metrics, "--metrics-secure=false", "--health-probe-bind-address=0",
 		"--pprof-bind-address="+pprof, "--probe-image="+sandbox.SandboxProbeImage,
 		"--namespace="+sandbox.OperatorNamespace)
-	m.cmd.Args = append(m.cmd.Args, flags...)
 	// As the Deployment runs it: MEMORY_LIMIT is its container's memory limit (the downward API), from which the
 	// manager sets the Go runtime's soft memory limit. Without it the heap grows to twice what is live before a
 	// collection, and the peak heap measured is not the one the Deployment would see.

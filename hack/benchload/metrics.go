@@ -67,21 +67,6 @@ func (b *bench) serverCounts(ctx context.Context) (map[string]float64, error) {
 	return out, nil
 }
 
-// openLogStreams is how many pods/log requests the API server is serving now: the manager's follow streams.
-func (b *bench) openLogStreams(ctx context.Context) (float64, error) {
-	raw, err := b.scrape(ctx)
-	if err != nil {
-		return 0, err
-	}
-	var n float64
-	for _, s := range parseSamples(raw, "apiserver_longrunning_requests") {
-		if s.labels["resource"] == "pods" && s.labels["subresource"] == "log" {
-			n += s.value
-		}
-	}
-	return n, nil
-}
-
 // scrape reads the API server's metrics.
 func (b *bench) scrape(ctx context.Context) (string, error) {
 	cs, err := kubernetes.NewForConfig(b.sb.Env.Config)
