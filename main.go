@@ -65,8 +65,6 @@ func runManager() int {
 	flag.StringVar(&o.Namespace, "namespace", "", "The operator's namespace, where the trusted run records live (default $POD_NAMESPACE, else labrun-system)")
 	flag.BoolVar(&o.AllowAnyNamespace, "allow-any-namespace", false, "Let runs touch any namespace; by default only namespaces labelled labs.ambientlab.io/enabled=true")
 	flag.DurationVar(&o.PodStartGrace, "pod-start-grace", 2*time.Minute, "How long a probe pod may take to start")
-	flag.BoolVar(&o.StreamLogs, "stream-logs", false,
-		"Read ztunnel and observer logs from one pods/log follow stream per container, not a page request at every read")
 	flag.IntVar(&o.MaxActiveRuns, "max-active-runs", 10,
 		"How many LabRuns the manager works on at once (0: no bound); the others wait Queued, holding no pod and no lock")
 	flag.IntVar(&o.Workers, "max-concurrent-reconciles", 4,

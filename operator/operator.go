@@ -3,7 +3,6 @@
 package operator
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"os"
@@ -21,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -88,9 +86,6 @@ type Options struct {
 	Fault func(point string) error
 	// SkipNameValidation lets one process build several managers in turn (tests, the sandbox).
 	SkipNameValidation bool
-	// StreamLogs reads ztunnel and observer logs by following each container with one pods/log stream
-	// (ztunnel.LogReader.Stream) instead of asking for a page at every read; the streams end with the manager.
-	StreamLogs bool
 }
 
 // NewManager builds a manager with the LabRun controller and the watchdogs registered.
@@ -126,22 +121,13 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	logs := &ztunnel.LogReader{Client: clientset, Keep: controllers.ObserverLine, Stream: o.StreamLogs}
-	// The log streams end when the manager stops.
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		<-ctx.Done()
-		logs.Close()
-		return nil
-	})); err != nil {
-		return nil, err
-	}
 	r := &controllers.LabRunReconciler{
 		Admission:      admission,
 		Client:         mgr.GetClient(),
 		APIReader:      takeover.Gate(mgr.GetAPIReader()),
 		Records:        withMemo(records),
 		Recorder:       mgr.GetEventRecorder("labrun-controller"),
-		Logs:           logs,
+		Logs:           &ztunnel.LogReader{Client: clientset, Keep: controllers.ObserverLine},
 		Fault:          o.Fault,
 		ProbeImage:     o.ProbeImage,
 		PodStartGrace:  o.PodStartGrace,
