@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"time"
@@ -18,40 +17,19 @@ import (
 
 // LogReader reads ztunnel access logs and probe pods' logs through the API server (pods/log), as `kubectl logs`
 // does, incrementally: each container's log is fetched from where the last read of it stopped, in pages of at
-// most LimitBytes, and kept for a while (tail.go). With Stream, each container's new lines arrive on one
-// follow=true stream instead, and reads are served from what it delivered (follow.go). One LogReader serves the
-// manager's life; a new one (a restarted manager) reads each window from its start again. Safe for concurrent
-// use; Close ends its streams.
+// most LimitBytes, and kept for a while (tail.go). One LogReader serves the manager's life; a new one (a restarted
+// manager) reads each window from its start again. Safe for concurrent use.
 type LogReader struct {
 	Client kubernetes.Interface
-	// LimitBytes bounds every pods/log page (zero: DefaultLimitBytes), and four times it a streamed line.
+	// LimitBytes bounds every pods/log response (zero: DefaultLimitBytes).
 	LimitBytes int64
 	// Keep, when set, says which ztunnel lines Read keeps and returns; a node's ztunnel logs every connection
 	// on it, and a reader that looks only for its own probes' lines need not hold the others.
 	Keep func(Entry) bool
-	// Stream follows each container read with one pods/log stream (follow=true) from where its reads stopped,
-	// and serves reads from what the stream delivered, without a request, while it is current (follow.go);
-	// otherwise, and without Stream, reads page. A stream closes when its container was not read for two
-	// minutes, when it breaks or stalls (its reads page, and a later one opens another), and at Close.
-	//
-	// Off by default: it pays where a container is read again and again (on three nodes a scheduled run's
-	// steady state makes no pods/log request instead of about 50), and costs at fleet scale, where a stream
-	// parses every line a node's ztunnel logs, not only the windows the steps ask for, and an observer is read
-	// about once a step (measured on the sandbox at 300 nodes: more heap, CPU and time; see follow.go).
-	Stream bool
 
 	mu      sync.Mutex
 	ztunnel map[tailKey]*tail[Entry]
 	pods    map[tailKey]*tail[string]
-	streams streamGroup
-	// idleAfter: a container's tail no read asked for that long is forgotten, and its stream closed (zero:
-	// forgetAfter).
-	idleAfter time.Duration
-}
-
-// Close ends every stream and waits for their goroutines. The reader still reads afterwards, by pages.
-func (r *LogReader) Close() {
-	r.streams.close()
 }
 
 // tailKey names one container of one pod: a pod deleted and created again under its name is another pod.
@@ -88,7 +66,7 @@ func (r *LogReader) Read(ctx context.Context, namespace string, selector map[str
 		if len(p.Spec.Containers) == 1 {
 			container = p.Spec.Containers[0].Name
 		}
-		t := lookup(r, &r.ztunnel, tailKey{p.UID, container}, r.parseEntry, r.follow(p.Namespace, p.Name, container))
+		t := lookup(r, &r.ztunnel, tailKey{p.UID, container}, r.parseEntry)
 		var h held
 		if all, h, err = t.appendSince(ctx, all, r.pages(p.Namespace, p.Name, container), since, time.Now()); err != nil {
 			return nil, nil, fmt.Errorf("reading logs of ztunnel pod %s/%s: %w", p.Namespace, p.Name, err)
@@ -177,8 +155,7 @@ func (r *LogReader) PodLogOf(ctx context.Context, pod *corev1.Pod, since time.Ti
 		return nil, fmt.Errorf("reading logs of pod %s/%s: it has %d containers, not one", pod.Namespace, pod.Name, len(pod.Spec.Containers))
 	}
 	container := pod.Spec.Containers[0].Name
-	t := lookup(r, &r.pods, tailKey{pod.UID, container}, func(s string) (string, bool) { return s, true },
-		r.follow(pod.Namespace, pod.Name, container))
+	t := lookup(r, &r.pods, tailKey{pod.UID, container}, func(s string) (string, bool) { return s, true })
 	lines, err := t.read(ctx, r.pages(pod.Namespace, pod.Name, container), since, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("reading logs of pod %s/%s: %w", pod.Namespace, pod.Name, err)
@@ -200,16 +177,12 @@ func (r *LogReader) PodLog(ctx context.Context, namespace, name string, since ti
 	return r.PodLogOf(ctx, pod, since)
 }
 
-func (r *LogReader) limitBytes() int64 {
-	if r.LimitBytes <= 0 {
-		return DefaultLimitBytes
-	}
-	return r.LimitBytes
-}
-
 // pages reads a container's log one page at a time: lines with the runtime's timestamps, at most LimitBytes.
 func (r *LogReader) pages(namespace, pod, container string) pageFunc {
-	limit := r.limitBytes()
+	limit := r.LimitBytes
+	if limit <= 0 {
+		limit = DefaultLimitBytes
+	}
 	return func(ctx context.Context, since time.Time, scale int64) ([]LogLine, bool, error) {
 		limit := limit * max(scale, 1)
 		opts := &corev1.PodLogOptions{Container: container, Timestamps: true, LimitBytes: &limit}
@@ -226,59 +199,23 @@ func (r *LogReader) pages(namespace, pod, container string) pageFunc {
 	}
 }
 
-// follow opens a container's log as a stream with the runtime's timestamps; nil without Stream.
-func (r *LogReader) follow(namespace, pod, container string) followFunc {
-	if !r.Stream {
-		return nil
-	}
-	return func(ctx context.Context, since time.Time) (io.ReadCloser, error) {
-		opts := &corev1.PodLogOptions{Container: container, Follow: true, Timestamps: true}
-		if !since.IsZero() {
-			t := metav1.NewTime(since)
-			opts.SinceTime = &t
-		}
-		return r.Client.CoreV1().Pods(namespace).GetLogs(pod, opts).Stream(ctx)
-	}
-}
-
-func (r *LogReader) forgetAfter() time.Duration {
-	if r.idleAfter <= 0 {
-		return forgetAfter
-	}
-	return r.idleAfter
-}
-
-// lookup returns the tail of key in *m, creating it, and forgets the tails no one read for forgetAfter, closing
-// their streams.
-func lookup[T any](r *LogReader, m *map[tailKey]*tail[T], key tailKey, parse func(string) (T, bool), follow followFunc) *tail[T] {
+// lookup returns the tail of key in *m, creating it, and forgets the tails no one read for forgetAfter.
+func lookup[T any](r *LogReader, m *map[tailKey]*tail[T], key tailKey, parse func(string) (T, bool)) *tail[T] {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if *m == nil {
 		*m = map[tailKey]*tail[T]{}
 	}
 	now := time.Now()
-	after := r.forgetAfter()
 	for k, t := range *m {
-		if k != key && t.closeIdle(now, after) {
+		if k != key && t.idle(now) {
 			delete(*m, k)
 		}
 	}
 	t := (*m)[key]
 	if t == nil {
-		t = &tail[T]{parse: parse, used: now, follow: follow, streams: &r.streams, idleAfter: after,
-			maxLine: int(r.limitBytes() * maxPageScale)}
-		// A stream closed for idleness forgets its tail: nothing holds its lines any more.
-		t.forget = func() { forget(r, m, key, t) }
+		t = &tail[T]{parse: parse, used: now}
 		(*m)[key] = t
 	}
 	return t
-}
-
-// forget drops t from *m, unless another tail took its key.
-func forget[T any](r *LogReader, m *map[tailKey]*tail[T], key tailKey, t *tail[T]) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if (*m)[key] == t {
-		delete(*m, key)
-	}
 }

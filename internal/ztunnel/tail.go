@@ -45,23 +45,13 @@ func (c cursor) fresh(lines []LogLine) ([]LogLine, cursor) {
 	}
 	next := c
 	for _, l := range out {
-		next = next.advance(l.Time)
+		if l.Time.Equal(next.at) {
+			next.n++
+		} else {
+			next = cursor{at: l.Time, n: 1}
+		}
 	}
 	return out, next
-}
-
-// advance is the cursor after a line stamped at.
-func (c cursor) advance(at time.Time) cursor {
-	if at.Equal(c.at) {
-		c.n++
-		return c
-	}
-	return cursor{at: at, n: 1}
-}
-
-// before tells whether c is an earlier place in the log than d.
-func (c cursor) before(d cursor) bool {
-	return c.at.Before(d.at) || c.at.Equal(d.at) && c.n < d.n
 }
 
 // from is the sinceTime of the next read: the cursor's second (the API's resolution), or start before any line.
@@ -149,18 +139,7 @@ type tail[T any] struct {
 	capped   time.Time // when lines were last dropped for maxKept
 	gap      time.Time // the end of the last second skipped unread (catchUp): lines before it may be missing
 	behind   bool      // the last catchUp stopped at maxPagesPerRead with more to read
-	heldTo   time.Time // when the last page read that reached the log's end was asked: every line before is held
 	used     time.Time
-
-	// Streaming (follow.go); follow nil: pages only.
-	follow    followFunc
-	streams   *streamGroup
-	idleAfter time.Duration // a stream no read asked for that long closes, and forget forgets the tail
-	forget    func()
-	maxLine   int // the longest line a stream reads
-	stream    *follower
-	retry     time.Duration // how long the last stream that ended made the tail wait
-	retryAt   time.Time
 }
 
 // read returns what the container logged since the given time (to the second, as pods/log's sinceTime), fetching
@@ -185,26 +164,14 @@ func (t *tail[T]) appendSince(ctx context.Context, dst []T, page pageFunc, since
 	since = since.UTC().Truncate(time.Second)
 	t.used = now
 	if !t.filled || since.Before(t.from) && now.Sub(t.capped) > keepFor {
-		// Never read, or asked for older lines than kept: read from since again, and stream from there.
-		t.stopStream()
-		t.filled, t.from, t.cur, t.lines, t.gap, t.heldTo = true, since, cursor{}, nil, time.Time{}, time.Time{}
+		// Never read, or asked for older lines than kept: read from since again.
+		t.filled, t.from, t.cur, t.lines, t.gap = true, since, cursor{}, nil, time.Time{}
 	}
 	if t.oldestAt.IsZero() || !since.After(t.oldest) || now.Sub(t.oldestAt) > keepFor {
 		t.oldest, t.oldestAt = since, now
 	}
-	if t.current(now) {
-		t.behind = false
-	} else {
-		f := t.stream
-		first, err := t.catchUp(ctx, page)
-		if err != nil {
-			return dst, held{}, err
-		}
-		if !t.behind {
-			t.heldTo = now
-		}
-		t.checkStream(f, first, now)
-		t.startStream(now)
+	if err := t.catchUp(ctx, page); err != nil {
+		return dst, held{}, err
 	}
 	t.evict(now)
 	if from := later(t.from, t.gap); since.Before(from) {
@@ -223,29 +190,32 @@ func (t *tail[T]) appendSince(ctx context.Context, dst []T, page pageFunc, since
 }
 
 // catchUp reads pages from the cursor until one is not cut at the byte limit, or maxPagesPerRead (then it is
-// behind, and the next read goes on from there). first is the stamp of the first line it found new.
-func (t *tail[T]) catchUp(ctx context.Context, page pageFunc) (first time.Time, _ error) {
+// behind, and the next read goes on from there).
+func (t *tail[T]) catchUp(ctx context.Context, page pageFunc) error {
 	scale := int64(1)
 	t.behind = true
 	for range maxPagesPerRead {
 		lines, cut, err := page(ctx, t.cur.from(t.from), scale)
 		if err != nil {
-			return first, err
+			return err
 		}
 		fresh, next := t.cur.fresh(lines)
-		if len(fresh) > 0 && first.IsZero() {
-			first = fresh[0].Time
-		}
 		for _, l := range fresh {
 			if v, ok := t.parse(l.Text); ok {
-				t.keep(l.Time, v)
+				// Kept in order of their stamps, which reads search: a stamp earlier than its predecessor's (the
+				// node's clock stepped back) is kept at its predecessor's.
+				at := l.Time
+				if n := len(t.lines); n > 0 && at.Before(t.lines[n-1].at) {
+					at = t.lines[n-1].at
+				}
+				t.lines = append(t.lines, kept[T]{at: at, v: v})
 			}
 		}
 		t.cur = next
 		switch {
 		case !cut:
 			t.behind = false
-			return first, nil
+			return nil
 		case len(fresh) == 0 && scale < maxPageScale:
 			// One second holds more than a page, and sinceTime cannot start inside it: ask for it in a larger page.
 			scale = maxPageScale
@@ -258,23 +228,13 @@ func (t *tail[T]) catchUp(ctx context.Context, page pageFunc) (first time.Time, 
 			scale = 1
 		}
 	}
-	return first, nil
+	return nil
 }
 
-// keep adds a parsed line. Lines are kept in order of their stamps, which reads search: a stamp earlier than its
-// predecessor's (the node's clock stepped back) is kept at its predecessor's.
-func (t *tail[T]) keep(at time.Time, v T) {
-	if n := len(t.lines); n > 0 && at.Before(t.lines[n-1].at) {
-		at = t.lines[n-1].at
-	}
-	t.lines = append(t.lines, kept[T]{at: at, v: v})
-}
-
-// evict forgets lines older than every window asked for within keepFor (older than keepFor when none was: what a
-// stream delivers to a tail no one reads), and the oldest beyond maxKept.
+// evict forgets lines older than every window asked for within keepFor, and the oldest beyond maxKept.
 func (t *tail[T]) evict(now time.Time) {
 	keep := now.Add(-keepFor).Truncate(time.Second)
-	if t.oldest.Before(keep) && now.Sub(t.oldestAt) <= keepFor {
+	if t.oldest.Before(keep) {
 		keep = t.oldest
 	}
 	if keep.After(t.from) {
@@ -307,16 +267,11 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// closeIdle ends the stream of a tail no one read for after, and tells whether it was so (a tail being read is
-// not idle).
-func (t *tail[T]) closeIdle(now time.Time, after time.Duration) bool {
+// idle: no one read this tail for forgetAfter (a tail being read is not idle).
+func (t *tail[T]) idle(now time.Time) bool {
 	if !t.mu.TryLock() {
 		return false
 	}
 	defer t.mu.Unlock()
-	if now.Sub(t.used) <= after {
-		return false
-	}
-	t.stopStream()
-	return true
+	return now.Sub(t.used) > forgetAfter
 }
