@@ -546,23 +546,32 @@ func (r *LabRunReconciler) audit(ctx context.Context, run *labsv1.LabRun, st *la
 	}
 	// What each caller's observer on each node saw at each URL.
 	seen := map[labs.Caller]map[string]map[string][]probe.Attempt{}
+	type read struct {
+		c    labs.Caller
+		node string
+	}
+	var reads []read
+	var readPods []*corev1.Pod
 	for c, byNode := range pods {
 		seen[c] = map[string]map[string][]probe.Attempt{}
 		for node, pod := range byNode {
-			raw, err := r.observerLog(ctx, pod, time.Time{})
-			if err != nil {
-				return steps.Outcome{}, fmt.Errorf("reading audit observer log on node %s: %w", node, err)
-			}
-			byURL := map[string][]probe.Attempt{}
-			for _, a := range probe.ParseAttempts(raw) {
-				u := a.URL
-				if u == "" && len(callers[c]) == 1 {
-					u = callers[c][0]
-				}
-				byURL[u] = append(byURL[u], a)
-			}
-			seen[c][node] = byURL
+			reads, readPods = append(reads, read{c, node}), append(readPods, pod)
 		}
+	}
+	attempts, err := r.observerAttempts(ctx, readPods, time.Time{})
+	if err != nil {
+		return steps.Outcome{}, err
+	}
+	for i, rd := range reads {
+		byURL := map[string][]probe.Attempt{}
+		for _, a := range attempts[i] {
+			u := a.URL
+			if u == "" && len(callers[rd.c]) == 1 {
+				u = callers[rd.c][0]
+			}
+			byURL[u] = append(byURL[u], a)
+		}
+		seen[rd.c][rd.node] = byURL
 	}
 	judged := map[*auditLine][]auditResult{}
 	failing := false
@@ -692,6 +701,7 @@ func (r *LabRunReconciler) auditDeniers(ctx context.Context, run *labsv1.LabRun,
 	pods map[labs.Caller]map[string]*corev1.Pod, judged map[*auditLine][]auditResult, w steps.Window) (map[deniedKey]ztunnel.Entry, *steps.Outcome, error) {
 	var since, latest time.Time
 	want := map[deniedKey]bool{}
+	var scope ztunnel.Scope // the destinations' nodes, whose ztunnels log their refusals
 	for _, l := range plan.lines {
 		for _, res := range judged[l] {
 			p := l.probes[res.probe]
@@ -699,6 +709,9 @@ func (r *LabRunReconciler) auditDeniers(ctx context.Context, run *labsv1.LabRun,
 				continue
 			}
 			want[deniedKey{p.caller, p.dst.pod, p.port}] = true
+			if !slices.Contains(scope.Nodes, p.dst.node) {
+				scope.Nodes = append(scope.Nodes, p.dst.node)
+			}
 			if since.IsZero() || res.j.First.Time.Before(since) {
 				since = res.j.First.Time
 			}
@@ -711,7 +724,7 @@ func (r *LabRunReconciler) auditDeniers(ctx context.Context, run *labsv1.LabRun,
 	if len(want) == 0 {
 		return out, nil, nil
 	}
-	entries, err := r.readZtunnel(ctx, run, st, since.Add(-steps.ClockTolerance))
+	entries, err := r.readZtunnel(ctx, run, st, since.Add(-steps.ClockTolerance), scope)
 	if err != nil && !ztunnel.IsIncomplete(err) {
 		o := steps.Errored(steps.LogsUnread(err))
 		return nil, &o, nil

@@ -32,10 +32,10 @@ import (
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
 
-// LogSource reads ztunnel access logs and observer pods' logs (through pods/log on a cluster). Read also names
-// the ztunnel pods it read, for the reports.
+// LogSource reads ztunnel access logs and observer pods' logs (through pods/log on a cluster). ReadScoped reads
+// the ztunnel pods in scope (all, by default) and names those it read, for the reports.
 type LogSource interface {
-	Read(ctx context.Context, namespace string, selector map[string]string, since time.Time) ([]ztunnel.Entry, []ztunnel.Source, error)
+	ReadScoped(ctx context.Context, namespace string, selector map[string]string, since time.Time, scope ztunnel.Scope) ([]ztunnel.Entry, []ztunnel.Source, error)
 	PodLog(ctx context.Context, namespace, name string, since time.Time) ([]byte, error)
 }
 

@@ -295,25 +295,35 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 	if warm && run.Status.StartTime != nil {
 		since = run.Status.StartTime.Add(-steps.ClockTolerance)
 	}
+	var reading []string
 	for _, node := range f.nodes {
 		pod := pods[node]
 		switch {
 		case pod == nil:
 			waiting = append(waiting, node)
-			continue
 		case probe.Stuck(pod) != "":
 			return steps.Concluded(labsv1.VerdictError, "", fmt.Sprintf("observer pod on node %s cannot start: %s", node, probe.Stuck(pod))), nil
 		case pod.Status.Phase == corev1.PodPending:
 			waiting = append(waiting, node)
-			continue
+		default:
+			reading = append(reading, node)
 		}
-		raw, err := r.observerLog(ctx, pod, since)
-		if err != nil {
-			return steps.Outcome{}, fmt.Errorf("reading observer log on node %s: %w", node, err)
-		}
+	}
+	if len(waiting) > 0 {
+		return steps.Outcome{}, r.waitObserver(run, fmt.Sprintf("observers on nodes %v to start", waiting), w)
+	}
+	readPods := make([]*corev1.Pod, len(reading))
+	for i, node := range reading {
+		readPods[i] = pods[node]
+	}
+	attempts, err := r.observerAttempts(ctx, readPods, since)
+	if err != nil {
+		return steps.Outcome{}, err
+	}
+	for i, node := range reading {
 		urls := f.urls(node, run.Spec.Target.Path)
 		byURL := map[string][]probe.Attempt{}
-		for _, a := range probe.ParseAttempts(raw) {
+		for _, a := range attempts[i] {
 			if warm && a.Arm != string(run.UID) {
 				continue // a warm observer's attempt for another run, or before this run armed it
 			}
@@ -327,9 +337,6 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 			pairs = append(pairs, pair{node: node, endpoint: f.endpoints[i],
 				j: steps.Judge(byURL[urls[k]], step.Expect, max(step.Count, 1), w)})
 		}
-	}
-	if len(waiting) > 0 {
-		return steps.Outcome{}, r.waitObserver(run, fmt.Sprintf("observers on nodes %v to start", waiting), w)
 	}
 	failing := slices.ContainsFunc(pairs, func(p pair) bool { return !p.j.Pass })
 	if failing && r.now().Before(w.SettleBy) {
@@ -375,7 +382,14 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 			since = p.j.First.Time
 		}
 	}
-	entries, err := r.readZtunnel(ctx, run, st, since.Add(-steps.ClockTolerance))
+	// Each endpoint's refusals are logged by its node's ztunnel: only those are read.
+	var scope ztunnel.Scope
+	for _, e := range f.endpoints {
+		if !slices.Contains(scope.Nodes, e.node) {
+			scope.Nodes = append(scope.Nodes, e.node)
+		}
+	}
+	entries, err := r.readZtunnel(ctx, run, st, since.Add(-steps.ClockTolerance), scope)
 	if err != nil && !ztunnel.IsIncomplete(err) {
 		return steps.Errored(steps.LogsUnread(err)), nil
 	}

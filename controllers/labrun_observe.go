@@ -463,6 +463,29 @@ func (r *LabRunReconciler) observerLog(ctx context.Context, pod *corev1.Pod, sin
 	return r.Logs.PodLog(ctx, pod.Namespace, pod.Name, since)
 }
 
+// logReaders bounds how many observers' logs a pass reads side by side: a fleet step reads one per node, and one
+// after another they took most of a step's time on a large cluster.
+const logReaders = 8
+
+// observerAttempts reads the observers' logs since the given time, logReaders at a time, and parses their
+// attempts (in the pods' order).
+func (r *LabRunReconciler) observerAttempts(ctx context.Context, pods []*corev1.Pod, since time.Time) ([][]probe.Attempt, error) {
+	out := make([][]probe.Attempt, len(pods))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(logReaders)
+	for i, pod := range pods {
+		g.Go(func() error {
+			raw, err := r.observerLog(gctx, pod, since)
+			if err != nil {
+				return fmt.Errorf("reading the log of observer %s on node %s: %w", klog.KObj(pod), pod.Spec.NodeName, err)
+			}
+			out[i] = probe.ParseAttempts(raw)
+			return nil
+		})
+	}
+	return out, g.Wait()
+}
+
 // waitObserver comes back after observerPoll, or at the settle deadline if sooner.
 func (r *LabRunReconciler) waitObserver(run *labsv1.LabRun, what string, w steps.Window) error {
 	return steps.WaitFor(what, r.deadlineAfter(run, min(observerPoll, max(time.Until(w.SettleBy), 10*time.Millisecond))))

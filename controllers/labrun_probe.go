@@ -37,7 +37,15 @@ func (r *LabRunReconciler) probeBudget(run *labsv1.LabRun) time.Duration {
 // nil, one of those pods (dst.workload). A refusal of the same source by any other workload (say a deny-all
 // Service of a tenant's) says nothing about the target.
 func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod, dst []string) (steps.Denial, error) {
-	entries, sources, err := r.readZtunnelSources(ctx, run, since)
+	// The refusal is logged by the destination's node: with the destination pods named, only their nodes' ztunnels
+	// are read.
+	var scope ztunnel.Scope
+	if dst != nil {
+		if scope.Nodes = r.endpointNodes(ctx, run, dst); len(scope.Nodes) == 0 {
+			scope.Nodes = nil
+		}
+	}
+	entries, sources, err := r.readZtunnelSources(ctx, run, since, scope)
 	if err != nil && !ztunnel.IsIncomplete(err) {
 		return steps.Denial{}, err
 	}

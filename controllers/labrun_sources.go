@@ -13,11 +13,11 @@ import (
 // maxEvidenceSources is status.steps[].evidenceSources' MaxItems.
 const maxEvidenceSources = 64
 
-// readZtunnel reads the run's ztunnel access logs since the given time and records on st the pods it read, so
-// that the step's reports say where its evidence came from. A failed read leaves st's sources as they were; a
-// window not held in full returns what is held, and the *ztunnel.Incomplete error saying so.
-func (r *LabRunReconciler) readZtunnel(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, since time.Time) ([]ztunnel.Entry, error) {
-	entries, sources, err := r.readZtunnelSources(ctx, run, since)
+// readZtunnel reads the run's ztunnel access logs in scope since the given time and records on st the pods it
+// read, so that the step's reports say where its evidence came from. A failed read leaves st's sources as they
+// were; a window not held in full returns what is held, and the *ztunnel.Incomplete error saying so.
+func (r *LabRunReconciler) readZtunnel(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, since time.Time, scope ztunnel.Scope) ([]ztunnel.Entry, error) {
+	entries, sources, err := r.readZtunnelSources(ctx, run, since, scope)
 	if err != nil && !ztunnel.IsIncomplete(err) {
 		return nil, err
 	}
@@ -25,10 +25,11 @@ func (r *LabRunReconciler) readZtunnel(ctx context.Context, run *labsv1.LabRun, 
 	return entries, err
 }
 
-// readZtunnelSources reads the run's ztunnel access logs since the given time and names the pods it read.
-func (r *LabRunReconciler) readZtunnelSources(ctx context.Context, run *labsv1.LabRun, since time.Time) ([]ztunnel.Entry, []labsv1.EvidenceSource, error) {
+// readZtunnelSources reads the run's ztunnel access logs in scope since the given time and names the pods it
+// read.
+func (r *LabRunReconciler) readZtunnelSources(ctx context.Context, run *labsv1.LabRun, since time.Time, scope ztunnel.Scope) ([]ztunnel.Entry, []labsv1.EvidenceSource, error) {
 	z := r.meshConfig() // the operator's ztunnel, never one a spec names
-	entries, sources, err := r.Logs.Read(ctx, z.ZtunnelNamespace, z.ZtunnelSelector, since)
+	entries, sources, err := r.Logs.ReadScoped(ctx, z.ZtunnelNamespace, z.ZtunnelSelector, since, scope)
 	if err != nil && !ztunnel.IsIncomplete(err) {
 		return nil, nil, err
 	}
@@ -52,4 +53,21 @@ func evidenceSources(sources []ztunnel.Source) []labsv1.EvidenceSource {
 		return nil
 	}
 	return out
+}
+
+// endpointNodes are the nodes of the target's pods: their ztunnels log the inbound lines of every connection to the
+// target, refusals included. Nil when the pods cannot be read: then every ztunnel is read.
+func (r *LabRunReconciler) endpointNodes(ctx context.Context, run *labsv1.LabRun, names []string) []string {
+	_, pods, err := r.targetPods(ctx, run)
+	if err != nil {
+		return nil
+	}
+	var nodes []string
+	for i := range pods {
+		p := &pods[i]
+		if n := p.Spec.NodeName; n != "" && (names == nil || slices.Contains(names, p.Name)) && !slices.Contains(nodes, n) {
+			nodes = append(nodes, n)
+		}
+	}
+	return nodes
 }

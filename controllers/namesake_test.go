@@ -15,7 +15,7 @@ import (
 // staticLogs is a LogSource that returns fixed ztunnel entries.
 type staticLogs []ztunnel.Entry
 
-func (s staticLogs) Read(context.Context, string, map[string]string, time.Time) ([]ztunnel.Entry, []ztunnel.Source, error) {
+func (s staticLogs) ReadScoped(context.Context, string, map[string]string, time.Time, ztunnel.Scope) ([]ztunnel.Entry, []ztunnel.Source, error) {
 	return s, nil, nil
 }
 

@@ -66,8 +66,10 @@ func (e stepEnv) DeniedAsExpected(run *labsv1.LabRun, denier labs.Denier, who st
 func (e stepEnv) Criteria(ctx context.Context, run *labsv1.LabRun, lab labsv1.LabName, ev *labs.Evidence, since time.Time) (ztunnel.Criteria, error) {
 	return e.r.criteria(ctx, run, lab, ev, since)
 }
-func (e stepEnv) ReadZtunnel(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, since time.Time) ([]ztunnel.Entry, error) {
-	return e.r.readZtunnel(ctx, run, st, since)
+func (e stepEnv) ReadZtunnel(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, since time.Time, enough func([]ztunnel.Entry) bool) ([]ztunnel.Entry, error) {
+	// The target's nodes first: they log the inbound lines, and a node's observers' outbound lines are logged on
+	// every node that sends.
+	return e.r.readZtunnel(ctx, run, st, since, ztunnel.Scope{Prefer: e.r.endpointNodes(ctx, run, nil), Enough: enough})
 }
 
 // Fixtures (labrun_fixtures.go).

@@ -81,8 +81,9 @@ type Evidence interface {
 	Clock
 	// Criteria are what the lines of an evidence step must match, since the given time.
 	Criteria(ctx context.Context, run *labsv1.LabRun, lab labsv1.LabName, ev *labs.Evidence, since time.Time) (ztunnel.Criteria, error)
-	// ReadZtunnel reads the ztunnel lines since the given time (and records on st which pods it read).
-	ReadZtunnel(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, since time.Time) ([]ztunnel.Entry, error)
+	// ReadZtunnel reads the ztunnel lines since the given time (and records on st which pods it read); when enough
+	// is set, it may stop reading once the lines read are enough.
+	ReadZtunnel(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, since time.Time, enough func([]ztunnel.Entry) bool) ([]ztunnel.Entry, error)
 }
 
 // Fixtures are the temporary objects a lab needs (the non-mesh namespace, the attacker ServiceAccount), labelled

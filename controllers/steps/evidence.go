@@ -31,12 +31,14 @@ func (x evidenceExecutor) Execute(ctx context.Context, in *Input) (Outcome, erro
 	if err != nil {
 		return Errored(err.Error()), nil
 	}
-	entries, err := x.env.ReadZtunnel(ctx, run, st, since.Add(-ClockSlack))
+	want := max(ev.MinLines, 1)
+	// A Pass needs want lines, wherever they were logged: the read stops once it holds them.
+	enough := func(entries []ztunnel.Entry) bool { return len(ztunnel.Match(entries, crit)) >= want }
+	entries, err := x.env.ReadZtunnel(ctx, run, st, since.Add(-ClockSlack), enough)
 	if err != nil && !ztunnel.IsIncomplete(err) {
 		return Errored(LogsUnread(err)), nil
 	}
 	matched := ztunnel.Match(entries, crit)
-	want := max(ev.MinLines, 1)
 	if len(matched) >= want {
 		// Lines held are real, whether or not the window is held in full.
 		st.Evidence = Lines(matched, 5)

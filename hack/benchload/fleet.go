@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,7 @@ type fleetRow struct {
 	peakHeap   int64
 	peakRSS    int64
 	statusSize int
+	slowest    string // the run's slowest steps, and when its first step began
 	err        error
 }
 
@@ -86,6 +88,9 @@ func runFleet(ctx context.Context, c config, b *bench, stdout io.Writer) error {
 			writes = append(writes, fmt.Sprintf("%s %.0f", c.name, c.n))
 		}
 		fmt.Fprintf(w, "    writes (%.0f): %s\n", total(r.writes), strings.Join(writes, ", "))
+		if r.slowest != "" {
+			fmt.Fprintf(w, "    time: %s\n", r.slowest)
+		}
 		if r.err != nil {
 			fmt.Fprintf(w, "  %d nodes, %s run: %v\n", r.nodes, r.run, r.err)
 		}
@@ -241,6 +246,7 @@ func (b *bench) measure(ctx context.Context, m *manager, n int, which string,
 			if raw, err := yaml.Marshal(done.Status); err == nil {
 				r.statusSize = len(raw)
 			}
+			r.slowest = stepTimes(done)
 		}
 	}
 	r.err = waitErr
@@ -314,3 +320,31 @@ func (m *manager) peakHeap(ctx context.Context) int64 {
 }
 
 func kib(b int64) string { return fmt.Sprintf("%.1f KiB", float64(b)/1024) }
+
+// stepTimes says when a run's first step began (from its creation) and which of its steps took longest.
+func stepTimes(run *labsv1.LabRun) string {
+	type took struct {
+		name string
+		d    time.Duration
+	}
+	var all []took
+	var first time.Time
+	for _, st := range run.Status.Steps {
+		if st.StartTime == nil || st.CompletionTime == nil {
+			continue
+		}
+		if first.IsZero() || st.StartTime.Time.Before(first) {
+			first = st.StartTime.Time
+		}
+		all = append(all, took{string(st.Lab) + "/" + st.Name, st.CompletionTime.Sub(st.StartTime.Time)})
+	}
+	if len(all) == 0 {
+		return ""
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].d > all[j].d })
+	parts := []string{fmt.Sprintf("first step after %s", round(first.Sub(run.CreationTimestamp.Time)))}
+	for _, t := range all[:min(len(all), 6)] {
+		parts = append(parts, fmt.Sprintf("%s %s", t.name, round(t.d)))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -79,9 +79,10 @@ func marked(log []byte, mark string) []string {
 
 // logResponses keeps the bodies of the pods/log responses that pass through it.
 type logResponses struct {
-	next http.RoundTripper
-	mu   sync.Mutex
-	got  []string
+	next  http.RoundTripper
+	mu    sync.Mutex
+	got   []string
+	paths []string // the pods/log requests' paths
 }
 
 func (r *logResponses) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -98,13 +99,29 @@ func (r *logResponses) RoundTrip(req *http.Request) (*http.Response, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got = append(r.got, string(body))
+	r.paths = append(r.paths, req.URL.Path)
 	return resp, nil
 }
 
 func (r *logResponses) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.got = nil
+	r.got, r.paths = nil, nil
+}
+
+// pods are the pods whose logs were asked for, in order.
+func (r *logResponses) pods() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, p := range r.paths {
+		// /api/v1/namespaces/<ns>/pods/<name>/log
+		parts := strings.Split(p, "/")
+		if len(parts) >= 2 {
+			out = append(out, parts[len(parts)-2])
+		}
+	}
+	return out
 }
 
 func (r *logResponses) bodies() []string {

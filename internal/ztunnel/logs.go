@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // LogReader reads ztunnel access logs and probe pods' logs through the API server (pods/log), as `kubectl logs`
@@ -26,6 +29,8 @@ type LogReader struct {
 	// Keep, when set, says which ztunnel lines Read keeps and returns; a node's ztunnel logs every connection
 	// on it, and a reader that looks only for its own probes' lines need not hold the others.
 	Keep func(Entry) bool
+	// AtOnce is how many ztunnel pods' logs one read fetches side by side (zero: DefaultAtOnce).
+	AtOnce int
 
 	mu      sync.Mutex
 	ztunnel map[tailKey]*tail[Entry]
@@ -48,47 +53,116 @@ type Source struct {
 // or a pod's logs cannot be read: no logs is not evidence. When it holds only the newer part of a pod's window, it
 // returns what it holds and an *Incomplete error.
 func (r *LogReader) Read(ctx context.Context, namespace string, selector map[string]string, since time.Time) ([]Entry, []Source, error) {
-	pods, err := r.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{
+	return r.ReadScoped(ctx, namespace, selector, since, Scope{})
+}
+
+// Scope narrows which ztunnel pods a read reads. A node's ztunnel logs every connection on it: on a cluster of
+// hundreds of nodes, a finding about two endpoints needs two of them, and a finding that some line exists needs
+// only the first pods that hold one.
+type Scope struct {
+	// Nodes, when set, are the only nodes whose ztunnel is read (the destination's node logs its inbound
+	// refusals); a node without a ztunnel pod is not read.
+	Nodes []string
+	// Prefer are nodes whose ztunnel is read first.
+	Prefer []string
+	// Enough, when set, ends the read once the lines read so far are enough for the caller; the pods not read by
+	// then are not read. It is asked after each batch of pods read side by side.
+	Enough func([]Entry) bool
+}
+
+// DefaultAtOnce is how many pods' logs one read fetches side by side, unless the reader says otherwise.
+const DefaultAtOnce = 8
+
+// ReadScoped is Read of the pods in scope: preferred nodes first, then by name, AtOnce at a time, until
+// scope.Enough is satisfied.
+func (r *LogReader) ReadScoped(ctx context.Context, namespace string, selector map[string]string, since time.Time, scope Scope) ([]Entry, []Source, error) {
+	list, err := r.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: labels.SelectorFromSet(selector).String(),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing ztunnel pods in %s: %w", namespace, err)
 	}
-	if len(pods.Items) == 0 {
+	if len(list.Items) == 0 {
 		return nil, nil, fmt.Errorf("no ztunnel pods match %s in namespace %s", labels.SelectorFromSet(selector), namespace)
+	}
+	pods := scope.order(list.Items)
+	if len(pods) == 0 {
+		return nil, nil, fmt.Errorf("no ztunnel pod matching %s in namespace %s runs on node(s) %s", labels.SelectorFromSet(selector),
+			namespace, strings.Join(scope.Nodes, ", "))
 	}
 	var all []Entry
 	var partial *Incomplete
-	sources := make([]Source, 0, len(pods.Items))
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		container := "istio-proxy"
-		if len(p.Spec.Containers) == 1 {
-			container = p.Spec.Containers[0].Name
+	sources := make([]Source, 0, len(pods))
+	now := time.Now()
+	atOnce := r.AtOnce
+	if atOnce <= 0 {
+		atOnce = DefaultAtOnce
+	}
+	for start := 0; start < len(pods); start += atOnce {
+		batch := pods[start:min(start+atOnce, len(pods))]
+		got := make([][]Entry, len(batch))
+		helds := make([]held, len(batch))
+		g, gctx := errgroup.WithContext(ctx)
+		for i, p := range batch {
+			g.Go(func() error {
+				container := "istio-proxy"
+				if len(p.Spec.Containers) == 1 {
+					container = p.Spec.Containers[0].Name
+				}
+				t := lookup(r, &r.ztunnel, tailKey{p.UID, container}, r.parseEntry)
+				var err error
+				if got[i], helds[i], err = t.appendSince(gctx, nil, r.pages(p.Namespace, p.Name, container), since, now); err != nil {
+					return fmt.Errorf("reading logs of ztunnel pod %s/%s: %w", p.Namespace, p.Name, err)
+				}
+				return nil
+			})
 		}
-		t := lookup(r, &r.ztunnel, tailKey{p.UID, container}, r.parseEntry)
-		var h held
-		if all, h, err = t.appendSince(ctx, all, r.pages(p.Namespace, p.Name, container), since, time.Now()); err != nil {
-			return nil, nil, fmt.Errorf("reading logs of ztunnel pod %s/%s: %w", p.Namespace, p.Name, err)
+		if err := g.Wait(); err != nil {
+			return nil, nil, err
 		}
-		if !h.whole() {
-			// What every pod holds: from the latest start held, to the earliest line read.
-			if partial == nil {
-				partial = &Incomplete{Pod: p.Namespace + "/" + p.Name, Node: p.Spec.NodeName, Since: since}
+		for i, p := range batch {
+			all = append(all, got[i]...)
+			if h := helds[i]; !h.whole() {
+				// What every pod holds: from the latest start held, to the earliest line read.
+				if partial == nil {
+					partial = &Incomplete{Pod: p.Namespace + "/" + p.Name, Node: p.Spec.NodeName, Since: since}
+				}
+				if h.from.After(partial.Held) {
+					partial.Held = h.from
+				}
+				if !h.to.IsZero() && (partial.ReadTo.IsZero() || h.to.Before(partial.ReadTo)) {
+					partial.ReadTo = h.to
+				}
 			}
-			if h.from.After(partial.Held) {
-				partial.Held = h.from
-			}
-			if !h.to.IsZero() && (partial.ReadTo.IsZero() || h.to.Before(partial.ReadTo)) {
-				partial.ReadTo = h.to
-			}
+			sources = append(sources, Source{Namespace: p.Namespace, Pod: p.Name, Node: p.Spec.NodeName})
 		}
-		sources = append(sources, Source{Namespace: p.Namespace, Pod: p.Name, Node: p.Spec.NodeName})
+		if scope.Enough != nil && scope.Enough(all) {
+			break
+		}
 	}
 	if partial != nil {
 		return all, sources, partial
 	}
 	return all, sources, nil
+}
+
+// order is the pods in scope, those on preferred nodes first, each part by name.
+func (s Scope) order(items []corev1.Pod) []*corev1.Pod {
+	var first, rest []*corev1.Pod
+	for i := range items {
+		p := &items[i]
+		switch {
+		case s.Nodes != nil && !slices.Contains(s.Nodes, p.Spec.NodeName):
+		case slices.Contains(s.Prefer, p.Spec.NodeName):
+			first = append(first, p)
+		default:
+			rest = append(rest, p)
+		}
+	}
+	byName := func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) }
+	slices.SortFunc(first, byName)
+	slices.SortFunc(rest, byName)
+	return append(first, rest...)
 }
 
 // Incomplete is Read's error when it returns what it holds of a window but not all of it (Held and ReadTo are what
