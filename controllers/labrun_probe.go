@@ -36,14 +36,19 @@ func (r *LabRunReconciler) probeBudget(run *labsv1.LabRun) time.Duration {
 // The line must name the destination too: a pod of the target namespace (dst.namespace), and, when dst is not
 // nil, one of those pods (dst.workload). A refusal of the same source by any other workload (say a deny-all
 // Service of a tenant's) says nothing about the target.
-func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod, dst []string) (steps.Denial, error) {
+func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod, dst []corev1.Pod) (steps.Denial, error) {
 	// The refusal is logged by the destination's node: with the destination pods named, only their nodes' ztunnels
-	// are read.
+	// are read (all of them when a pod's node is not known).
 	var scope ztunnel.Scope
-	if dst != nil {
-		if scope.Nodes = r.endpointNodes(ctx, run, dst); len(scope.Nodes) == 0 {
-			scope.Nodes = nil
+	var names []string
+	for _, p := range dst {
+		names = append(names, p.Name)
+		if !slices.Contains(scope.Nodes, p.Spec.NodeName) {
+			scope.Nodes = append(scope.Nodes, p.Spec.NodeName)
 		}
+	}
+	if slices.Contains(scope.Nodes, "") {
+		scope.Nodes = nil
 	}
 	entries, sources, err := r.readZtunnelSources(ctx, run, since, scope)
 	if err != nil && !ztunnel.IsIncomplete(err) {
@@ -54,7 +59,7 @@ func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since
 		SrcNamespace: pod.Namespace, DstNamespace: run.TargetNamespace(), PolicyRejected: &rejected})
 	if dst != nil {
 		matched = slices.DeleteFunc(matched, func(e ztunnel.Entry) bool {
-			return !slices.Contains(dst, e.Fields.Get(ztunnel.FieldDstWorkload))
+			return !slices.Contains(names, e.Fields.Get(ztunnel.FieldDstWorkload))
 		})
 	}
 	if len(matched) == 0 {

@@ -57,7 +57,7 @@ func evidenceSources(sources []ztunnel.Source) []labsv1.EvidenceSource {
 
 // endpointNodes are the nodes of the target's pods: their ztunnels log the inbound lines of every connection to the
 // target, refusals included. Nil when the pods cannot be read: then every ztunnel is read.
-func (r *LabRunReconciler) endpointNodes(ctx context.Context, run *labsv1.LabRun, names []string) []string {
+func (r *LabRunReconciler) endpointNodes(ctx context.Context, run *labsv1.LabRun) []string {
 	_, pods, err := r.targetPods(ctx, run)
 	if err != nil {
 		return nil
@@ -65,7 +65,7 @@ func (r *LabRunReconciler) endpointNodes(ctx context.Context, run *labsv1.LabRun
 	var nodes []string
 	for i := range pods {
 		p := &pods[i]
-		if n := p.Spec.NodeName; n != "" && (names == nil || slices.Contains(names, p.Name)) && !slices.Contains(nodes, n) {
+		if n := p.Spec.NodeName; n != "" && !slices.Contains(nodes, n) {
 			nodes = append(nodes, n)
 		}
 	}

@@ -160,12 +160,18 @@ func (r *LabRunReconciler) releaseWarm(ctx context.Context, run *labsv1.LabRun, 
 		return nil
 	}
 	for _, ref := range w.Arms {
+		memo := string(run.UID) + "/" + ref
+		if v, ok := r.arms.Load(memo); ok && v.(armState).disarmed {
+			r.arms.Delete(memo) // deleted when its last step ended, by this manager
+			continue
+		}
+		// Written by this run, or by a manager before a restart, or not at all: deleted to be sure.
 		ns, name, _ := strings.Cut(ref, "/")
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 		if err := r.Delete(ctx, cm); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("disarming %s: %w", ref, err)
 		}
-		r.arms.Delete(string(run.UID) + "/" + ref)
+		r.arms.Delete(memo)
 	}
 	_, err = r.warmStore().Update(ctx, *rec.Keeper, func(w *mesh.Warm) (bool, error) {
 		if w.ArmedBy == nil || w.ArmedBy.UID != string(run.UID) {
@@ -180,14 +186,15 @@ func (r *LabRunReconciler) releaseWarm(ctx context.Context, run *labsv1.LabRun, 
 // disarm deletes an arm ConfigMap the run wrote: the observers that read it stop calling.
 func (r *LabRunReconciler) disarm(ctx context.Context, run *labsv1.LabRun, ns, name string) error {
 	memo := string(run.UID) + "/" + ns + "/" + name
-	if _, ok := r.arms.Load(memo); !ok {
+	if v, ok := r.arms.Load(memo); !ok || v.(armState).disarmed {
 		return nil // not armed by this run (in this manager: a restarted one deletes them at the run's end)
 	}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	if err := r.Delete(ctx, cm); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("disarming %s/%s: %w", ns, name, err)
 	}
-	r.arms.Delete(memo)
+	// Remembered as deleted until the run's end, which then deletes it no more.
+	r.arms.Store(memo, armState{disarmed: true})
 	return nil
 }
 
@@ -196,8 +203,9 @@ func armKey(node string) string { return hash(node)[:6] + ".json" }
 
 // armState is what a run last wrote in an arm ConfigMap, so that it writes again only on a change.
 type armState struct {
-	until time.Time
-	sum   string
+	until    time.Time
+	sum      string
+	disarmed bool // deleted when no remaining step needed it
 }
 
 // armFleet writes the arm of a caller's warm observers (key, in namespace ns): for each node, the URLs of the
@@ -206,7 +214,7 @@ func (r *LabRunReconciler) armFleet(ctx context.Context, run *labsv1.LabRun, k k
 	name := mesh.ArmName(k.uid, key)
 	memo := string(run.UID) + "/" + ns + "/" + name
 	st := armState{until: r.now().Add(r.observerBudget(run))}
-	if v, ok := r.arms.Load(memo); ok {
+	if v, ok := r.arms.Load(memo); ok && !v.(armState).disarmed {
 		st.until = v.(armState).until
 	}
 	data := map[string]string{}

@@ -109,7 +109,8 @@ func TestDenialNamesTheDestination(t *testing.T) {
 	elsewhere.Fields = elsewhere.Fields.With(ztunnel.FieldDstWorkload, "tenant-deny-all-5f6d")
 	otherNS := refusal(t0.Add(2*time.Second), "demo", pod.Name, "tenant/deny-all")
 	otherNS.Fields = otherNS.Fields.With(ztunnel.FieldDstNamespace, "tenant")
-	target := []string{"backend-7c9d8f6b4-q8m2z"} // the dst.workload of refusal's lines
+	target := []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "backend-7c9d8f6b4-q8m2z"}, // the dst.workload of refusal's lines
+		Spec: corev1.PodSpec{NodeName: "node-2"}}}
 
 	r := &LabRunReconciler{Logs: staticLogs{elsewhere, otherNS}}
 	d, err := r.denial(context.Background(), run, t0, pod, target)

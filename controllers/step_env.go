@@ -54,7 +54,7 @@ func (e stepEnv) Audit(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepR
 func (e stepEnv) ObserveFleet(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) (steps.Outcome, error) {
 	return e.r.observeFleet(ctx, run, st, step)
 }
-func (e stepEnv) Denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod, dst []string) (steps.Denial, error) {
+func (e stepEnv) Denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod, dst []corev1.Pod) (steps.Denial, error) {
 	return e.r.denial(ctx, run, since, pod, dst)
 }
 func (e stepEnv) DeniedAsExpected(run *labsv1.LabRun, denier labs.Denier, who string) bool {
@@ -69,7 +69,7 @@ func (e stepEnv) Criteria(ctx context.Context, run *labsv1.LabRun, lab labsv1.La
 func (e stepEnv) ReadZtunnel(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, since time.Time, enough func([]ztunnel.Entry) bool) ([]ztunnel.Entry, error) {
 	// The target's nodes first: they log the inbound lines, and a node's observers' outbound lines are logged on
 	// every node that sends.
-	return e.r.readZtunnel(ctx, run, st, since, ztunnel.Scope{Prefer: e.r.endpointNodes(ctx, run, nil), Enough: enough})
+	return e.r.readZtunnel(ctx, run, st, since, ztunnel.Scope{Prefer: e.r.endpointNodes(ctx, run), Enough: enough})
 }
 
 // Fixtures (labrun_fixtures.go).

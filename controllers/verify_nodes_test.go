@@ -59,6 +59,14 @@ func TestVerifyCoversEveryNodeAndNamesTheFaultyOne(t *testing.T) {
 			g.Expect(sources).To(ConsistOf(nodes), "%s: a source on every node with a ztunnel", s.ID())
 			g.Expect(endpoints).To(HaveLen(2), "%s: both endpoints", s.ID())
 			g.Expect(endpoints).To(ContainElement(HavePrefix(nodes[2]+"/"+second.Name+" (")), s.ID())
+			if s.Denier != "" {
+				// Who refused is logged by the endpoints' nodes: only their ztunnels were read.
+				var read []string
+				for _, src := range st.EvidenceSources {
+					read = append(read, src.Node)
+				}
+				g.Expect(read).To(ConsistOf(nodes[1], nodes[2]), "%s: the ztunnels read", s.ID())
+			}
 		}
 	})
 

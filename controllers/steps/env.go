@@ -63,7 +63,7 @@ type Observers interface {
 	ObserveFleet(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step) (Outcome, error)
 	// Denial is what the destination ztunnel says about the observer pod's denied attempts since the given
 	// time, to one of the dst pods (any pod of the target namespace when dst is nil).
-	Denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod, dst []string) (Denial, error)
+	Denial(ctx context.Context, run *labsv1.LabRun, since time.Time, pod *corev1.Pod, dst []corev1.Pod) (Denial, error)
 	// DeniedAsExpected tells whether who (from a ztunnel line) is the denier the step expects.
 	DeniedAsExpected(run *labsv1.LabRun, denier labs.Denier, who string) bool
 }

@@ -90,15 +90,13 @@ func (x probeExecutor) Execute(ctx context.Context, in *Input) (Outcome, error) 
 // the step's range names the expected denier; another denier is waited out until settle ends (the change this
 // step waits for has not reached the data plane yet).
 func (x probeExecutor) judgeDenier(ctx context.Context, run *labsv1.LabRun, st *labsv1.StepResult, step labs.Step, pod *corev1.Pod, j Judgement, w Window) (Outcome, error) {
-	var dst []string
+	var dst []corev1.Pod
 	if !step.Bystander {
 		_, targets, err := x.env.TargetPods(ctx, run)
 		if err != nil {
 			return Errored(err.Error()), nil
 		}
-		for _, p := range targets {
-			dst = append(dst, p.Name)
-		}
+		dst = targets
 	}
 	d, err := x.env.Denial(ctx, run, j.First.Time.Add(-ClockTolerance), pod, dst)
 	if err != nil {
