@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -91,6 +92,12 @@ func (r *LabRunReconciler) deleteOwned(ctx context.Context, run *labsv1.LabRun, 
 // left to restore, its trusted record. Idempotent.
 func (r *LabRunReconciler) cleanup(ctx context.Context, run *labsv1.LabRun) error {
 	r.audits.Delete(run.UID)
+	r.retired.Range(func(k, _ any) bool {
+		if strings.HasPrefix(k.(string), string(run.UID)+"/") {
+			r.retired.Delete(k)
+		}
+		return true
+	})
 	rec, err := r.recordOrNew(ctx, run)
 	if err != nil {
 		return err

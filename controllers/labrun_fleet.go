@@ -11,12 +11,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	labsv1 "github.com/ambientlab/labrun-operator/api/v1alpha1"
 	"github.com/ambientlab/labrun-operator/controllers/steps"
 	"github.com/ambientlab/labrun-operator/internal/labs"
+	"github.com/ambientlab/labrun-operator/internal/mesh"
 	"github.com/ambientlab/labrun-operator/internal/probe"
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
 )
@@ -259,12 +259,7 @@ func (r *LabRunReconciler) retireFleet(ctx context.Context, run *labsv1.LabRun, 
 		client.MatchingLabels{labsv1.LabelLabRun: string(run.UID), labsv1.LabelStep: "observe-" + key}); err != nil {
 		return fmt.Errorf("listing observer pods: %w", err)
 	}
-	for i := range pods.Items {
-		if err := r.Delete(ctx, &pods.Items[i]); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting observer pod %s: %w", klog.KObj(&pods.Items[i]), err)
-		}
-	}
-	return nil
+	return mesh.DeletePods(ctx, r.Client, pods.Items)
 }
 
 // pair is what one source node saw calling one endpoint.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
@@ -33,10 +34,8 @@ func Sweep(ctx context.Context, c client.Client, reader client.Reader, rec *Reco
 		if err := c.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{labsv1.LabelLabRun: uid, labsv1.LabelProbe: "true"}); err != nil {
 			return fmt.Errorf("listing probe pods: %w", err)
 		}
-		for i := range pods.Items {
-			if err := c.Delete(ctx, &pods.Items[i]); client.IgnoreNotFound(err) != nil {
-				return fmt.Errorf("deleting probe pod %s: %w", klog.KObj(&pods.Items[i]), err)
-			}
+		if err := DeletePods(ctx, c, pods.Items); err != nil {
+			return err
 		}
 	}
 	objs := []client.Object{&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: rec.TargetNamespace, Name: AttackerServiceAccount(uid)}}}
@@ -64,4 +63,28 @@ func DeleteLabelled(ctx context.Context, c client.Client, reader client.Reader, 
 		return fmt.Errorf("deleting %T %s: %w", obj, klog.KObj(obj), err)
 	}
 	return nil
+}
+
+// deleters bounds how many pods DeletePods deletes at once: a Verify run on a large cluster ends with one probe pod
+// per node and caller, and one after another their deletes took longer than the run's steps.
+const deleters = 16
+
+// DeletePods deletes the pods, deleters at a time; one already being deleted is left to finish (deleting it again
+// would change nothing), and one already gone counts as deleted.
+func DeletePods(ctx context.Context, c client.Client, pods []corev1.Pod) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(deleters)
+	for i := range pods {
+		pod := &pods[i]
+		if !pod.DeletionTimestamp.IsZero() {
+			continue
+		}
+		g.Go(func() error {
+			if err := c.Delete(gctx, pod); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("deleting probe pod %s: %w", klog.KObj(pod), err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
