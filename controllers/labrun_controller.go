@@ -84,9 +84,11 @@ type LabRunReconciler struct {
 	// keepers are, for the runs in a pass, whose per-node observers and fixtures they use (labrun_warm.go);
 	// arms are what each run last wrote in its warm observers' arms.
 	keepers, arms sync.Map
-	// retired are the per-node observers (run UID/observer key) this manager deleted once no step needed them:
-	// a later step's pass does not delete them again (a restarted manager does, finding them gone).
-	retired sync.Map
+	// once holds what a run did that its later passes need not do again (run UID/what/key): the per-node
+	// observers this manager deleted once no step needed them, by observer key and by pod UID (a later pass, and
+	// the run's cleanup, do not delete them again while the cache still lists them; a restarted manager does,
+	// finding them gone). The run's cleanup forgets them.
+	once sync.Map
 	// slots are the runs this reconciler let in that the cache does not show active yet (labrun_slots.go).
 	slots slotBook
 	// Fault, when set, is called at each mesh mutation point; an error aborts the pass there without writing

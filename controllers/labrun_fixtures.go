@@ -92,9 +92,9 @@ func (r *LabRunReconciler) deleteOwned(ctx context.Context, run *labsv1.LabRun, 
 // left to restore, its trusted record. Idempotent.
 func (r *LabRunReconciler) cleanup(ctx context.Context, run *labsv1.LabRun) error {
 	r.audits.Delete(run.UID)
-	r.retired.Range(func(k, _ any) bool {
+	r.once.Range(func(k, _ any) bool {
 		if strings.HasPrefix(k.(string), string(run.UID)+"/") {
-			r.retired.Delete(k)
+			r.once.Delete(k)
 		}
 		return true
 	})
@@ -102,7 +102,7 @@ func (r *LabRunReconciler) cleanup(ctx context.Context, run *labsv1.LabRun) erro
 	if err != nil {
 		return err
 	}
-	if err := mesh.Sweep(ctx, r.Client, r.APIReader, rec); err != nil {
+	if err := mesh.Sweep(ctx, r.Client, r.APIReader, rec, r.retiredPod(run)); err != nil {
 		return err
 	}
 	if err := r.releaseWarm(ctx, run, rec); err != nil {

@@ -259,7 +259,22 @@ func (r *LabRunReconciler) retireFleet(ctx context.Context, run *labsv1.LabRun, 
 		client.MatchingLabels{labsv1.LabelLabRun: string(run.UID), labsv1.LabelStep: "observe-" + key}); err != nil {
 		return fmt.Errorf("listing observer pods: %w", err)
 	}
-	return mesh.DeletePods(ctx, r.Client, pods.Items)
+	if err := mesh.DeletePods(ctx, r.Client, pods.Items, r.retiredPod(run)); err != nil {
+		return err
+	}
+	for i := range pods.Items {
+		r.once.Store(string(run.UID)+"/deleted/"+string(pods.Items[i].UID), true)
+	}
+	return nil
+}
+
+// retiredPod tells whether this manager deleted the run's pod already (a fleet retired when no step needed it):
+// the cache may list it a while longer, and deleting it again would change nothing.
+func (r *LabRunReconciler) retiredPod(run *labsv1.LabRun) func(*corev1.Pod) bool {
+	return func(p *corev1.Pod) bool {
+		_, ok := r.once.Load(string(run.UID) + "/deleted/" + string(p.UID))
+		return ok
+	}
 }
 
 // pair is what one source node saw calling one endpoint.

@@ -436,14 +436,14 @@ func (r *LabRunReconciler) retireObservers(ctx context.Context, run *labsv1.LabR
 			continue
 		}
 		if steps.PerNode(run, step) {
-			memo := string(run.UID) + "/" + key
-			if _, done := r.retired.Load(memo); done {
+			memo := string(run.UID) + "/retired/" + key
+			if _, done := r.once.Load(memo); done {
 				continue
 			}
 			if err := r.retireFleet(ctx, run, ns, key); err != nil {
 				return err
 			}
-			r.retired.Store(memo, true)
+			r.once.Store(memo, true)
 			continue
 		}
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: r.observerName(run, observerOf(step))}}

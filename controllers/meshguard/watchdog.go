@@ -72,7 +72,7 @@ func (w *Watchdog) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 	if !ownerGone {
 		return ctrl.Result{}, nil // the run finishes itself, and deletes its record
 	}
-	if err := mesh.Sweep(ctx, w.Client, w.APIReader, rec); err != nil {
+	if err := mesh.Sweep(ctx, w.Client, w.APIReader, rec, nil); err != nil {
 		return ctrl.Result{}, err
 	}
 	// Its mesh lock ticket goes with it: what it held is restored, and deleting the ticket wakes the runs queued

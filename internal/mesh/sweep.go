@@ -23,8 +23,9 @@ func AttackerServiceAccount(uid string) string {
 }
 
 // Sweep deletes what a run created, by the names its trusted record gives: its probe pods, its attacker
-// ServiceAccount and its non-mesh namespace. Labels alone never choose what to delete.
-func Sweep(ctx context.Context, c client.Client, reader client.Reader, rec *Record) error {
+// ServiceAccount and its non-mesh namespace. Labels alone never choose what to delete. Deleted (may be nil) tells
+// which pods the caller has deleted already, which a cache may still list.
+func Sweep(ctx context.Context, c client.Client, reader client.Reader, rec *Record, deleted func(*corev1.Pod) bool) error {
 	uid := rec.Run.UID
 	for _, ns := range []string{rec.TargetNamespace, rec.NonMeshNamespace} {
 		if ns == "" {
@@ -34,7 +35,7 @@ func Sweep(ctx context.Context, c client.Client, reader client.Reader, rec *Reco
 		if err := c.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{labsv1.LabelLabRun: uid, labsv1.LabelProbe: "true"}); err != nil {
 			return fmt.Errorf("listing probe pods: %w", err)
 		}
-		if err := DeletePods(ctx, c, pods.Items); err != nil {
+		if err := DeletePods(ctx, c, pods.Items, deleted); err != nil {
 			return err
 		}
 	}
@@ -69,14 +70,14 @@ func DeleteLabelled(ctx context.Context, c client.Client, reader client.Reader, 
 // per node and caller, and one after another their deletes took longer than the run's steps.
 const deleters = 16
 
-// DeletePods deletes the pods, deleters at a time; one already being deleted is left to finish (deleting it again
-// would change nothing), and one already gone counts as deleted.
-func DeletePods(ctx context.Context, c client.Client, pods []corev1.Pod) error {
+// DeletePods deletes the pods, deleters at a time; one already being deleted, or that deleted (may be nil) says
+// was, is left to finish (deleting it again would change nothing), and one already gone counts as deleted.
+func DeletePods(ctx context.Context, c client.Client, pods []corev1.Pod, deleted func(*corev1.Pod) bool) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(deleters)
 	for i := range pods {
 		pod := &pods[i]
-		if !pod.DeletionTimestamp.IsZero() {
+		if !pod.DeletionTimestamp.IsZero() || deleted != nil && deleted(pod) {
 			continue
 		}
 		g.Go(func() error {
