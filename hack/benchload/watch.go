@@ -25,14 +25,14 @@ type watcher struct {
 	ns     string
 	cancel context.CancelFunc
 	ended  chan map[string]end
-	seen   chan map[string]bool // every run seen, ended or not
+	seen   chan map[string]time.Time // every run seen, ended or not, and when it was first
 }
 
 func newWatcher(ctx context.Context, c client.WithWatch, ns string) *watcher {
 	ctx, cancel := context.WithCancel(ctx)
-	w := &watcher{c: c, ns: ns, cancel: cancel, ended: make(chan map[string]end, 1), seen: make(chan map[string]bool, 1)}
+	w := &watcher{c: c, ns: ns, cancel: cancel, ended: make(chan map[string]end, 1), seen: make(chan map[string]time.Time, 1)}
 	w.ended <- map[string]end{}
-	w.seen <- map[string]bool{}
+	w.seen <- map[string]time.Time{}
 	go w.loop(ctx)
 	return w
 }
@@ -77,7 +77,9 @@ func (w *watcher) follow(ctx context.Context, wi watch.Interface) {
 
 func (w *watcher) saw(run *labsv1.LabRun) {
 	seen := <-w.seen
-	seen[run.Name] = true
+	if _, ok := seen[run.Name]; !ok {
+		seen[run.Name] = time.Now()
+	}
 	w.seen <- seen
 	if run.Status.Phase != labsv1.PhaseSucceeded && run.Status.Phase != labsv1.PhaseFailed {
 		return
@@ -89,22 +91,22 @@ func (w *watcher) saw(run *labsv1.LabRun) {
 	w.ended <- m
 }
 
-// waitSeen returns the name of the first run seen (in any phase) that match accepts.
-func (w *watcher) waitSeen(ctx context.Context, match func(name string) bool) (string, error) {
+// waitSeen returns the name of the first run seen (in any phase) that match accepts, and when it was seen.
+func (w *watcher) waitSeen(ctx context.Context, match func(name string) bool) (string, time.Time, error) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		m := <-w.seen
-		for n := range m {
+		for n, at := range m {
 			if match(n) {
 				w.seen <- m
-				return n, nil
+				return n, at, nil
 			}
 		}
 		w.seen <- m
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("no run was created before the case's time ran out")
+			return "", time.Time{}, fmt.Errorf("no run was created before the case's time ran out")
 		case <-tick.C:
 		}
 	}
