@@ -242,6 +242,8 @@ func (b *bench) measure(ctx context.Context, m *manager, n int, which string,
 			r.passed, r.steps = done.Status.Summary.Passed, len(done.Status.Steps)
 			if raw, err := yaml.Marshal(done.Status); err == nil {
 				r.statusSize = len(raw)
+				// The run's status, for a closer look: status-<nodes>-<run>.yaml.
+				_ = os.WriteFile(filepath.Join(b.out, fmt.Sprintf("status-%d-%s.yaml", n, strings.ReplaceAll(which, " ", "-"))), raw, 0o644)
 			}
 			r.slowest = stepTimes(done)
 		}
