@@ -326,27 +326,40 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 	for i, node := range reading {
 		readPods[i] = pods[node]
 	}
-	attempts, err := r.observerAttempts(ctx, readPods, since)
-	if err != nil {
-		return steps.Outcome{}, err
+	judge := func(attempts [][]probe.Attempt) []pair {
+		var pairs []pair
+		for i, node := range reading {
+			urls := f.urls(node, run.Spec.Target.Path)
+			byURL := map[string][]probe.Attempt{}
+			for _, a := range attempts[i] {
+				if warm && a.Arm != string(run.UID) {
+					continue // a warm observer's attempt for another run, or before this run armed it
+				}
+				u := a.URL
+				if u == "" && len(urls) == 1 {
+					u = urls[0] // one URL: attempts do not name it
+				}
+				byURL[u] = append(byURL[u], a)
+			}
+			for k, i := range f.calls[node] {
+				pairs = append(pairs, pair{node: node, endpoint: f.endpoints[i],
+					j: steps.Judge(byURL[urls[k]], step.Expect, max(step.Count, 1), w)})
+			}
+		}
+		return pairs
 	}
-	for i, node := range reading {
-		urls := f.urls(node, run.Spec.Target.Path)
-		byURL := map[string][]probe.Attempt{}
-		for _, a := range attempts[i] {
-			if warm && a.Arm != string(run.UID) {
-				continue // a warm observer's attempt for another run, or before this run armed it
-			}
-			u := a.URL
-			if u == "" && len(urls) == 1 {
-				u = urls[0] // one URL: attempts do not name it
-			}
-			byURL[u] = append(byURL[u], a)
+	// An earlier step of the run may have read these observers a moment ago (the same caller's client-allowed in
+	// every lab): what it read passes this step without reading again when every pair passes on it. Anything
+	// short of that is read again.
+	if held, ok := r.heldAttempts(readPods, since, st.StartTime.Add(-heldFor)); ok {
+		pairs = judge(held)
+	}
+	if slices.ContainsFunc(pairs, func(p pair) bool { return !p.j.Pass }) || len(pairs) == 0 {
+		attempts, err := r.observerAttempts(ctx, readPods, since)
+		if err != nil {
+			return steps.Outcome{}, err
 		}
-		for k, i := range f.calls[node] {
-			pairs = append(pairs, pair{node: node, endpoint: f.endpoints[i],
-				j: steps.Judge(byURL[urls[k]], step.Expect, max(step.Count, 1), w)})
-		}
+		pairs = judge(attempts)
 	}
 	failing := slices.ContainsFunc(pairs, func(p pair) bool { return !p.j.Pass })
 	if failing && r.now().Before(w.SettleBy) {

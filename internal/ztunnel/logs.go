@@ -242,6 +242,30 @@ func (r *LogReader) PodLogOf(ctx context.Context, pod *corev1.Pod, since time.Ti
 	return []byte(b.String()), nil
 }
 
+// PodLogHeld is PodLogOf served from what earlier reads fetched, without a request: ok only when a read of the
+// pod's log reached its end at or after fresh and what is kept holds every line since the given time.
+func (r *LogReader) PodLogHeld(pod *corev1.Pod, since, fresh time.Time) ([]byte, bool) {
+	if len(pod.Spec.Containers) != 1 {
+		return nil, false
+	}
+	r.mu.Lock()
+	t := r.pods[tailKey{pod.UID, pod.Spec.Containers[0].Name}]
+	r.mu.Unlock()
+	if t == nil {
+		return nil, false
+	}
+	lines, ok := t.heldSince(since, fresh, time.Now())
+	if !ok {
+		return nil, false
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	return []byte(b.String()), true
+}
+
 // PodLog is PodLogOf for a pod named by namespace and name, read first.
 func (r *LogReader) PodLog(ctx context.Context, namespace, name string, since time.Time) ([]byte, error) {
 	pod, err := r.Client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})

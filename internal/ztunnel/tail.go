@@ -139,6 +139,7 @@ type tail[T any] struct {
 	capped   time.Time // when lines were last dropped for maxKept
 	gap      time.Time // the end of the last second skipped unread (catchUp): lines before it may be missing
 	behind   bool      // the last catchUp stopped at maxPagesPerRead with more to read
+	caughtUp time.Time // when the last read that reached the log's end began
 	used     time.Time
 }
 
@@ -173,6 +174,9 @@ func (t *tail[T]) appendSince(ctx context.Context, dst []T, page pageFunc, since
 	if err := t.catchUp(ctx, page); err != nil {
 		return dst, held{}, err
 	}
+	if !t.behind {
+		t.caughtUp = now
+	}
 	t.evict(now)
 	if from := later(t.from, t.gap); since.Before(from) {
 		h.from = from
@@ -187,6 +191,24 @@ func (t *tail[T]) appendSince(ctx context.Context, dst []T, page pageFunc, since
 		dst = append(dst, l.v)
 	}
 	return dst, h, nil
+}
+
+// heldSince returns, without reading, the lines since the given time (to the second) when the last read reached
+// the log's end at or after fresh and every line since then is kept; ok is false otherwise.
+func (t *tail[T]) heldSince(since, fresh, now time.Time) (_ []T, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	since = since.UTC().Truncate(time.Second)
+	if !t.filled || t.behind || t.caughtUp.Before(fresh) || since.Before(later(t.from, t.gap)) {
+		return nil, false
+	}
+	t.used = now
+	i, _ := slices.BinarySearchFunc(t.lines, since, func(l kept[T], at time.Time) int { return l.at.Compare(at) })
+	out := make([]T, 0, len(t.lines)-i)
+	for _, l := range t.lines[i:] {
+		out = append(out, l.v)
+	}
+	return out, true
 }
 
 // catchUp reads pages from the cursor until one is not cut at the byte limit, or maxPagesPerRead (then it is

@@ -343,3 +343,46 @@ func TestTailWindowsWithAStampThatStepsBack(t *testing.T) {
 		}
 	}
 }
+
+// TestTailHeldServesOnlyAFreshRead: what a read fetched is served again without a request only while that read,
+// which reached the log's end, is recent enough, and only for a window the tail holds whole.
+func TestTailHeldServesOnlyAFreshRead(t *testing.T) {
+	ctx := context.Background()
+	tl, _ := newTail()
+	if _, ok := tl.heldSince(time.Time{}, at(0), at(100)); ok {
+		t.Fatal("a tail never read served lines")
+	}
+	f := &fakeLog{}
+	f.add(100, "a")
+	f.add(1500, "b")
+	if _, err := tl.read(ctx, f.page, at(0), at(2000)); err != nil {
+		t.Fatal(err)
+	}
+	f.add(2100, "c") // logged after the read: not held
+	got, ok := tl.heldSince(at(1000), at(1800), at(2200))
+	if !ok || !slices.Equal(got, []string{"b"}) {
+		t.Errorf("a read at 2s, asked fresh from 1.8s: %v, %v", got, ok)
+	}
+	if _, ok := tl.heldSince(at(1000), at(2050), at(2200)); ok {
+		t.Error("a read at 2s served as fresh from 2.05s")
+	}
+	// The window begins before what the tail holds: only a read can answer.
+	tl.mu.Lock()
+	tl.from = at(1000)
+	tl.mu.Unlock()
+	if _, ok := tl.heldSince(at(0), at(1800), at(2200)); ok {
+		t.Error("served a window the tail does not hold whole")
+	}
+	// A read that stopped short of the log's end is not fresh.
+	g := &fakeLog{limit: 40}
+	for i := range 100 {
+		g.add(i*10, fmt.Sprintf("line-%03d", i))
+	}
+	long, _ := newTail()
+	if _, err := long.read(ctx, g.page, time.Time{}, at(3000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := long.heldSince(time.Time{}, at(0), at(3100)); ok {
+		t.Error("served a tail whose last read is behind the log")
+	}
+}
