@@ -349,9 +349,10 @@ func (r *LabRunReconciler) observeFleet(ctx context.Context, run *labsv1.LabRun,
 		return pairs
 	}
 	// An earlier step of the run may have read these observers a moment ago (the same caller's client-allowed in
-	// every lab): what it read passes this step without reading again when every pair passes on it. Anything
-	// short of that is read again.
-	if held, ok := r.heldAttempts(readPods, since, st.StartTime.Add(-heldFor)); ok {
+	// every lab): what it read within the settle timeout before this step started passes this step without
+	// reading again when every pair passes on it (in Verify mode nothing changes the mesh during a run, and the
+	// settle timeout is how long the run gives the mesh to show a state). Anything short of that is read again.
+	if held, ok := r.heldAttempts(readPods, since, st.StartTime.Add(-run.Spec.Probe.SettleTimeout.Duration)); ok {
 		pairs = judge(held)
 	}
 	if slices.ContainsFunc(pairs, func(p pair) bool { return !p.j.Pass }) || len(pairs) == 0 {

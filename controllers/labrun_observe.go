@@ -491,11 +491,6 @@ func (r *LabRunReconciler) observerAttempts(ctx context.Context, pods []*corev1.
 	return out, g.Wait()
 }
 
-// heldFor is how long before a per-node step's start its observers' logs may have been read for the step to pass on
-// what that read fetched (heldAttempts): in Verify mode nothing changes the mesh during a run, and a node's
-// observer is read by one step of each lab.
-const heldFor = 2 * time.Second
-
 // heldAttempts is observerAttempts without a request: ok only when every observer's log was read to its end at or
 // after fresh, and what the reader keeps holds it since the given time.
 func (r *LabRunReconciler) heldAttempts(pods []*corev1.Pod, since, fresh time.Time) ([][]probe.Attempt, bool) {
