@@ -4,8 +4,10 @@ package labschedule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -53,6 +55,10 @@ type Reconciler struct {
 
 	triggers     *pendingTriggers
 	recordedRuns recordedRuns
+	// reviewed remembers, per schedule UID, the last review that found every right of its author there
+	// (author.go): a pass that creates no run (its runs' status changes wake it) does not review again within
+	// authorRecheck; creating a run always does.
+	reviewed sync.Map
 }
 
 // The schedule controller's rights: LabSchedules, and create/delete of the LabRuns they own. The runs are
@@ -107,21 +113,76 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		ls.Status.NextScheduleTime = nil
 		return ctrl.Result{}, nil // a spec change (resume) wakes it; pending triggers wait
 	}
-	// The schedule acts with its author's rights of today (author.go).
+	// The schedule acts with its author's rights of today (author.go): reviewed here at most every
+	// authorRecheck, and again right before each run is created (start).
+	if !r.reviewedLately(ls, now) {
+		if err := r.review(ctx, ls, now); err != nil {
+			return r.stallOrErr(ctx, ls, err, now)
+		}
+	}
+	res, err := r.reconcileDue(ctx, ls, sched, &runs, now)
+	if err != nil {
+		return r.stallOrErr(ctx, ls, err, now)
+	}
+	return res, nil
+}
+
+// lacking is a review's finding that the schedule's author lacks a right its runs need.
+type lacking struct{ why string }
+
+func (l lacking) Error() string { return l.why }
+
+// review asks for every right of the schedule's author: a lacking error when one is missing, remembered when
+// none is.
+func (r *Reconciler) review(ctx context.Context, ls *labsv1.LabSchedule, now time.Time) error {
+	r.reviewed.Delete(ls.UID)
 	lacks, err := r.authorLacks(ctx, ls)
 	if err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	if lacks != "" {
-		ctrl.LoggerFrom(ctx).Info("Schedule may not run: its author lacks a right", "reason", lacks)
-		ls.Status.NextScheduleTime = nil
-		setScheduleConditions(ls, reasonAuthorLacksRight, lacks+"; no run is created", now)
-		r.triggers.forget(req.NamespacedName)
-		// Nothing tells the schedule when a right comes back: look again later. A run missed meanwhile is run
-		// then, once (reconcileDue).
-		return ctrl.Result{RequeueAfter: authorRecheck}, nil
+		return lacking{lacks}
 	}
-	return r.reconcileDue(ctx, ls, sched, &runs, now)
+	r.reviewed.Store(ls.UID, reviewOf(ls, now))
+	return nil
+}
+
+// reviewKey is what a review was of: the schedule's generation and author, and when.
+type reviewKey struct {
+	generation    int64
+	author, group string
+	at            time.Time
+}
+
+func reviewOf(ls *labsv1.LabSchedule, at time.Time) reviewKey {
+	return reviewKey{generation: ls.Generation, author: ls.Annotations[labsv1.AnnotationAuthor],
+		group: ls.Annotations[labsv1.AnnotationAuthorGroups], at: at}
+}
+
+// reviewedLately: a review of this spec and author found every right there within authorRecheck.
+func (r *Reconciler) reviewedLately(ls *labsv1.LabSchedule, now time.Time) bool {
+	v, ok := r.reviewed.Load(ls.UID)
+	if !ok {
+		return false
+	}
+	rv, cur := v.(reviewKey), reviewOf(ls, now)
+	return rv.generation == cur.generation && rv.author == cur.author && rv.group == cur.group &&
+		now.Sub(rv.at) < authorRecheck && !now.Before(rv.at)
+}
+
+// stallOrErr: a lacking right stalls the schedule, any other error is returned.
+func (r *Reconciler) stallOrErr(ctx context.Context, ls *labsv1.LabSchedule, err error, now time.Time) (ctrl.Result, error) {
+	var l lacking
+	if !errors.As(err, &l) {
+		return ctrl.Result{}, err
+	}
+	ctrl.LoggerFrom(ctx).Info("Schedule may not run: its author lacks a right", "reason", l.why)
+	ls.Status.NextScheduleTime = nil
+	setScheduleConditions(ls, reasonAuthorLacksRight, l.why+"; no run is created", now)
+	r.triggers.forget(client.ObjectKeyFromObject(ls))
+	// Nothing tells the schedule when a right comes back: look again later. A run missed meanwhile is run
+	// then, once (reconcileDue).
+	return ctrl.Result{RequeueAfter: authorRecheck}, nil
 }
 
 // patchStatus writes the status once per pass, only when it changed; observedGeneration only after a clean pass.
@@ -288,21 +349,22 @@ func (r *Reconciler) start(ctx context.Context, ls *labsv1.LabSchedule, runs *sc
 	if runs.has(name) {
 		return true, nil
 	}
-	switch policy {
-	case labsv1.ConcurrencyAllow:
-	case labsv1.ConcurrencyReplace:
+	if policy != labsv1.ConcurrencyAllow && policy != labsv1.ConcurrencyReplace && len(runs.active) > 0 {
+		log.V(1).Info("Skipping a due run while another is active (concurrencyPolicy Forbid)", "labRun", name,
+			"active", runs.active[0].Name)
+		return false, nil
+	}
+	// Each run is created with its author's rights of right now (and Replace ends no run for one not created).
+	if err := r.review(ctx, ls, r.now()); err != nil {
+		return false, err
+	}
+	if policy == labsv1.ConcurrencyReplace {
 		for _, run := range runs.active {
 			if err := r.deleteRun(ctx, ls, run, "Replacing it (concurrencyPolicy Replace)"); err != nil {
 				return false, err
 			}
 		}
 		runs.active = nil
-	default:
-		if len(runs.active) > 0 {
-			log.V(1).Info("Skipping a due run while another is active (concurrencyPolicy Forbid)", "labRun", name,
-				"active", runs.active[0].Name)
-			return false, nil
-		}
 	}
 	run, err := r.newRun(ls, name)
 	if err != nil {
