@@ -56,8 +56,8 @@ type Reconciler struct {
 	triggers     *pendingTriggers
 	recordedRuns recordedRuns
 	// reviewed remembers, per schedule UID, the last review that found every right of its author there
-	// (author.go): a pass that creates no run (its runs' status changes wake it) does not review again within
-	// authorRecheck; creating a run always does.
+	// (author.go): a pass that creates no run (its runs' progress wakes it) does not review again within
+	// authorRecheck; a pass that creates a run always has reviewed in that pass, so each run is reviewed once.
 	reviewed sync.Map
 }
 
@@ -168,6 +168,12 @@ func (r *Reconciler) reviewedLately(ls *labsv1.LabSchedule, now time.Time) bool 
 	rv, cur := v.(reviewKey), reviewOf(ls, now)
 	return rv.generation == cur.generation && rv.author == cur.author && rv.group == cur.group &&
 		now.Sub(rv.at) < authorRecheck && !now.Before(rv.at)
+}
+
+// reviewedAt: this pass (now) reviewed this spec and author and found every right there.
+func (r *Reconciler) reviewedAt(ls *labsv1.LabSchedule, now time.Time) bool {
+	v, ok := r.reviewed.Load(ls.UID)
+	return ok && v.(reviewKey) == reviewOf(ls, now)
 }
 
 // stallOrErr: a lacking right stalls the schedule, any other error is returned.
@@ -289,7 +295,7 @@ func (r *Reconciler) reconcileDue(ctx context.Context, ls *labsv1.LabSchedule, s
 		log.Info("Skipping a missed run: past startingDeadlineSeconds", "scheduled", due)
 		ls.Status.LastScheduleTime = &metav1.Time{Time: due}
 	default:
-		started, err := r.start(ctx, ls, runs, scheduledRunName(ls.Name, due), ls.Spec.ConcurrencyPolicy)
+		started, err := r.start(ctx, ls, runs, scheduledRunName(ls.Name, due), ls.Spec.ConcurrencyPolicy, now)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -331,7 +337,7 @@ func (r *Reconciler) reconcileTrigger(ctx context.Context, ls *labsv1.LabSchedul
 	if policy == labsv1.ConcurrencyReplace {
 		policy = labsv1.ConcurrencyForbid
 	}
-	started, err := r.start(ctx, ls, runs, triggeredRunName(ls.Name, at), policy)
+	started, err := r.start(ctx, ls, runs, triggeredRunName(ls.Name, at), policy, now)
 	if err != nil || !started {
 		return time.Time{}, err // Forbid: tried again when the active run ends (its change wakes the schedule)
 	}
@@ -344,7 +350,7 @@ func (r *Reconciler) reconcileTrigger(ctx context.Context, ls *labsv1.LabSchedul
 // start creates the run named name unless it exists, applying the concurrency policy. It tells whether the run
 // now exists (false: Forbid skipped it while another is active).
 func (r *Reconciler) start(ctx context.Context, ls *labsv1.LabSchedule, runs *scheduleRuns, name string,
-	policy labsv1.ConcurrencyPolicy) (bool, error) {
+	policy labsv1.ConcurrencyPolicy, now time.Time) (bool, error) {
 	log := ctrl.LoggerFrom(ctx)
 	if runs.has(name) {
 		return true, nil
@@ -354,9 +360,11 @@ func (r *Reconciler) start(ctx context.Context, ls *labsv1.LabSchedule, runs *sc
 			"active", runs.active[0].Name)
 		return false, nil
 	}
-	// Each run is created with its author's rights of right now (and Replace ends no run for one not created).
-	if err := r.review(ctx, ls, r.now()); err != nil {
-		return false, err
+	// Each run is created with its author's rights of this pass (and Replace ends no run for one not created).
+	if !r.reviewedAt(ls, now) {
+		if err := r.review(ctx, ls, now); err != nil {
+			return false, err
+		}
 	}
 	if policy == labsv1.ConcurrencyReplace {
 		for _, run := range runs.active {
