@@ -74,8 +74,12 @@ func (r *LabRunReconciler) reconcilePreflight(ctx context.Context, run *labsv1.L
 			return err
 		}
 	}
-	r.event(run, corev1.EventTypeNormal, "PreflightPassed", "Preflight", "Target %s/%s is in the ambient mesh",
-		run.TargetNamespace(), run.Spec.Target.Service)
+	if scheduleOf(run) == nil {
+		// A schedule's run, every few minutes for good, writes no Event for what passed (its steps neither): its
+		// schedule's RunCreated and its own RunSucceeded or RunFailed say it ran.
+		r.event(run, corev1.EventTypeNormal, "PreflightPassed", "Preflight", "Target %s/%s is in the ambient mesh",
+			run.TargetNamespace(), run.Spec.Target.Service)
+	}
 	// Next, a place among the active runs (reconcileSlot). Non-mutating labs run outside any lock: a Lab run asks
 	// for one just before its first window.
 	run.Status.Phase = labsv1.PhaseQueued

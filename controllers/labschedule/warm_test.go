@@ -10,6 +10,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -112,6 +113,18 @@ func TestWarmObserversServeTheScheduleSteadyState(t *testing.T) {
 	}
 	g.Expect(suite.StepOf(t, first, labsv1.LabPeerAuthentication, "remove-non-mesh-namespace").Observed).To(
 		ContainSubstring("kept for LabSchedule"), "the first run, listed by the schedule, keeps them too")
+	// A run that passed writes one Event, its outcome: none for its preflight or its steps.
+	g.Eventually(func(g Gomega) {
+		events := &eventsv1.EventList{}
+		g.Expect(suite.K8s.List(ctx, events, client.InNamespace(second.Namespace))).To(Succeed())
+		var reasons []string
+		for _, e := range events.Items {
+			if e.Regarding.UID == second.UID {
+				reasons = append(reasons, e.Reason)
+			}
+		}
+		g.Expect(reasons).To(ConsistOf("RunSucceeded"))
+	}).WithTimeout(10 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 
 	// Between runs the observers are idle: the arms are gone.
 	g.Eventually(func(g Gomega) {
