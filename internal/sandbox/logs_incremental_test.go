@@ -34,11 +34,7 @@ func TestLogReadAfterTheFirstReturnsOnlyNewLines(t *testing.T) {
 	g.Expect(pod.Spec.Containers).To(HaveLen(1))
 	container := pod.Spec.Containers[0].Name
 
-	rec := &logResponses{}
-	cfg := rest.CopyConfig(sb.Env.Config)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { rec.next = rt; return rec })
-	cs, err := kubernetes.NewForConfig(cfg)
-	g.Expect(err).NotTo(HaveOccurred())
+	rec, cs := recordedClientset(t)
 	reader := &ztunnel.LogReader{Client: cs, LimitBytes: 4096}
 
 	mark := fmt.Sprintf("incremental-%d-", time.Now().UnixNano())
@@ -75,6 +71,19 @@ func marked(log []byte, mark string) []string {
 		}
 	}
 	return out
+}
+
+// recordedClientset is a clientset on the sandbox whose pods/log responses rec keeps.
+func recordedClientset(t *testing.T) (rec *logResponses, cs kubernetes.Interface) {
+	t.Helper()
+	rec = &logResponses{}
+	cfg := rest.CopyConfig(sb.Env.Config)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { rec.next = rt; return rec })
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, cs
 }
 
 // logResponses keeps the bodies of the pods/log responses that pass through it.

@@ -2,15 +2,12 @@ package sandbox_test
 
 import (
 	"fmt"
-	"net/http"
 	"slices"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ambientlab/labrun-operator/internal/ztunnel"
@@ -33,11 +30,7 @@ func TestScopedReadReadsOnlyTheZtunnelsItNeeds(t *testing.T) {
 	zt := byNode[last]
 	g.Expect(zt).NotTo(BeNil())
 
-	rec := &logResponses{}
-	cfg := rest.CopyConfig(sb.Env.Config)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { rec.next = rt; return rec })
-	cs, err := kubernetes.NewForConfig(cfg)
-	g.Expect(err).NotTo(HaveOccurred())
+	rec, cs := recordedClientset(t)
 	reader := &ztunnel.LogReader{Client: cs, AtOnce: 1}
 	selector := map[string]string{"app": "ztunnel"}
 
