@@ -262,6 +262,9 @@ func (r *LabRunReconciler) retireFleet(ctx context.Context, run *labsv1.LabRun, 
 	if err := mesh.DeletePods(ctx, r.Client, pods.Items, r.retiredPod(run)); err != nil {
 		return err
 	}
+	if _, running := r.once.Load(string(run.UID) + "/retired/" + key); !running {
+		return nil // the run was cleaned up meanwhile: nothing more to remember of it
+	}
 	for i := range pods.Items {
 		r.once.Store(string(run.UID)+"/deleted/"+string(pods.Items[i].UID), true)
 	}

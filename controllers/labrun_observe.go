@@ -412,6 +412,9 @@ func needsFixture(plan []labs.Step, run *labsv1.LabRun, step labs.Step) bool {
 	return false
 }
 
+// retireWithin bounds the deletes of a fleet retired beside the run's steps.
+const retireWithin = 2 * time.Minute
+
 // retireObservers deletes the observers no remaining step needs.
 func (r *LabRunReconciler) retireObservers(ctx context.Context, run *labsv1.LabRun, plan []labs.Step) error {
 	needed, all := map[string]bool{}, map[string]labs.Step{}
@@ -437,13 +440,19 @@ func (r *LabRunReconciler) retireObservers(ctx context.Context, run *labsv1.LabR
 		}
 		if steps.PerNode(run, step) {
 			memo := string(run.UID) + "/retired/" + key
-			if _, done := r.once.Load(memo); done {
+			if _, done := r.once.LoadOrStore(memo, true); done {
 				continue
 			}
-			if err := r.retireFleet(ctx, run, ns, key); err != nil {
-				return err
-			}
-			r.once.Store(memo, true)
+			// A fleet is one pod per node: its deletes go on beside the run's next steps, which need none of
+			// them. Any it leaves (a failed delete, a manager that stopped) the run's cleanup deletes, as
+			// every probe pod of the run.
+			go func(ctx context.Context, run *labsv1.LabRun) {
+				ctx, cancel := context.WithTimeout(ctx, retireWithin)
+				defer cancel()
+				if err := r.retireFleet(ctx, run, ns, key); err != nil {
+					ctrl.LoggerFrom(ctx).Info("Retiring observers: the run's cleanup deletes what is left", "observers", key, "reason", err.Error())
+				}
+			}(context.WithoutCancel(ctx), run.DeepCopy())
 			continue
 		}
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: r.observerName(run, observerOf(step))}}
