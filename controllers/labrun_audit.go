@@ -709,9 +709,7 @@ func (r *LabRunReconciler) auditDeniers(ctx context.Context, run *labsv1.LabRun,
 				continue
 			}
 			want[deniedKey{p.caller, p.dst.pod, p.port}] = true
-			if !slices.Contains(scope.Nodes, p.dst.node) {
-				scope.Nodes = append(scope.Nodes, p.dst.node)
-			}
+			scope.OnNode(p.dst.node)
 			if since.IsZero() || res.j.First.Time.Before(since) {
 				since = res.j.First.Time
 			}

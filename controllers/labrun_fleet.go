@@ -412,9 +412,7 @@ func (r *LabRunReconciler) judgeFleetDenier(ctx context.Context, run *labsv1.Lab
 	// Each endpoint's refusals are logged by its node's ztunnel: only those are read.
 	var scope ztunnel.Scope
 	for _, e := range f.endpoints {
-		if !slices.Contains(scope.Nodes, e.node) {
-			scope.Nodes = append(scope.Nodes, e.node)
-		}
+		scope.OnNode(e.node)
 	}
 	entries, err := r.readZtunnel(ctx, run, st, since.Add(-steps.ClockTolerance), scope)
 	if err != nil && !ztunnel.IsIncomplete(err) {

@@ -43,9 +43,7 @@ func (r *LabRunReconciler) denial(ctx context.Context, run *labsv1.LabRun, since
 	var names []string
 	for _, p := range dst {
 		names = append(names, p.Name)
-		if !slices.Contains(scope.Nodes, p.Spec.NodeName) {
-			scope.Nodes = append(scope.Nodes, p.Spec.NodeName)
-		}
+		scope.OnNode(p.Spec.NodeName)
 	}
 	if slices.Contains(scope.Nodes, "") {
 		scope.Nodes = nil

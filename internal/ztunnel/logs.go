@@ -70,6 +70,13 @@ type Scope struct {
 	Enough func([]Entry) bool
 }
 
+// OnNode adds node to the nodes read, once.
+func (s *Scope) OnNode(node string) {
+	if !slices.Contains(s.Nodes, node) {
+		s.Nodes = append(s.Nodes, node)
+	}
+}
+
 // DefaultAtOnce is how many pods' logs one read fetches side by side, unless the reader says otherwise.
 const DefaultAtOnce = 8
 
